@@ -1,0 +1,114 @@
+/*
+ * backend.h: the one interface between the broker core and a key service.
+ *
+ * A backend instance serves one logical key ([key:NAME]). The core never knows
+ * which service is behind it. Calls come from worker threads: the core passes
+ * a slot number in [0, nslots), and no two threads ever use the same slot at
+ * once, so a backend keeps per-slot state (a PKCS#11 session, a curl handle)
+ * without locks. Slot nslots-1 is the control slot, used by the main thread
+ * (--check, startup) and never by a worker.
+ *
+ * Every call returns KB_OK or a kb_code with err filled. A backend maps its
+ * service's errors to kb_codes itself, with messages that name the root cause
+ * and the fix (see error codes in kb_codes.h).
+ *
+ * Versions are printable strings of at most KB_VERSION_MAX characters from
+ * [A-Za-z0-9_-] (they travel inside blobs). version == NULL means "latest".
+ */
+#ifndef KB_BACKEND_H
+#define KB_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alg.h"
+#include "error.h"
+#include "keyconf.h"
+
+#define KB_VERSION_MAX 64
+#define KB_SECRET_MAX 1024     /* largest plaintext (DEK) the broker handles */
+#define KB_WRAPPED_MAX 2048    /* largest wrapped ciphertext */
+#define KB_MAX_VERSIONS 128
+
+typedef struct kb_version_info {
+	char version[KB_VERSION_MAX + 1];
+	int enabled;               /* 1 usable, 0 disabled */
+	int64_t created;           /* unix seconds, 0 unknown */
+	int64_t not_before;        /* 0: none */
+	int64_t expires;           /* 0: none */
+} kb_version_info;
+
+typedef struct kb_key_info {
+	kb_alg alg;                /* the algorithm wraps use by default */
+	char kty[16];              /* "RSA", "AES", "RSA-HSM", "oct-HSM" */
+	int bits;
+	int enabled;               /* the latest version is usable */
+	char latest[KB_VERSION_MAX + 1];
+	kb_version_info versions[KB_MAX_VERSIONS]; /* oldest first */
+	int nversions;
+	char *public_pem;          /* RSA: SubjectPublicKeyInfo PEM (malloc'd), else NULL */
+	char key_ops[128];         /* comma-separated, "" if the service has none */
+	char detail[256];          /* backend-specific summary, e.g. token label */
+} kb_key_info;
+
+typedef struct kb_backend_ops {
+	const char *name;
+
+	/*
+	 * open validates kc's backend options (taking each with kb_keyconf_take),
+	 * connects to the key service and checks the key exists, and returns the
+	 * instance in *state. nslots is the number of concurrent callers.
+	 */
+	kb_code (*open)(kb_keyconf *kc, int nslots, void **state, kb_err *err);
+
+	/* close releases everything open made; state may be NULL. */
+	void (*close)(void *state);
+
+	/* describe fills info (public_pem owned by the caller: free()). */
+	kb_code (*describe)(void *state, int slot, kb_key_info *info, kb_err *err);
+
+	/*
+	 * wrap wraps pt under version (NULL: latest) with alg (KB_ALG_NONE: the
+	 * key's default). It writes the ciphertext to ct (capacity *ctlen,
+	 * KB_WRAPPED_MAX is always enough), the length to *ctlen, and the version
+	 * and algorithm actually used to version_out and *alg_out. A backend
+	 * refuses (KB_E_MECHANISM_UNSUPPORTED) any wrap it could not unwrap later.
+	 */
+	kb_code (*wrap)(void *state, int slot, const char *version, kb_alg alg,
+			const uint8_t *pt, size_t ptlen, uint8_t *ct, size_t *ctlen,
+			char version_out[KB_VERSION_MAX + 1], kb_alg *alg_out, kb_err *err);
+
+	/*
+	 * unwrap recovers the plaintext of ct, wrapped under version with alg,
+	 * into pt (capacity *ptlen, at least KB_SECRET_MAX). A ciphertext that
+	 * fails its integrity or padding check is KB_E_BAD_BLOB.
+	 */
+	kb_code (*unwrap)(void *state, int slot, const char *version, kb_alg alg,
+			  const uint8_t *ct, size_t ctlen, uint8_t *pt, size_t *ptlen,
+			  kb_err *err);
+
+	/* rotate makes a new latest version and returns its name. */
+	kb_code (*rotate)(void *state, int slot, char version_out[KB_VERSION_MAX + 1],
+			  kb_err *err);
+
+	/*
+	 * random fills buf with n bytes from the key service's RNG. May be NULL,
+	 * in which case the core uses OpenSSL's RAND_priv_bytes.
+	 */
+	kb_code (*random)(void *state, int slot, uint8_t *buf, size_t n, kb_err *err);
+
+	/*
+	 * doctor runs the backend's diagnostic checks and appends one line per
+	 * check through emit (status "pass", "warn" or "fail"; fix is NULL on a
+	 * pass). May be NULL.
+	 */
+	kb_code (*doctor)(void *state, int slot,
+			  void (*emit)(void *ctx, const char *check, const char *status,
+				       const char *detail, const char *fix),
+			  void *ctx, kb_err *err);
+} kb_backend_ops;
+
+/* kb_backend_find returns the backend registered under name, or NULL. */
+const kb_backend_ops *kb_backend_find(const char *name);
+
+#endif
