@@ -1,0 +1,275 @@
+/*
+ * cli_output.c: how the CLI reads input, writes secrets and prints responses
+ * for people.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int out_secret_guard(const cli *c)
+{
+	if (cli_optval(c, "force-tty") != NULL || !isatty(STDOUT_FILENO))
+		return CLI_EXIT_OK;
+	return cli_usage(c, "refusing to print key material to a terminal, where it would "
+			 "stay in the scrollback; use --out FILE, redirect stdout, or pass "
+			 "--force-tty");
+}
+
+void out_wipe_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, n);
+	free(p);
+}
+
+bool out_write(int fd, const void *p, size_t n)
+{
+	const char *b = p;
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		b += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+int out_read(const char *path, uint8_t **buf, size_t *n)
+{
+	const char *name = path ? path : "stdin";
+	int fd = STDIN_FILENO, e;
+	uint8_t *b;
+	ssize_t r = 0;
+	size_t len = 0;
+
+	*buf = NULL;
+	*n = 0;
+	if (path != NULL && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return cli_fail(KB_E_IO, "cannot open %s: %s", path, strerror(errno));
+	/* One byte over the limit tells "exactly the limit" from "more". */
+	b = malloc(CLI_MAX_INPUT + 2);
+	if (b == NULL) {
+		if (path != NULL)
+			close(fd);
+		return cli_fail(KB_E_IO, "out of memory");
+	}
+	for (;;) {
+		r = read(fd, b + len, CLI_MAX_INPUT + 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (len > CLI_MAX_INPUT)
+			break;
+	}
+	e = errno;
+	if (path != NULL)
+		close(fd);
+	if (r < 0) {
+		out_wipe_free(b, CLI_MAX_INPUT + 2);
+		return cli_fail(KB_E_IO, "cannot read %s: %s", name, strerror(e));
+	}
+	if (len > CLI_MAX_INPUT) {
+		out_wipe_free(b, CLI_MAX_INPUT + 2);
+		return cli_fail(KB_E_TOO_LARGE, "%s holds over %d bytes; keybroker reads at "
+				"most that", name, CLI_MAX_INPUT);
+	}
+	b[len] = '\0';
+	*buf = b;
+	*n = len;
+	return CLI_EXIT_OK;
+}
+
+int out_write_secret(const char *path, const uint8_t *p, size_t n)
+{
+	int fd, e;
+	bool ok;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return cli_fail(KB_E_IO, "cannot create %s: %s", path, strerror(errno));
+	/* An existing file keeps its mode through O_CREAT; a key file must not. */
+	ok = fchmod(fd, 0600) == 0 && out_write(fd, p, n);
+	e = errno;
+	if (close(fd) != 0 && ok) {
+		ok = false;
+		e = errno;
+	}
+	if (!ok) {
+		unlink(path);
+		return cli_fail(KB_E_IO, "cannot write %s: %s", path, strerror(e));
+	}
+	return CLI_EXIT_OK;
+}
+
+/* scalar prints a scalar JSON value (or compact JSON for anything else) into f. */
+static void scalar(FILE *f, const cJSON *v)
+{
+	char *s;
+
+	if (cJSON_IsString(v)) {
+		fputs(v->valuestring, f);
+	} else if (cJSON_IsBool(v)) {
+		fputs(cJSON_IsTrue(v) ? "yes" : "no", f);
+	} else if (cJSON_IsNumber(v)) {
+		if (v->valuedouble == (double)(long long)v->valuedouble)
+			fprintf(f, "%lld", (long long)v->valuedouble);
+		else
+			fprintf(f, "%g", v->valuedouble);
+	} else if (cJSON_IsNull(v)) {
+		fputs("-", f);
+	} else if ((s = cJSON_PrintUnformatted(v)) != NULL) {
+		fputs(s, f);
+		cJSON_free(s);
+	}
+}
+
+/* cell returns the text of v as a new string: scalar() into memory. */
+static char *cell(const cJSON *v)
+{
+	char *s = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&s, &n);
+
+	if (f == NULL)
+		return NULL;
+	if (v != NULL)
+		scalar(f, v);
+	fclose(f);
+	return s;
+}
+
+/* value_text is how out_fields shows one member: a scalar, k=v pairs, or a list. */
+static char *value_text(const cJSON *v)
+{
+	const cJSON *m;
+	char *s = NULL;
+	size_t n = 0;
+	FILE *f;
+
+	if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+		return cell(v);
+	if ((f = open_memstream(&s, &n)) == NULL)
+		return NULL;
+	cJSON_ArrayForEach(m, v) {
+		if (m != v->child)
+			fputs(cJSON_IsObject(v) ? " " : ", ", f);
+		if (cJSON_IsObject(v))
+			fprintf(f, "%s=", m->string);
+		scalar(f, m);
+	}
+	fclose(f);
+	return s;
+}
+
+static bool is_table(const cJSON *v)
+{
+	return cJSON_IsArray(v) && cJSON_IsObject(v->child);
+}
+
+static bool is_block(const cJSON *v)
+{
+	return cJSON_IsString(v) && strchr(v->valuestring, '\n') != NULL;
+}
+
+void out_table(const cJSON *arr, const char *const *cols)
+{
+	size_t ncols = 0, w[32] = { 0 };
+	const cJSON *row;
+
+	while (cols[ncols] != NULL && ncols < 32)
+		ncols++;
+	for (size_t j = 0; j < ncols; j++)
+		w[j] = strlen(cols[j]);
+	cJSON_ArrayForEach(row, arr) {
+		for (size_t j = 0; j < ncols; j++) {
+			char *s = cell(cJSON_GetObjectItemCaseSensitive(row, cols[j]));
+
+			if (s != NULL && strlen(s) > w[j])
+				w[j] = strlen(s);
+			free(s);
+		}
+	}
+	for (size_t j = 0; j < ncols; j++) {
+		for (const char *p = cols[j]; *p; p++)
+			putchar(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+		printf("%*s", j + 1 < ncols ? (int)(w[j] - strlen(cols[j]) + 2) : 0, "");
+	}
+	putchar('\n');
+	cJSON_ArrayForEach(row, arr) {
+		for (size_t j = 0; j < ncols; j++) {
+			char *s = cell(cJSON_GetObjectItemCaseSensitive(row, cols[j]));
+
+			if (j + 1 < ncols)
+				printf("%-*s  ", (int)w[j], s ? s : "");
+			else
+				printf("%s", s ? s : "");
+			free(s);
+		}
+		putchar('\n');
+	}
+}
+
+/* table_columns collects the member names of arr's objects, in order of first appearance. */
+static size_t table_columns(const cJSON *arr, const char **cols, size_t cap)
+{
+	const cJSON *row, *m;
+	size_t n = 0, j;
+
+	cJSON_ArrayForEach(row, arr) {
+		cJSON_ArrayForEach(m, row) {
+			for (j = 0; j < n && strcmp(cols[j], m->string) != 0; j++)
+				;
+			if (j == n && n + 1 < cap)
+				cols[n++] = m->string;
+		}
+	}
+	cols[n] = NULL;
+	return n;
+}
+
+void out_fields(const cJSON *obj)
+{
+	const cJSON *m;
+	const char *cols[32];
+	size_t w = 0;
+
+	cJSON_ArrayForEach(m, obj) {
+		if (strlen(m->string) > w && !is_table(m) && !is_block(m))
+			w = strlen(m->string);
+	}
+	cJSON_ArrayForEach(m, obj) {
+		char *s;
+
+		if (strcmp(m->string, "id") == 0 || strcmp(m->string, "ok") == 0 || is_table(m) ||
+		    is_block(m))
+			continue;
+		s = value_text(m);
+		printf("%-*s  %s\n", (int)w, m->string, s ? s : "");
+		free(s);
+	}
+	cJSON_ArrayForEach(m, obj) {
+		if (!is_table(m) || table_columns(m, cols, 32) == 0)
+			continue;
+		printf("\n%s:\n", m->string);
+		out_table(m, cols);
+	}
+	cJSON_ArrayForEach(m, obj) {
+		if (is_block(m))
+			printf("\n%s:\n%s%s", m->string, m->valuestring,
+			       m->valuestring[strlen(m->valuestring) - 1] == '\n' ? "" : "\n");
+	}
+}
