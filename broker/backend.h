@@ -106,6 +106,12 @@ typedef struct kb_backend_ops {
 			  void (*emit)(void *ctx, const char *check, const char *status,
 				       const char *detail, const char *fix),
 			  void *ctx, kb_err *err);
+
+	/*
+	 * match_kid tells whether an Azure key identifier URL (from a raw blob)
+	 * names this key, so the core can route a raw blob. May be NULL.
+	 */
+	int (*match_kid)(void *state, const char *kid);
 } kb_backend_ops;
 
 /* kb_backend_find returns the backend registered under name, or NULL. */

@@ -1,0 +1,171 @@
+/*
+ * broker.h: the daemon's shared types.
+ *
+ * One event-loop thread owns the sockets, the connections, the DEK cache, the
+ * single-flight table and the counters; nothing it owns takes a lock. Backend
+ * calls run on a pool of worker threads (pool.h), each with its own backend
+ * slot, and come back to the loop as finished jobs.
+ */
+#ifndef KB_BROKER_H
+#define KB_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend.h"
+#include "blob.h"
+#include "buf.h"
+#include "cache.h"
+#include "config.h"
+#include "proto.h"
+
+/* backend operations, as counted per key */
+typedef enum kb_bop {
+	KB_BOP_DESCRIBE = 0,
+	KB_BOP_WRAP,
+	KB_BOP_UNWRAP,
+	KB_BOP_ROTATE,
+	KB_BOP_RANDOM,
+	KB_BOP_DOCTOR,
+	KB_BOP_COUNT
+} kb_bop;
+
+const char *kb_bop_name(kb_bop op);
+
+#define KB_HIST_BUCKETS 28 /* latency buckets: <= 2^i microseconds, last is +Inf */
+
+typedef struct kb_key {
+	kb_keyconf *conf;
+	const kb_backend_ops *ops;
+	void *state;
+	int index;
+	int64_t ttl_ms;
+
+	/* health: the outcome of the last backend call */
+	bool healthy;
+	kb_code last_code;
+	char last_error[KB_ERR_MSG_MAX];
+
+	/* data-key reuse (AWS Encryption SDK caching CMM style) */
+	struct {
+		bool valid;
+		uint8_t digest[KB_DIGEST_LEN];
+		char blob[KB_BLOB_MAX + 1];
+		char version[KB_VERSION_MAX + 1];
+		int64_t created_ms;
+		int64_t uses;
+		int64_t bytes;
+	} dk;
+
+	uint64_t backend_calls[KB_BOP_COUNT];
+	uint64_t backend_errors[KB_BOP_COUNT];
+	uint64_t latency_hist[KB_HIST_BUCKETS];
+	double latency_sum_s;
+} kb_key;
+
+typedef struct kb_conn {
+	int fd;                 /* -1 once closed */
+	uint64_t serial;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	kb_buf in;
+	kb_buf out;
+	int inflight;           /* requests handed to workers, not yet answered */
+	int refs;               /* 1 while open, +1 per in-flight request */
+	bool want_write;        /* EPOLLOUT is armed */
+	bool close_after_flush; /* answer what is queued, then close */
+	int64_t last_activity_ms;
+	int64_t partial_since_ms; /* a partial line has waited since then, or 0 */
+	int64_t blocked_since_ms; /* output has waited for the reader since then, or 0 */
+	struct kb_conn *prev, *next;
+} kb_conn;
+
+/* one request waiting on a job's result (single flight: many per job) */
+typedef struct kb_waiter {
+	kb_conn *conn;
+	kb_op op;
+	char id_json[KB_ID_JSON_MAX];
+	int64_t start_us;
+} kb_waiter;
+
+typedef struct kb_job {
+	struct kb_job *next;    /* pool queues */
+	struct kb_job *flight_next; /* single-flight chain */
+	kb_op op;               /* what the worker does */
+	kb_key *key;            /* the key to use (wrap, datakey, rewrap target, ...) */
+	kb_key *src;            /* unwrap and rewrap: the blob's key */
+	kb_blob blob;           /* unwrap and rewrap: the decoded blob */
+	uint8_t digest[KB_DIGEST_LEN];
+	kb_alg alg;
+	int bits;
+	int64_t bytes;          /* datakey: bytes the caller reported */
+	bool refresh;           /* a refresh-ahead unwrap: no waiter, renew on success */
+
+	/* the secret in (wrap, rewrap from cache) and out (unwrap, datakey) */
+	uint8_t pt[KB_SECRET_MAX];
+	size_t ptlen;
+	bool have_pt;
+
+	/* results */
+	kb_err err;
+	char version[KB_VERSION_MAX + 1];
+	char blob_out[KB_BLOB_MAX + 1];
+	kb_key_info *info;      /* get */
+	kb_buf text;            /* doctor: rendered checks */
+
+	/* backend calls made, for the counters */
+	struct {
+		kb_bop op;
+		kb_code rc;
+		int64_t us;
+	} calls[4];
+	int ncalls;
+
+	kb_waiter *waiters;
+	int nwaiters;
+	int capwaiters;
+} kb_job;
+
+typedef struct kb_counters {
+	uint64_t requests[KB_OP_COUNT];
+	uint64_t errors[KB_OP_COUNT];
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t joins;            /* single-flight: requests that shared a call */
+	uint64_t refreshes;
+	uint64_t refresh_failures;
+	uint64_t datakey_reused;
+	uint64_t conns_accepted;
+	uint64_t conns_refused;
+	uint64_t conns_closed_limit;
+} kb_counters;
+
+struct kb_pool;
+
+typedef struct kb_broker {
+	kb_config *cfg;
+	kb_key *keys;
+	int nkeys;
+	kb_cache cache;
+	struct kb_pool *pool;
+	kb_counters counters;
+	kb_job **flights;          /* single-flight table, by digest */
+	uint32_t nflights;         /* buckets, power of two */
+	int64_t started_ms;
+	uid_t uid;
+	gid_t gid;
+	/* set by the server */
+	int nconns;
+	bool draining;
+} kb_broker;
+
+/* kb_now_ms and kb_now_us read the monotonic clock. */
+int64_t kb_now_ms(void);
+int64_t kb_now_us(void);
+
+/* kb_key_find returns the key named name, or NULL. */
+kb_key *kb_key_find(kb_broker *b, const char *name);
+
+#endif

@@ -1,0 +1,191 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+
+static uint32_t bucket_of(const kb_cache *c, const uint8_t *digest)
+{
+	uint32_t h;
+
+	memcpy(&h, digest, sizeof(h)); /* a SHA-256 is already uniform */
+	return h & (c->nbuckets - 1);
+}
+
+kb_code kb_cache_init(kb_cache *c, int capacity, bool allow_unlocked, kb_err *err)
+{
+	kb_code rc;
+
+	memset(c, 0, sizeof(*c));
+	rc = kb_arena_init(&c->arena, (size_t)capacity, KB_SECRET_MAX, allow_unlocked, err);
+	if (rc != KB_OK)
+		return rc;
+	c->capacity = capacity;
+	c->nbuckets = 16;
+	while (c->nbuckets < (uint32_t)capacity * 2)
+		c->nbuckets *= 2;
+	c->entries = calloc((size_t)capacity, sizeof(*c->entries));
+	c->buckets = malloc(sizeof(*c->buckets) * c->nbuckets);
+	if (c->entries == NULL || c->buckets == NULL) {
+		kb_cache_destroy(c);
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory for the cache index");
+	}
+	for (uint32_t i = 0; i < c->nbuckets; i++)
+		c->buckets[i] = -1;
+	for (int i = 0; i < capacity; i++)
+		c->entries[i].hash_next = i + 1 < capacity ? i + 1 : -1;
+	c->free_head = 0;
+	c->lru_head = c->lru_tail = -1;
+	return KB_OK;
+}
+
+void kb_cache_destroy(kb_cache *c)
+{
+	if (c->entries)
+		kb_cache_flush(c, -1);
+	kb_arena_destroy(&c->arena);
+	free(c->entries);
+	free(c->buckets);
+	c->entries = NULL;
+	c->buckets = NULL;
+}
+
+static void lru_unlink(kb_cache *c, int32_t i)
+{
+	kb_cache_entry *e = &c->entries[i];
+
+	if (e->lru_prev >= 0)
+		c->entries[e->lru_prev].lru_next = e->lru_next;
+	else
+		c->lru_head = e->lru_next;
+	if (e->lru_next >= 0)
+		c->entries[e->lru_next].lru_prev = e->lru_prev;
+	else
+		c->lru_tail = e->lru_prev;
+}
+
+static void lru_push_front(kb_cache *c, int32_t i)
+{
+	kb_cache_entry *e = &c->entries[i];
+
+	e->lru_prev = -1;
+	e->lru_next = c->lru_head;
+	if (c->lru_head >= 0)
+		c->entries[c->lru_head].lru_prev = i;
+	c->lru_head = i;
+	if (c->lru_tail < 0)
+		c->lru_tail = i;
+}
+
+static void evict(kb_cache *c, int32_t i, kb_evict_cause cause)
+{
+	kb_cache_entry *e = &c->entries[i];
+	int32_t *pp = &c->buckets[bucket_of(c, e->digest)];
+
+	while (*pp != i)
+		pp = &c->entries[*pp].hash_next;
+	*pp = e->hash_next;
+	lru_unlink(c, i);
+	kb_arena_free(&c->arena, e->dek); /* zeroes the DEK */
+	memset(e, 0, sizeof(*e));
+	e->hash_next = c->free_head;
+	c->free_head = i;
+	c->count--;
+	c->evictions[cause]++;
+}
+
+static int32_t find(const kb_cache *c, const uint8_t *digest)
+{
+	for (int32_t i = c->buckets[bucket_of(c, digest)]; i >= 0; i = c->entries[i].hash_next)
+		if (memcmp(c->entries[i].digest, digest, KB_DIGEST_LEN) == 0)
+			return i;
+	return -1;
+}
+
+kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int64_t now_ms)
+{
+	int32_t i = find(c, digest);
+
+	if (i < 0)
+		return NULL;
+	if (now_ms >= c->entries[i].expires_ms) {
+		evict(c, i, KB_EVICT_TTL);
+		return NULL;
+	}
+	if (c->lru_head != i) {
+		lru_unlink(c, i);
+		lru_push_front(c, i);
+	}
+	return &c->entries[i];
+}
+
+kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN])
+{
+	int32_t i = find(c, digest);
+
+	return i < 0 ? NULL : &c->entries[i];
+}
+
+kb_cache_entry *kb_cache_put(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int key_index,
+			     const char *version, const uint8_t *dek, size_t deklen, int64_t ttl_ms,
+			     int64_t now_ms)
+{
+	int32_t i = find(c, digest);
+	kb_cache_entry *e;
+	uint32_t b;
+
+	if (deklen > KB_SECRET_MAX)
+		return NULL;
+	if (i >= 0)
+		evict(c, i, KB_EVICT_REPLACE);
+	if (c->free_head < 0)
+		evict(c, c->lru_tail, KB_EVICT_LRU);
+	i = c->free_head;
+	e = &c->entries[i];
+	c->free_head = e->hash_next;
+	e->dek = kb_arena_alloc(&c->arena);
+	/* the arena has exactly one slot per entry, so this cannot fail */
+	if (e->dek == NULL)
+		abort();
+	memcpy(e->dek, dek, deklen);
+	e->deklen = (uint32_t)deklen;
+	memcpy(e->digest, digest, KB_DIGEST_LEN);
+	e->key_index = key_index;
+	snprintf(e->version, sizeof(e->version), "%s", version);
+	e->ttl_ms = ttl_ms;
+	e->expires_ms = now_ms + ttl_ms;
+	e->refreshing = false;
+	e->used = true;
+	b = bucket_of(c, digest);
+	e->hash_next = c->buckets[b];
+	c->buckets[b] = i;
+	lru_push_front(c, i);
+	c->count++;
+	return e;
+}
+
+int kb_cache_flush(kb_cache *c, int key_index)
+{
+	int n = 0;
+
+	for (int32_t i = 0; i < c->capacity; i++) {
+		if (c->entries[i].used && (key_index < 0 || c->entries[i].key_index == key_index)) {
+			evict(c, i, KB_EVICT_FLUSH);
+			n++;
+		}
+	}
+	return n;
+}
+
+int kb_cache_sweep(kb_cache *c, int64_t now_ms)
+{
+	int n = 0;
+
+	for (int32_t i = 0; i < c->capacity; i++) {
+		if (c->entries[i].used && now_ms >= c->entries[i].expires_ms) {
+			evict(c, i, KB_EVICT_TTL);
+			n++;
+		}
+	}
+	return n;
+}

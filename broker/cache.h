@@ -1,0 +1,91 @@
+/*
+ * cache.h: the DEK cache, keyed by the SHA-256 of a blob.
+ *
+ * Entries live for a TTL from the moment the key service last answered for
+ * them, and the TTL is the revocation point: once it passes, the next use asks
+ * the key service again. A lookup never returns an expired entry. The cache
+ * holds at most `capacity` entries and evicts the least recently used one to
+ * make room. DEK bytes live in the arena (arena.h); everything else here is
+ * not secret.
+ *
+ * Not thread-safe: the event loop owns the cache, so a hit never takes a lock.
+ */
+#ifndef KB_CACHE_H
+#define KB_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "backend.h"
+
+#define KB_DIGEST_LEN 32
+
+typedef enum kb_evict_cause {
+	KB_EVICT_TTL = 0,
+	KB_EVICT_LRU,
+	KB_EVICT_FLUSH,
+	KB_EVICT_REPLACE,
+	KB_EVICT_CAUSES
+} kb_evict_cause;
+
+typedef struct kb_cache_entry {
+	uint8_t digest[KB_DIGEST_LEN];
+	int key_index;                     /* the blob's key, for flush {key} */
+	char version[KB_VERSION_MAX + 1];
+	uint8_t *dek;                      /* arena slot */
+	uint32_t deklen;
+	int64_t expires_ms;                /* monotonic */
+	int64_t ttl_ms;
+	bool refreshing;                   /* a refresh-ahead call is out */
+	int32_t lru_prev, lru_next;        /* -1 ends */
+	int32_t hash_next;                 /* -1 ends; free list when unused */
+	bool used;
+} kb_cache_entry;
+
+typedef struct kb_cache {
+	kb_arena arena;
+	kb_cache_entry *entries;
+	int32_t *buckets;
+	uint32_t nbuckets;                 /* power of two */
+	int capacity;
+	int count;
+	int32_t lru_head, lru_tail;        /* head: most recent */
+	int32_t free_head;
+	uint64_t evictions[KB_EVICT_CAUSES];
+} kb_cache;
+
+/*
+ * kb_cache_init sizes the cache for capacity entries of up to KB_SECRET_MAX
+ * bytes and maps its arena (see kb_arena_init for allow_unlocked).
+ */
+kb_code kb_cache_init(kb_cache *c, int capacity, bool allow_unlocked, kb_err *err);
+
+/* kb_cache_destroy zeroes every DEK and releases everything. */
+void kb_cache_destroy(kb_cache *c);
+
+/*
+ * kb_cache_get returns the live entry for digest and marks it most recently
+ * used, or NULL. An entry found expired is evicted (cause ttl) first.
+ */
+kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int64_t now_ms);
+
+/* kb_cache_peek returns the entry for digest, live or not, without touching it. */
+kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN]);
+
+/*
+ * kb_cache_put stores dek under digest for ttl_ms, replacing (and zeroing)
+ * any entry already there and evicting the least recently used entry when
+ * full. Returns the entry, or NULL if deklen is over KB_SECRET_MAX.
+ */
+kb_cache_entry *kb_cache_put(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int key_index,
+			     const char *version, const uint8_t *dek, size_t deklen, int64_t ttl_ms,
+			     int64_t now_ms);
+
+/* kb_cache_flush evicts every entry of key_index (-1: all); returns how many. */
+int kb_cache_flush(kb_cache *c, int key_index);
+
+/* kb_cache_sweep evicts every expired entry; returns how many. */
+int kb_cache_sweep(kb_cache *c, int64_t now_ms);
+
+#endif

@@ -1,0 +1,460 @@
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "blob.h"
+#include "config.h"
+#include "log.h"
+
+typedef struct parse_state {
+	kb_config *cfg;
+	FILE *fp;          /* file input, or NULL for text */
+	const char *text;  /* text input */
+	int line;          /* line most recently read */
+	kb_err *err;
+	bool failed;
+} parse_state;
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	if (d == NULL)
+		abort(); /* config parsing at startup: nothing sensible to do */
+	return d;
+}
+
+bool kb_parse_duration(const char *s, int64_t *ms)
+{
+	char *end;
+	long long v;
+	int64_t mul = 1000;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || v < 0)
+		return false;
+	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
+		mul = 1000;
+	else if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "m") == 0)
+		mul = 60 * 1000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600 * 1000;
+	else if (strcmp(end, "d") == 0)
+		mul = 86400 * 1000;
+	else
+		return false;
+	if (v > INT64_MAX / mul)
+		return false;
+	*ms = v * mul;
+	return true;
+}
+
+bool kb_parse_size(const char *s, int64_t *bytes)
+{
+	char *end;
+	long long v;
+	int64_t mul = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || v < 0)
+		return false;
+	if (strcasecmp(end, "k") == 0 || strcasecmp(end, "kib") == 0)
+		mul = 1024;
+	else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "mib") == 0)
+		mul = 1024 * 1024;
+	else if (*end != '\0')
+		return false;
+	if (v > INT64_MAX / mul)
+		return false;
+	*bytes = v * mul;
+	return true;
+}
+
+static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") || !strcmp(s, "1"))
+		*out = true;
+	else if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "off") || !strcmp(s, "0"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+/* parse_ids reads a list of numbers or names, separated by commas or spaces. */
+static bool parse_ids(const char *s, bool groups, kb_idlist *out, char *why, size_t whylen)
+{
+	char *copy = xstrdup(s), *save = NULL;
+	bool ok = true;
+
+	out->n = 0;
+	out->set = true;
+	for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+		int64_t v;
+		if (out->n == KB_MAX_IDS) {
+			snprintf(why, whylen, "more than %d entries", KB_MAX_IDS);
+			ok = false;
+			break;
+		}
+		if (parse_int(t, 0, UINT32_MAX - 1, &v)) {
+			out->ids[out->n++] = (uint32_t)v;
+		} else if (groups) {
+			struct group *g = getgrnam(t);
+			if (g == NULL) {
+				snprintf(why, whylen, "no group named \"%s\"", t);
+				ok = false;
+				break;
+			}
+			out->ids[out->n++] = g->gr_gid;
+		} else {
+			struct passwd *p = getpwnam(t);
+			if (p == NULL) {
+				snprintf(why, whylen, "no user named \"%s\"", t);
+				ok = false;
+				break;
+			}
+			out->ids[out->n++] = p->pw_uid;
+		}
+	}
+	free(copy);
+	return ok;
+}
+
+static int fail(parse_state *st, const char *section, const char *name, const char *fmt,
+		const char *value)
+{
+	char why[256];
+
+	snprintf(why, sizeof(why), fmt, value);
+	kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: [%s] %s: %s", st->cfg->file, st->line, section,
+		   name, why);
+	st->failed = true;
+	return 0;
+}
+
+static int broker_option(parse_state *st, const char *name, const char *value)
+{
+	kb_config *c = st->cfg;
+	int64_t v;
+	bool b;
+	char why[200];
+
+	if (!strcmp(name, "socket")) {
+		if (*value != '/')
+			return fail(st, "broker", name, "\"%s\" is not an absolute path", value);
+		if (strlen(value) >= 108)
+			return fail(st, "broker", name, "\"%s\" is longer than a Unix socket path may be (107)", value);
+		free(c->socket);
+		c->socket = xstrdup(value);
+	} else if (!strcmp(name, "socket_mode")) {
+		char *end;
+		long m = strtol(value, &end, 8);
+		if (*value == '\0' || *end != '\0' || m < 0 || m > 0777)
+			return fail(st, "broker", name, "\"%s\" is not an octal mode such as 0660", value);
+		if (m & 0007)
+			return fail(st, "broker", name, "\"%s\" gives access to every user on the host; use 0600 or 0660 with socket_group", value);
+		c->socket_mode = (mode_t)m;
+	} else if (!strcmp(name, "socket_group")) {
+		free(c->socket_group);
+		c->socket_group = xstrdup(value);
+	} else if (!strcmp(name, "workers")) {
+		if (!parse_int(value, 1, 256, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 256", value);
+		c->workers = (int)v;
+	} else if (!strcmp(name, "max_request_bytes")) {
+		if (!kb_parse_size(value, &v) || v < 1024 || v > 16 * 1024 * 1024)
+			return fail(st, "broker", name, "\"%s\" is not a size from 1k to 16m", value);
+		c->max_request_bytes = (size_t)v;
+	} else if (!strcmp(name, "log_level")) {
+		int l = kb_log_parse_level(value);
+		if (l < 0)
+			return fail(st, "broker", name, "\"%s\" is not one of error, warn, info, debug", value);
+		c->log_level = l;
+	} else if (!strcmp(name, "cache_ttl")) {
+		if (!kb_parse_duration(value, &c->cache_ttl_ms))
+			return fail(st, "broker", name, "\"%s\" is not a duration such as 300, 300s, 5m or 1h", value);
+	} else if (!strcmp(name, "cache_capacity")) {
+		if (!parse_int(value, 1, 1 << 20, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number of entries from 1 to 1048576", value);
+		c->cache_capacity = (int)v;
+	} else if (!strcmp(name, "allow_unlocked_memory")) {
+		if (!parse_bool(value, &b))
+			return fail(st, "broker", name, "\"%s\" is not yes or no", value);
+		c->allow_unlocked_memory = b;
+	} else if (!strcmp(name, "max_connections")) {
+		if (!parse_int(value, 1, 100000, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
+		c->max_connections = (int)v;
+	} else if (!strcmp(name, "max_inflight")) {
+		if (!parse_int(value, 1, 100000, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
+		c->max_inflight = (int)v;
+	} else if (!strcmp(name, "idle_timeout")) {
+		if (!kb_parse_duration(value, &c->idle_timeout_ms))
+			return fail(st, "broker", name, "\"%s\" is not a duration (0 turns it off)", value);
+	} else if (!strcmp(name, "client_timeout")) {
+		if (!kb_parse_duration(value, &c->client_timeout_ms) || c->client_timeout_ms == 0)
+			return fail(st, "broker", name, "\"%s\" is not a positive duration", value);
+	} else if (!strcmp(name, "request_timeout")) {
+		if (!kb_parse_duration(value, &c->request_timeout_ms) || c->request_timeout_ms == 0)
+			return fail(st, "broker", name, "\"%s\" is not a positive duration", value);
+	} else if (!strcmp(name, "allow_uids")) {
+		if (!parse_ids(value, false, &c->allow_uids, why, sizeof(why)))
+			return fail(st, "broker", name, "%s", why);
+	} else if (!strcmp(name, "allow_gids")) {
+		if (!parse_ids(value, true, &c->allow_gids, why, sizeof(why)))
+			return fail(st, "broker", name, "%s", why);
+	} else if (!strcmp(name, "audit_log")) {
+		free(c->audit_log);
+		c->audit_log = xstrdup(value);
+	} else {
+		return fail(st, "broker", name, "unknown option%s", "");
+	}
+	return 1;
+}
+
+static kb_keyconf *key_section(parse_state *st, const char *section)
+{
+	kb_config *c = st->cfg;
+	const char *name = section + 4;
+	kb_keyconf *kc;
+
+	for (int i = 0; i < c->nkeys; i++)
+		if (!strcmp(c->keys[i].name, name))
+			return &c->keys[i];
+	if (!kb_name_valid(name, strlen(name))) {
+		kb_err_set(st->err, KB_E_BAD_REQUEST,
+			   "%s:%d: [%s]: a key name is 1 to 64 characters from A-Z a-z 0-9 - _",
+			   c->file, st->line, section);
+		st->failed = true;
+		return NULL;
+	}
+	if (c->nkeys == KB_MAX_KEYS) {
+		kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: more than %d keys", c->file, st->line,
+			   KB_MAX_KEYS);
+		st->failed = true;
+		return NULL;
+	}
+	kc = &c->keys[c->nkeys++];
+	memset(kc, 0, sizeof(*kc));
+	strcpy(kc->name, name);
+	kc->file = c->file;
+	kc->line = st->line;
+	kc->cache_ttl_ms = -1;
+	return kc;
+}
+
+static int key_option(parse_state *st, const char *section, kb_keyconf *kc, const char *name,
+		      const char *value)
+{
+	double f;
+	char *end;
+
+	if (!strcmp(name, "backend")) {
+		if (strlen(value) >= sizeof(kc->backend))
+			return fail(st, section, name, "\"%s\" is not a backend (pkcs11 or azure)", value);
+		strcpy(kc->backend, value);
+	} else if (!strcmp(name, "alg")) {
+		kc->alg = kb_alg_parse(value);
+		if (kc->alg == KB_ALG_NONE)
+			return fail(st, section, name,
+				    "\"%s\" is not one of RSA-OAEP, RSA-OAEP-256, RSA1_5, AES-KWP, A128KW, A192KW, A256KW",
+				    value);
+	} else if (!strcmp(name, "cache_ttl")) {
+		if (!kb_parse_duration(value, &kc->cache_ttl_ms))
+			return fail(st, section, name, "\"%s\" is not a duration such as 300, 300s, 5m or 1h", value);
+	} else if (!strcmp(name, "cache_refresh_fraction")) {
+		f = strtod(value, &end);
+		if (end == value || *end != '\0' || !(f >= 0.0 && f < 1.0))
+			return fail(st, section, name, "\"%s\" is not a fraction from 0 (off) to below 1, e.g. 0.2", value);
+		kc->cache_refresh_fraction = f;
+	} else if (!strcmp(name, "datakey_max_age")) {
+		if (!kb_parse_duration(value, &kc->datakey_max_age_ms))
+			return fail(st, section, name, "\"%s\" is not a duration (0 turns reuse off)", value);
+	} else if (!strcmp(name, "datakey_max_uses")) {
+		if (!parse_int(value, 0, INT64_MAX, &kc->datakey_max_uses))
+			return fail(st, section, name, "\"%s\" is not a count (0: no limit)", value);
+	} else if (!strcmp(name, "datakey_max_bytes")) {
+		if (!kb_parse_size(value, &kc->datakey_max_bytes))
+			return fail(st, section, name, "\"%s\" is not a size (0: no limit)", value);
+	} else {
+		/* a backend option, or a policy option: kept for whoever takes it */
+		for (int i = 0; i < kc->nopts; i++)
+			if (!strcmp(kc->opts[i].name, name))
+				return fail(st, section, name, "is set twice in this section%s", "");
+		kb_opt *o = realloc(kc->opts, sizeof(*o) * (size_t)(kc->nopts + 1));
+		if (o == NULL)
+			abort();
+		kc->opts = o;
+		o[kc->nopts].name = xstrdup(name);
+		o[kc->nopts].value = xstrdup(value);
+		o[kc->nopts].line = st->line;
+		o[kc->nopts].taken = false;
+		kc->nopts++;
+	}
+	return 1;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	parse_state *st = user;
+	kb_keyconf *kc;
+
+	if (st->failed)
+		return 0;
+	if (!strcmp(section, "broker"))
+		return broker_option(st, name, value);
+	if (!strncmp(section, "key:", 4)) {
+		kc = key_section(st, section);
+		return kc ? key_option(st, section, kc, name, value) : 0;
+	}
+	kb_err_set(st->err, KB_E_BAD_REQUEST,
+		   "%s:%d: [%s]: unknown section; sections are [broker] and [key:NAME]",
+		   st->cfg->file, st->line, section);
+	st->failed = true;
+	return 0;
+}
+
+/* readers count lines, since inih does not pass line numbers to handlers */
+static char *read_file_line(char *str, int num, void *stream)
+{
+	parse_state *st = stream;
+	char *r = fgets(str, num, st->fp);
+	if (r)
+		st->line++;
+	return r;
+}
+
+static char *read_text_line(char *str, int num, void *stream)
+{
+	parse_state *st = stream;
+	const char *nl;
+	size_t n;
+
+	if (*st->text == '\0')
+		return NULL;
+	nl = strchr(st->text, '\n');
+	n = nl ? (size_t)(nl - st->text) + 1 : strlen(st->text);
+	if (n > (size_t)num - 1)
+		n = (size_t)num - 1;
+	memcpy(str, st->text, n);
+	str[n] = '\0';
+	st->text += n;
+	st->line++;
+	return str;
+}
+
+static kb_config *config_new(const char *name)
+{
+	kb_config *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		abort();
+	c->file = xstrdup(name);
+	c->socket_mode = 0600;
+	c->workers = 2;
+	c->max_request_bytes = 65536;
+	c->log_level = KB_LOG_INFO;
+	c->cache_ttl_ms = 300 * 1000;
+	c->cache_capacity = 4096;
+	c->max_connections = 1024;
+	c->max_inflight = 128;
+	c->idle_timeout_ms = 0;
+	c->client_timeout_ms = 30 * 1000;
+	c->request_timeout_ms = 30 * 1000;
+	return c;
+}
+
+static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
+{
+	kb_config *c = st->cfg;
+
+	if (!st->failed && rc != 0) {
+		kb_err_set(err, KB_E_BAD_REQUEST, "%s:%d: syntax error: expected [section] or name = value",
+			   c->file, rc > 0 ? rc : st->line);
+		st->failed = true;
+	}
+	for (int i = 0; !st->failed && i < c->nkeys; i++) {
+		if (c->keys[i].backend[0] == '\0') {
+			kb_err_set(err, KB_E_BAD_REQUEST, "%s:%d: [key:%s]: backend is missing (pkcs11 or azure)",
+				   c->file, c->keys[i].line, c->keys[i].name);
+			st->failed = true;
+		}
+	}
+	if (st->failed) {
+		kb_config_free(c);
+		return err ? err->code : KB_E_BAD_REQUEST;
+	}
+	*out = c;
+	return KB_OK;
+}
+
+kb_code kb_config_load(const char *path, kb_config **out, kb_err *err)
+{
+	parse_state st = { .err = err };
+	int rc;
+
+	st.fp = fopen(path, "r");
+	if (st.fp == NULL)
+		return kb_err_set(err, KB_E_BAD_REQUEST, "%s: cannot open the config: %s", path,
+				  strerror(errno));
+	st.cfg = config_new(path);
+	rc = ini_parse_stream(read_file_line, &st, handler, &st);
+	fclose(st.fp);
+	return finish(&st, rc, out, err);
+}
+
+kb_code kb_config_parse_string(const char *text, const char *name, kb_config **out, kb_err *err)
+{
+	parse_state st = { .err = err, .text = text };
+	int rc;
+
+	st.cfg = config_new(name);
+	rc = ini_parse_stream(read_text_line, &st, handler, &st);
+	return finish(&st, rc, out, err);
+}
+
+void kb_config_free(kb_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (int i = 0; i < cfg->nkeys; i++) {
+		for (int j = 0; j < cfg->keys[i].nopts; j++) {
+			free(cfg->keys[i].opts[j].name);
+			free(cfg->keys[i].opts[j].value);
+		}
+		free(cfg->keys[i].opts);
+	}
+	free(cfg->socket);
+	free(cfg->socket_group);
+	free(cfg->audit_log);
+	free(cfg->file);
+	free(cfg);
+}

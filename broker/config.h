@@ -1,0 +1,80 @@
+/*
+ * config.h: the daemon's INI configuration, parsed with inih.
+ *
+ * [broker] holds the daemon's settings; each [key:NAME] section one logical
+ * key (see keyconf.h). Every error names the file, the line and what is
+ * wrong, and stops startup: a daemon holding keys must not guess.
+ */
+#ifndef KB_CONFIG_H
+#define KB_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "keyconf.h"
+
+#define KB_MAX_KEYS 256
+#define KB_MAX_IDS 64
+
+typedef struct kb_idlist {
+	uint32_t ids[KB_MAX_IDS];
+	int n;
+	bool set;       /* the option was given (an empty list denies all) */
+} kb_idlist;
+
+typedef struct kb_config {
+	char *file;
+
+	char *socket;                 /* NULL: kb_default_socket() */
+	mode_t socket_mode;           /* default 0600 */
+	char *socket_group;           /* NULL: the daemon's own group */
+	int workers;                  /* backend worker threads */
+	size_t max_request_bytes;
+	int log_level;
+
+	/* cache */
+	int64_t cache_ttl_ms;
+	int cache_capacity;
+	bool allow_unlocked_memory;
+
+	/* limits */
+	int max_connections;
+	int max_inflight;             /* per connection */
+	int64_t idle_timeout_ms;      /* 0: none */
+	int64_t client_timeout_ms;    /* partial line or undrained output */
+	int64_t request_timeout_ms;   /* deadline of one backend call */
+
+	/* who may connect */
+	kb_idlist allow_uids;
+	kb_idlist allow_gids;
+
+	char *audit_log;              /* NULL: off; "-": stderr */
+
+	kb_keyconf keys[KB_MAX_KEYS];
+	int nkeys;
+} kb_config;
+
+/*
+ * kb_config_load parses path into a new config in *out. Returns KB_OK, or
+ * KB_E_BAD_REQUEST with "FILE:LINE: what is wrong" in err.
+ */
+kb_code kb_config_load(const char *path, kb_config **out, kb_err *err);
+
+/* kb_config_parse_string is kb_config_load on text in memory (tests, fuzzing). */
+kb_code kb_config_parse_string(const char *text, const char *name, kb_config **out, kb_err *err);
+
+/* kb_config_free releases cfg (NULL is fine). */
+void kb_config_free(kb_config *cfg);
+
+/*
+ * kb_parse_duration reads "300", "300s", "1500ms", "5m", "1h" or "1d" into
+ * milliseconds. Returns false on anything else, or a negative value.
+ */
+bool kb_parse_duration(const char *s, int64_t *ms);
+
+/* kb_parse_size reads "65536", "64k", "1m" (bytes, KiB, MiB). */
+bool kb_parse_size(const char *s, int64_t *bytes);
+
+#endif

@@ -1,0 +1,347 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "dispatch.h"
+#include "jobs.h"
+#include "jsonw.h"
+#include "log.h"
+#include "pool.h"
+#include "report.h"
+#include "server.h"
+
+void kb_reply_error(kb_broker *b, kb_conn *c, kb_op op, const char *id_json, const kb_err *err)
+{
+	b->counters.errors[op]++;
+	kb_jw_error(&c->out, id_json, err);
+	kb_conn_send(b, c);
+}
+
+static void reply_oom(kb_broker *b, kb_conn *c, const kb_request *req)
+{
+	kb_err err;
+
+	kb_err_set(&err, KB_E_INTERNAL, "out of memory: the broker could not take the request");
+	kb_reply_error(b, c, req->op, req->id_json, &err);
+}
+
+static void reply_unknown_key(kb_broker *b, kb_conn *c, const kb_request *req, const char *name)
+{
+	kb_err err;
+
+	kb_err_set(&err, KB_E_UNKNOWN_KEY,
+		   "no key named \"%s\" is configured: `keybroker status` lists the keys", name);
+	kb_reply_error(b, c, req->op, req->id_json, &err);
+}
+
+/*
+ * resolve_blob_key finds the configured key a decoded blob belongs to: by
+ * name for kb1 blobs, by asking each backend for Azure's raw form.
+ */
+static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
+{
+	if (blob->kid[0] == '\0') {
+		kb_key *k = kb_key_find(b, blob->key);
+		if (k == NULL)
+			kb_err_set(err, KB_E_UNKNOWN_KEY,
+				   "the blob was wrapped by key \"%s\", which is not configured here: add its "
+				   "[key:%s] section",
+				   blob->key, blob->key);
+		return k;
+	}
+	for (int i = 0; i < b->nkeys; i++) {
+		kb_key *k = &b->keys[i];
+		if (k->ops->match_kid && k->ops->match_kid(k->state, blob->kid))
+			return k;
+	}
+	kb_err_set(err, KB_E_UNKNOWN_KEY,
+		   "no configured key matches the raw blob's kid %.200s: add a [key:NAME] with that url",
+		   blob->kid);
+	return NULL;
+}
+
+static void reply_unwrap_hit(kb_broker *b, kb_conn *c, const kb_request *req, const kb_key *k,
+			     const kb_cache_entry *e)
+{
+	kb_jw_begin(&c->out, req->id_json);
+	kb_jw_key(&c->out, "plaintext");
+	kb_jw_b64(&c->out, e->dek, e->deklen);
+	kb_jw_key(&c->out, "key");
+	kb_jw_str(&c->out, k->conf->name);
+	kb_jw_key(&c->out, "version");
+	kb_jw_str(&c->out, e->version);
+	kb_jw_raw(&c->out, ",\"cached\":true");
+	kb_jw_end(&c->out);
+	kb_conn_send(b, c);
+}
+
+/* maybe_refresh starts a refresh-ahead call when a hit lands late in an entry's life. */
+static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache_entry *e,
+			  int64_t now_ms)
+{
+	double f = k->conf->cache_refresh_fraction;
+	kb_job *j;
+
+	if (f <= 0 || e->refreshing || (double)(e->expires_ms - now_ms) > f * (double)e->ttl_ms)
+		return;
+	if (kb_flight_find(b, e->digest))
+		return;
+	j = kb_job_new(KB_OP_UNWRAP, k);
+	if (j == NULL)
+		return;
+	j->src = k;
+	j->blob = *blob;
+	memcpy(j->digest, e->digest, KB_DIGEST_LEN);
+	j->refresh = true;
+	e->refreshing = true;
+	b->counters.refreshes++;
+	kb_flight_add(b, j);
+	kb_pool_submit(b->pool, j);
+}
+
+static void handle_unwrap(kb_broker *b, kb_conn *c, const kb_request *req, int64_t t0)
+{
+	kb_blob *blob = malloc(sizeof(*blob));
+	uint8_t digest[KB_DIGEST_LEN];
+	kb_cache_entry *e;
+	kb_key *k;
+	kb_job *j;
+	kb_err err;
+	int64_t now = t0 / 1000;
+
+	if (blob == NULL) {
+		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
+		goto fail;
+	}
+	if (kb_blob_decode(req->blob, req->bloblen, blob, &err) != KB_OK)
+		goto fail;
+	if ((k = resolve_blob_key(b, blob, &err)) == NULL)
+		goto fail;
+	SHA256((const uint8_t *)req->blob, req->bloblen, digest);
+
+	e = kb_cache_get(&b->cache, digest, now);
+	if (e) {
+		b->counters.hits++;
+		reply_unwrap_hit(b, c, req, k, e);
+		maybe_refresh(b, k, blob, e, now);
+		free(blob);
+		return;
+	}
+	b->counters.misses++;
+	j = kb_flight_find(b, digest);
+	if (j) {
+		b->counters.joins++;
+		if (kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+			kb_err_set(&err, KB_E_INTERNAL, "out of memory");
+			goto fail;
+		}
+		free(blob);
+		return;
+	}
+	j = kb_job_new(KB_OP_UNWRAP, k);
+	if (j == NULL || kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+		kb_job_free(j);
+		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
+		goto fail;
+	}
+	j->src = k;
+	j->blob = *blob;
+	memcpy(j->digest, digest, KB_DIGEST_LEN);
+	kb_flight_add(b, j);
+	kb_pool_submit(b->pool, j);
+	free(blob);
+	return;
+fail:
+	free(blob);
+	kb_reply_error(b, c, req->op, req->id_json, &err);
+}
+
+/* dk_reusable tells whether k's current data key may be handed out once more. */
+static kb_cache_entry *dk_reusable(kb_broker *b, kb_key *k, const kb_request *req, int64_t now)
+{
+	const kb_keyconf *kc = k->conf;
+
+	if (!k->dk.valid || kc->datakey_max_age_ms <= 0)
+		return NULL;
+	if (now - k->dk.created_ms >= kc->datakey_max_age_ms ||
+	    (kc->datakey_max_uses > 0 && k->dk.uses >= kc->datakey_max_uses) ||
+	    (kc->datakey_max_bytes > 0 && k->dk.bytes + req->bytes > kc->datakey_max_bytes)) {
+		k->dk.valid = false;
+		return NULL;
+	}
+	return kb_cache_get(&b->cache, k->dk.digest, now);
+}
+
+static void handle_datakey(kb_broker *b, kb_conn *c, const kb_request *req, kb_key *k, int64_t t0)
+{
+	kb_cache_entry *e = dk_reusable(b, k, req, t0 / 1000);
+	kb_job *j;
+
+	/* reuse only a DEK of the size asked for */
+	if (e && e->deklen * 8 == (uint32_t)req->bits) {
+		k->dk.uses++;
+		k->dk.bytes += req->bytes;
+		b->counters.datakey_reused++;
+		kb_jw_begin(&c->out, req->id_json);
+		kb_jw_key(&c->out, "plaintext");
+		kb_jw_b64(&c->out, e->dek, e->deklen);
+		kb_jw_key(&c->out, "blob");
+		kb_jw_str(&c->out, k->dk.blob);
+		kb_jw_key(&c->out, "key");
+		kb_jw_str(&c->out, k->conf->name);
+		kb_jw_key(&c->out, "version");
+		kb_jw_str(&c->out, k->dk.version);
+		kb_jw_raw(&c->out, ",\"reused\":true");
+		kb_jw_end(&c->out);
+		kb_conn_send(b, c);
+		return;
+	}
+	j = kb_job_new(KB_OP_DATAKEY, k);
+	if (j == NULL || kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+		kb_job_free(j);
+		reply_oom(b, c, req);
+		return;
+	}
+	j->bits = req->bits;
+	j->bytes = req->bytes; /* the request that makes a DEK counts against it too */
+	kb_pool_submit(b->pool, j);
+}
+
+static void handle_rewrap(kb_broker *b, kb_conn *c, const kb_request *req, int64_t t0)
+{
+	kb_job *j = kb_job_new(KB_OP_REWRAP, NULL);
+	kb_cache_entry *e;
+	kb_key *src, *dst;
+	kb_err err;
+
+	if (j == NULL) {
+		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
+		goto fail;
+	}
+	if (kb_blob_decode(req->blob, req->bloblen, &j->blob, &err) != KB_OK)
+		goto fail;
+	if ((src = resolve_blob_key(b, &j->blob, &err)) == NULL)
+		goto fail;
+	dst = src;
+	if (req->key[0] && (dst = kb_key_find(b, req->key)) == NULL) {
+		kb_err_set(&err, KB_E_UNKNOWN_KEY, "no key named \"%s\" is configured", req->key);
+		goto fail;
+	}
+	j->src = src;
+	j->key = dst;
+	SHA256((const uint8_t *)req->blob, req->bloblen, j->digest);
+	/* a cached DEK spares the unwrap half, exactly as an unwrap would */
+	e = kb_cache_get(&b->cache, j->digest, t0 / 1000);
+	if (e) {
+		b->counters.hits++;
+		memcpy(j->pt, e->dek, e->deklen);
+		j->ptlen = e->deklen;
+		j->have_pt = true;
+	} else {
+		b->counters.misses++;
+	}
+	if (kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
+		goto fail;
+	}
+	kb_pool_submit(b->pool, j);
+	return;
+fail:
+	kb_job_free(j);
+	kb_reply_error(b, c, req->op, req->id_json, &err);
+}
+
+static void handle_flush(kb_broker *b, kb_conn *c, const kb_request *req)
+{
+	kb_key *k = NULL;
+	int n;
+
+	if (req->key[0] && (k = kb_key_find(b, req->key)) == NULL) {
+		reply_unknown_key(b, c, req, req->key);
+		return;
+	}
+	n = kb_cache_flush(&b->cache, k ? k->index : -1);
+	for (int i = 0; i < b->nkeys; i++)
+		if (k == NULL || k == &b->keys[i])
+			b->keys[i].dk.valid = false;
+	kb_info("flushed %d cached DEK%s%s%s", n, n == 1 ? "" : "s", k ? " of key " : "",
+		k ? k->conf->name : "");
+	kb_jw_begin(&c->out, req->id_json);
+	kb_jw_key(&c->out, "flushed");
+	kb_jw_i64(&c->out, n);
+	kb_jw_end(&c->out);
+	kb_conn_send(b, c);
+}
+
+/* handle_keyed_job queues get, wrap, rotate and doctor, which all go to the backend. */
+static void handle_keyed_job(kb_broker *b, kb_conn *c, kb_request *req, kb_key *k, int64_t t0)
+{
+	kb_job *j = kb_job_new(req->op, k);
+
+	if (j == NULL || kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+		kb_job_free(j);
+		reply_oom(b, c, req);
+		return;
+	}
+	j->alg = req->alg;
+	if (req->has_plaintext) {
+		memcpy(j->pt, req->plaintext, req->ptlen);
+		j->ptlen = req->ptlen;
+		j->have_pt = true;
+	}
+	kb_pool_submit(b->pool, j);
+}
+
+void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
+{
+	static __thread kb_request req; /* large: keep it off the stack, and the loop is one thread */
+	int64_t t0 = kb_now_us();
+	kb_key *k = NULL;
+	kb_err err;
+
+	if (kb_proto_parse(line, n, &req, &err) != KB_OK) {
+		kb_reply_error(b, c, req.op, req.id_json, &err);
+		goto out;
+	}
+	b->counters.requests[req.op]++;
+	if (req.op != KB_OP_STATUS && req.op != KB_OP_METRICS && req.op != KB_OP_FLUSH &&
+	    c->inflight >= b->cfg->max_inflight) {
+		kb_err_set(&err, KB_E_BUSY,
+			   "this connection has %d requests in flight (max_inflight): read the answers first",
+			   c->inflight);
+		kb_reply_error(b, c, req.op, req.id_json, &err);
+		goto out;
+	}
+	if (req.key[0] && req.op != KB_OP_FLUSH && req.op != KB_OP_REWRAP &&
+	    (k = kb_key_find(b, req.key)) == NULL) {
+		reply_unknown_key(b, c, &req, req.key);
+		goto out;
+	}
+	switch (req.op) {
+	case KB_OP_STATUS:
+		kb_report_status(b, c, req.id_json);
+		break;
+	case KB_OP_METRICS:
+		kb_report_metrics(b, c, req.id_json);
+		break;
+	case KB_OP_FLUSH:
+		handle_flush(b, c, &req);
+		break;
+	case KB_OP_UNWRAP:
+		handle_unwrap(b, c, &req, t0);
+		break;
+	case KB_OP_REWRAP:
+		handle_rewrap(b, c, &req, t0);
+		break;
+	case KB_OP_DATAKEY:
+		handle_datakey(b, c, &req, k, t0);
+		break;
+	default:
+		handle_keyed_job(b, c, &req, k, t0);
+		break;
+	}
+out:
+	kb_request_wipe(&req);
+}

@@ -1,0 +1,224 @@
+/*
+ * finish.c: the loop's half of a job: counters, health, the cache, and the
+ * answers to every request that waited on it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+
+#include "dispatch.h"
+#include "jobs.h"
+#include "jsonw.h"
+#include "log.h"
+#include "server.h"
+
+static int hist_bucket(int64_t us)
+{
+	int i = 0;
+
+	while (i < KB_HIST_BUCKETS - 1 && us > ((int64_t)1 << i))
+		i++;
+	return i;
+}
+
+/* is_outage tells whether code means the key service itself is unwell. */
+static bool is_outage(kb_code code)
+{
+	return code == KB_E_BACKEND_UNAVAILABLE || code == KB_E_AUTH_FAILED ||
+	       code == KB_E_THROTTLED || code == KB_E_INTERNAL;
+}
+
+static void count_calls(kb_job *j)
+{
+	for (int i = 0; i < j->ncalls; i++) {
+		kb_key *k = j->calls[i].op == KB_BOP_UNWRAP && j->src ? j->src : j->key;
+		kb_code rc = j->calls[i].rc;
+
+		k->backend_calls[j->calls[i].op]++;
+		if (rc != KB_OK)
+			k->backend_errors[j->calls[i].op]++;
+		k->latency_hist[hist_bucket(j->calls[i].us)]++;
+		k->latency_sum_s += (double)j->calls[i].us / 1e6;
+		k->last_code = rc;
+		k->healthy = !is_outage(rc);
+		if (rc != KB_OK)
+			snprintf(k->last_error, sizeof(k->last_error), "%s", j->err.msg);
+	}
+}
+
+static void cache_result(kb_broker *b, kb_job *j, int64_t now)
+{
+	uint8_t digest[KB_DIGEST_LEN];
+	kb_key *k = j->key;
+
+	switch (j->op) {
+	case KB_OP_UNWRAP:
+		/* a refresh renews only an entry that still exists (not flushed) */
+		if (j->refresh && j->nwaiters == 0 && !kb_cache_peek(&b->cache, j->digest))
+			return;
+		kb_cache_put(&b->cache, j->digest, j->src->index, j->version, j->pt, j->ptlen,
+			     j->src->ttl_ms, now);
+		return;
+	case KB_OP_DATAKEY:
+	case KB_OP_REWRAP:
+		SHA256((const uint8_t *)j->blob_out, strlen(j->blob_out), digest);
+		kb_cache_put(&b->cache, digest, k->index, j->version, j->pt, j->ptlen, k->ttl_ms, now);
+		if (j->op == KB_OP_DATAKEY && k->conf->datakey_max_age_ms > 0) {
+			k->dk.valid = true;
+			memcpy(k->dk.digest, digest, KB_DIGEST_LEN);
+			snprintf(k->dk.blob, sizeof(k->dk.blob), "%s", j->blob_out);
+			snprintf(k->dk.version, sizeof(k->dk.version), "%s", j->version);
+			k->dk.created_ms = now;
+			k->dk.uses = 1;
+			k->dk.bytes = j->bytes;
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+static void write_info(kb_buf *o, const kb_key *k, const kb_key_info *info)
+{
+	kb_jw_key(o, "backend");
+	kb_jw_str(o, k->ops->name);
+	kb_jw_key(o, "alg");
+	kb_jw_str(o, kb_alg_name(info->alg));
+	kb_jw_key(o, "kty");
+	kb_jw_str(o, info->kty);
+	kb_jw_key(o, "bits");
+	kb_jw_i64(o, info->bits);
+	kb_jw_raw(o, info->enabled ? ",\"enabled\":true" : ",\"enabled\":false");
+	kb_jw_key(o, "latest");
+	kb_jw_str(o, info->latest);
+	kb_jw_key(o, "versions");
+	kb_jw_raw(o, "[");
+	for (int i = 0; i < info->nversions; i++) {
+		const kb_version_info *v = &info->versions[i];
+		kb_jw_raw(o, i ? ",{\"version\":" : "{\"version\":");
+		kb_jw_str(o, v->version);
+		kb_jw_raw(o, v->enabled ? ",\"enabled\":true" : ",\"enabled\":false");
+		kb_jw_raw(o, strcmp(v->version, info->latest) ? ",\"latest\":false" : ",\"latest\":true");
+		if (v->created) {
+			kb_jw_key(o, "created");
+			kb_jw_i64(o, v->created);
+		}
+		if (v->not_before) {
+			kb_jw_key(o, "nbf");
+			kb_jw_i64(o, v->not_before);
+		}
+		if (v->expires) {
+			kb_jw_key(o, "exp");
+			kb_jw_i64(o, v->expires);
+		}
+		kb_jw_raw(o, "}");
+	}
+	kb_jw_raw(o, "]");
+	if (info->key_ops[0]) {
+		kb_jw_key(o, "key_ops");
+		kb_jw_str(o, info->key_ops);
+	}
+	if (info->detail[0]) {
+		kb_jw_key(o, "detail");
+		kb_jw_str(o, info->detail);
+	}
+	if (info->public_pem) {
+		kb_jw_key(o, "public_key_pem");
+		kb_jw_str(o, info->public_pem);
+	}
+}
+
+/* doctor_result is "fail" if any check failed, else "warn" if any warned, else "pass". */
+static const char *doctor_result(const kb_buf *t)
+{
+	if (t->len && memmem(t->data, t->len, "\"status\":\"fail\"", 15))
+		return "fail";
+	if (t->len && memmem(t->data, t->len, "\"status\":\"warn\"", 15))
+		return "warn";
+	return "pass";
+}
+
+static void answer(kb_buf *o, const kb_job *j, const kb_waiter *w)
+{
+	const kb_key *k = j->op == KB_OP_UNWRAP ? j->src : j->key;
+
+	kb_jw_begin(o, w->id_json);
+	switch (j->op) {
+	case KB_OP_UNWRAP:
+	case KB_OP_DATAKEY:
+		kb_jw_key(o, "plaintext");
+		kb_jw_b64(o, j->pt, j->ptlen);
+		break;
+	default:
+		break;
+	}
+	if (j->blob_out[0]) {
+		kb_jw_key(o, "blob");
+		kb_jw_str(o, j->blob_out);
+	}
+	if (j->op == KB_OP_DOCTOR) {
+		kb_jw_key(o, "checks");
+		kb_jw_raw(o, "[");
+		kb_buf_append(o, j->text.data, j->text.len);
+		kb_jw_raw(o, "]");
+		kb_jw_key(o, "result");
+		kb_jw_str(o, doctor_result(&j->text));
+	}
+	kb_jw_key(o, "key");
+	kb_jw_str(o, k->conf->name);
+	if (j->op == KB_OP_GET)
+		write_info(o, k, j->info);
+	else if (j->version[0]) {
+		kb_jw_key(o, "version");
+		kb_jw_str(o, j->version);
+	}
+	if (j->op == KB_OP_UNWRAP)
+		kb_jw_raw(o, ",\"cached\":false");
+	if (j->op == KB_OP_DATAKEY)
+		kb_jw_raw(o, ",\"reused\":false");
+	kb_jw_end(o);
+}
+
+void kb_job_finish(kb_broker *b, kb_job *j)
+{
+	int64_t now = kb_now_ms();
+	kb_code rc = j->err.code;
+
+	count_calls(j);
+	if (j->op == KB_OP_UNWRAP)
+		kb_flight_remove(b, j);
+	if (j->op == KB_OP_DOCTOR && rc != KB_OK) {
+		/* a doctor that could not finish still shows the checks it made */
+		kb_buf_append(&j->text, j->text.len ? "," : "", j->text.len ? 1 : 0);
+		kb_jw_raw(&j->text, "{\"check\":\"backend\",\"status\":\"fail\",\"detail\":");
+		kb_jw_str(&j->text, j->err.msg);
+		kb_jw_raw(&j->text, ",\"fix\":\"see the detail\"}");
+		rc = KB_OK;
+	}
+	if (rc == KB_OK)
+		cache_result(b, j, now);
+	else if (j->refresh)
+		b->counters.refresh_failures++;
+	if (rc != KB_OK && j->op == KB_OP_UNWRAP)
+		kb_debug("unwrap of key %s version %s failed: %s", j->src->conf->name, j->blob.version,
+			 kb_code_name(rc));
+
+	for (int i = 0; i < j->nwaiters; i++) {
+		kb_waiter *w = &j->waiters[i];
+		kb_conn *c = w->conn;
+
+		c->inflight--;
+		if (c->fd >= 0) {
+			if (rc == KB_OK)
+				answer(&c->out, j, w);
+			else {
+				b->counters.errors[w->op]++;
+				kb_jw_error(&c->out, w->id_json, &j->err);
+			}
+			kb_conn_send(b, c);
+		}
+		kb_conn_unref(b, c);
+	}
+	kb_job_free(j);
+}

@@ -1,0 +1,215 @@
+/*
+ * keybrokerd: the key broker daemon. See docs/ and `keybrokerd --help`.
+ */
+#include <getopt.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+
+#include "dispatch.h"
+#include "keybroker.h"
+#include "keys.h"
+#include "log.h"
+#include "pool.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: keybrokerd -c FILE [--check]\n"
+		"\n"
+		"Serve wrap, unwrap and data keys for envelope encryption over a Unix socket,\n"
+		"with key-encryption keys in a PKCS#11 token or Azure Key Vault / Managed HSM.\n"
+		"\n"
+		"  -c, --config FILE  the INI configuration (see docs/configuration.md)\n"
+		"      --check        validate the config, check every key is reachable, exit 0 or 1\n"
+		"  -h, --help         this help\n"
+		"      --version      print the version\n"
+		"\n"
+		"Runs in the foreground and logs to stderr. SIGTERM or SIGINT stops it gracefully.\n");
+}
+
+/* wiping_free: cJSON's buffers held request fields, plaintexts among them */
+static void wiping_free(void *p)
+{
+	if (p) {
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+/* harden keeps DEKs and PINs out of core dumps and away from ptrace by peers. */
+static void harden(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		kb_warn("cannot mark the process non-dumpable");
+	if (setrlimit(RLIMIT_CORE, &none) != 0)
+		kb_warn("cannot set RLIMIT_CORE to 0");
+}
+
+static void block_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* before any thread starts, so every thread inherits the mask */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int check(kb_broker *b)
+{
+	kb_err err;
+	int failed = 0;
+
+	if (kb_keys_open(b, 1, &err) != KB_OK) {
+		fprintf(stderr, "keybrokerd: %s\n", err.msg);
+		kb_keys_close(b);
+		return 1;
+	}
+	for (int i = 0; i < b->nkeys; i++) {
+		kb_key *k = &b->keys[i];
+		kb_key_info *info = calloc(1, sizeof(*info));
+
+		if (info == NULL || k->ops->describe(k->state, 0, info, &err) != KB_OK) {
+			fprintf(stderr, "key %s: FAIL: %s: %s\n", k->conf->name, kb_code_name(err.code),
+				info ? err.msg : "out of memory");
+			failed = 1;
+		} else {
+			printf("key %s: ok: %s %s %d-bit, %d version%s, latest %s, alg %s%s\n",
+			       k->conf->name, k->ops->name, info->kty, info->bits, info->nversions,
+			       info->nversions == 1 ? "" : "s", info->latest, kb_alg_name(info->alg),
+			       info->enabled ? "" : " (DISABLED)");
+			failed |= !info->enabled;
+		}
+		if (info)
+			free(info->public_pem);
+		free(info);
+	}
+	printf("%s: %s (%d key%s)\n", b->cfg->file, failed ? "FAILED" : "ok", b->nkeys,
+	       b->nkeys == 1 ? "" : "s");
+	kb_keys_close(b);
+	return failed;
+}
+
+static int serve(kb_broker *b)
+{
+	kb_err err;
+	int rc = 1;
+	kb_job *left;
+
+	if (kb_cache_init(&b->cache, b->cfg->cache_capacity, b->cfg->allow_unlocked_memory, &err) != KB_OK) {
+		kb_error("%s", err.msg);
+		return 1;
+	}
+	kb_info("DEK cache: %d entries, %zu bytes %s", b->cfg->cache_capacity,
+		b->cache.arena.locked ? b->cache.arena.locked_bytes : kb_arena_bytes_needed((size_t)b->cfg->cache_capacity, KB_SECRET_MAX),
+		b->cache.arena.locked ? "locked" : "NOT locked");
+	b->nflights = 1024;
+	b->flights = calloc(b->nflights, sizeof(*b->flights));
+	if (b->flights == NULL) {
+		kb_error("out of memory");
+		goto out;
+	}
+	if (kb_keys_open(b, b->cfg->workers + 1, &err) != KB_OK) {
+		kb_error("%s", err.msg);
+		goto out;
+	}
+	for (int i = 0; i < b->nkeys; i++)
+		kb_info("key %s: backend %s, alg %s, cache ttl %llds", b->keys[i].conf->name,
+			b->keys[i].ops->name, kb_alg_name(b->keys[i].conf->alg),
+			(long long)(b->keys[i].ttl_ms / 1000));
+	if (kb_pool_start(b, b->cfg->workers, &b->pool, &err) != KB_OK) {
+		kb_error("%s", err.msg);
+		goto out;
+	}
+	if (kb_server_run(b, &err) != KB_OK)
+		kb_error("%s", err.msg);
+	else
+		rc = 0;
+	left = kb_pool_stop(b->pool);
+	while (left) {
+		kb_job *next = left->next;
+		kb_job_finish(b, left);
+		left = next;
+	}
+out:
+	kb_cache_destroy(&b->cache); /* zeroes every DEK */
+	kb_keys_close(b);
+	free(b->flights);
+	if (rc == 0)
+		kb_info("stopped; the DEK cache is zeroed");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	cJSON_Hooks hooks = { .malloc_fn = malloc, .free_fn = wiping_free };
+	const char *path = NULL;
+	bool check_only = false;
+	kb_broker b = { 0 };
+	char sock[108];
+	kb_err err;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'C': check_only = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("keybrokerd %s\n", KB_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	harden();
+	cJSON_InitHooks(&hooks);
+	if (kb_config_load(path, &b.cfg, &err) != KB_OK) {
+		fprintf(stderr, "keybrokerd: %s\n", err.msg);
+		return 1;
+	}
+	kb_log_set_level((kb_log_level)b.cfg->log_level);
+	if (b.cfg->socket == NULL) {
+		if (kb_default_socket(sock, sizeof(sock)) < 0) {
+			fprintf(stderr, "keybrokerd: no socket path: set [broker] socket\n");
+			kb_config_free(b.cfg);
+			return 1;
+		}
+		b.cfg->socket = strdup(sock);
+	}
+	b.uid = getuid();
+	b.gid = getgid();
+	b.started_ms = kb_now_ms();
+	if (check_only) {
+		rc = check(&b);
+	} else {
+		block_signals();
+		kb_info("keybrokerd %s starting with %s", KB_VERSION, path);
+		rc = serve(&b);
+	}
+	kb_config_free(b.cfg);
+	return rc;
+}

@@ -1,0 +1,149 @@
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+typedef struct worker {
+	kb_pool *pool;
+	int slot;
+	pthread_t thread;
+} worker;
+
+struct kb_pool {
+	kb_broker *broker;
+	pthread_mutex_t lock;
+	pthread_cond_t more;
+	kb_job *queue_head, *queue_tail;
+	kb_job *done_head, *done_tail;
+	bool stopping;
+	int efd;
+	int nworkers;
+	worker *workers;
+};
+
+static void push(kb_job **head, kb_job **tail, kb_job *j)
+{
+	j->next = NULL;
+	if (*tail)
+		(*tail)->next = j;
+	else
+		*head = j;
+	*tail = j;
+}
+
+static void *worker_main(void *arg)
+{
+	worker *w = arg;
+	kb_pool *p = w->pool;
+	uint64_t one = 1;
+
+	for (;;) {
+		kb_job *j;
+
+		pthread_mutex_lock(&p->lock);
+		while (p->queue_head == NULL && !p->stopping)
+			pthread_cond_wait(&p->more, &p->lock);
+		if (p->queue_head == NULL) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		j = p->queue_head;
+		p->queue_head = j->next;
+		if (p->queue_head == NULL)
+			p->queue_tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+
+		kb_job_run(p->broker, j, w->slot);
+
+		pthread_mutex_lock(&p->lock);
+		push(&p->done_head, &p->done_tail, j);
+		pthread_mutex_unlock(&p->lock);
+		/* an eventfd counter cannot overflow here; a failed write is harmless */
+		if (write(p->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			abort();
+	}
+}
+
+kb_code kb_pool_start(kb_broker *b, int nworkers, kb_pool **out, kb_err *err)
+{
+	kb_pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	p->broker = b;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->more, NULL);
+	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	p->workers = calloc((size_t)nworkers, sizeof(*p->workers));
+	if (p->efd < 0 || p->workers == NULL) {
+		free(p->workers);
+		if (p->efd >= 0)
+			close(p->efd);
+		free(p);
+		return kb_err_set(err, KB_E_INTERNAL, "cannot start the worker pool: %s", strerror(errno));
+	}
+	for (int i = 0; i < nworkers; i++) {
+		p->workers[i].pool = p;
+		p->workers[i].slot = i;
+		if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0) {
+			p->nworkers = i;
+			(void)kb_pool_stop(p);
+			return kb_err_set(err, KB_E_INTERNAL, "cannot start worker thread %d", i);
+		}
+		p->nworkers = i + 1;
+	}
+	*out = p;
+	return KB_OK;
+}
+
+int kb_pool_fd(const kb_pool *p)
+{
+	return p->efd;
+}
+
+void kb_pool_submit(kb_pool *p, kb_job *j)
+{
+	pthread_mutex_lock(&p->lock);
+	push(&p->queue_head, &p->queue_tail, j);
+	pthread_cond_signal(&p->more);
+	pthread_mutex_unlock(&p->lock);
+}
+
+kb_job *kb_pool_take_done(kb_pool *p)
+{
+	uint64_t n;
+	kb_job *j;
+
+	if (read(p->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return NULL;
+	pthread_mutex_lock(&p->lock);
+	j = p->done_head;
+	p->done_head = p->done_tail = NULL;
+	pthread_mutex_unlock(&p->lock);
+	return j;
+}
+
+kb_job *kb_pool_stop(kb_pool *p)
+{
+	kb_job *left;
+
+	if (p == NULL)
+		return NULL;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->more);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->nworkers; i++)
+		pthread_join(p->workers[i].thread, NULL);
+	left = p->done_head;
+	close(p->efd);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->more);
+	free(p->workers);
+	free(p);
+	return left;
+}

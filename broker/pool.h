@@ -1,0 +1,37 @@
+/*
+ * pool.h: the worker threads that make backend calls.
+ *
+ * The event loop submits jobs; each worker runs one at a time with its own
+ * backend slot (its index), then hands the job back. Finished jobs are picked
+ * up by the loop when kb_pool_fd() turns readable. Nothing a worker touches
+ * besides its job and its backend slot is shared.
+ */
+#ifndef KB_POOL_H
+#define KB_POOL_H
+
+#include "broker.h"
+
+typedef struct kb_pool kb_pool;
+
+/* kb_pool_start starts nworkers threads running kb_job_run. */
+kb_code kb_pool_start(kb_broker *b, int nworkers, kb_pool **out, kb_err *err);
+
+/* kb_pool_fd is an eventfd that is readable while finished jobs wait. */
+int kb_pool_fd(const kb_pool *p);
+
+/* kb_pool_submit queues j for the next free worker. */
+void kb_pool_submit(kb_pool *p, kb_job *j);
+
+/* kb_pool_take_done returns the finished jobs as a list (next), oldest first. */
+kb_job *kb_pool_take_done(kb_pool *p);
+
+/*
+ * kb_pool_stop lets the workers finish the queue, joins and frees them, and
+ * returns the jobs they finished that the loop has not taken (a list).
+ */
+kb_job *kb_pool_stop(kb_pool *p);
+
+/* kb_job_run does j's backend work on slot; defined by the dispatcher (ops.c). */
+void kb_job_run(kb_broker *b, kb_job *j, int slot);
+
+#endif

@@ -1,0 +1,197 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "jsonw.h"
+#include "report.h"
+#include "server.h"
+
+static uint64_t sum(const uint64_t *v, int n)
+{
+	uint64_t s = 0;
+
+	for (int i = 0; i < n; i++)
+		s += v[i];
+	return s;
+}
+
+static void field_u64(kb_buf *o, const char *name, uint64_t v)
+{
+	kb_jw_key(o, name);
+	kb_jw_i64(o, (int64_t)v);
+}
+
+void kb_report_status(kb_broker *b, kb_conn *c, const char *id_json)
+{
+	const kb_counters *n = &b->counters;
+	kb_buf *o = &c->out;
+	uint64_t calls = 0;
+
+	kb_jw_begin(o, id_json);
+	kb_jw_key(o, "version");
+	kb_jw_str(o, KB_VERSION);
+	field_u64(o, "uptime_s", (uint64_t)((kb_now_ms() - b->started_ms) / 1000));
+	kb_jw_raw(o, b->cache.arena.locked ? ",\"memory_locked\":true" : ",\"memory_locked\":false");
+
+	kb_jw_raw(o, ",\"cache\":{\"capacity\":");
+	kb_jw_i64(o, b->cache.capacity);
+	field_u64(o, "entries", (uint64_t)b->cache.count);
+	field_u64(o, "locked_bytes", b->cache.arena.locked_bytes);
+	field_u64(o, "ttl_s", (uint64_t)(b->cfg->cache_ttl_ms / 1000));
+	kb_jw_raw(o, "}");
+
+	kb_jw_key(o, "keys");
+	kb_jw_raw(o, "[");
+	for (int i = 0; i < b->nkeys; i++) {
+		const kb_key *k = &b->keys[i];
+		kb_jw_raw(o, i ? ",{\"name\":" : "{\"name\":");
+		kb_jw_str(o, k->conf->name);
+		kb_jw_key(o, "backend");
+		kb_jw_str(o, k->ops->name);
+		kb_jw_key(o, "alg");
+		kb_jw_str(o, kb_alg_name(k->conf->alg));
+		field_u64(o, "ttl_s", (uint64_t)(k->ttl_ms / 1000));
+		kb_jw_raw(o, k->healthy ? ",\"healthy\":true" : ",\"healthy\":false");
+		if (k->last_code != KB_OK) {
+			kb_jw_key(o, "last_error");
+			kb_jw_str(o, kb_code_name(k->last_code));
+		}
+		field_u64(o, "backend_calls", sum(k->backend_calls, KB_BOP_COUNT));
+		kb_jw_raw(o, "}");
+		calls += sum(k->backend_calls, KB_BOP_COUNT);
+	}
+	kb_jw_raw(o, "]");
+
+	kb_jw_raw(o, ",\"counters\":{\"requests\":");
+	kb_jw_i64(o, (int64_t)sum(n->requests, KB_OP_COUNT));
+	field_u64(o, "errors", sum(n->errors, KB_OP_COUNT));
+	field_u64(o, "hits", n->hits);
+	field_u64(o, "misses", n->misses);
+	field_u64(o, "joins", n->joins);
+	field_u64(o, "backend_calls", calls);
+	field_u64(o, "refreshes", n->refreshes);
+	field_u64(o, "refresh_failures", n->refresh_failures);
+	field_u64(o, "datakey_reused", n->datakey_reused);
+	field_u64(o, "evicted_ttl", b->cache.evictions[KB_EVICT_TTL]);
+	field_u64(o, "evicted_lru", b->cache.evictions[KB_EVICT_LRU]);
+	field_u64(o, "evicted_flush", b->cache.evictions[KB_EVICT_FLUSH]);
+	field_u64(o, "connections", (uint64_t)b->nconns);
+	field_u64(o, "connections_refused", n->conns_refused);
+	kb_jw_raw(o, "}");
+	kb_jw_end(o);
+	kb_conn_send(b, c);
+}
+
+/* metric appends one Prometheus sample line. */
+static void metric(kb_buf *t, const char *name, const char *labels, double v)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%s%s%s%s %.17g\n", name, labels ? "{" : "",
+			 labels ? labels : "", labels ? "}" : "", v);
+
+	kb_buf_append(t, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void help(kb_buf *t, const char *name, const char *type, const char *text)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+
+	kb_buf_append(t, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void backend_metrics(kb_broker *b, kb_buf *t)
+{
+	char labels[256];
+
+	help(t, "keybroker_backend_calls_total", "counter", "Calls made to the key service, by key and operation.");
+	for (int i = 0; i < b->nkeys; i++)
+		for (int op = 0; op < KB_BOP_COUNT; op++) {
+			snprintf(labels, sizeof(labels), "key=\"%s\",op=\"%s\"", b->keys[i].conf->name,
+				 kb_bop_name((kb_bop)op));
+			metric(t, "keybroker_backend_calls_total", labels, (double)b->keys[i].backend_calls[op]);
+		}
+	help(t, "keybroker_backend_errors_total", "counter", "Calls to the key service that failed.");
+	for (int i = 0; i < b->nkeys; i++)
+		for (int op = 0; op < KB_BOP_COUNT; op++) {
+			snprintf(labels, sizeof(labels), "key=\"%s\",op=\"%s\"", b->keys[i].conf->name,
+				 kb_bop_name((kb_bop)op));
+			metric(t, "keybroker_backend_errors_total", labels, (double)b->keys[i].backend_errors[op]);
+		}
+	help(t, "keybroker_backend_latency_seconds", "histogram", "Latency of calls to the key service.");
+	for (int i = 0; i < b->nkeys; i++) {
+		const kb_key *k = &b->keys[i];
+		uint64_t cum = 0;
+		for (int h = 0; h < KB_HIST_BUCKETS; h++) {
+			cum += k->latency_hist[h];
+			if (h == KB_HIST_BUCKETS - 1)
+				snprintf(labels, sizeof(labels), "key=\"%s\",le=\"+Inf\"", k->conf->name);
+			else
+				snprintf(labels, sizeof(labels), "key=\"%s\",le=\"%.6f\"", k->conf->name,
+					 (double)((int64_t)1 << h) / 1e6);
+			metric(t, "keybroker_backend_latency_seconds_bucket", labels, (double)cum);
+		}
+		snprintf(labels, sizeof(labels), "key=\"%s\"", k->conf->name);
+		metric(t, "keybroker_backend_latency_seconds_sum", labels, k->latency_sum_s);
+		metric(t, "keybroker_backend_latency_seconds_count", labels, (double)cum);
+	}
+	help(t, "keybroker_key_healthy", "gauge", "1 if the last call to the key service worked.");
+	for (int i = 0; i < b->nkeys; i++) {
+		snprintf(labels, sizeof(labels), "key=\"%s\"", b->keys[i].conf->name);
+		metric(t, "keybroker_key_healthy", labels, b->keys[i].healthy);
+	}
+}
+
+void kb_report_metrics(kb_broker *b, kb_conn *c, const char *id_json)
+{
+	const kb_counters *n = &b->counters;
+	kb_buf t = { 0 };
+	char labels[64];
+
+	help(&t, "keybroker_requests_total", "counter", "Requests, by operation.");
+	for (int op = 1; op < KB_OP_COUNT; op++) {
+		snprintf(labels, sizeof(labels), "op=\"%s\"", kb_op_name((kb_op)op));
+		metric(&t, "keybroker_requests_total", labels, (double)n->requests[op]);
+	}
+	help(&t, "keybroker_request_errors_total", "counter", "Requests answered with an error, by operation.");
+	for (int op = 0; op < KB_OP_COUNT; op++) {
+		snprintf(labels, sizeof(labels), "op=\"%s\"", op ? kb_op_name((kb_op)op) : "unparsed");
+		metric(&t, "keybroker_request_errors_total", labels, (double)n->errors[op]);
+	}
+	help(&t, "keybroker_cache_hits_total", "counter", "Unwraps answered from the DEK cache.");
+	metric(&t, "keybroker_cache_hits_total", NULL, (double)n->hits);
+	help(&t, "keybroker_cache_misses_total", "counter", "Unwraps that needed the key service.");
+	metric(&t, "keybroker_cache_misses_total", NULL, (double)n->misses);
+	help(&t, "keybroker_singleflight_joins_total", "counter", "Misses that shared another request's key-service call.");
+	metric(&t, "keybroker_singleflight_joins_total", NULL, (double)n->joins);
+	help(&t, "keybroker_cache_refreshes_total", "counter", "Refresh-ahead calls started.");
+	metric(&t, "keybroker_cache_refreshes_total", NULL, (double)n->refreshes);
+	help(&t, "keybroker_cache_refresh_failures_total", "counter", "Refresh-ahead calls the key service refused.");
+	metric(&t, "keybroker_cache_refresh_failures_total", NULL, (double)n->refresh_failures);
+	help(&t, "keybroker_datakey_reused_total", "counter", "Data keys handed out again under the reuse limits.");
+	metric(&t, "keybroker_datakey_reused_total", NULL, (double)n->datakey_reused);
+	help(&t, "keybroker_cache_evictions_total", "counter", "DEKs evicted (and zeroed), by cause.");
+	metric(&t, "keybroker_cache_evictions_total", "cause=\"ttl\"", (double)b->cache.evictions[KB_EVICT_TTL]);
+	metric(&t, "keybroker_cache_evictions_total", "cause=\"lru\"", (double)b->cache.evictions[KB_EVICT_LRU]);
+	metric(&t, "keybroker_cache_evictions_total", "cause=\"flush\"", (double)b->cache.evictions[KB_EVICT_FLUSH]);
+	metric(&t, "keybroker_cache_evictions_total", "cause=\"replace\"", (double)b->cache.evictions[KB_EVICT_REPLACE]);
+	help(&t, "keybroker_cache_entries", "gauge", "DEKs in the cache.");
+	metric(&t, "keybroker_cache_entries", NULL, b->cache.count);
+	help(&t, "keybroker_cache_capacity", "gauge", "Most DEKs the cache holds.");
+	metric(&t, "keybroker_cache_capacity", NULL, b->cache.capacity);
+	help(&t, "keybroker_locked_bytes", "gauge", "Bytes of locked memory that hold the DEK cache.");
+	metric(&t, "keybroker_locked_bytes", NULL, (double)b->cache.arena.locked_bytes);
+	help(&t, "keybroker_memory_locked", "gauge", "1 if the DEK cache is in locked memory.");
+	metric(&t, "keybroker_memory_locked", NULL, b->cache.arena.locked);
+	help(&t, "keybroker_connections", "gauge", "Open client connections.");
+	metric(&t, "keybroker_connections", NULL, b->nconns);
+	help(&t, "keybroker_connections_refused_total", "counter", "Connections refused by peer policy or limits.");
+	metric(&t, "keybroker_connections_refused_total", NULL, (double)n->conns_refused);
+	backend_metrics(b, &t);
+
+	kb_jw_begin(&c->out, id_json);
+	kb_jw_key(&c->out, "text");
+	kb_jw_strn(&c->out, t.data ? t.data : "", t.len);
+	kb_jw_end(&c->out);
+	kb_buf_free(&t);
+	kb_conn_send(b, c);
+}

@@ -1,0 +1,559 @@
+/*
+ * server.c: the listening socket, the event loop and the connections.
+ *
+ * One thread runs everything here with epoll: accepting (after checking the
+ * peer), reading lines, dispatching them, writing answers, collecting
+ * finished jobs from the worker pool, timers and signals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "dispatch.h"
+#include "jsonw.h"
+#include "log.h"
+#include "policy.h"
+#include "pool.h"
+#include "server.h"
+
+/* epoll tags for the fixed sources; connections are tagged with their pointer */
+enum { TAG_LISTEN = 1, TAG_POOL, TAG_SIGNAL, TAG_TIMER };
+
+#define READ_CHUNK 16384
+#define OUT_HIGH_WATER (4u << 20) /* stop reading a client that does not drain its answers */
+#define DRAIN_DEADLINE_MS 30000
+
+typedef struct server {
+	kb_broker *b;
+	int epfd;
+	int lfd;
+	int sigfd;
+	int timerfd;
+	bool activated;     /* the socket came from systemd */
+	const char *path;
+	kb_conn *conns;
+	uint64_t next_serial;
+	bool stopping;
+	int64_t stop_deadline_ms;
+} server;
+
+static server *the_server; /* the one loop; kb_conn_send needs it from dispatch */
+
+static void update_events(server *s, kb_conn *c)
+{
+	struct epoll_event ev = { .data.ptr = c };
+
+	ev.events = c->want_write ? EPOLLOUT : 0;
+	/* reading pauses while a client leaves its answers unread, or while stopping */
+	if (!c->close_after_flush && !s->stopping && c->out.len < OUT_HIGH_WATER)
+		ev.events |= EPOLLIN;
+	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void conn_close(server *s, kb_conn *c)
+{
+	if (c->fd < 0)
+		return;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->b->nconns--;
+	kb_buf_free(&c->in);
+	kb_buf_free(&c->out);
+	kb_conn_unref(s->b, c);
+}
+
+void kb_conn_unref(kb_broker *b, kb_conn *c)
+{
+	(void)b;
+	if (--c->refs > 0)
+		return;
+	kb_buf_free(&c->in);
+	kb_buf_free(&c->out);
+	free(c);
+}
+
+void kb_conn_send(kb_broker *b, kb_conn *c)
+{
+	server *s = the_server;
+	bool was = c->want_write;
+	(void)b;
+
+	if (c->fd < 0) {
+		kb_buf_consume(&c->out, c->out.len);
+		return;
+	}
+	if (c->out.oom) {
+		kb_error("out of memory writing to a client; closing its connection");
+		conn_close(s, c);
+		return;
+	}
+	while (c->out.len > 0) {
+		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			kb_buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		conn_close(s, c); /* the peer went away; its answers have nowhere to go */
+		return;
+	}
+	c->want_write = c->out.len > 0;
+	if (c->want_write && !was)
+		c->blocked_since_ms = kb_now_ms();
+	else if (!c->want_write)
+		c->blocked_since_ms = 0;
+	if (c->want_write != was || c->out.len >= OUT_HIGH_WATER)
+		update_events(s, c);
+	if (!c->want_write && c->close_after_flush && c->inflight == 0)
+		conn_close(s, c);
+}
+
+/* refuse_conn answers a connection we will not serve with one error line, then closes it. */
+static void refuse_conn(int fd, kb_code code, const char *msg)
+{
+	kb_buf o = { 0 };
+	kb_err err;
+
+	kb_err_set(&err, code, "%s", msg);
+	kb_jw_error(&o, "null", &err);
+	if (o.data && send(fd, o.data, o.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		kb_debug("could not tell a refused peer why: %s", strerror(errno));
+	kb_buf_free(&o);
+	close(fd);
+}
+
+static void accept_conns(server *s)
+{
+	kb_broker *b = s->b;
+
+	for (int i = 0; i < 64; i++) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		struct epoll_event ev;
+		char why[256];
+		kb_conn *c;
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				kb_warn("accept: %s", strerror(errno));
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+			kb_warn("cannot read the peer's credentials: %s", strerror(errno));
+			close(fd);
+			continue;
+		}
+		if (!kb_policy_peer_allowed(b, cred.uid, cred.gid, why, sizeof(why))) {
+			b->counters.conns_refused++;
+			kb_warn("refused a connection from uid %u gid %u pid %d: %s", (unsigned)cred.uid,
+				(unsigned)cred.gid, (int)cred.pid, why);
+			refuse_conn(fd, KB_E_PERMISSION_DENIED, why);
+			continue;
+		}
+		if (b->nconns >= b->cfg->max_connections || s->stopping) {
+			b->counters.conns_refused++;
+			refuse_conn(fd, KB_E_BUSY,
+				    s->stopping ? "the broker is shutting down"
+						: "too many connections (max_connections): retry later");
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (c == NULL) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->serial = ++s->next_serial;
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+		c->refs = 1;
+		c->last_activity_ms = kb_now_ms();
+		ev.events = EPOLLIN;
+		ev.data.ptr = c;
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = s->conns;
+		if (s->conns)
+			s->conns->prev = c;
+		s->conns = c;
+		b->nconns++;
+		b->counters.conns_accepted++;
+	}
+}
+
+/* too_large answers a line that grew past the limit, then closes: the rest cannot be framed. */
+static void too_large(server *s, kb_conn *c)
+{
+	kb_err err;
+
+	kb_err_set(&err, KB_E_TOO_LARGE,
+		   "the request line is longer than max_request_bytes (%zu): the connection is closed",
+		   s->b->cfg->max_request_bytes);
+	kb_buf_consume(&c->in, c->in.len);
+	c->close_after_flush = true;
+	kb_reply_error(s->b, c, KB_OP_NONE, "null", &err);
+	if (c->fd >= 0)
+		update_events(s, c);
+}
+
+static void read_conn(server *s, kb_conn *c)
+{
+	size_t max = s->b->cfg->max_request_bytes;
+	size_t scanned = c->in.len, start = 0;
+	ssize_t n;
+
+	if (!kb_buf_reserve(&c->in, READ_CHUNK)) {
+		conn_close(s, c);
+		return;
+	}
+	/* never read further into a line than the limit allows */
+	n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		/* the peer closed: answers still owed have nowhere to go */
+		conn_close(s, c);
+		return;
+	}
+	if (n < 0)
+		return;
+	c->in.len += (size_t)n;
+	c->last_activity_ms = kb_now_ms();
+
+	c->refs++; /* dispatch may close c; keep it alive until the loop ends */
+	for (;;) {
+		char *nl = memchr(c->in.data + scanned, '\n', c->in.len - scanned);
+		size_t len;
+
+		if (nl == NULL)
+			break;
+		len = (size_t)(nl - (c->in.data + start));
+		scanned = (size_t)(nl - c->in.data) + 1;
+		if (len > max) {
+			too_large(s, c);
+			break;
+		}
+		if (len > 0 && c->in.data[start + len - 1] == '\r')
+			len--;
+		if (len > 0)
+			kb_dispatch(s->b, c, c->in.data + start, len);
+		start = scanned;
+		if (c->fd < 0 || c->close_after_flush)
+			break;
+	}
+	if (c->fd >= 0 && !c->close_after_flush) {
+		kb_buf_consume(&c->in, start);
+		if (c->in.len > max)
+			too_large(s, c);
+		c->partial_since_ms = c->in.len ? (c->partial_since_ms ? c->partial_since_ms : kb_now_ms()) : 0;
+	}
+	kb_conn_unref(s->b, c);
+}
+
+static void check_timeouts(server *s, int64_t now)
+{
+	const kb_config *cfg = s->b->cfg;
+	kb_conn *next;
+
+	for (kb_conn *c = s->conns; c; c = next) {
+		const char *why = NULL;
+
+		next = c->next;
+		if (c->partial_since_ms && now - c->partial_since_ms > cfg->client_timeout_ms)
+			why = "sent a partial line for longer than client_timeout";
+		else if (c->blocked_since_ms && now - c->blocked_since_ms > cfg->client_timeout_ms)
+			why = "left its answers unread for longer than client_timeout";
+		else if (cfg->idle_timeout_ms && c->inflight == 0 && c->out.len == 0 &&
+			 now - c->last_activity_ms > cfg->idle_timeout_ms)
+			why = "was idle for longer than idle_timeout";
+		if (why) {
+			kb_info("closing the connection of pid %d (uid %u): it %s", (int)c->pid,
+				(unsigned)c->uid, why);
+			s->b->counters.conns_closed_limit++;
+			conn_close(s, c);
+		}
+	}
+}
+
+static void on_timer(server *s)
+{
+	uint64_t ticks;
+	int64_t now = kb_now_ms();
+
+	if (read(s->timerfd, &ticks, sizeof(ticks)) < 0)
+		return;
+	kb_cache_sweep(&s->b->cache, now);
+	check_timeouts(s, now);
+}
+
+static void remove_socket(server *s)
+{
+	if (s->lfd < 0)
+		return;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
+	close(s->lfd);
+	s->lfd = -1;
+	if (!s->activated)
+		unlink(s->path);
+}
+
+static void begin_stop(server *s, const char *why)
+{
+	if (s->stopping)
+		return;
+	kb_info("%s: no longer accepting; finishing requests in flight", why);
+	sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing requests in flight");
+	s->stopping = true;
+	s->b->draining = true;
+	s->stop_deadline_ms = kb_now_ms() + DRAIN_DEADLINE_MS;
+	remove_socket(s);
+	/* stop reading new requests; answers still owed go out */
+	for (kb_conn *c = s->conns; c; c = c->next)
+		update_events(s, c);
+}
+
+static void on_signal(server *s)
+{
+	struct signalfd_siginfo si;
+
+	while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		else if (si.ssi_signo == SIGHUP)
+			kb_info("SIGHUP: nothing to reopen");
+	}
+}
+
+/* drained tells whether every request has been answered and written out. */
+static bool drained(server *s)
+{
+	for (kb_conn *c = s->conns; c; c = c->next)
+		if (c->inflight > 0 || c->out.len > 0)
+			return false;
+	return true;
+}
+
+static kb_code check_socket_dir(const char *path, kb_err *err)
+{
+	char *copy = strdup(path);
+	struct stat st;
+	kb_code rc = KB_OK;
+
+	if (copy == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	if (stat(dirname(copy), &st) != 0)
+		rc = kb_err_set(err, KB_E_BAD_REQUEST, "socket directory of %s: %s", path, strerror(errno));
+	else if (st.st_mode & S_IWOTH)
+		rc = kb_err_set(err, KB_E_BAD_REQUEST,
+				"refusing socket %s: its directory is writable by every user, who could "
+				"replace the socket; use a private directory such as /run/keybroker",
+				path);
+	free(copy);
+	return rc;
+}
+
+/* take_stale_socket removes path if it is a socket nobody answers on. */
+static kb_code take_stale_socket(const char *path, kb_err *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return kb_err_set(err, KB_E_INTERNAL, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		return kb_err_set(err, KB_E_BUSY,
+				  "another keybrokerd is already serving %s: stop it first, or set a different socket",
+				  path);
+	}
+	close(fd);
+	if (errno != ECONNREFUSED && errno != ENOENT)
+		return kb_err_set(err, KB_E_INTERNAL, "cannot check %s: %s", path, strerror(errno));
+	if (errno == ECONNREFUSED) {
+		kb_info("replacing the stale socket %s", path);
+		if (unlink(path) != 0)
+			return kb_err_set(err, KB_E_INTERNAL, "cannot remove the stale socket %s: %s", path,
+					  strerror(errno));
+	}
+	return KB_OK;
+}
+
+static kb_code listen_socket(server *s, kb_err *err)
+{
+	const kb_config *cfg = s->b->cfg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	mode_t old;
+	kb_code rc;
+	int n = sd_listen_fds(1);
+
+	if (n == 1) {
+		s->lfd = SD_LISTEN_FDS_START;
+		s->activated = true;
+		if (sd_is_socket_unix(s->lfd, SOCK_STREAM, 1, NULL, 0) <= 0)
+			return kb_err_set(err, KB_E_BAD_REQUEST, "the socket systemd passed is not a listening Unix stream socket");
+		fcntl(s->lfd, F_SETFL, fcntl(s->lfd, F_GETFL) | O_NONBLOCK);
+		kb_info("serving on the socket from systemd (socket activation)");
+		return KB_OK;
+	}
+	if (n > 1)
+		return kb_err_set(err, KB_E_BAD_REQUEST, "systemd passed %d sockets; keybrokerd takes one", n);
+	if ((rc = check_socket_dir(s->path, err)) != KB_OK)
+		return rc;
+	if (lstat(s->path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return kb_err_set(err, KB_E_BAD_REQUEST, "%s exists and is not a socket: refusing to replace it", s->path);
+		if ((rc = take_stale_socket(s->path, err)) != KB_OK)
+			return rc;
+	}
+	strncpy(sa.sun_path, s->path, sizeof(sa.sun_path) - 1);
+	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0)
+		return kb_err_set(err, KB_E_INTERNAL, "socket: %s", strerror(errno));
+	/* no moment when the socket exists with a looser mode than ours */
+	old = umask(0177);
+	rc = bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? KB_OK : KB_E_INTERNAL;
+	umask(old);
+	if (rc != KB_OK)
+		return kb_err_set(err, KB_E_INTERNAL, "cannot bind %s: %s", s->path, strerror(errno));
+	if (cfg->socket_group) {
+		struct group *g = getgrnam(cfg->socket_group);
+		if (g == NULL || chown(s->path, (uid_t)-1, g->gr_gid) != 0)
+			return kb_err_set(err, KB_E_BAD_REQUEST, "cannot give socket %s to group %s: %s", s->path,
+					  cfg->socket_group, g ? strerror(errno) : "no such group");
+	}
+	if (chmod(s->path, cfg->socket_mode) != 0)
+		return kb_err_set(err, KB_E_INTERNAL, "cannot set the mode of %s: %s", s->path, strerror(errno));
+	if (listen(s->lfd, 512) != 0)
+		return kb_err_set(err, KB_E_INTERNAL, "cannot listen on %s: %s", s->path, strerror(errno));
+	return KB_OK;
+}
+
+static kb_code setup(server *s, kb_err *err)
+{
+	struct itimerspec tick = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t set;
+	kb_code rc;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* workers inherited this mask at start; only the loop sees these signals */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->sigfd < 0 || s->timerfd < 0 || s->epfd < 0)
+		return kb_err_set(err, KB_E_INTERNAL, "cannot set up the event loop: %s", strerror(errno));
+	timerfd_settime(s->timerfd, 0, &tick, NULL);
+	if ((rc = listen_socket(s, err)) != KB_OK)
+		return rc;
+	ev.data.u64 = TAG_LISTEN;
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev);
+	ev.data.u64 = TAG_POOL;
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, kb_pool_fd(s->b->pool), &ev);
+	ev.data.u64 = TAG_SIGNAL;
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &ev);
+	ev.data.u64 = TAG_TIMER;
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->timerfd, &ev);
+	return KB_OK;
+}
+
+static void teardown(server *s)
+{
+	while (s->conns)
+		conn_close(s, s->conns);
+	remove_socket(s);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->sigfd >= 0)
+		close(s->sigfd);
+	if (s->timerfd >= 0)
+		close(s->timerfd);
+}
+
+static void loop_once(server *s)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(s->epfd, evs, 64, s->stopping ? 100 : -1);
+
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = evs[i].data.u64;
+
+		if (tag == TAG_LISTEN) {
+			accept_conns(s);
+		} else if (tag == TAG_POOL) {
+			kb_job *next;
+			for (kb_job *j = kb_pool_take_done(s->b->pool); j; j = next) {
+				next = j->next;
+				kb_job_finish(s->b, j);
+			}
+		} else if (tag == TAG_SIGNAL) {
+			on_signal(s);
+		} else if (tag == TAG_TIMER) {
+			on_timer(s);
+		} else {
+			kb_conn *c = evs[i].data.ptr;
+			if (c->fd >= 0 && (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+				kb_conn_send(s->b, c);
+			if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+				read_conn(s, c);
+		}
+	}
+}
+
+kb_code kb_server_run(kb_broker *b, kb_err *err)
+{
+	server s = { .b = b, .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
+	kb_code rc;
+
+	s.path = b->cfg->socket;
+	the_server = &s;
+	if ((rc = setup(&s, err)) != KB_OK) {
+		teardown(&s);
+		the_server = NULL;
+		return rc;
+	}
+	kb_info("listening on %s with %d worker%s", s.activated ? "the systemd socket" : s.path,
+		b->cfg->workers, b->cfg->workers == 1 ? "" : "s");
+	sd_notifyf(0, "READY=1\nSTATUS=Serving %d key%s on %s", b->nkeys, b->nkeys == 1 ? "" : "s",
+		   s.activated ? "the systemd socket" : s.path);
+	while (!s.stopping || (!drained(&s) && kb_now_ms() < s.stop_deadline_ms))
+		loop_once(&s);
+	if (!drained(&s))
+		kb_warn("gave up waiting for requests in flight after %d s", DRAIN_DEADLINE_MS / 1000);
+	teardown(&s);
+	the_server = NULL;
+	return KB_OK;
+}

@@ -1,0 +1,23 @@
+/*
+ * server.h: the Unix socket, the event loop and the connections.
+ */
+#ifndef KB_SERVER_H
+#define KB_SERVER_H
+
+#include "broker.h"
+
+/*
+ * kb_server_run listens on the configured socket (replacing a stale socket
+ * file, refusing a live one), serves until SIGTERM or SIGINT, then stops
+ * accepting, lets in-flight requests finish, removes the socket and returns
+ * KB_OK. Startup failures return an error.
+ */
+kb_code kb_server_run(kb_broker *b, kb_err *err);
+
+/* kb_conn_send writes what c->out holds, arming EPOLLOUT for the rest. */
+void kb_conn_send(kb_broker *b, kb_conn *c);
+
+/* kb_conn_unref drops one reference; the last one frees c. */
+void kb_conn_unref(kb_broker *b, kb_conn *c);
+
+#endif
