@@ -1,0 +1,122 @@
+/*
+ * aes.c: AES-KWP (RFC 5649, CKM_AES_KEY_WRAP_PAD) wraps and unwraps.
+ *
+ * SoftHSM offers CKM_AES_KEY_WRAP_PAD only through C_WrapKey and
+ * C_UnwrapKey, so the plaintext travels as a short-lived session object: a
+ * generic secret, extractable and not sensitive, destroyed right after use.
+ * libp11 has no API for any of this.
+ */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "p11.h"
+
+static CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+
+kb_code kb_p11_aes_probe(kb_p11_call *c, kb_err *err)
+{
+	kb_p11_key *k = c->key;
+	CK_MECHANISM_INFO mi;
+	CK_RV rv;
+
+	switch (atomic_load(&k->probe[KB_ALG_AES_KWP])) {
+	case KB_P11_PROBE_OK:
+		return KB_OK;
+	case KB_P11_PROBE_NO:
+		return kb_p11_fail(c, "C_GetMechanismInfo", k->probe_rv[KB_ALG_AES_KWP], err);
+	}
+	rv = k->f->C_GetMechanismInfo(k->tok->slot_id, CKM_AES_KEY_WRAP_PAD, &mi);
+	if (rv == CKR_OK && (mi.flags & (CKF_WRAP | CKF_UNWRAP)) != (CKF_WRAP | CKF_UNWRAP))
+		rv = CKR_MECHANISM_INVALID;
+	if (rv == CKR_OK) {
+		atomic_store(&k->probe[KB_ALG_AES_KWP], KB_P11_PROBE_OK);
+		return KB_OK;
+	}
+	if (rv == CKR_MECHANISM_INVALID) {
+		k->probe_rv[KB_ALG_AES_KWP] = rv;
+		atomic_store(&k->probe[KB_ALG_AES_KWP], KB_P11_PROBE_NO);
+	}
+	return kb_p11_fail(c, "C_GetMechanismInfo", rv, err);
+}
+
+kb_code kb_p11_aes_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *pt, size_t ptlen,
+			uint8_t *ct, size_t *ctlen, kb_err *err)
+{
+	CK_FUNCTION_LIST *f = c->key->f;
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_TOKEN, &no, sizeof(no) },
+		{ CKA_SENSITIVE, &no, sizeof(no) },
+		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
+		{ CKA_VALUE, (void *)pt, ptlen },
+	};
+	size_t max = kb_p11_max_plaintext(KB_ALG_AES_KWP, v->bits);
+	CK_OBJECT_HANDLE obj;
+	CK_ULONG n = *ctlen;
+	kb_code rc;
+	CK_RV rv;
+
+	if (ptlen == 0 || ptlen > max)
+		return kb_err_set(err, KB_E_BAD_REQUEST,
+				  "the plaintext is %zu bytes; AES-KWP under key %s wraps 1 to %zu bytes",
+				  ptlen, c->key->name, max);
+	if (*ctlen < (ptlen + 7) / 8 * 8 + 8)
+		return kb_err_set(err, KB_E_INTERNAL, "wrap output buffer of %zu bytes is too small", *ctlen);
+	if (!v->unwrap)
+		return kb_err_set(err, KB_E_PERMISSION_DENIED,
+				  "the token refused: key %s version %s may not unwrap (CKA_UNWRAP is false on token %s), so the broker does not wrap under it: set CKA_UNWRAP or rotate",
+				  c->key->name, v->name, c->key->tok->label);
+	rc = kb_p11_aes_probe(c, err);
+	if (rc != KB_OK)
+		return rc;
+	rv = f->C_CreateObject(c->h, t, sizeof(t) / sizeof(t[0]), &obj);
+	if (rv != CKR_OK)
+		return kb_p11_fail(c, "C_CreateObject", rv, err);
+	rv = f->C_WrapKey(c->h, &kwp, v->key, obj, ct, &n);
+	f->C_DestroyObject(c->h, obj);
+	if (rv != CKR_OK)
+		return kb_p11_fail(c, "C_WrapKey", rv, err);
+	*ctlen = n;
+	return KB_OK;
+}
+
+kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *ct, size_t ctlen,
+			  uint8_t *pt, size_t *ptlen, kb_err *err)
+{
+	CK_FUNCTION_LIST *f = c->key->f;
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_TOKEN, &no, sizeof(no) },
+		{ CKA_SENSITIVE, &no, sizeof(no) },
+		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE val = { CKA_VALUE, pt, *ptlen };
+	CK_OBJECT_HANDLE obj;
+	CK_RV rv;
+
+	/* RFC 5649: one or more 64-bit blocks after the 64-bit integrity block */
+	if (ctlen < 16 || ctlen % 8 != 0)
+		return kb_err_set(err, KB_E_BAD_BLOB,
+				  "the ciphertext is %zu bytes; AES-KWP output is a multiple of 8, at least 16: the blob is corrupt or truncated",
+				  ctlen);
+	rv = f->C_UnwrapKey(c->h, &kwp, v->key, (CK_BYTE *)ct, ctlen, t, sizeof(t) / sizeof(t[0]), &obj);
+	if (rv != CKR_OK)
+		return kb_p11_fail(c, "C_UnwrapKey", rv, err);
+	rv = f->C_GetAttributeValue(c->h, obj, &val, 1);
+	f->C_DestroyObject(c->h, obj);
+	if (rv != CKR_OK) {
+		OPENSSL_cleanse(pt, *ptlen);
+		return kb_p11_fail(c, "C_GetAttributeValue", rv, err);
+	}
+	*ptlen = val.ulValueLen;
+	return KB_OK;
+}

@@ -1,0 +1,406 @@
+/*
+ * backend.c: kb_pkcs11_backend, the ops table, and the driver that runs each
+ * op on its slot's session and recovers once from a lost session or handle.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+
+#include "p11.h"
+#include "pkcs11.h"
+
+typedef kb_code (*call_fn)(kb_p11_call *c, void *arg, kb_err *err);
+
+/*
+ * run calls fn on slot's session. When the token lost the session (or the
+ * login), the session is reopened and fn retried once; when it lost an
+ * object handle, the versions are found again and fn retried once.
+ */
+static kb_code run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, call_fn fn, void *arg,
+		   kb_err *err)
+{
+	kb_p11_call c = { .key = k, .slot = slot, .op = op, .alg = alg };
+	kb_err ignored;
+	kb_code rc;
+
+	if (slot < 0 || slot >= k->nslots)
+		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range [0,%d)", k->name, slot,
+				  k->nslots);
+	for (int attempt = 0;; attempt++) {
+		c.rv = CKR_OK;
+		rc = kb_p11_session_get(&c, err);
+		if (rc == KB_OK)
+			rc = fn(&c, arg, err);
+		if (rc == KB_OK || c.rv == CKR_OK)
+			return rc;
+		switch (kb_p11_recovery_for(c.rv)) {
+		case KB_P11_REOPEN:
+			kb_p11_session_drop(k, slot);
+			break;
+		case KB_P11_REFIND:
+			if (attempt == 0 && kb_p11_versions_refresh(&c, &ignored) != KB_OK)
+				return rc;
+			break;
+		case KB_P11_GIVE_UP:
+			return rc;
+		}
+		if (attempt == 1)
+			return rc;
+	}
+}
+
+/* check_alg refuses algorithms this key cannot do, before any token call. */
+static kb_code check_alg(const kb_p11_call *c, kb_err *err)
+{
+	const kb_p11_key *k = c->key;
+
+	if (k->kty == CKK_RSA && (c->alg == KB_ALG_RSA_OAEP || c->alg == KB_ALG_RSA_OAEP_256))
+		return KB_OK;
+	if (k->kty == CKK_AES && c->alg == KB_ALG_AES_KWP)
+		return KB_OK;
+	return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
+			  "key %s is an %s key on PKCS#11 token %s: it does %s, not %s",
+			  k->name, k->kty == CKK_RSA ? "RSA" : "AES", k->tok->label,
+			  k->kty == CKK_RSA ? "RSA-OAEP (and RSA-OAEP-256 where the token can)" : "AES-KWP",
+			  kb_alg_name(c->alg)[0] ? kb_alg_name(c->alg) : "that algorithm");
+}
+
+kb_code kb_p11_wrap_call(kb_p11_call *c, const char *version, const uint8_t *pt, size_t ptlen,
+			 uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
+			 kb_err *err)
+{
+	kb_p11_version v;
+	kb_code rc = check_alg(c, err);
+
+	if (rc != KB_OK)
+		return rc;
+	rc = kb_p11_versions_get(c, version, c->key->kty == CKK_RSA, &v, err);
+	if (rc != KB_OK)
+		return rc;
+	c->version = v.name;
+	if (c->key->kty == CKK_RSA)
+		rc = kb_p11_rsa_wrap(c, &v, pt, ptlen, ct, ctlen, err);
+	else
+		rc = kb_p11_aes_wrap(c, &v, pt, ptlen, ct, ctlen, err);
+	if (rc == KB_OK)
+		memcpy(version_out, v.name, sizeof(v.name));
+	c->version = NULL;
+	kb_p11_version_put(&v);
+	return rc;
+}
+
+kb_code kb_p11_unwrap_call(kb_p11_call *c, const char *version, const uint8_t *ct, size_t ctlen,
+			   uint8_t *pt, size_t *ptlen, kb_err *err)
+{
+	kb_p11_version v;
+	kb_code rc = check_alg(c, err);
+
+	if (rc != KB_OK)
+		return rc;
+	rc = kb_p11_versions_get(c, version, false, &v, err);
+	if (rc != KB_OK)
+		return rc;
+	c->version = v.name;
+	if (c->key->kty == CKK_RSA)
+		rc = kb_p11_rsa_unwrap(c, &v, ct, ctlen, pt, ptlen, err);
+	else
+		rc = kb_p11_aes_unwrap(c, &v, ct, ctlen, pt, ptlen, err);
+	c->version = NULL;
+	return rc;
+}
+
+struct wrap_args {
+	const char *version;
+	const uint8_t *in;
+	size_t inlen;
+	uint8_t *out;
+	size_t *outlen;
+	char *version_out;
+};
+
+static kb_code wrap_fn(kb_p11_call *c, void *arg, kb_err *err)
+{
+	struct wrap_args *a = arg;
+
+	return kb_p11_wrap_call(c, a->version, a->in, a->inlen, a->out, a->outlen, a->version_out, err);
+}
+
+static kb_code unwrap_fn(kb_p11_call *c, void *arg, kb_err *err)
+{
+	struct wrap_args *a = arg;
+
+	return kb_p11_unwrap_call(c, a->version, a->in, a->inlen, a->out, a->outlen, err);
+}
+
+static kb_code p11_wrap(void *state, int slot, const char *version, kb_alg alg, const uint8_t *pt,
+			size_t ptlen, uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
+			kb_alg *alg_out, kb_err *err)
+{
+	kb_p11_key *k = state;
+	struct wrap_args a = { version, pt, ptlen, ct, ctlen, version_out };
+	kb_alg use = alg == KB_ALG_NONE ? k->alg : alg;
+	kb_code rc = run(k, slot, KB_P11_OP_WRAP, use, wrap_fn, &a, err);
+
+	if (rc == KB_OK)
+		*alg_out = use;
+	return rc;
+}
+
+static kb_code p11_unwrap(void *state, int slot, const char *version, kb_alg alg, const uint8_t *ct,
+			  size_t ctlen, uint8_t *pt, size_t *ptlen, kb_err *err)
+{
+	kb_p11_key *k = state;
+	struct wrap_args a = { version, ct, ctlen, pt, ptlen, NULL };
+
+	return run(k, slot, KB_P11_OP_UNWRAP, alg == KB_ALG_NONE ? k->alg : alg, unwrap_fn, &a, err);
+}
+
+static bool version_enabled(const kb_p11_key *k, const kb_p11_version *v)
+{
+	return k->kty == CKK_RSA ? v->decrypt : v->unwrap;
+}
+
+static char *public_pem(EVP_PKEY *pkey)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *pem = NULL, *data;
+	long n;
+
+	if (b && PEM_write_bio_PUBKEY(b, pkey) == 1 && (n = BIO_get_mem_data(b, &data)) > 0 &&
+	    (pem = malloc((size_t)n + 1)) != NULL) {
+		memcpy(pem, data, (size_t)n);
+		pem[n] = '\0';
+	}
+	BIO_free(b);
+	return pem;
+}
+
+static void key_ops(const kb_p11_version *v, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s%s%s%s", v->encrypt ? "encrypt," : "", v->decrypt ? "decrypt," : "",
+		 v->wrap ? "wrapKey," : "", v->unwrap ? "unwrapKey," : "");
+	if (*buf)
+		buf[strlen(buf) - 1] = '\0';
+}
+
+static kb_code describe_fn(kb_p11_call *c, void *arg, kb_err *err)
+{
+	kb_p11_key *k = c->key;
+	kb_key_info *info = arg;
+	kb_p11_version *v, *latest;
+	kb_code rc;
+	int n;
+
+	rc = kb_p11_versions_refresh(c, err);
+	if (rc == KB_OK)
+		rc = kb_p11_versions_copy(k, &v, &n, err);
+	if (rc != KB_OK)
+		return rc;
+	if (n == 0) {
+		kb_p11_versions_free(v, n);
+		return kb_err_set(err, KB_E_KEY_UNAVAILABLE,
+				  "the key service (token %s) no longer has key %s: no object is labelled %s",
+				  k->tok->label, k->name, k->conf.label);
+	}
+	memset(info, 0, sizeof(*info));
+	latest = &v[n - 1];
+	info->alg = k->alg;
+	snprintf(info->kty, sizeof(info->kty), "%s", k->kty == CKK_RSA ? "RSA" : "AES");
+	info->bits = latest->bits;
+	info->enabled = version_enabled(k, latest);
+	snprintf(info->latest, sizeof(info->latest), "%s", latest->name);
+	for (int i = 0; i < n && i < KB_MAX_VERSIONS; i++) {
+		snprintf(info->versions[i].version, sizeof(info->versions[i].version), "%s", v[i].name);
+		info->versions[i].enabled = version_enabled(k, &v[i]);
+		info->nversions++;
+	}
+	/* the wrap side of an RSA key is its public half; report what the token allows */
+	if (k->kty == CKK_RSA && latest->pub == CK_INVALID_HANDLE)
+		latest->encrypt = latest->wrap = true;
+	key_ops(latest, info->key_ops, sizeof(info->key_ops));
+	snprintf(info->detail, sizeof(info->detail), "token %s (serial %s, slot %lu), label %s, module %s (%s)",
+		 k->tok->label, k->tok->serial, (unsigned long)k->tok->slot_id, k->conf.label,
+		 k->conf.module, k->tok->library);
+	if (latest->pkey && (info->public_pem = public_pem(latest->pkey)) == NULL)
+		rc = kb_err_set(err, KB_E_INTERNAL, "key %s: cannot write the public key as PEM", k->name);
+	kb_p11_versions_free(v, n);
+	return rc;
+}
+
+static kb_code p11_describe(void *state, int slot, kb_key_info *info, kb_err *err)
+{
+	kb_p11_key *k = state;
+
+	return run(k, slot, KB_P11_OP_DESCRIBE, k->alg, describe_fn, info, err);
+}
+
+static kb_code rotate_fn(kb_p11_call *c, void *arg, kb_err *err)
+{
+	return kb_p11_rotate(c, arg, err);
+}
+
+static kb_code p11_rotate(void *state, int slot, char version_out[KB_VERSION_MAX + 1], kb_err *err)
+{
+	kb_p11_key *k = state;
+
+	return run(k, slot, KB_P11_OP_ROTATE, k->alg, rotate_fn, version_out, err);
+}
+
+struct random_args {
+	uint8_t *buf;
+	size_t n;
+};
+
+static kb_code random_fn(kb_p11_call *c, void *arg, kb_err *err)
+{
+	struct random_args *a = arg;
+	CK_RV rv = c->key->f->C_GenerateRandom(c->h, a->buf, a->n);
+
+	return rv == CKR_OK ? KB_OK : kb_p11_fail(c, "C_GenerateRandom", rv, err);
+}
+
+static kb_code p11_random(void *state, int slot, uint8_t *buf, size_t n, kb_err *err)
+{
+	struct random_args a = { buf, n };
+
+	return run(state, slot, KB_P11_OP_RANDOM, KB_ALG_NONE, random_fn, &a, err);
+}
+
+static kb_code p11_doctor(void *state, int slot,
+			  void (*emit)(void *ctx, const char *check, const char *status,
+				       const char *detail, const char *fix),
+			  void *ctx, kb_err *err)
+{
+	kb_p11_key *k = state;
+	kb_p11_call c = { .key = k, .slot = slot, .op = KB_P11_OP_DOCTOR, .alg = k->alg };
+
+	if (slot < 0 || slot >= k->nslots)
+		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range", k->name, slot);
+	return kb_p11_doctor(&c, emit, ctx, err);
+}
+
+static void p11_close(void *state)
+{
+	kb_p11_key *k = state;
+
+	if (k == NULL)
+		return;
+	for (int i = 0; k->slots && i < k->nslots; i++)
+		if (k->slots[i].h != CK_INVALID_HANDLE)
+			k->f->C_CloseSession(k->slots[i].h);
+	kb_p11_versions_free(k->v, k->nv);
+	kb_p11_token_release(k->tok);
+	kb_p11_conf_free(&k->conf);
+	pthread_rwlock_destroy(&k->vlock);
+	free(k->slots);
+	free(k);
+}
+
+/* choose_alg settles the key's default algorithm against its type. */
+static kb_code choose_alg(kb_keyconf *kc, kb_p11_key *k, kb_err *err)
+{
+	bool rsa = k->kty == CKK_RSA;
+
+	k->alg = kc->alg;
+	if (k->alg == KB_ALG_NONE)
+		k->alg = rsa ? KB_ALG_RSA_OAEP : KB_ALG_AES_KWP;
+	if (rsa && (k->alg == KB_ALG_RSA_OAEP || k->alg == KB_ALG_RSA_OAEP_256))
+		return KB_OK;
+	if (!rsa && k->alg == KB_ALG_AES_KWP)
+		return KB_OK;
+	return kb_keyconf_bad(kc, "alg", err, "%s does not fit: %s on token %s is an %s key; use %s",
+			      kb_alg_name(k->alg), k->conf.label, k->tok->label, rsa ? "RSA" : "AES",
+			      rsa ? "RSA-OAEP" : "AES-KWP");
+}
+
+/* probe_default refuses at startup a default algorithm the token cannot reverse. */
+static kb_code probe_default(kb_keyconf *kc, kb_p11_call *c, kb_err *err)
+{
+	kb_p11_version v;
+	kb_code rc;
+
+	c->alg = c->key->alg;
+	rc = kb_p11_versions_get(c, NULL, true, &v, err);
+	if (rc != KB_OK)
+		return rc;
+	c->version = v.name;
+	rc = c->key->kty == CKK_RSA ? kb_p11_rsa_probe(c, &v, err) : kb_p11_aes_probe(c, err);
+	c->version = NULL;
+	kb_p11_version_put(&v);
+	if (rc == KB_E_MECHANISM_UNSUPPORTED) {
+		char why[KB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return kb_err_set(err, rc, "%s:%d: [key:%s] alg: %s", kc->file ? kc->file : "config",
+				  kc->line, kc->name, why);
+	}
+	return KB_OK; /* anything else is for the first wrap to report */
+}
+
+static kb_code p11_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
+{
+	kb_p11_key *k = calloc(1, sizeof(*k));
+	kb_p11_call c = { .key = k, .slot = nslots - 1, .op = KB_P11_OP_OPEN };
+	kb_code rc;
+
+	*state = NULL;
+	if (k == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	snprintf(k->name, sizeof(k->name), "%s", kc->name);
+	pthread_rwlock_init(&k->vlock, NULL);
+	rc = kb_p11_conf_take(kc, &k->conf, err);
+	if (rc != KB_OK)
+		goto fail;
+	if (nslots < 1) {
+		rc = kb_err_set(err, KB_E_INTERNAL, "key %s: nslots %d < 1", k->name, nslots);
+		goto fail;
+	}
+	k->nslots = nslots;
+	k->slots = calloc((size_t)nslots, sizeof(*k->slots));
+	if (k->slots == NULL) {
+		rc = kb_err_set(err, KB_E_INTERNAL, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < nslots; i++)
+		k->slots[i] = (kb_p11_slot){ CK_INVALID_HANDLE, true };
+	rc = kb_p11_token_acquire(&k->conf, k->name, &k->tok, err);
+	if (rc != KB_OK)
+		goto fail;
+	k->f = k->tok->f;
+	rc = kb_p11_session_get(&c, err);
+	if (rc == KB_OK)
+		rc = kb_p11_versions_refresh(&c, err);
+	if (rc != KB_OK)
+		goto fail;
+	if (k->nv == 0) {
+		rc = kb_err_set(err, KB_E_UNKNOWN_KEY,
+				"%s:%d: [key:%s] uri: token %s has no key labelled %s: fix object= in uri, or create it, e.g. pkcs11-tool --module %s --token-label %s --login --keypairgen --key-type rsa:2048 --label %s --id 01",
+				kc->file ? kc->file : "config", kc->line, k->name, k->tok->label, k->conf.label,
+				k->conf.module, k->tok->label, k->conf.label);
+		goto fail;
+	}
+	rc = choose_alg(kc, k, err);
+	if (rc == KB_OK)
+		rc = probe_default(kc, &c, err);
+	if (rc != KB_OK)
+		goto fail;
+	*state = k;
+	return KB_OK;
+fail:
+	p11_close(k);
+	return rc;
+}
+
+const kb_backend_ops kb_pkcs11_backend = {
+	.name = "pkcs11",
+	.open = p11_open,
+	.close = p11_close,
+	.describe = p11_describe,
+	.wrap = p11_wrap,
+	.unwrap = p11_unwrap,
+	.rotate = p11_rotate,
+	.random = p11_random,
+	.doctor = p11_doctor,
+};
