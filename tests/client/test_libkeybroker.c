@@ -451,7 +451,7 @@ static void call_replaces_id_and_returns_response_line_as_is(void **state)
 	peer p = { .replies = { "{\"id\":$ID,\"ok\":true,\"checks\":[],  \"extra\":1}\n" } };
 	kb_client *c = connect_to(&p);
 	kb_error err;
-	char *resp, *want;
+	char *resp, *want, *id;
 	cJSON *req;
 
 	(void)state;
@@ -461,9 +461,11 @@ static void call_replaces_id_and_returns_response_line_as_is(void **state)
 	req = cJSON_Parse(p.request[0]);
 	assert_true(cJSON_IsNumber(cJSON_GetObjectItem(req, "id")));
 	assert_string_equal(cJSON_GetObjectItem(req, "op")->valuestring, "doctor");
-	want = expand(line, cJSON_PrintUnformatted(cJSON_GetObjectItem(req, "id")));
+	id = cJSON_PrintUnformatted(cJSON_GetObjectItem(req, "id"));
+	want = expand(line, id);
 	assert_string_equal(resp, want);
 	free(want);
+	free(id);
 	kb_free(resp);
 	cJSON_Delete(req);
 }
