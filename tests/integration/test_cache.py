@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The DEK cache on a real SoftHSM token: TTL as the revocation point, refresh-ahead,
+single flight, capacity, data-key reuse, locked memory and core-dump hardening."""
+import json
+import os
+import pwd
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kbtest import Broker, Conn, Token, b64, check, run, unb64  # noqa: E402
+
+REFUSED = ("key_unavailable", "key_disabled", "permission_denied", "unknown_version")
+
+
+def wrap(kb, key, pt=None):
+    pt = pt or os.urandom(32)
+    return pt, kb.ok({"op": "wrap", "key": key, "plaintext": b64(pt)})["blob"]
+
+
+def delete_key(token, key):
+    if key == "aes":
+        token.tool("--delete-object", "--type", "secrkey", "--label", "aes-kek")
+    else:
+        token.tool("--delete-object", "--type", "privkey", "--label", "rsa-kek")
+
+
+def expect_refused(kb, blob):
+    r = kb.call({"op": "unwrap", "blob": blob})
+    check(r["ok"] is False and r["error"]["code"] in REFUSED, "after revocation: %s" % r)
+    msg = r["error"]["message"].lower()
+    check("token" in msg or "key service" in msg, "message says the key service refused: %s" % r["error"])
+    return r
+
+
+def revocation_at_end_of_ttl(root):
+    token = Token(root)
+    kb = Broker(root, token, broker_extra="cache_ttl = 2s")
+    pt, blob = wrap(kb, "aes")
+    t0 = time.monotonic()
+    u = kb.ok({"op": "unwrap", "blob": blob})
+    check(u["cached"] is False and unb64(u["plaintext"]) == pt, "first unwrap asks the token")
+    delete_key(token, "aes")
+    u = kb.ok({"op": "unwrap", "blob": blob})
+    check(u["cached"] is True and unb64(u["plaintext"]) == pt, "still unwraps while the entry lives")
+    check(time.monotonic() - t0 < 2.0, "test ran too slowly to see the live entry")
+    time.sleep(max(0, 2.2 - (time.monotonic() - t0)))
+    expect_refused(kb, blob)
+    # flush makes the failure immediate
+    pt2, blob2 = wrap(kb, "rsa")
+    check(kb.ok({"op": "unwrap", "blob": blob2})["cached"] is False, "rsa miss")
+    delete_key(token, "rsa")
+    check(kb.ok({"op": "unwrap", "blob": blob2})["cached"] is True, "rsa hit after delete")
+    check(kb.ok({"op": "flush", "key": "rsa"})["flushed"] == 1, "flush rsa evicts one entry")
+    expect_refused(kb, blob2)
+    c = kb.status()["counters"]
+    check(c["evicted_ttl"] >= 1 and c["evicted_flush"] == 1, "evictions by cause: %s" % c)
+
+
+def refresh_ahead_renews_on_success(root):
+    token = Token(root)
+    kb = Broker(root, token, broker_extra="cache_ttl = 2s", aes_extra="cache_refresh_fraction = 0.5")
+    pt, blob = wrap(kb, "aes")
+    kb.ok({"op": "unwrap", "blob": blob})
+    time.sleep(1.3)  # into the last half of the TTL
+    check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "hit inside refresh window")
+    time.sleep(1.2)  # past the original expiry
+    u = kb.ok({"op": "unwrap", "blob": blob})
+    check(u["cached"] is True, "a successful refresh renewed the entry: %s" % u)
+    check(kb.status()["counters"]["refreshes"] >= 1, "refresh counted")
+    check(kb.backend_calls("aes") == 2, "one miss plus one refresh reached the token")
+
+
+def refresh_ahead_never_outlives_refusal(root):
+    token = Token(root)
+    kb = Broker(root, token, broker_extra="cache_ttl = 2s", aes_extra="cache_refresh_fraction = 0.5")
+    pt, blob = wrap(kb, "aes")
+    t0 = time.monotonic()
+    kb.ok({"op": "unwrap", "blob": blob})
+    delete_key(token, "aes")
+    time.sleep(1.3)
+    check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "hit inside the refresh window")
+    time.sleep(0.3)
+    check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "entry lives until its original expiry")
+    check(kb.status()["counters"]["refresh_failures"] >= 1, "the refused refresh is counted")
+    time.sleep(max(0, 2.1 - (time.monotonic() - t0)))
+    expect_refused(kb, blob)
+
+
+def _burst(sock, reqs):
+    """Sends each request on its own connection, all but the newline first,
+    then every newline at once, so the broker sees them together."""
+    conns = [Conn(sock) for _ in reqs]
+    for c, r in zip(conns, reqs):
+        c.send_raw(json.dumps(r).encode())
+    for c in conns:
+        c.send_raw(b"\n")
+    out = [c.read_line() for c in conns]
+    for c in conns:
+        c.close()
+    return out
+
+
+def single_flight_one_call_per_blob(root):
+    token = Token(root)
+    kb = Broker(root, token)
+    pt, blob = wrap(kb, "rsa")
+    before = kb.backend_calls("rsa")
+    out = _burst(kb.sock, [{"id": i, "op": "unwrap", "blob": blob} for i in range(64)])
+    check(all(r["ok"] and unb64(r["plaintext"]) == pt for r in out), "all 64 unwraps succeed")
+    calls = kb.backend_calls("rsa") - before
+    joins = kb.status()["counters"]["joins"]
+    check(calls == 1, "64 concurrent unwraps of one cold blob made %d backend calls" % calls)
+    check(joins == 63, "63 requests joined the one call, saw %d" % joins)
+    print("single flight: 64 unwraps of one blob -> %d backend call, %d joins" % (calls, joins))
+
+    blobs = [wrap(kb, "rsa") for _ in range(64)]
+    before = kb.backend_calls("rsa")
+    out = _burst(kb.sock, [{"id": i, "op": "unwrap", "blob": b} for i, (_, b) in enumerate(blobs)])
+    check(all(r["ok"] and unb64(r["plaintext"]) == blobs[r["id"]][0] for r in out), "64 distinct unwraps")
+    calls = kb.backend_calls("rsa") - before
+    check(calls == 64, "64 distinct cold blobs made %d backend calls" % calls)
+    print("single flight: 64 distinct blobs -> %d backend calls" % calls)
+
+
+def capacity_evicts_least_recently_used(root):
+    token = Token(root)
+    kb = Broker(root, token, broker_extra="cache_capacity = 4")
+    blobs = [wrap(kb, "aes") for _ in range(5)]
+    for _, b in blobs[:4]:
+        kb.ok({"op": "unwrap", "blob": b})
+    check(kb.ok({"op": "unwrap", "blob": blobs[0][1]})["cached"], "b0 is cached (and now most recent)")
+    kb.ok({"op": "unwrap", "blob": blobs[4][1]})  # the fifth entry: evicts b1, the least recent
+    s = kb.status()
+    check(s["cache"]["entries"] == 4 and s["cache"]["capacity"] == 4, "4 entries held: %s" % s["cache"])
+    check(s["counters"]["evicted_lru"] == 1, "one lru eviction: %s" % s["counters"])
+    check(kb.ok({"op": "unwrap", "blob": blobs[0][1]})["cached"] is True, "recently used b0 stayed")
+    check(kb.ok({"op": "unwrap", "blob": blobs[1][1]})["cached"] is False, "least recently used b1 was evicted")
+    print("capacity 4: after 5 blobs, entries=%d, lru evictions=%d" %
+          (s["cache"]["entries"], s["counters"]["evicted_lru"]))
+
+
+def hits_cut_backend_calls(root):
+    token = Token(root)
+    kb = Broker(root, token)
+    pt, blob = wrap(kb, "aes")
+    before = kb.backend_calls("aes")
+    for _ in range(100):
+        check(unb64(kb.ok({"op": "unwrap", "blob": blob})["plaintext"]) == pt, "unwrap")
+    calls = kb.backend_calls("aes") - before
+    c = kb.status()["counters"]
+    check(calls == 1 and c["hits"] == 99 and c["misses"] == 1, "100 unwraps: %d calls, %s" % (calls, c))
+    text = kb.ok({"op": "metrics"})["text"]
+    check("keybroker_cache_hits_total 99" in text and "keybroker_cache_misses_total 1" in text,
+          "metrics show hits and misses")
+    m = kb.cli("metrics", check_rc=0).stdout.decode()
+    check("# TYPE keybroker_backend_latency_seconds histogram" in m, "CLI prints Prometheus text")
+    print("100 unwraps of one blob: hits=%d misses=%d backend calls=%d" % (c["hits"], c["misses"], calls))
+
+
+def datakey_reuse_limits(root):
+    token = Token(root)
+    keys = (token.key_section("uses", "aes-kek", "AES-KWP", "datakey_max_age = 1h\ndatakey_max_uses = 3") +
+            token.key_section("bytes", "aes-kek", "AES-KWP", "datakey_max_age = 1h\ndatakey_max_bytes = 1000") +
+            token.key_section("age", "aes-kek", "AES-KWP", "datakey_max_age = 1s") +
+            token.key_section("none", "aes-kek", "AES-KWP"))
+    kb = Broker(root, token, keys=keys)
+
+    def dk(key, **kw):
+        r = kb.ok(dict({"op": "datakey", "key": key}, **kw))
+        return r["blob"], r["reused"], unb64(r["plaintext"])
+
+    a = [dk("uses") for _ in range(4)]
+    check([x[1] for x in a] == [False, True, True, False], "uses: reuse flags %s" % [x[1] for x in a])
+    check(a[0][0] == a[1][0] == a[2][0] != a[3][0] and a[0][2] == a[2][2], "uses: same DEK thrice, then new")
+    b = [dk("bytes", bytes=400) for _ in range(3)]
+    check([x[1] for x in b] == [False, True, False], "bytes: reuse flags %s" % [x[1] for x in b])
+    c1, c2 = dk("age"), dk("age")
+    time.sleep(1.1)
+    c3 = dk("age")
+    check(c2[1] and c1[0] == c2[0] and not c3[1] and c3[0] != c1[0], "age: reuse ends after max age")
+    n1, n2 = dk("none"), dk("none")
+    check(not n1[1] and not n2[1] and n1[0] != n2[0], "no reuse by default")
+    u = kb.ok({"op": "unwrap", "blob": a[0][0]})
+    check(u["cached"] is True and unb64(u["plaintext"]) == a[0][2], "a handed-out DEK is in the unwrap cache")
+
+
+def mlock_refusal_and_unlocked_option(root):
+    token = Token(root)
+    # root holds CAP_IPC_LOCK, which ignores RLIMIT_MEMLOCK: drop it for this run
+    prefix = ["setpriv", "--bounding-set", "-ipc_lock", "--inh-caps", "-ipc_lock",
+              "prlimit", "--memlock=0:0", "--"]
+    kb = Broker(root, token, start=False, prefix=prefix)
+    rc = kb.start(expect_fail=True)
+    log = kb.log_text()
+    check(rc != 0, "refuses to start without locked memory")
+    for words in ("RLIMIT_MEMLOCK", "ulimit -l", "LimitMEMLOCK", "CAP_IPC_LOCK", "allow_unlocked_memory"):
+        check(words in log, "the message names %s: %r" % (words, log))
+    kb2 = Broker(root, token, prefix=prefix, broker_extra="allow_unlocked_memory = yes")
+    s = kb2.status()
+    check(s["memory_locked"] is False, "status says memory_locked false")
+    check("UNLOCKED" in kb2.log_text(), "a warning is logged")
+
+
+def no_core_dumps(root):
+    token = Token(root)
+    nobody = pwd.getpwnam("nobody")
+    # run as nobody so /proc ownership shows the dumpable flag (a non-dumpable
+    # process's /proc files belong to root)
+    subprocess.run(["chown", "-R", "nobody:nogroup", root], check=True)
+    kb = Broker(root, token, prefix=["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "--"],
+                broker_extra="allow_uids = 0, nobody\nallow_unlocked_memory = yes")
+    pid = kb.proc.pid
+    check(os.stat("/proc/%d/status" % pid).st_uid == 0, "daemon is not dumpable (its /proc files are root's)")
+    with open("/proc/%d/status" % pid) as f:
+        uid_line = [l for l in f if l.startswith("Uid:")][0]
+    check(str(nobody.pw_uid) in uid_line, "daemon runs as nobody: %s" % uid_line)
+    with open("/proc/%d/limits" % pid) as f:
+        core = [l for l in f if l.startswith("Max core file size")][0].split()
+    check(core[4] == "0" and core[5] == "0", "RLIMIT_CORE is 0: %s" % core)
+
+
+def locked_bytes_reported(root):
+    token = Token(root)
+    kb = Broker(root, token)
+    s = kb.status()
+    check(s["memory_locked"] is True and s["cache"]["locked_bytes"] > 0, "locked: %s" % s["cache"])
+    check(s["cache"]["locked_bytes"] <= 8 * 1024 * 1024, "the default fits an 8 MiB RLIMIT_MEMLOCK")
+    check("bytes locked" in kb.log_text(), "startup log reports locked bytes")
+    print("default capacity %d: %d bytes locked" % (s["cache"]["capacity"], s["cache"]["locked_bytes"]))
+
+
+if __name__ == "__main__":
+    run(globals())
