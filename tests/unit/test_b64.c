@@ -1,0 +1,186 @@
+/* test_b64: the one base64 codec, against RFC 4648 and its strictness promise. */
+#include <stdbool.h>
+
+#include "b64.h"
+#include "unit.h"
+
+static const struct {
+	const char *plain, *std, *url;
+} rfc4648[] = {
+	{ "", "", "" },
+	{ "f", "Zg==", "Zg" },
+	{ "fo", "Zm8=", "Zm8" },
+	{ "foo", "Zm9v", "Zm9v" },
+	{ "foob", "Zm9vYg==", "Zm9vYg" },
+	{ "fooba", "Zm9vYmE=", "Zm9vYmE" },
+	{ "foobar", "Zm9vYmFy", "Zm9vYmFy" },
+	/* the two alphabets differ only in 62 and 63 */
+	{ "\xfb\xef\xbe", "++++", "----" },
+	{ "\xff\xff\xff", "////", "____" },
+	{ "\xfb\xff", "+/8=", "-_8" },
+};
+
+static void check_decodes(const char *in, kb_b64_variant v, const char *want, size_t wantlen)
+{
+	uint8_t out[64];
+	size_t n = 99;
+
+	if (!kb_b64_decode(in, strlen(in), out, sizeof(out), &n, v))
+		fail_msg("\"%s\" (%s) was refused", in, v == KB_B64_STD ? "std" : "url");
+	assert_int_equal(n, wantlen);
+	assert_memory_equal(out, want, wantlen);
+}
+
+static void check_refused(const char *in, size_t len, kb_b64_variant v)
+{
+	uint8_t out[64];
+	size_t n = 0;
+
+	if (kb_b64_decode(in, len, out, sizeof(out), &n, v))
+		fail_msg("\"%.*s\" (%s) was accepted", (int)len, in, v == KB_B64_STD ? "std" : "url");
+}
+
+static void b64_std_matches_rfc4648_vectors(void **state)
+{
+	for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
+		const char *p = rfc4648[i].plain;
+		char out[64];
+		size_t n = kb_b64_encode((const uint8_t *)p, strlen(p), out, KB_B64_STD);
+
+		assert_string_equal(out, rfc4648[i].std);
+		assert_int_equal(n, strlen(rfc4648[i].std));
+		assert_int_equal(kb_b64_encoded_len(strlen(p), KB_B64_STD), n);
+		check_decodes(rfc4648[i].std, KB_B64_STD, p, strlen(p));
+	}
+}
+
+static void b64_url_matches_rfc4648_vectors_unpadded(void **state)
+{
+	for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
+		const char *p = rfc4648[i].plain;
+		char out[64];
+		size_t n = kb_b64_encode((const uint8_t *)p, strlen(p), out, KB_B64_URL);
+
+		assert_string_equal(out, rfc4648[i].url);
+		assert_int_equal(n, strlen(rfc4648[i].url));
+		assert_int_equal(kb_b64_encoded_len(strlen(p), KB_B64_URL), n);
+		check_decodes(rfc4648[i].url, KB_B64_URL, p, strlen(p));
+	}
+}
+
+static void b64_url_accepts_padded_input(void **state)
+{
+	check_decodes("Zg==", KB_B64_URL, "f", 1);
+	check_decodes("Zm8=", KB_B64_URL, "fo", 2);
+	check_decodes("Zm9vYg==", KB_B64_URL, "foob", 4);
+	check_decodes("-_8=", KB_B64_URL, "\xfb\xff", 2);
+	/* but only the right amount of it */
+	check_refused("Zg=", 3, KB_B64_URL);
+	check_refused("Zm8==", 5, KB_B64_URL);
+	check_refused("Zm9v=", 5, KB_B64_URL);
+	check_refused("Zm9v==", 6, KB_B64_URL);
+	check_refused("Zg===", 5, KB_B64_URL);
+}
+
+static void b64_refuses_characters_outside_its_alphabet(void **state)
+{
+	static const char *const both[] = { "Zm9*", "Zm9v YmFy", "Zm9v\nYmFy", " Zm9v", "Zm9v ",
+					    "Zm.v", "Zm9\x80", "\xc3\xa9Zm9" };
+
+	for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++) {
+		check_refused(both[i], strlen(both[i]), KB_B64_STD);
+		check_refused(both[i], strlen(both[i]), KB_B64_URL);
+	}
+	/* each alphabet refuses the other's two extra characters */
+	check_refused("-_8=", 4, KB_B64_STD);
+	check_refused("ab-d", 4, KB_B64_STD);
+	check_refused("ab_d", 4, KB_B64_STD);
+	check_refused("+/8", 3, KB_B64_URL);
+	check_refused("ab+d", 4, KB_B64_URL);
+	check_refused("ab/d", 4, KB_B64_URL);
+	/* an embedded NUL is a bad character, not the end */
+	check_refused("Zm\0v", 4, KB_B64_STD);
+	check_refused("Zm\0v", 4, KB_B64_URL);
+}
+
+static void b64_refuses_misplaced_or_missing_padding(void **state)
+{
+	static const char *const std_bad[] = { "Zg", "Zm8", "Zg=", "Zg===", "=Zg=", "Z===", "====",
+					       "Zg==Zg==", "Zm8=Zm8=", "Zm=8", "Zm9v=", "Zm9vYg=",
+					       "Z", "Zm9vY", "Zm9vYmFy=" };
+	static const char *const url_bad[] = { "=Zg", "Zg==Zg", "Zm=8", "Z", "Zm9vY", "Z===",
+					       "====", "Zm9vY===" };
+
+	for (size_t i = 0; i < sizeof(std_bad) / sizeof(std_bad[0]); i++)
+		check_refused(std_bad[i], strlen(std_bad[i]), KB_B64_STD);
+	for (size_t i = 0; i < sizeof(url_bad) / sizeof(url_bad[0]); i++)
+		check_refused(url_bad[i], strlen(url_bad[i]), KB_B64_URL);
+}
+
+static void b64_refuses_nonzero_trailing_bits(void **state)
+{
+	/* "Zg==" is 'f'; "Zh==" .. "Zv==" carry set bits past the last byte */
+	check_refused("Zh==", 4, KB_B64_STD);
+	check_refused("Zv==", 4, KB_B64_STD);
+	check_refused("Zm9=", 4, KB_B64_STD);
+	check_refused("Zm/=", 4, KB_B64_STD);
+	check_refused("Zh", 2, KB_B64_URL);
+	check_refused("Zm9", 3, KB_B64_URL);
+	check_refused("Zm9vYh", 6, KB_B64_URL);
+	check_refused("Zh==", 4, KB_B64_URL);
+}
+
+static void b64_refuses_output_that_does_not_fit(void **state)
+{
+	uint8_t out[6];
+	size_t n = 0;
+
+	assert_false(kb_b64_decode("Zm9vYmFy", 8, out, 5, &n, KB_B64_STD));
+	assert_true(kb_b64_decode("Zm9vYmFy", 8, out, 6, &n, KB_B64_STD));
+	assert_int_equal(n, 6);
+	assert_false(kb_b64_decode("Zm9vYmE", 7, out, 4, &n, KB_B64_URL));
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint8_t rng_byte(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint8_t)(rng_state >> 24);
+}
+
+static void b64_round_trips_every_length_up_to_300(void **state)
+{
+	for (int v = KB_B64_STD; v <= KB_B64_URL; v++) {
+		for (size_t len = 0; len <= 300; len++) {
+			uint8_t in[300], back[300];
+			char enc[410];
+			size_t n, got = 9999;
+
+			for (size_t i = 0; i < len; i++)
+				in[i] = rng_byte();
+			n = kb_b64_encode(in, len, enc, (kb_b64_variant)v);
+			assert_int_equal(n, kb_b64_encoded_len(len, (kb_b64_variant)v));
+			assert_int_equal(strlen(enc), n);
+			assert_true(kb_b64_decode(enc, n, back, sizeof(back), &got, (kb_b64_variant)v));
+			assert_int_equal(got, len);
+			if (len)
+				assert_memory_equal(in, back, len);
+		}
+	}
+}
+
+static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(b64_std_matches_rfc4648_vectors),
+	cmocka_unit_test(b64_url_matches_rfc4648_vectors_unpadded),
+	cmocka_unit_test(b64_url_accepts_padded_input),
+	cmocka_unit_test(b64_refuses_characters_outside_its_alphabet),
+	cmocka_unit_test(b64_refuses_misplaced_or_missing_padding),
+	cmocka_unit_test(b64_refuses_nonzero_trailing_bits),
+	cmocka_unit_test(b64_refuses_output_that_does_not_fit),
+	cmocka_unit_test(b64_round_trips_every_length_up_to_300),
+};
+
+UNIT_MAIN("b64", tests)
