@@ -14,33 +14,8 @@
 
 static CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 
-kb_code kb_p11_aes_probe(kb_p11_call *c, kb_err *err)
-{
-	kb_p11_key *k = c->key;
-	CK_MECHANISM_INFO mi;
-	CK_RV rv;
-
-	switch (atomic_load(&k->probe[KB_ALG_AES_KWP])) {
-	case KB_P11_PROBE_OK:
-		return KB_OK;
-	case KB_P11_PROBE_NO:
-		return kb_p11_fail(c, "C_GetMechanismInfo", k->probe_rv[KB_ALG_AES_KWP], err);
-	}
-	rv = k->f->C_GetMechanismInfo(k->tok->slot_id, CKM_AES_KEY_WRAP_PAD, &mi);
-	if (rv == CKR_OK && (mi.flags & (CKF_WRAP | CKF_UNWRAP)) != (CKF_WRAP | CKF_UNWRAP))
-		rv = CKR_MECHANISM_INVALID;
-	if (rv == CKR_OK) {
-		atomic_store(&k->probe[KB_ALG_AES_KWP], KB_P11_PROBE_OK);
-		return KB_OK;
-	}
-	if (rv == CKR_MECHANISM_INVALID) {
-		k->probe_rv[KB_ALG_AES_KWP] = rv;
-		atomic_store(&k->probe[KB_ALG_AES_KWP], KB_P11_PROBE_NO);
-	}
-	return kb_p11_fail(c, "C_GetMechanismInfo", rv, err);
-}
-
-kb_code kb_p11_aes_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *pt, size_t ptlen,
+/* kwp_wrap wraps pt under v through a transient session object. */
+static kb_code kwp_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *pt, size_t ptlen,
 			uint8_t *ct, size_t *ctlen, kb_err *err)
 {
 	CK_FUNCTION_LIST *f = c->key->f;
@@ -55,25 +30,10 @@ kb_code kb_p11_aes_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *
 		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
 		{ CKA_VALUE, (void *)pt, ptlen },
 	};
-	size_t max = kb_p11_max_plaintext(KB_ALG_AES_KWP, v->bits);
 	CK_OBJECT_HANDLE obj;
 	CK_ULONG n = *ctlen;
-	kb_code rc;
 	CK_RV rv;
 
-	if (ptlen == 0 || ptlen > max)
-		return kb_err_set(err, KB_E_BAD_REQUEST,
-				  "the plaintext is %zu bytes; AES-KWP under key %s wraps 1 to %zu bytes",
-				  ptlen, c->key->name, max);
-	if (*ctlen < (ptlen + 7) / 8 * 8 + 8)
-		return kb_err_set(err, KB_E_INTERNAL, "wrap output buffer of %zu bytes is too small", *ctlen);
-	if (!v->unwrap)
-		return kb_err_set(err, KB_E_PERMISSION_DENIED,
-				  "the token refused: key %s version %s may not unwrap (CKA_UNWRAP is false on token %s), so the broker does not wrap under it: set CKA_UNWRAP or rotate",
-				  c->key->name, v->name, c->key->tok->label);
-	rc = kb_p11_aes_probe(c, err);
-	if (rc != KB_OK)
-		return rc;
 	rv = f->C_CreateObject(c->h, t, sizeof(t) / sizeof(t[0]), &obj);
 	if (rv != CKR_OK)
 		return kb_p11_fail(c, "C_CreateObject", rv, err);
@@ -85,7 +45,8 @@ kb_code kb_p11_aes_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *
 	return KB_OK;
 }
 
-kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *ct, size_t ctlen,
+/* kwp_unwrap unwraps ct under v into a transient session object and reads it. */
+static kb_code kwp_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *ct, size_t ctlen,
 			  uint8_t *pt, size_t *ptlen, kb_err *err)
 {
 	CK_FUNCTION_LIST *f = c->key->f;
@@ -103,11 +64,6 @@ kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t
 	CK_OBJECT_HANDLE obj;
 	CK_RV rv;
 
-	/* RFC 5649: one or more 64-bit blocks after the 64-bit integrity block */
-	if (ctlen < 16 || ctlen % 8 != 0)
-		return kb_err_set(err, KB_E_BAD_BLOB,
-				  "the ciphertext is %zu bytes; AES-KWP output is a multiple of 8, at least 16: the blob is corrupt or truncated",
-				  ctlen);
 	rv = f->C_UnwrapKey(c->h, &kwp, v->key, (CK_BYTE *)ct, ctlen, t, sizeof(t) / sizeof(t[0]), &obj);
 	if (rv != CKR_OK)
 		return kb_p11_fail(c, "C_UnwrapKey", rv, err);
@@ -119,4 +75,93 @@ kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t
 	}
 	*ptlen = val.ulValueLen;
 	return KB_OK;
+}
+
+/*
+ * probe_padding learns whether the token's unwrap strips the RFC 5649
+ * padding. SoftHSM 2.6.1 does not: a 5-byte key comes back as 8 bytes, the
+ * last 3 zero. Such a token can only give back keys of whole 8-byte blocks.
+ */
+static kb_code probe_padding(kb_p11_call *c, const kb_p11_version *v, kb_err *err)
+{
+	static const uint8_t known[5] = "probe";
+	uint8_t ct[32], pt[32];
+	size_t ctlen = sizeof(ct), ptlen = sizeof(pt);
+	kb_code rc;
+
+	rc = kwp_wrap(c, v, known, sizeof(known), ct, &ctlen, err);
+	if (rc == KB_OK)
+		rc = kwp_unwrap(c, v, ct, ctlen, pt, &ptlen, err);
+	if (rc == KB_OK && (ptlen < sizeof(known) || memcmp(pt, known, sizeof(known)) != 0))
+		rc = kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
+				"token %s does not reverse its own AES-KWP wrap for key %s version %s: use another token",
+				c->key->tok->label, c->key->name, v->name);
+	if (rc == KB_OK)
+		c->key->kwp_pads = ptlen != sizeof(known);
+	return rc;
+}
+
+kb_code kb_p11_aes_probe(kb_p11_call *c, const kb_p11_version *v, kb_err *err)
+{
+	kb_p11_key *k = c->key;
+	CK_MECHANISM_INFO mi;
+	kb_code rc;
+	CK_RV rv;
+
+	switch (atomic_load(&k->probe[KB_ALG_AES_KWP])) {
+	case KB_P11_PROBE_OK:
+		return KB_OK;
+	case KB_P11_PROBE_NO:
+		return kb_p11_fail(c, "C_GetMechanismInfo", k->probe_rv[KB_ALG_AES_KWP], err);
+	}
+	rv = k->f->C_GetMechanismInfo(k->tok->slot_id, CKM_AES_KEY_WRAP_PAD, &mi);
+	if (rv == CKR_OK && (mi.flags & (CKF_WRAP | CKF_UNWRAP)) != (CKF_WRAP | CKF_UNWRAP))
+		rv = CKR_MECHANISM_INVALID;
+	if (rv == CKR_MECHANISM_INVALID) {
+		k->probe_rv[KB_ALG_AES_KWP] = rv;
+		atomic_store(&k->probe[KB_ALG_AES_KWP], KB_P11_PROBE_NO);
+	}
+	if (rv != CKR_OK)
+		return kb_p11_fail(c, "C_GetMechanismInfo", rv, err);
+	rc = probe_padding(c, v, err);
+	if (rc == KB_OK)
+		atomic_store(&k->probe[KB_ALG_AES_KWP], KB_P11_PROBE_OK);
+	return rc;
+}
+
+kb_code kb_p11_aes_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *pt, size_t ptlen,
+			uint8_t *ct, size_t *ctlen, kb_err *err)
+{
+	size_t max = kb_p11_max_plaintext(KB_ALG_AES_KWP, v->bits);
+	kb_code rc;
+
+	if (ptlen == 0 || ptlen > max)
+		return kb_err_set(err, KB_E_BAD_REQUEST,
+				  "the plaintext is %zu bytes; AES-KWP under key %s wraps 1 to %zu bytes",
+				  ptlen, c->key->name, max);
+	if (*ctlen < (ptlen + 7) / 8 * 8 + 8)
+		return kb_err_set(err, KB_E_INTERNAL, "wrap output buffer of %zu bytes is too small", *ctlen);
+	if (!v->unwrap)
+		return kb_err_set(err, KB_E_PERMISSION_DENIED,
+				  "the token refused: key %s version %s may not unwrap (CKA_UNWRAP is false on token %s), so the broker does not wrap under it: set CKA_UNWRAP or rotate",
+				  c->key->name, v->name, c->key->tok->label);
+	rc = kb_p11_aes_probe(c, v, err);
+	if (rc != KB_OK)
+		return rc;
+	if (c->key->kwp_pads && ptlen % 8 != 0)
+		return kb_err_set(err, KB_E_BAD_REQUEST,
+				  "the plaintext is %zu bytes; token %s gives AES-KWP keys back with their RFC 5649 padding (a SoftHSM 2.6.1 bug), so key %s wraps multiples of 8 bytes, 8 to %zu",
+				  ptlen, c->key->tok->label, c->key->name, max);
+	return kwp_wrap(c, v, pt, ptlen, ct, ctlen, err);
+}
+
+kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *ct, size_t ctlen,
+			  uint8_t *pt, size_t *ptlen, kb_err *err)
+{
+	/* RFC 5649: one or more 64-bit blocks after the 64-bit integrity block */
+	if (ctlen < 16 || ctlen % 8 != 0)
+		return kb_err_set(err, KB_E_BAD_BLOB,
+				  "the ciphertext is %zu bytes; AES-KWP output is a multiple of 8, at least 16: the blob is corrupt or truncated",
+				  ctlen);
+	return kwp_unwrap(c, v, ct, ctlen, pt, ptlen, err);
 }

@@ -15,22 +15,27 @@ typedef kb_code (*call_fn)(kb_p11_call *c, void *arg, kb_err *err);
 
 /*
  * run calls fn on slot's session. When the token lost the session (or the
- * login), the session is reopened and fn retried once; when it lost an
- * object handle, the versions are found again and fn retried once.
+ * login), the session is reopened and fn retried; when it lost an object
+ * handle, the versions are found again and fn retried; each at most once.
+ * After a new login the handles are found again before use, as a logout may
+ * have invalidated them.
  */
 static kb_code run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, call_fn fn, void *arg,
 		   kb_err *err)
 {
 	kb_p11_call c = { .key = k, .slot = slot, .op = op, .alg = alg };
+	bool reopened = false, refound = false;
 	kb_err ignored;
 	kb_code rc;
 
 	if (slot < 0 || slot >= k->nslots)
 		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range [0,%d)", k->name, slot,
 				  k->nslots);
-	for (int attempt = 0;; attempt++) {
+	for (;;) {
 		c.rv = CKR_OK;
 		rc = kb_p11_session_get(&c, err);
+		if (rc == KB_OK && atomic_load(&k->epoch) != atomic_load(&k->tok->login_epoch))
+			rc = kb_p11_versions_refresh(&c, err);
 		if (rc == KB_OK)
 			rc = fn(&c, arg, err);
 		if (rc == KB_OK || c.rv == CKR_OK)
@@ -38,16 +43,18 @@ static kb_code run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, call_fn fn
 		switch (kb_p11_recovery_for(c.rv)) {
 		case KB_P11_REOPEN:
 			kb_p11_session_drop(k, slot);
+			if (reopened)
+				return rc;
+			reopened = true;
 			break;
 		case KB_P11_REFIND:
-			if (attempt == 0 && kb_p11_versions_refresh(&c, &ignored) != KB_OK)
+			if (refound || kb_p11_versions_refresh(&c, &ignored) != KB_OK)
 				return rc;
+			refound = true;
 			break;
 		case KB_P11_GIVE_UP:
 			return rc;
 		}
-		if (attempt == 1)
-			return rc;
 	}
 }
 
@@ -326,7 +333,7 @@ static kb_code probe_default(kb_keyconf *kc, kb_p11_call *c, kb_err *err)
 	if (rc != KB_OK)
 		return rc;
 	c->version = v.name;
-	rc = c->key->kty == CKK_RSA ? kb_p11_rsa_probe(c, &v, err) : kb_p11_aes_probe(c, err);
+	rc = c->key->kty == CKK_RSA ? kb_p11_rsa_probe(c, &v, err) : kb_p11_aes_probe(c, &v, err);
 	c->version = NULL;
 	kb_p11_version_put(&v);
 	if (rc == KB_E_MECHANISM_UNSUPPORTED) {

@@ -151,7 +151,7 @@ static bool probe(kb_p11_call *c, const kb_p11_version *v, kb_alg alg, kb_err *e
 
 	c->alg = alg;
 	c->version = v->name;
-	rc = c->key->kty == CKK_RSA ? kb_p11_rsa_probe(c, v, e) : kb_p11_aes_probe(c, e);
+	rc = c->key->kty == CKK_RSA ? kb_p11_rsa_probe(c, v, e) : kb_p11_aes_probe(c, v, e);
 	c->version = NULL;
 	c->alg = saved;
 	return rc == KB_OK;
@@ -166,8 +166,9 @@ static void check_mechanism(kb_p11_call *c, const kb_p11_version *l, kb_p11_emit
 
 	if (k->kty == CKK_AES) {
 		ok = probe(c, l, KB_ALG_AES_KWP, &e);
-		snprintf(detail, sizeof(detail), "CKM_AES_KEY_WRAP_PAD (AES-KWP, RFC 5649): %s",
-			 ok ? "wrap and unwrap supported" : e.msg);
+		snprintf(detail, sizeof(detail), "CKM_AES_KEY_WRAP_PAD (AES-KWP, RFC 5649): %s%s",
+			 ok ? "wrap and unwrap supported" : e.msg,
+			 ok && k->kwp_pads ? " (note: the token's unwrap keeps the RFC 5649 padding, as SoftHSM 2.6.1 does, so wraps take multiples of 8 bytes)" : "");
 		emit(ctx, "mechanism supported", ok ? "pass" : "fail", detail,
 		     ok ? NULL : "use a token that supports CKM_AES_KEY_WRAP_PAD for C_WrapKey and C_UnwrapKey");
 		return;

@@ -69,6 +69,11 @@ typedef struct kb_p11_token {
 	const char *module;     /* the module's path, as configured */
 	char library[80];       /* the module's own description and version */
 	pthread_mutex_t login_lock; /* one C_Login at a time after a fault */
+	/*
+	 * bumped at each C_Login: a logout may invalidate object handles
+	 * (SoftHSM drops those of private objects), so keys find theirs again
+	 */
+	_Atomic unsigned login_epoch;
 } kb_p11_token;
 
 /*
@@ -111,11 +116,13 @@ typedef struct kb_p11_key {
 	kb_p11_conf conf;
 	kb_p11_token *tok;
 	CK_FUNCTION_LIST *f;
-	CK_KEY_TYPE kty;        /* CKK_RSA or CKK_AES */
+	CK_KEY_TYPE kty;        /* CKK_RSA or CKK_AES, once kty_known */
+	bool kty_known;
 	kb_alg alg;             /* default for wraps */
 	int nslots;
 	kb_p11_slot *slots;
 
+	_Atomic unsigned epoch; /* the token's login_epoch when v was found */
 	pthread_rwlock_t vlock; /* guards v and nv; held only to copy */
 	kb_p11_version *v;      /* oldest first */
 	int nv;
@@ -123,6 +130,7 @@ typedef struct kb_p11_key {
 	/* can the token reverse alg? tested once per key (see rsa.c, aes.c) */
 	_Atomic int probe[KB_ALG_COUNT];
 	CK_RV probe_rv[KB_ALG_COUNT];
+	bool kwp_pads;          /* the token's AES-KWP unwrap keeps the RFC 5649 padding */
 } kb_p11_key;
 
 /* What the backend was doing when the token answered, for messages. */
@@ -182,7 +190,7 @@ kb_code kb_p11_session_login(kb_p11_call *c, kb_err *err);
 
 /*
  * kb_p11_versions_refresh finds every object labelled conf.label on the token
- * and replaces the key's version list. With k->kty == 0 it learns the key
+ * and replaces the key's version list. Until kty_known it learns the key
  * type; objects of another type are ignored.
  */
 kb_code kb_p11_versions_refresh(kb_p11_call *c, kb_err *err);
@@ -239,7 +247,7 @@ kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t
  * wrap would get.
  */
 kb_code kb_p11_rsa_probe(kb_p11_call *c, const kb_p11_version *v, kb_err *err);
-kb_code kb_p11_aes_probe(kb_p11_call *c, kb_err *err);
+kb_code kb_p11_aes_probe(kb_p11_call *c, const kb_p11_version *v, kb_err *err);
 
 /* kb_p11_rotate creates the next version on the token and names it. */
 kb_code kb_p11_rotate(kb_p11_call *c, char version_out[KB_VERSION_MAX + 1], kb_err *err);

@@ -42,7 +42,9 @@ kb_code kb_p11_session_login(kb_p11_call *c, kb_err *err)
 		goto out;
 	rv = k->f->C_Login(c->h, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin));
 	OPENSSL_cleanse(pin, sizeof(pin));
-	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
+	if (rv == CKR_OK)
+		atomic_fetch_add(&k->tok->login_epoch, 1);
+	else if (rv != CKR_USER_ALREADY_LOGGED_IN)
 		rc = kb_p11_fail(c, "C_Login", rv, err);
 out:
 	pthread_mutex_unlock(&k->tok->login_lock);

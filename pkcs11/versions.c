@@ -140,7 +140,7 @@ static CK_RV add_object(kb_p11_call *c, CK_OBJECT_HANDLE obj, kb_p11_version *v,
 		return CKR_OK;
 	if (cls != CKO_PUBLIC_KEY)
 		*seen |= kt == CKK_RSA ? 1 : 2;
-	if (c->key->kty != 0 && kt != c->key->kty)
+	if (c->key->kty_known && kt != c->key->kty)
 		return CKR_OK;
 	e = version_for(v, nv, id, a[2].ulValueLen);
 	if (e == NULL)
@@ -187,6 +187,7 @@ kb_code kb_p11_versions_refresh(kb_p11_call *c, kb_err *err)
 	kb_p11_version *v = calloc(KB_MAX_VERSIONS, sizeof(*v)), *old;
 	CK_KEY_TYPE seen = 0;
 	CK_ULONG nobj;
+	unsigned epoch;
 	int nv = 0, n, nold;
 	kb_code rc = KB_OK;
 	CK_RV rv;
@@ -195,12 +196,13 @@ kb_code kb_p11_versions_refresh(kb_p11_call *c, kb_err *err)
 		rc = kb_err_set(err, KB_E_INTERNAL, "out of memory");
 		goto out;
 	}
+	epoch = atomic_load(&k->tok->login_epoch);
 	rv = find_objects(c, objs, &nobj);
 	if (rv != CKR_OK) {
 		rc = kb_p11_fail(c, "C_FindObjects", rv, err);
 		goto out;
 	}
-	if (k->kty == 0) {
+	if (!k->kty_known) {
 		/* at open: learn the key type from the objects; it must be one */
 		for (CK_ULONG i = 0; i < nobj; i++)
 			if ((rv = add_object(c, objs[i], v, &nv, &seen)) != CKR_OK) {
@@ -213,10 +215,11 @@ kb_code kb_p11_versions_refresh(kb_p11_call *c, kb_err *err)
 					k->name, k->conf.label, k->tok->label);
 			goto out;
 		}
-		k->kty = seen == 1 ? CKK_RSA : seen == 2 ? CKK_AES : 0;
+		k->kty = seen == 1 ? CKK_RSA : CKK_AES;
+		k->kty_known = seen != 0;
 		nv = 0;
 	}
-	for (CK_ULONG i = 0; i < nobj && k->kty != 0; i++)
+	for (CK_ULONG i = 0; i < nobj && k->kty_known; i++)
 		if ((rv = add_object(c, objs[i], v, &nv, &seen)) != CKR_OK) {
 			rc = kb_p11_fail(c, "C_GetAttributeValue", rv, err);
 			goto out;
@@ -244,6 +247,7 @@ kb_code kb_p11_versions_refresh(kb_p11_call *c, kb_err *err)
 	nold = k->nv;
 	k->v = v;
 	k->nv = n;
+	atomic_store(&k->epoch, epoch);
 	pthread_rwlock_unlock(&k->vlock);
 	v = old;
 	nv = nold;

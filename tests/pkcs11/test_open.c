@@ -1,0 +1,131 @@
+/* test_open.c: options, login and key lookup at open. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "tests.h"
+
+void test_wrong_pin(void **state)
+{
+	kb_err err;
+	fx_key k;
+
+	setenv("KB_TEST_WRONG_PIN", "not-the-pin", 1);
+	fx_conf(*state, &k, "kek", "rsa-kek");
+	fx_drop(&k, "pin_file");
+	fx_opt(&k, "pin_env", "KB_TEST_WRONG_PIN");
+	assert_int_equal(fx_open(&k, &err), KB_E_AUTH_FAILED);
+	assert_non_null(strstr(err.msg, "pin_env KB_TEST_WRONG_PIN"));
+	assert_null(strstr(err.msg, "not-the-pin"));
+	assert_null(k.state);
+	fx_close(&k);
+
+	/* an unset variable is named too */
+	fx_conf(*state, &k, "kek", "rsa-kek");
+	fx_drop(&k, "pin_file");
+	fx_opt(&k, "pin_env", "KB_TEST_NO_SUCH_VAR");
+	assert_int_equal(fx_open(&k, &err), KB_E_AUTH_FAILED);
+	assert_non_null(strstr(err.msg, "KB_TEST_NO_SUCH_VAR"));
+	fx_close(&k);
+
+	/* and the right PIN from the environment works */
+	fx_export_pin(*state);
+	fx_conf(*state, &k, "kek", "rsa-kek");
+	fx_drop(&k, "pin_file");
+	fx_opt(&k, "pin_env", "KB_PIN");
+	assert_int_equal(fx_open(&k, &err), KB_OK);
+	fx_close(&k);
+}
+
+void test_missing_label(void **state)
+{
+	kb_err err;
+	fx_key k;
+
+	fx_conf(*state, &k, "kek", "no-such-kek");
+	assert_int_equal(fx_open(&k, &err), KB_E_UNKNOWN_KEY);
+	assert_non_null(strstr(err.msg, "no-such-kek"));
+	assert_non_null(strstr(err.msg, "token keybroker"));
+	assert_non_null(strstr(err.msg, "test.conf:9: [key:kek]"));
+	fx_close(&k);
+
+	fx_conf(*state, &k, "kek", "rsa-kek");
+	fx_opt(&k, "uri", "pkcs11:token=no-such-token;object=rsa-kek");
+	assert_int_equal(fx_open(&k, &err), KB_E_BACKEND_UNAVAILABLE);
+	assert_non_null(strstr(err.msg, "no-such-token"));
+	fx_close(&k);
+
+	fx_conf(*state, &k, "kek", "rsa-kek");
+	fx_opt(&k, "module", "/nonexistent/libpkcs11.so");
+	assert_int_equal(fx_open(&k, &err), KB_E_BACKEND_UNAVAILABLE);
+	assert_non_null(strstr(err.msg, "/nonexistent/libpkcs11.so"));
+	fx_close(&k);
+}
+
+/* open_bad asserts that open fails with a config error about option. */
+static void open_bad(fx_key *k, const char *option, const char *why)
+{
+	char want[128];
+	kb_err err;
+
+	assert_int_equal(fx_open(k, &err), KB_E_BAD_REQUEST);
+	snprintf(want, sizeof(want), "[key:kek] %s:", option);
+	if (strstr(err.msg, want) == NULL || strstr(err.msg, why) == NULL)
+		fail_msg("want '%s' and '%s' in: %s", want, why, err.msg);
+	assert_non_null(strstr(err.msg, "test.conf:"));
+	fx_close(k);
+}
+
+void test_options(void **state)
+{
+	fx *f = *state;
+	kb_err err;
+	fx_key k;
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_opt(&k, "uri", "pkcs11:token=keybroker;object=rsa-kek?pin-value=1234");
+	open_bad(&k, "uri", "pin_file");
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_opt(&k, "uri", "pkcs11:token=keybroker;object=rsa-kek?pin-source=file:/tmp/pin");
+	open_bad(&k, "uri", "PIN in the URI");
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_opt(&k, "uri", "pkcs11:token=keybroker");
+	open_bad(&k, "uri", "object=");
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_opt(&k, "uri", "https://vault.example/keys/x");
+	open_bad(&k, "uri", "not a PKCS#11 URI");
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_drop(&k, "module");
+	open_bad(&k, "module", "missing");
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_opt(&k, "pin_env", "KB_PIN");
+	open_bad(&k, "pin_env", "exactly one");
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_drop(&k, "pin_file");
+	open_bad(&k, "pin_file", "exactly one");
+
+	/* the backend takes its own options and leaves unknown ones to the core */
+	fx_conf(f, &k, "kek", "rsa-kek");
+	fx_opt(&k, "frobnicate", "yes");
+	assert_int_equal(fx_open(&k, &err), KB_OK);
+	for (int i = 0; i < k.kc.nopts; i++)
+		assert_int_equal(k.opts[i].taken, strcmp(k.opts[i].name, "frobnicate") != 0);
+	fx_close(&k);
+
+	/* a PIN file with CRLF works; the PIN never shows in messages */
+	fx_export_pin(f);
+	assert_int_equal(fx_sh("printf '%%s\\r\\n' \"$KB_PIN\" > '%s/crlf.pin'", f->dir), 0);
+	char crlf[PATH_MAX + 16];
+	snprintf(crlf, sizeof(crlf), "%s/crlf.pin", f->dir);
+	fx_conf(f, &k, "kek", "aes-kek");
+	fx_opt(&k, "pin_file", crlf);
+	assert_int_equal(fx_open(&k, &err), KB_OK);
+	fx_close(&k);
+}
