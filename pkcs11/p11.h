@@ -185,9 +185,6 @@ kb_code kb_p11_session_get(kb_p11_call *c, kb_err *err);
 /* kb_p11_session_drop closes slot's session and marks it for reopening. */
 void kb_p11_session_drop(kb_p11_key *k, int slot);
 
-/* kb_p11_session_login logs the application in on session h. */
-kb_code kb_p11_session_login(kb_p11_call *c, kb_err *err);
-
 /*
  * kb_p11_versions_refresh finds every object labelled conf.label on the token
  * and replaces the key's version list. Until kty_known it learns the key

@@ -26,7 +26,8 @@ static bool logged_in(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h)
 	return si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS;
 }
 
-kb_code kb_p11_session_login(kb_p11_call *c, kb_err *err)
+/* session_login logs the application in on session c->h, once per token. */
+static kb_code session_login(kb_p11_call *c, kb_err *err)
 {
 	kb_p11_key *k = c->key;
 	char pin[KB_P11_PIN_MAX];
@@ -83,7 +84,7 @@ kb_code kb_p11_session_get(kb_p11_call *c, kb_err *err)
 	if (rv != CKR_OK)
 		return kb_p11_fail(c, "C_OpenSession", rv, err);
 	if (!logged_in(k->f, c->h)) {
-		rc = kb_p11_session_login(c, err);
+		rc = session_login(c, err);
 		if (rc != KB_OK) {
 			k->f->C_CloseSession(c->h);
 			c->h = CK_INVALID_HANDLE;
