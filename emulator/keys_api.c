@@ -190,15 +190,16 @@ static int parse_attrs(struct ctx *c, const cJSON *attrs, struct emu_version *ve
 			goto bad;
 		ver->enabled = cJSON_IsTrue(f);
 	}
-	if ((f = cJSON_GetObjectItemCaseSensitive(attrs, "nbf")) && !cJSON_IsNull(f)) {
-		if (!cJSON_IsNumber(f))
+	/* nbf/exp: a number sets, null clears */
+	if ((f = cJSON_GetObjectItemCaseSensitive(attrs, "nbf"))) {
+		if (!cJSON_IsNumber(f) && !cJSON_IsNull(f))
 			goto bad;
-		ver->nbf = (int64_t)f->valuedouble;
+		ver->nbf = cJSON_IsNull(f) ? 0 : (int64_t)f->valuedouble;
 	}
-	if ((f = cJSON_GetObjectItemCaseSensitive(attrs, "exp")) && !cJSON_IsNull(f)) {
-		if (!cJSON_IsNumber(f))
+	if ((f = cJSON_GetObjectItemCaseSensitive(attrs, "exp"))) {
+		if (!cJSON_IsNumber(f) && !cJSON_IsNull(f))
 			goto bad;
-		ver->exp = (int64_t)f->valuedouble;
+		ver->exp = cJSON_IsNull(f) ? 0 : (int64_t)f->valuedouble;
 	}
 	return 0;
 bad:

@@ -1,0 +1,477 @@
+"""Integration tests: the real akv-emulator over TLS on loopback.
+
+Run as: integration.py CASE. Each CASE is one meson test named after the
+behaviour a user observes (see meson.build).
+"""
+import json
+import os
+import socket
+import ssl
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emu_fixture import Emulator, b64u, unb64u  # noqa: E402
+
+API = "?api-version=7.6"
+
+
+def check(cond, *what):
+    if not cond:
+        raise AssertionError(" ".join(str(w) for w in what))
+
+
+def create(emu, tok, name, body, kind="vault"):
+    st, _, data = emu.request("POST", emu.host(kind), "/keys/%s/create%s" % (name, API), body, tok)
+    check(st == 200, "create", name, st, data)
+    return data
+
+
+def op(emu, tok, kid_path, what, alg, value, kind="vault", api=API, **extra):
+    body = {"alg": alg, "value": value}
+    body.update(extra)
+    return emu.request("POST", emu.host(kind), "%s/%s%s" % (kid_path, what, api), body, tok)
+
+
+def path_of(kid):
+    return urllib.parse.urlparse(kid).path
+
+
+def case_tls_verifies_with_ca():
+    with Emulator() as emu:
+        for host in ("dev.vault.localhost", "dev.managedhsm.localhost", "localhost"):
+            with socket.create_connection(("127.0.0.1", emu.port)) as raw:
+                with emu.ctx.wrap_socket(raw, server_hostname=host) as tls:
+                    check(tls.version() is not None, host)
+        bad = ssl.create_default_context()
+        try:
+            with socket.create_connection(("127.0.0.1", emu.port)) as raw:
+                bad.wrap_socket(raw, server_hostname="dev.vault.localhost")
+            check(False, "TLS verified without the emulator CA")
+        except ssl.SSLError:
+            pass
+        check("dev.vault.localhost" in emu.banner and "ca.pem" in emu.banner and
+              "/dev-tenant/oauth2/v2.0/token" in emu.banner, emu.banner)
+
+
+def case_challenge():
+    with Emulator() as emu:
+        st, h, data = emu.request("GET", emu.host(), "/keys/x" + API)
+        check(st == 401 and data["error"]["code"] == "Unauthorized", st, data)
+        want = 'Bearer authorization="https://localhost:%d/dev-tenant", resource="https://vault.localhost:%d"' % (
+            emu.port, emu.port)
+        check(h.get("www-authenticate") == want, h.get("www-authenticate"))
+        st, h, data = emu.request("GET", emu.host("mhsm"), "/keys/x" + API)
+        check(st == 401 and data is None and 'resource="https://managedhsm.localhost:%d"' % emu.port in
+              h["www-authenticate"], st, h, data)
+        st, _, _ = emu.request("GET", emu.host(), "/keys/x" + API, token="not-a-token")
+        check(st == 401, st)
+
+
+def case_token_bound_to_scope():
+    with Emulator() as emu:
+        vt, mt = emu.token("vault"), emu.token("mhsm")
+        st, _, _ = emu.request("GET", emu.host("mhsm"), "/keys" + API, token=vt)
+        check(st == 401, "vault token on MHSM", st)
+        st, _, _ = emu.request("GET", emu.host("vault"), "/keys" + API, token=mt)
+        check(st == 401, "MHSM token on vault", st)
+        st, _, _ = emu.request("GET", emu.host("mhsm"), "/keys" + API, token=mt)
+        check(st == 200, st)
+
+
+def token_form(emu, **fields):
+    return emu.request("POST", emu.host("login"), "/dev-tenant/oauth2/v2.0/token",
+                       body=urllib.parse.urlencode(fields),
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def case_token_endpoint():
+    with Emulator() as emu:
+        scope = "https://vault.azure.net/.default"
+        st, _, d = token_form(emu, grant_type="client_credentials", client_id="dev-client",
+                              client_secret="dev-secret", scope=scope)
+        check(st == 200 and d["token_type"] == "Bearer" and d["expires_in"] > 0, st, d)
+        st, _, _ = emu.request("GET", emu.host(), "/keys" + API, token=d["access_token"])
+        check(st == 200, "token for https://vault.azure.net works on a vault host", st)
+        st, _, d = token_form(emu, grant_type="client_credentials", client_id="dev-client",
+                              client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                              client_assertion="dev-assertion", scope=scope)
+        check(st == 200, "client assertion", st, d)
+        st, _, d = token_form(emu, grant_type="client_credentials", client_id="dev-client",
+                              client_secret="wrong", scope=scope)
+        check(st == 401 and d["error"] == "invalid_client", st, d)
+        st, _, d = token_form(emu, grant_type="client_credentials", client_id="nobody",
+                              client_secret="x", scope=scope)
+        check(st == 400 and d["error"] == "unauthorized_client", st, d)
+        st, _, d = token_form(emu, grant_type="client_credentials", client_id="dev-client",
+                              client_secret="dev-secret", scope="https://storage.azure.com/.default")
+        check(st == 400 and d["error"] == "invalid_scope", st, d)
+
+
+def case_imds():
+    with Emulator() as emu:
+        path = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" + \
+            urllib.parse.quote("https://vault.azure.net")
+        st, _, d = emu.request("GET", emu.host("login"), path)
+        check(st == 400 and d["error"] == "invalid_request", st, d)
+        st, _, d = emu.request("GET", emu.host("login"), path, headers={"Metadata": "true"})
+        check(st == 200 and d["token_type"] == "Bearer" and d["client_id"] == "dev-client", st, d)
+        st, _, _ = emu.request("GET", emu.host(), "/keys" + API, token=d["access_token"])
+        check(st == 200, st)
+
+
+def case_openid():
+    with Emulator() as emu:
+        st, _, d = emu.request("GET", emu.host("login"), "/dev-tenant/v2.0/.well-known/openid-configuration")
+        check(st == 200 and d["token_endpoint"] == "https://localhost:%d/dev-tenant/oauth2/v2.0/token" % emu.port,
+              st, d)
+        check("authorization_endpoint" in d and "issuer" in d, d)
+        st, _, _ = emu.request("GET", emu.host("login"), "/other-tenant/v2.0/.well-known/openid-configuration")
+        check(st == 400, st)
+
+
+def case_rsa_algorithms():
+    with Emulator() as emu:
+        tok = emu.token()
+        for size in (2048, 3072):
+            k = create(emu, tok, "rsa%d" % size, {"kty": "RSA-HSM", "key_size": size})
+            check(k["key"]["kty"] == "RSA-HSM" and len(unb64u(k["key"]["n"])) * 8 == size, k)
+            check("=" not in k["key"]["n"] and len(k["key"]["kid"].rsplit("/", 1)[1]) == 32, k)
+        kid = path_of(k["key"]["kid"])
+        versionless = kid.rsplit("/", 1)[0]
+        dek = os.urandom(32)
+        for alg in ("RSA1_5", "RSA-OAEP", "RSA-OAEP-256"):
+            for what, back in (("wrapkey", "unwrapkey"), ("encrypt", "decrypt")):
+                st, _, w = op(emu, tok, versionless, what, alg, b64u(dek))
+                check(st == 200 and w["kid"] == k["key"]["kid"] and "=" not in w["value"], alg, st, w)
+                padded = w["value"] + "=" * (-len(w["value"]) % 4)
+                # mixed-case path segments, as SDKs send them
+                st, _, u = op(emu, tok, kid.replace("/keys/", "/Keys/"), back.replace("key", "Key"), alg, padded)
+                check(st == 200 and unb64u(u["value"]) == dek, alg, what, st, u)
+        st, _, d = op(emu, tok, kid, "wrapkey", "A256KW", b64u(dek))
+        check(st == 400 and d["error"]["code"] == "BadParameter", st, d)
+
+
+def case_mhsm_aes():
+    with Emulator() as emu:
+        tok = emu.token("mhsm")
+        dek = os.urandom(32)
+        for size, algs in ((128, ["A128KW"]), (192, ["A192KW"]), (256, ["A256KW", "CKM_AES_KEY_WRAP",
+                                                                       "CKM_AES_KEY_WRAP_PAD"])):
+            k = create(emu, tok, "aes%d" % size, {"kty": "oct-HSM", "key_size": size}, kind="mhsm")
+            check(k["key"]["kty"] == "oct-HSM" and "k" not in k["key"], k)
+            kid = path_of(k["key"]["kid"])
+            for alg in algs:
+                st, _, w = op(emu, tok, kid, "wrapkey", alg, b64u(dek), kind="mhsm")
+                check(st == 200 and len(unb64u(w["value"])) == 40, alg, st, w)
+                st, _, u = op(emu, tok, kid, "unwrapkey", alg, w["value"], kind="mhsm")
+                check(st == 200 and unb64u(u["value"]) == dek, alg, st, u)
+        st, _, w = op(emu, tok, kid, "wrapkey", "CKM_AES_KEY_WRAP_PAD", b64u(b"seven!!"), kind="mhsm")
+        check(st == 200 and len(unb64u(w["value"])) == 16, st, w)
+        st, _, d = op(emu, tok, kid, "wrapkey", "A128KW", b64u(dek), kind="mhsm")
+        check(st == 400, "A128KW with a 256-bit key", st, d)
+        st, _, e = op(emu, tok, kid, "encrypt", "A256GCM", b64u(b"hello"), kind="mhsm")
+        check(st == 200 and "iv" in e and "tag" in e, st, e)
+        st, _, d = op(emu, tok, kid, "decrypt", "A256GCM", e["value"], kind="mhsm", iv=e["iv"], tag=e["tag"])
+        check(st == 200 and unb64u(d["value"]) == b"hello", st, d)
+        k = create(emu, tok, "rsahsm", {"kty": "RSA-HSM"}, kind="mhsm")
+        st, _, d = emu.request("POST", emu.host("mhsm"), "/keys/plain/create" + API, {"kty": "RSA"}, tok)
+        check(st == 400 and d["error"]["innererror"]["code"] == "KeyTypeNotSupported", st, d)
+
+
+def case_vault_refuses_oct():
+    with Emulator() as emu:
+        tok = emu.token()
+        st, _, d = emu.request("POST", emu.host(), "/keys/aes/create" + API, {"kty": "oct-HSM"}, tok)
+        check(st == 400 and d["error"]["code"] == "BadParameter" and
+              d["error"]["innererror"]["code"] == "KeyTypeNotSupported", st, d)
+
+
+def case_list_versions_paging():
+    with Emulator() as emu:
+        tok = emu.token()
+        made = [create(emu, tok, "paged", {"kty": "RSA"})["key"]["kid"]]
+        for _ in range(4):
+            st, _, d = emu.request("POST", emu.host(), "/keys/paged/rotate" + API, None, tok)
+            check(st == 200, st, d)
+            made.append(d["key"]["kid"])
+        seen, url, pages = [], "/keys/paged/versions" + API + "&maxresults=2", 0
+        while url:
+            st, _, d = emu.request("GET", emu.host(), url, token=tok)
+            check(st == 200 and len(d["value"]) <= 2, st, d)
+            seen += [v["kid"] for v in d["value"]]
+            pages += 1
+            url = d["nextLink"] and path_of(d["nextLink"]) + "?" + urllib.parse.urlparse(d["nextLink"]).query
+        check(sorted(seen) == sorted(made) and pages == 3, pages, seen)
+        st, _, d = emu.request("GET", emu.host(), "/keys/paged/" + API, token=tok)
+        check(d["key"]["kid"] == made[-1], "versionless get is the newest", d)
+
+
+def case_forbidden_states():
+    with Emulator() as emu:
+        tok = emu.token()
+        k = create(emu, tok, "states", {"kty": "RSA", "key_ops": ["wrapKey", "unwrapKey"]})
+        kid = path_of(k["key"]["kid"])
+        dek = b64u(os.urandom(16))
+        st, _, d = op(emu, tok, kid, "encrypt", "RSA-OAEP", dek)
+        check(st == 403 and d["error"]["code"] == "Forbidden", "key_ops", st, d)
+        for attrs, what in (({"nbf": int(time.time()) + 3600}, "not yet valid"),
+                            ({"nbf": None, "exp": int(time.time()) - 10}, "expired"),
+                            ({"exp": None, "enabled": False}, "disabled")):
+            st, _, d = emu.request("PATCH", emu.host(), kid + API, {"attributes": attrs}, tok)
+            check(st == 200, st, d)
+            st, _, d = op(emu, tok, kid, "wrapkey", "RSA-OAEP", dek)
+            check(st == 403 and d["error"]["code"] == "Forbidden", what, st, d)
+        st, _, d = emu.request("GET", emu.host(), kid + API, token=tok)
+        check(st == 403 and d["error"]["code"] == "Forbidden", "get disabled", st, d)
+        st, _, d = emu.request("PATCH", emu.host(), kid + API, {"attributes": {"enabled": True}}, tok)
+        check(st == 200 and d["attributes"]["enabled"] is True, st, d)
+        st, _, d = op(emu, tok, kid, "wrapkey", "RSA-OAEP", dek)
+        check(st == 200, st, d)
+
+
+def case_not_found():
+    with Emulator() as emu:
+        tok = emu.token()
+        st, _, d = emu.request("GET", emu.host(), "/keys/nope" + API, token=tok)
+        check(st == 404 and d["error"]["code"] == "KeyNotFound", st, d)
+        k = create(emu, tok, "there", {"kty": "RSA"})
+        st, _, d = emu.request("GET", emu.host(), "/keys/there/" + "0" * 32 + API, token=tok)
+        check(st == 404 and d["error"]["code"] == "KeyNotFound", st, d)
+        st, _, d = op(emu, tok, "/keys/there/" + "f" * 32, "unwrapkey", "RSA-OAEP", "AAAA")
+        check(st == 404 and d["error"]["code"] == "KeyNotFound", st, d)
+        check(k["key"]["kid"].startswith("https://dev.vault.localhost:%d/keys/there/" % emu.port), k)
+
+
+def case_api_versions():
+    with Emulator() as emu:
+        tok = emu.token()
+        for v in ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "7.4-preview.1"):
+            st, _, d = emu.request("GET", emu.host(), "/keys?api-version=" + v, token=tok)
+            check(st == 200, v, st, d)
+        for q in ("?api-version=6.0", "?api-version=7.7", ""):
+            st, _, d = emu.request("GET", emu.host(), "/keys" + q, token=tok)
+            check(st == 400 and d["error"]["code"] == "BadParameter", q, st, d)
+
+
+def case_bad_input():
+    with Emulator() as emu:
+        tok = emu.token()
+        kid = path_of(create(emu, tok, "victim", {"kty": "RSA"})["key"]["kid"])
+        conn = emu.connect(emu.host())
+        cases = [
+            ("malformed JSON", "{not json", 400, "BadParameter"),
+            ("wrong alg for the key type", {"alg": "A256KW", "value": "AAAA"}, 400, "BadParameter"),
+            ("unknown alg", {"alg": "ROT13", "value": "AAAA"}, 400, "BadParameter"),
+            ("bad base64url", {"alg": "RSA-OAEP", "value": "a+b/c"}, 400, "BadParameter"),
+            ("garbage ciphertext", {"alg": "RSA-OAEP", "value": b64u(b"x" * 256)}, 400, "BadParameter"),
+            ("body over the limit", json.dumps({"alg": "RSA-OAEP", "value": "A" * 70000}), 413,
+             "RequestEntityTooLarge"),
+        ]
+        for what, body, want, code in cases:
+            st, _, d = emu.request("POST", emu.host(), kid + "/unwrapkey" + API, body, tok,
+                                   conn=None if want == 413 else conn)
+            check(st == want and d["error"]["code"] == code, what, st, d)
+        st, _, d = emu.request("GET", emu.host(), "/keys/bad_name!" + API, token=tok)
+        check(st == 400, "bad key name", st, d)
+        st, _, d = emu.request("GET", "evil.example:%d" % emu.port, "/keys" + API, token=tok, conn=conn)
+        check(st == 400, "unknown host", st, d)
+        st, _, d = op(emu, tok, kid, "wrapkey", "RSA-OAEP", b64u(b"still serving"))
+        check(st == 200, "server keeps serving", st, d)
+
+
+def case_soft_delete():
+    with Emulator() as emu:
+        tok = emu.token()
+        create(emu, tok, "gone", {"kty": "RSA"})
+        st, _, d = emu.request("DELETE", emu.host(), "/keys/gone" + API, token=tok)
+        check(st == 200 and d["recoveryId"].endswith("/deletedkeys/gone") and "scheduledPurgeDate" in d, st, d)
+        st, _, d = emu.request("GET", emu.host(), "/keys/gone" + API, token=tok)
+        check(st == 404 and d["error"]["code"] == "KeyNotFound", st, d)
+        st, _, d = emu.request("POST", emu.host(), "/keys/gone/create" + API, {"kty": "RSA"}, tok)
+        check(st == 409 and d["error"]["code"] == "Conflict", st, d)
+        st, _, d = emu.request("GET", emu.host(), "/deletedkeys/gone" + API, token=tok)
+        check(st == 200 and d["key"]["kid"], st, d)
+        st, _, d = emu.request("GET", emu.host(), "/deletedkeys" + API, token=tok)
+        check(st == 200 and len(d["value"]) == 1, st, d)
+        st, _, d = emu.request("POST", emu.host(), "/deletedkeys/gone/recover" + API, None, tok)
+        check(st == 200, st, d)
+        st, _, d = emu.request("GET", emu.host(), "/keys/gone" + API, token=tok)
+        check(st == 200, "recovered", st, d)
+        emu.request("DELETE", emu.host(), "/keys/gone" + API, token=tok)
+        st, _, d = emu.request("DELETE", emu.host(), "/deletedkeys/gone" + API, token=tok)
+        check(st == 204 and d is None, st, d)
+        st, _, d = emu.request("GET", emu.host(), "/deletedkeys/gone" + API, token=tok)
+        check(st == 404, st, d)
+        create(emu, tok, "gone", {"kty": "RSA"})
+
+
+THROTTLED = """
+[vault:dev]
+throttle = 5
+retry_after = true
+[principal:dev-client]
+secret = dev-secret
+"""
+
+
+def case_throttle():
+    with Emulator(config=THROTTLED, admin=True) as emu:
+        tok = emu.token()
+        conn = emu.connect(emu.host())
+        codes = [emu.request("GET", emu.host(), "/keys" + API, token=tok, conn=conn)[0] for _ in range(5)]
+        check(codes == [200] * 5, codes)
+        st, h, d = emu.request("GET", emu.host(), "/keys" + API, token=tok, conn=conn)
+        check(st == 429 and d["error"]["code"] == "Throttled" and 1 <= int(h["retry-after"]) <= 10, st, h, d)
+        st, _ = emu.admin("POST", "/admin/throttle", {"vault": "dev", "limit": 2, "retry_after": False})
+        check(st == 200, st)
+        codes = [emu.request("GET", emu.host(), "/keys" + API, token=tok, conn=conn) for _ in range(3)]
+        check([c[0] for c in codes] == [200, 200, 429] and "retry-after" not in codes[2][1], codes)
+        emu.admin("POST", "/admin/throttle", {"vault": "dev", "limit": 0})
+        codes = [emu.request("GET", emu.host(), "/keys" + API, token=tok, conn=conn)[0] for _ in range(10)]
+        check(codes == [200] * 10, "throttling stopped", codes)
+
+
+def case_admin_off_by_default():
+    with Emulator() as emu:
+        check(emu.admin_port is None and "admin            off" in emu.banner, emu.banner)
+    with Emulator(admin=True) as emu:
+        st, d = emu.admin("GET", "/admin/health")
+        check(st == 200 and d["ok"], st, d)
+
+
+def case_admin_revocation():
+    with Emulator(admin=True) as emu:
+        tok = emu.token()
+        k = create(emu, tok, "kek", {"kty": "RSA"})
+        kid = path_of(k["key"]["kid"])
+        dek = b64u(os.urandom(32))
+        st, _, w = op(emu, tok, kid, "wrapkey", "RSA-OAEP-256", dek)
+        conn = emu.connect(emu.host())
+
+        def unwrap():
+            return emu.request("POST", emu.host(), kid + "/unwrapkey" + API,
+                               {"alg": "RSA-OAEP-256", "value": w["value"]}, tok, conn=conn)
+        check(unwrap()[0] == 200)
+        st, d = emu.admin("POST", "/admin/permissions/revoke",
+                          {"principal": "dev-client", "vault": "dev", "permissions": ["unwrapKey"]})
+        check(st == 200 and "unwrapKey" not in d["effective"], st, d)
+        st, _, d = unwrap()
+        check(st == 403 and d["error"]["innererror"]["code"] == "ForbiddenByPolicy" and
+              "unwrapKey" in d["error"]["message"], st, d)
+        emu.admin("POST", "/admin/permissions/grant", {"principal": "dev-client", "vault": "dev",
+                                                      "permissions": "unwrapKey"})
+        check(unwrap()[0] == 200, "granted back")
+        emu.admin("POST", "/admin/permissions/revoke", {"principal": "dev-client", "vault": "dev",
+                                                       "key": "kek", "permissions": "unwrapKey"})
+        check(unwrap()[0] == 403, "revoked on the key only")
+        emu.admin("POST", "/admin/permissions/grant", {"principal": "dev-client", "vault": "dev",
+                                                      "key": "kek", "permissions": "unwrapKey"})
+        st, d = emu.admin("POST", "/admin/keys/disable", {"vault": "dev", "key": "kek"})
+        check(st == 200 and d["versions"] == 1, st, d)
+        st, _, d = unwrap()
+        check(st == 403 and d["error"]["code"] == "Forbidden" and "disabled" in d["error"]["message"], st, d)
+        emu.admin("POST", "/admin/keys/enable", {"vault": "dev", "key": "kek"})
+        check(unwrap()[0] == 200, "enabled again")
+        st, d = emu.admin("POST", "/admin/keys/delete", {"vault": "dev", "key": "kek"})
+        check(st == 200 and unwrap()[0] == 404, "deleted")
+        emu.admin("POST", "/admin/keys/recover", {"vault": "dev", "key": "kek"})
+        check(unwrap()[0] == 200, "recovered")
+        st, d = emu.admin("POST", "/admin/tokens/revoke", {"principal": "dev-client"})
+        check(st == 200 and d["revoked"] >= 1 and unwrap()[0] == 401, st, d)
+        st, d = emu.admin("GET", "/admin/state")
+        check(st == 200 and d["vaults"][0]["keys"][0]["name"] == "kek", d)
+
+
+def case_admin_faults():
+    with Emulator(admin=True) as emu:
+        tok = emu.token()
+        st, d = emu.admin("POST", "/admin/faults", {"latency_ms": 300, "jitter_ms": 50})
+        check(st == 200 and d["latency_ms"] == 300, st, d)
+        t0 = time.time()
+        st, _, _ = emu.request("GET", emu.host(), "/keys" + API, token=tok)
+        took = time.time() - t0
+        check(st == 200 and 0.3 <= took < 2.0, "latency", took)
+        emu.admin("POST", "/admin/faults", {"latency_ms": 0, "jitter_ms": 0, "fail_next": 3, "fail_status": 503})
+        codes = [emu.request("GET", emu.host(), "/keys" + API, token=tok)[0] for _ in range(4)]
+        check(codes == [503, 503, 503, 200], "503 burst", codes)
+        emu.admin("POST", "/admin/faults", {"drop_next": 1})
+        try:
+            emu.request("GET", emu.host(), "/keys" + API, token=tok)
+            check(False, "connection was not dropped")
+        except (ConnectionError, OSError, http_client_errors()):
+            pass
+        check(emu.request("GET", emu.host(), "/keys" + API, token=tok)[0] == 200, "after the drop")
+        emu.admin("POST", "/admin/faults", {"error500_rate": 1.0})
+        check(emu.request("GET", emu.host(), "/keys" + API, token=tok)[0] == 500, "500 rate")
+        st, d = emu.admin("DELETE", "/admin/faults")
+        check(st == 200 and d["error500_rate"] == 0, d)
+        check(emu.request("GET", emu.host(), "/keys" + API, token=tok)[0] == 200, "faults cleared")
+        st, d = emu.admin("POST", "/admin/faults", {"error503_rate": 2})
+        check(st == 400, "out of range", st, d)
+        # token service is never faulted
+        emu.admin("POST", "/admin/faults", {"error503_rate": 1.0})
+        emu.token()
+
+
+def http_client_errors():
+    import http.client
+    return http.client.HTTPException
+
+
+def case_state_survives_kill():
+    work = __import__("tempfile").mkdtemp(prefix="akv-emu-state-")
+    state = os.path.join(work, "state.json")
+    emu = Emulator(state=state, workdir=work).start()
+    try:
+        tok, mtok = emu.token(), emu.token("mhsm")
+        k1 = create(emu, tok, "kept", {"kty": "RSA"})
+        st, _, k2 = emu.request("POST", emu.host(), "/keys/kept/rotate" + API, None, tok)
+        aes = create(emu, mtok, "aes", {"kty": "oct-HSM"}, kind="mhsm")
+        create(emu, tok, "dropped", {"kty": "RSA"})
+        emu.request("DELETE", emu.host(), "/keys/dropped" + API, token=tok)
+        dek = b64u(os.urandom(32))
+        _, _, w1 = op(emu, tok, path_of(k1["key"]["kid"]), "wrapkey", "RSA-OAEP-256", dek)
+        _, _, wa = op(emu, mtok, path_of(aes["key"]["kid"]), "wrapkey", "A256KW", dek, kind="mhsm")
+    finally:
+        emu.stop(kill=True)
+    check(not os.path.exists(state + ".tmp"), "temp file left behind")
+    check(oct(os.stat(state).st_mode & 0o777) == "0o600", "state file mode")
+    emu = Emulator(state=state, workdir=work).start()
+    try:
+        tok, mtok = emu.token(), emu.token("mhsm")
+        st, _, d = emu.request("GET", emu.host(), "/keys/kept/versions" + API, token=tok)
+        check(st == 200 and sorted(v["kid"].rsplit("/", 1)[1] for v in d["value"]) ==
+              sorted([k1["key"]["kid"].rsplit("/", 1)[1], k2["key"]["kid"].rsplit("/", 1)[1]]), st, d)
+        st, _, u = op(emu, tok, path_of(k1["key"]["kid"]), "unwrapkey", "RSA-OAEP-256", w1["value"])
+        check(st == 200 and u["value"] == dek, "old version unwraps after restart", st, u)
+        st, _, u = op(emu, mtok, path_of(aes["key"]["kid"]), "unwrapkey", "A256KW", wa["value"], kind="mhsm")
+        check(st == 200 and u["value"] == dek, st, u)
+        st, _, d = emu.request("GET", emu.host(), "/deletedkeys/dropped" + API, token=tok)
+        check(st == 200, "soft-deleted key stays deleted", st, d)
+    finally:
+        emu.stop()
+        __import__("shutil").rmtree(work, ignore_errors=True)
+
+
+def case_request_log():
+    with Emulator() as emu:
+        tok = emu.token()
+        k = create(emu, tok, "logged", {"kty": "RSA"})
+        dek = b64u(b"0123456789abcdef0123456789abcdef")
+        _, _, w = op(emu, tok, path_of(k["key"]["kid"]), "wrapkey", "RSA-OAEP", dek)
+        emu.stop()
+        log = emu.read_log()
+        line = [ln for ln in log.splitlines() if "/wrapkey" in ln]
+        check(len(line) == 1 and " POST " in line[0] and " 200 " in line[0] and "principal=dev-client" in line[0]
+              and line[0].endswith("ms") and "api-version" not in line[0], line)
+        for secret in (tok, "dev-secret", dek, w["value"], k["key"]["n"][:40]):
+            check(secret not in log, "log leaks", secret[:12])
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+if __name__ == "__main__":
+    CASES[sys.argv[1]]()
+    print("ok:", sys.argv[1])

@@ -1,0 +1,142 @@
+/* Unit tests of emulator/parse.c: routing, form bodies, operation bodies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "parse.h"
+
+static void routes_vault_and_mhsm_paths(void **state)
+{
+	struct emu_route r;
+
+	assert_int_equal(emu_route_parse("POST", "Dev.Vault.Localhost:8443", "/keys/kek/create", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.kind, EMU_KIND_VAULT);
+	assert_string_equal(r.vault, "dev");
+	assert_string_equal(r.port, "8443");
+	assert_string_equal(r.host, "dev.vault.localhost:8443");
+	assert_int_equal(r.op, EMU_OP_CREATE);
+	assert_string_equal(r.key, "kek");
+
+	assert_int_equal(emu_route_parse("POST", "hsm1.managedhsm.localhost", "/KEYS/aes/0123/UnwrapKey", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.kind, EMU_KIND_MHSM);
+	assert_int_equal(r.op, EMU_OP_UNWRAP);
+	assert_string_equal(r.version, "0123");
+	assert_string_equal(r.port, "");
+
+	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/keys/kek/wrapkey", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_WRAP);
+	assert_string_equal(r.version, "");
+
+	/* SDKs send "/keys/NAME/" for the latest version */
+	assert_int_equal(emu_route_parse("PATCH", "dev.vault.localhost", "/keys/kek/", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_UPDATE);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/kek/versions", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_LIST_VERSIONS);
+	assert_int_equal(emu_route_parse("DELETE", "dev.vault.localhost", "/deletedkeys/kek", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_PURGE);
+	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/deletedKeys/kek/Recover", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_RECOVER);
+}
+
+static void rejects_bad_hosts_names_and_methods(void **state)
+{
+	struct emu_route r;
+
+	assert_int_equal(emu_route_parse("GET", "vault.azure.net", "/keys/x", &r), EMU_ROUTE_BAD_HOST);
+	assert_int_equal(emu_route_parse("GET", "a.b.vault.localhost", "/keys/x", &r), EMU_ROUTE_BAD_HOST);
+	assert_int_equal(emu_route_parse("GET", ".vault.localhost", "/keys/x", &r), EMU_ROUTE_BAD_HOST);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost:84x3", "/keys/x", &r), EMU_ROUTE_BAD_HOST);
+	assert_int_equal(emu_route_parse("GET", NULL, "/keys/x", &r), EMU_ROUTE_BAD_HOST);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/bad_name", &r), EMU_ROUTE_BAD_NAME);
+	assert_int_equal(emu_route_parse("PUT", "dev.vault.localhost", "/keys/x", &r), EMU_ROUTE_BAD_METHOD);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/secrets/x", &r), EMU_ROUTE_NOT_FOUND);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/x/1/2/3/4/5/6/7", &r), EMU_ROUTE_NOT_FOUND);
+}
+
+static void routes_the_token_service(void **state)
+{
+	struct emu_route r;
+
+	assert_int_equal(emu_route_parse("POST", "localhost:8443", "/dev-tenant/oauth2/v2.0/token", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.kind, EMU_KIND_LOGIN);
+	assert_int_equal(r.op, EMU_OP_TOKEN);
+	assert_string_equal(r.tenant, "dev-tenant");
+	assert_int_equal(emu_route_parse("GET", "localhost", "/dev-tenant/v2.0/.well-known/openid-configuration", &r),
+			 EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_OPENID);
+	assert_int_equal(emu_route_parse("GET", "169.254.169.254", "/metadata/identity/oauth2/token", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_IMDS);
+	assert_int_equal(emu_route_parse("GET", "localhost", "/dev-tenant/oauth2/v2.0/token", &r), EMU_ROUTE_BAD_METHOD);
+}
+
+static void api_versions(void **state)
+{
+	assert_true(emu_api_version_ok("7.0"));
+	assert_true(emu_api_version_ok("7.6"));
+	assert_true(emu_api_version_ok("2025-07-01"));
+	assert_true(emu_api_version_ok("7.4-preview.1"));
+	assert_false(emu_api_version_ok("7.7"));
+	assert_false(emu_api_version_ok(NULL));
+}
+
+static void form_bodies(void **state)
+{
+	const char *b = "grant_type=client_credentials&client_id=dev-client&scope=https%3A%2F%2Fvault.azure.net%2F.default&x=a+b";
+	char out[128];
+
+	assert_true(emu_form_get(b, strlen(b), "client_id", out, sizeof(out)));
+	assert_string_equal(out, "dev-client");
+	assert_true(emu_form_get(b, strlen(b), "scope", out, sizeof(out)));
+	assert_string_equal(out, "https://vault.azure.net/.default");
+	assert_true(emu_form_get(b, strlen(b), "x", out, sizeof(out)));
+	assert_string_equal(out, "a b");
+	assert_false(emu_form_get(b, strlen(b), "client", out, sizeof(out)));
+	assert_false(emu_form_get("a=%4", 4, "a", out, sizeof(out)));
+	assert_false(emu_form_get("a=%00", 5, "a", out, sizeof(out)));
+	assert_false(emu_form_get("a=abcdef", 8, "a", out, 4));
+}
+
+static void operation_bodies(void **state)
+{
+	struct emu_opbody b;
+	char err[128];
+	const char *ok = "{\"alg\":\"RSA-OAEP\",\"value\":\"AAECAw\"}";
+	const char *padded = "{\"alg\":\"A256KW\",\"value\":\"AAECAw==\",\"iv\":\"AAAA\"}";
+
+	assert_int_equal(emu_opbody_parse(ok, strlen(ok), &b, err, sizeof(err)), 0);
+	assert_string_equal(b.alg, "RSA-OAEP");
+	assert_int_equal(b.value_len, 4);
+	emu_opbody_free(&b);
+	assert_int_equal(emu_opbody_parse(padded, strlen(padded), &b, err, sizeof(err)), 0);
+	assert_int_equal(b.value_len, 4);
+	assert_int_equal(b.iv_len, 3);
+	emu_opbody_free(&b);
+	assert_int_equal(emu_opbody_parse("{\"alg\":\"x\",\"value\":\"a+b\"}", 25, &b, err, sizeof(err)), -1);
+	emu_opbody_free(&b);
+	assert_int_equal(emu_opbody_parse("{\"alg\":1,\"value\":\"AA\"}", 22, &b, err, sizeof(err)), -1);
+	emu_opbody_free(&b);
+	assert_int_equal(emu_opbody_parse("[1]", 3, &b, err, sizeof(err)), -1);
+	emu_opbody_free(&b);
+	assert_int_equal(emu_opbody_parse(NULL, 0, &b, err, sizeof(err)), -1);
+	emu_opbody_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(routes_vault_and_mhsm_paths),
+		cmocka_unit_test(rejects_bad_hosts_names_and_methods),
+		cmocka_unit_test(routes_the_token_service),
+		cmocka_unit_test(api_versions),
+		cmocka_unit_test(form_bodies),
+		cmocka_unit_test(operation_bodies),
+	};
+
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
