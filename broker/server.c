@@ -452,7 +452,7 @@ static kb_code listen_socket(server *s, kb_err *err)
 	}
 	if (chmod(s->path, cfg->socket_mode) != 0)
 		return kb_err_set(err, KB_E_INTERNAL, "cannot set the mode of %s: %s", s->path, strerror(errno));
-	if (listen(s->lfd, 512) != 0)
+	if (listen(s->lfd, SOMAXCONN) != 0)
 		return kb_err_set(err, KB_E_INTERNAL, "cannot listen on %s: %s", s->path, strerror(errno));
 	return KB_OK;
 }

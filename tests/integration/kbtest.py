@@ -211,7 +211,15 @@ class Conn:
     def __init__(self, path, timeout=60):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.settimeout(timeout)
-        self.s.connect(path)
+        for attempt in range(200):
+            try:
+                self.s.connect(path)
+                break
+            except BlockingIOError:
+                # the listen backlog is full for a moment: a client waits, as any would
+                time.sleep(0.01)
+        else:
+            raise OSError("connect %s: backlog stayed full" % path)
         self.buf = b""
         self.next_id = 1
 
