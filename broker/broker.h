@@ -35,12 +35,28 @@ const char *kb_bop_name(kb_bop op);
 
 #define KB_HIST_BUCKETS 28 /* latency buckets: <= 2^i microseconds, last is +Inf */
 
+/* who may do an operation class; unset means no narrowing */
+typedef struct kb_acl {
+	kb_idlist uids;
+	kb_idlist gids;
+} kb_acl;
+
+typedef enum kb_acl_class {
+	KB_ACL_UNWRAP = 0,
+	KB_ACL_WRAP,     /* wrap and datakey */
+	KB_ACL_REWRAP,
+	KB_ACL_ROTATE,
+	KB_ACL_GET,
+	KB_ACL_COUNT
+} kb_acl_class;
+
 typedef struct kb_key {
 	kb_keyconf *conf;
 	const kb_backend_ops *ops;
 	void *state;
 	int index;
 	int64_t ttl_ms;
+	kb_acl acl[KB_ACL_COUNT];
 
 	/* health: the outcome of the last backend call */
 	bool healthy;
@@ -64,12 +80,25 @@ typedef struct kb_key {
 	double latency_sum_s;
 } kb_key;
 
+/*
+ * A keyset is one generation of the configuration with its keys open. SIGHUP
+ * makes a new one; jobs hold a reference to the keyset they started under,
+ * so the old one closes only when its last job is finished.
+ */
+typedef struct kb_keyset {
+	kb_config *cfg;
+	kb_key *keys;
+	int nkeys;
+	int refs;
+} kb_keyset;
+
 typedef struct kb_conn {
 	int fd;                 /* -1 once closed */
 	uint64_t serial;
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
+	char exe[256];          /* the peer's executable, for the audit log */
 	kb_buf in;
 	kb_buf out;
 	int inflight;           /* requests handed to workers, not yet answered */
@@ -82,18 +111,25 @@ typedef struct kb_conn {
 	struct kb_conn *prev, *next;
 } kb_conn;
 
-/* one request waiting on a job's result (single flight: many per job) */
+/*
+ * One request being answered: at once by the loop, or later by a job (single
+ * flight: many per job). It carries what the answer and the audit log need.
+ */
 typedef struct kb_waiter {
 	kb_conn *conn;
 	kb_op op;
 	char id_json[KB_ID_JSON_MAX];
 	int64_t start_us;
+	char key[KB_KEY_NAME_MAX + 1];     /* "" when the request names none */
+	uint8_t digest[KB_DIGEST_LEN];     /* of the blob, when has_digest */
+	bool has_digest;
 } kb_waiter;
 
 typedef struct kb_job {
 	struct kb_job *next;    /* pool queues */
 	struct kb_job *flight_next; /* single-flight chain */
 	kb_op op;               /* what the worker does */
+	kb_keyset *ks;          /* the keyset key and src belong to (one reference) */
 	kb_key *key;            /* the key to use (wrap, datakey, rewrap target, ...) */
 	kb_key *src;            /* unwrap and rewrap: the blob's key */
 	kb_blob blob;           /* unwrap and rewrap: the decoded blob */
@@ -144,10 +180,14 @@ typedef struct kb_counters {
 
 struct kb_pool;
 
+struct kb_audit;
+
 typedef struct kb_broker {
+	kb_keyset *ks;             /* the current keyset; cfg, keys, nkeys mirror it */
 	kb_config *cfg;
 	kb_key *keys;
 	int nkeys;
+	struct kb_audit *audit;
 	kb_cache cache;
 	struct kb_pool *pool;
 	kb_counters counters;
@@ -165,7 +205,7 @@ typedef struct kb_broker {
 int64_t kb_now_ms(void);
 int64_t kb_now_us(void);
 
-/* kb_key_find returns the key named name, or NULL. */
+/* kb_key_find returns the key named name in the current keyset, or NULL. */
 kb_key *kb_key_find(kb_broker *b, const char *name);
 
 #endif

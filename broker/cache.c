@@ -177,6 +177,22 @@ int kb_cache_flush(kb_cache *c, int key_index)
 	return n;
 }
 
+void kb_cache_remap(kb_cache *c, const int *map, int n)
+{
+	for (int32_t i = 0; i < c->capacity; i++) {
+		kb_cache_entry *e = &c->entries[i];
+		int to;
+
+		if (!e->used)
+			continue;
+		to = e->key_index >= 0 && e->key_index < n ? map[e->key_index] : -1;
+		if (to < 0)
+			evict(c, i, KB_EVICT_FLUSH);
+		else
+			e->key_index = to;
+	}
+}
+
 int kb_cache_sweep(kb_cache *c, int64_t now_ms)
 {
 	int n = 0;

@@ -85,6 +85,12 @@ kb_cache_entry *kb_cache_put(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 /* kb_cache_flush evicts every entry of key_index (-1: all); returns how many. */
 int kb_cache_flush(kb_cache *c, int key_index);
 
+/*
+ * kb_cache_remap moves every entry of key index i to map[i] (0 <= i < n), and
+ * evicts (cause flush) entries whose key maps to -1.
+ */
+void kb_cache_remap(kb_cache *c, const int *map, int n);
+
 /* kb_cache_sweep evicts every expired entry; returns how many. */
 int kb_cache_sweep(kb_cache *c, int64_t now_ms);
 

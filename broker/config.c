@@ -108,8 +108,10 @@ static bool parse_bool(const char *s, bool *out)
 	return true;
 }
 
-/* parse_ids reads a list of numbers or names, separated by commas or spaces. */
-static bool parse_ids(const char *s, bool groups, kb_idlist *out, char *why, size_t whylen)
+/* resolve_id reads one uid or gid, by number or name. */
+static bool resolve_id(const char *t, bool group, uint32_t *out, char *why, size_t whylen);
+
+bool kb_parse_idlist(const char *s, bool groups, kb_idlist *out, char *why, size_t whylen)
 {
 	char *copy = xstrdup(s), *save = NULL;
 	bool ok = true;
@@ -117,30 +119,62 @@ static bool parse_ids(const char *s, bool groups, kb_idlist *out, char *why, siz
 	out->n = 0;
 	out->set = true;
 	for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
-		int64_t v;
 		if (out->n == KB_MAX_IDS) {
 			snprintf(why, whylen, "more than %d entries", KB_MAX_IDS);
 			ok = false;
 			break;
 		}
-		if (parse_int(t, 0, UINT32_MAX - 1, &v)) {
-			out->ids[out->n++] = (uint32_t)v;
-		} else if (groups) {
-			struct group *g = getgrnam(t);
-			if (g == NULL) {
-				snprintf(why, whylen, "no group named \"%s\"", t);
-				ok = false;
-				break;
-			}
-			out->ids[out->n++] = g->gr_gid;
-		} else {
-			struct passwd *p = getpwnam(t);
-			if (p == NULL) {
-				snprintf(why, whylen, "no user named \"%s\"", t);
-				ok = false;
-				break;
-			}
-			out->ids[out->n++] = p->pw_uid;
+		if (!(ok = resolve_id(t, groups, &out->ids[out->n], why, whylen)))
+			break;
+		out->n++;
+	}
+	free(copy);
+	return ok;
+}
+
+static bool resolve_id(const char *t, bool group, uint32_t *out, char *why, size_t whylen)
+{
+	int64_t v;
+
+	if (parse_int(t, 0, UINT32_MAX - 1, &v)) {
+		*out = (uint32_t)v;
+		return true;
+	}
+	if (group) {
+		struct group *g = getgrnam(t);
+		if (g) {
+			*out = g->gr_gid;
+			return true;
+		}
+		snprintf(why, whylen, "no group named \"%s\"", t);
+		return false;
+	}
+	struct passwd *p = getpwnam(t);
+	if (p) {
+		*out = p->pw_uid;
+		return true;
+	}
+	snprintf(why, whylen, "no user named \"%s\"", t);
+	return false;
+}
+
+bool kb_parse_acl(const char *s, kb_idlist *uids, kb_idlist *gids, char *why, size_t whylen)
+{
+	char *copy = xstrdup(s), *save = NULL;
+	bool ok = true;
+
+	memset(uids, 0, sizeof(*uids));
+	memset(gids, 0, sizeof(*gids));
+	uids->set = gids->set = true;
+	for (char *t = strtok_r(copy, ", \t", &save); ok && t; t = strtok_r(NULL, ", \t", &save)) {
+		bool group = *t == '@';
+		kb_idlist *l = group ? gids : uids;
+
+		if (l->n == KB_MAX_IDS) {
+			snprintf(why, whylen, "more than %d entries", KB_MAX_IDS);
+			ok = false;
+		} else if ((ok = resolve_id(group ? t + 1 : t, group, &l->ids[l->n], why, whylen))) {
+			l->n++;
 		}
 	}
 	free(copy);
@@ -226,10 +260,16 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 		if (!kb_parse_duration(value, &c->request_timeout_ms) || c->request_timeout_ms == 0)
 			return fail(st, "broker", name, "\"%s\" is not a positive duration", value);
 	} else if (!strcmp(name, "allow_uids")) {
-		if (!parse_ids(value, false, &c->allow_uids, why, sizeof(why)))
+		if (!kb_parse_idlist(value, false, &c->allow_uids, why, sizeof(why)))
 			return fail(st, "broker", name, "%s", why);
 	} else if (!strcmp(name, "allow_gids")) {
-		if (!parse_ids(value, true, &c->allow_gids, why, sizeof(why)))
+		if (!kb_parse_idlist(value, true, &c->allow_gids, why, sizeof(why)))
+			return fail(st, "broker", name, "%s", why);
+	} else if (!strcmp(name, "admin_uids")) {
+		if (!kb_parse_idlist(value, false, &c->admin_uids, why, sizeof(why)))
+			return fail(st, "broker", name, "%s", why);
+	} else if (!strcmp(name, "admin_gids")) {
+		if (!kb_parse_idlist(value, true, &c->admin_gids, why, sizeof(why)))
 			return fail(st, "broker", name, "%s", why);
 	} else if (!strcmp(name, "audit_log")) {
 		free(c->audit_log);

@@ -49,6 +49,8 @@ typedef struct kb_config {
 	/* who may connect */
 	kb_idlist allow_uids;
 	kb_idlist allow_gids;
+	kb_idlist admin_uids;         /* who may rotate and flush; unset: own uid and root */
+	kb_idlist admin_gids;
 
 	char *audit_log;              /* NULL: off; "-": stderr */
 
@@ -73,6 +75,19 @@ void kb_config_free(kb_config *cfg);
  * milliseconds. Returns false on anything else, or a negative value.
  */
 bool kb_parse_duration(const char *s, int64_t *ms);
+
+/*
+ * kb_parse_idlist reads a list of uids (or, with groups, gids) given as
+ * numbers or names, separated by commas or spaces, into out. On failure why
+ * says which entry is wrong.
+ */
+bool kb_parse_idlist(const char *s, bool groups, kb_idlist *out, char *why, size_t whylen);
+
+/*
+ * kb_parse_acl reads a list whose entries are a uid or user name, or "@" and
+ * a gid or group name, into uids and gids (both marked set).
+ */
+bool kb_parse_acl(const char *s, kb_idlist *uids, kb_idlist *gids, char *why, size_t whylen);
 
 /* kb_parse_size reads "65536", "64k", "1m" (bytes, KiB, MiB). */
 bool kb_parse_size(const char *s, int64_t *bytes);

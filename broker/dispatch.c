@@ -4,36 +4,56 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "audit.h"
 #include "dispatch.h"
 #include "jobs.h"
 #include "jsonw.h"
 #include "log.h"
+#include "policy.h"
 #include "pool.h"
 #include "report.h"
 #include "server.h"
 
-void kb_reply_error(kb_broker *b, kb_conn *c, kb_op op, const char *id_json, const kb_err *err)
+void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
 {
-	b->counters.errors[op]++;
-	kb_jw_error(&c->out, id_json, err);
-	kb_conn_send(b, c);
+	kb_err aerr;
+
+	b->counters.errors[w->op]++;
+	/* an error answer goes out even if the audit log is down: it does nothing */
+	if (kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
+		kb_error("%s", aerr.msg);
+	kb_jw_error(&w->conn->out, w->id_json, err);
+	kb_conn_send(b, w->conn);
 }
 
-static void reply_oom(kb_broker *b, kb_conn *c, const kb_request *req)
+bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int cache,
+		     const char *request_id)
 {
 	kb_err err;
 
-	kb_err_set(&err, KB_E_INTERNAL, "out of memory: the broker could not take the request");
-	kb_reply_error(b, c, req->op, req->id_json, &err);
+	if (kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
+		kb_error("%s", err.msg);
+		b->counters.errors[w->op]++;
+		kb_jw_error(&w->conn->out, w->id_json, &err);
+		kb_conn_send(b, w->conn);
+		return false;
+	}
+	kb_jw_begin(&w->conn->out, w->id_json);
+	return true;
 }
 
-static void reply_unknown_key(kb_broker *b, kb_conn *c, const kb_request *req, const char *name)
+void kb_answer_end(kb_broker *b, const kb_waiter *w)
+{
+	kb_jw_end(&w->conn->out);
+	kb_conn_send(b, w->conn);
+}
+
+static void reply_code(kb_broker *b, const kb_waiter *w, kb_code code, const char *msg)
 {
 	kb_err err;
 
-	kb_err_set(&err, KB_E_UNKNOWN_KEY,
-		   "no key named \"%s\" is configured: `keybroker status` lists the keys", name);
-	kb_reply_error(b, c, req->op, req->id_json, &err);
+	kb_err_set(&err, code, "%s", msg);
+	kb_reply_error(b, w, &err);
 }
 
 /*
@@ -62,21 +82,6 @@ static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 	return NULL;
 }
 
-static void reply_unwrap_hit(kb_broker *b, kb_conn *c, const kb_request *req, const kb_key *k,
-			     const kb_cache_entry *e)
-{
-	kb_jw_begin(&c->out, req->id_json);
-	kb_jw_key(&c->out, "plaintext");
-	kb_jw_b64(&c->out, e->dek, e->deklen);
-	kb_jw_key(&c->out, "key");
-	kb_jw_str(&c->out, k->conf->name);
-	kb_jw_key(&c->out, "version");
-	kb_jw_str(&c->out, e->version);
-	kb_jw_raw(&c->out, ",\"cached\":true");
-	kb_jw_end(&c->out);
-	kb_conn_send(b, c);
-}
-
 /* maybe_refresh starts a refresh-ahead call when a hit lands late in an entry's life. */
 static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache_entry *e,
 			  int64_t now_ms)
@@ -88,7 +93,7 @@ static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache
 		return;
 	if (kb_flight_find(b, e->digest))
 		return;
-	j = kb_job_new(KB_OP_UNWRAP, k);
+	j = kb_job_new(b, KB_OP_UNWRAP, k);
 	if (j == NULL)
 		return;
 	j->src = k;
@@ -101,15 +106,14 @@ static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache
 	kb_pool_submit(b->pool, j);
 }
 
-static void handle_unwrap(kb_broker *b, kb_conn *c, const kb_request *req, int64_t t0)
+static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 {
 	kb_blob *blob = malloc(sizeof(*blob));
-	uint8_t digest[KB_DIGEST_LEN];
 	kb_cache_entry *e;
 	kb_key *k;
 	kb_job *j;
 	kb_err err;
-	int64_t now = t0 / 1000;
+	int64_t now = w->start_us / 1000;
 
 	if (blob == NULL) {
 		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
@@ -117,48 +121,62 @@ static void handle_unwrap(kb_broker *b, kb_conn *c, const kb_request *req, int64
 	}
 	if (kb_blob_decode(req->blob, req->bloblen, blob, &err) != KB_OK)
 		goto fail;
+	SHA256((const uint8_t *)req->blob, req->bloblen, w->digest);
+	w->has_digest = true;
 	if ((k = resolve_blob_key(b, blob, &err)) == NULL)
 		goto fail;
-	SHA256((const uint8_t *)req->blob, req->bloblen, digest);
+	snprintf(w->key, sizeof(w->key), "%s", k->conf->name);
+	if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
+		goto fail;
 
-	e = kb_cache_get(&b->cache, digest, now);
+	e = kb_cache_get(&b->cache, w->digest, now);
 	if (e) {
 		b->counters.hits++;
-		reply_unwrap_hit(b, c, req, k, e);
+		if (kb_answer_begin(b, w, e->version, 1, NULL)) {
+			kb_buf *o = &w->conn->out;
+			kb_jw_key(o, "plaintext");
+			kb_jw_b64(o, e->dek, e->deklen);
+			kb_jw_key(o, "key");
+			kb_jw_str(o, k->conf->name);
+			kb_jw_key(o, "version");
+			kb_jw_str(o, e->version);
+			kb_jw_raw(o, ",\"cached\":true");
+			kb_answer_end(b, w);
+		}
 		maybe_refresh(b, k, blob, e, now);
 		free(blob);
 		return;
 	}
 	b->counters.misses++;
-	j = kb_flight_find(b, digest);
+	j = kb_flight_find(b, w->digest);
 	if (j) {
 		b->counters.joins++;
-		if (kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+		if (kb_job_add_waiter(j, w) != KB_OK) {
 			kb_err_set(&err, KB_E_INTERNAL, "out of memory");
 			goto fail;
 		}
 		free(blob);
 		return;
 	}
-	j = kb_job_new(KB_OP_UNWRAP, k);
-	if (j == NULL || kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+	j = kb_job_new(b, KB_OP_UNWRAP, k);
+	if (j == NULL || kb_job_add_waiter(j, w) != KB_OK) {
 		kb_job_free(j);
 		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
 	j->src = k;
 	j->blob = *blob;
-	memcpy(j->digest, digest, KB_DIGEST_LEN);
+	memcpy(j->digest, w->digest, KB_DIGEST_LEN);
 	kb_flight_add(b, j);
 	kb_pool_submit(b->pool, j);
 	free(blob);
 	return;
 fail:
 	free(blob);
-	kb_reply_error(b, c, req->op, req->id_json, &err);
+	kb_reply_error(b, w, &err);
 }
 
-/* dk_reusable tells whether k's current data key may be handed out once more. */
+/* dk_reusable returns k's current data key if it may be handed out once more. */
 static kb_cache_entry *dk_reusable(kb_broker *b, kb_key *k, const kb_request *req, int64_t now)
 {
 	const kb_keyconf *kc = k->conf;
@@ -174,9 +192,9 @@ static kb_cache_entry *dk_reusable(kb_broker *b, kb_key *k, const kb_request *re
 	return kb_cache_get(&b->cache, k->dk.digest, now);
 }
 
-static void handle_datakey(kb_broker *b, kb_conn *c, const kb_request *req, kb_key *k, int64_t t0)
+static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb_key *k)
 {
-	kb_cache_entry *e = dk_reusable(b, k, req, t0 / 1000);
+	kb_cache_entry *e = dk_reusable(b, k, req, w->start_us / 1000);
 	kb_job *j;
 
 	/* reuse only a DEK of the size asked for */
@@ -184,24 +202,27 @@ static void handle_datakey(kb_broker *b, kb_conn *c, const kb_request *req, kb_k
 		k->dk.uses++;
 		k->dk.bytes += req->bytes;
 		b->counters.datakey_reused++;
-		kb_jw_begin(&c->out, req->id_json);
-		kb_jw_key(&c->out, "plaintext");
-		kb_jw_b64(&c->out, e->dek, e->deklen);
-		kb_jw_key(&c->out, "blob");
-		kb_jw_str(&c->out, k->dk.blob);
-		kb_jw_key(&c->out, "key");
-		kb_jw_str(&c->out, k->conf->name);
-		kb_jw_key(&c->out, "version");
-		kb_jw_str(&c->out, k->dk.version);
-		kb_jw_raw(&c->out, ",\"reused\":true");
-		kb_jw_end(&c->out);
-		kb_conn_send(b, c);
+		memcpy(w->digest, k->dk.digest, KB_DIGEST_LEN);
+		w->has_digest = true;
+		if (kb_answer_begin(b, w, k->dk.version, -1, NULL)) {
+			kb_buf *o = &w->conn->out;
+			kb_jw_key(o, "plaintext");
+			kb_jw_b64(o, e->dek, e->deklen);
+			kb_jw_key(o, "blob");
+			kb_jw_str(o, k->dk.blob);
+			kb_jw_key(o, "key");
+			kb_jw_str(o, k->conf->name);
+			kb_jw_key(o, "version");
+			kb_jw_str(o, k->dk.version);
+			kb_jw_raw(o, ",\"reused\":true");
+			kb_answer_end(b, w);
+		}
 		return;
 	}
-	j = kb_job_new(KB_OP_DATAKEY, k);
-	if (j == NULL || kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+	j = kb_job_new(b, KB_OP_DATAKEY, k);
+	if (j == NULL || kb_job_add_waiter(j, w) != KB_OK) {
 		kb_job_free(j);
-		reply_oom(b, c, req);
+		reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the request");
 		return;
 	}
 	j->bits = req->bits;
@@ -209,9 +230,9 @@ static void handle_datakey(kb_broker *b, kb_conn *c, const kb_request *req, kb_k
 	kb_pool_submit(b->pool, j);
 }
 
-static void handle_rewrap(kb_broker *b, kb_conn *c, const kb_request *req, int64_t t0)
+static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 {
-	kb_job *j = kb_job_new(KB_OP_REWRAP, NULL);
+	kb_job *j = kb_job_new(b, KB_OP_REWRAP, NULL);
 	kb_cache_entry *e;
 	kb_key *src, *dst;
 	kb_err err;
@@ -222,6 +243,9 @@ static void handle_rewrap(kb_broker *b, kb_conn *c, const kb_request *req, int64
 	}
 	if (kb_blob_decode(req->blob, req->bloblen, &j->blob, &err) != KB_OK)
 		goto fail;
+	SHA256((const uint8_t *)req->blob, req->bloblen, j->digest);
+	memcpy(w->digest, j->digest, KB_DIGEST_LEN);
+	w->has_digest = true;
 	if ((src = resolve_blob_key(b, &j->blob, &err)) == NULL)
 		goto fail;
 	dst = src;
@@ -229,11 +253,14 @@ static void handle_rewrap(kb_broker *b, kb_conn *c, const kb_request *req, int64
 		kb_err_set(&err, KB_E_UNKNOWN_KEY, "no key named \"%s\" is configured", req->key);
 		goto fail;
 	}
+	snprintf(w->key, sizeof(w->key), "%s", dst->conf->name);
+	if (kb_policy_check(b, w->conn, KB_OP_REWRAP, src, &err) != KB_OK ||
+	    kb_policy_check(b, w->conn, KB_OP_REWRAP, dst, &err) != KB_OK)
+		goto fail;
 	j->src = src;
 	j->key = dst;
-	SHA256((const uint8_t *)req->blob, req->bloblen, j->digest);
 	/* a cached DEK spares the unwrap half, exactly as an unwrap would */
-	e = kb_cache_get(&b->cache, j->digest, t0 / 1000);
+	e = kb_cache_get(&b->cache, j->digest, w->start_us / 1000);
 	if (e) {
 		b->counters.hits++;
 		memcpy(j->pt, e->dek, e->deklen);
@@ -242,7 +269,7 @@ static void handle_rewrap(kb_broker *b, kb_conn *c, const kb_request *req, int64
 	} else {
 		b->counters.misses++;
 	}
-	if (kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+	if (kb_job_add_waiter(j, w) != KB_OK) {
 		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
@@ -250,39 +277,33 @@ static void handle_rewrap(kb_broker *b, kb_conn *c, const kb_request *req, int64
 	return;
 fail:
 	kb_job_free(j);
-	kb_reply_error(b, c, req->op, req->id_json, &err);
+	kb_reply_error(b, w, &err);
 }
 
-static void handle_flush(kb_broker *b, kb_conn *c, const kb_request *req)
+static void handle_flush(kb_broker *b, kb_waiter *w, kb_key *k)
 {
-	kb_key *k = NULL;
-	int n;
+	int n = kb_cache_flush(&b->cache, k ? k->index : -1);
 
-	if (req->key[0] && (k = kb_key_find(b, req->key)) == NULL) {
-		reply_unknown_key(b, c, req, req->key);
-		return;
-	}
-	n = kb_cache_flush(&b->cache, k ? k->index : -1);
 	for (int i = 0; i < b->nkeys; i++)
 		if (k == NULL || k == &b->keys[i])
 			b->keys[i].dk.valid = false;
 	kb_info("flushed %d cached DEK%s%s%s", n, n == 1 ? "" : "s", k ? " of key " : "",
 		k ? k->conf->name : "");
-	kb_jw_begin(&c->out, req->id_json);
-	kb_jw_key(&c->out, "flushed");
-	kb_jw_i64(&c->out, n);
-	kb_jw_end(&c->out);
-	kb_conn_send(b, c);
+	if (kb_answer_begin(b, w, NULL, -1, NULL)) {
+		kb_jw_key(&w->conn->out, "flushed");
+		kb_jw_i64(&w->conn->out, n);
+		kb_answer_end(b, w);
+	}
 }
 
 /* handle_keyed_job queues get, wrap, rotate and doctor, which all go to the backend. */
-static void handle_keyed_job(kb_broker *b, kb_conn *c, kb_request *req, kb_key *k, int64_t t0)
+static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, kb_key *k)
 {
-	kb_job *j = kb_job_new(req->op, k);
+	kb_job *j = kb_job_new(b, req->op, k);
 
-	if (j == NULL || kb_job_add_waiter(j, c, req, t0) != KB_OK) {
+	if (j == NULL || kb_job_add_waiter(j, w) != KB_OK) {
 		kb_job_free(j);
-		reply_oom(b, c, req);
+		reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the request");
 		return;
 	}
 	j->alg = req->alg;
@@ -297,49 +318,67 @@ static void handle_keyed_job(kb_broker *b, kb_conn *c, kb_request *req, kb_key *
 void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
 {
 	static __thread kb_request req; /* large: keep it off the stack, and the loop is one thread */
-	int64_t t0 = kb_now_us();
+	kb_waiter w = { .conn = c, .start_us = kb_now_us() };
 	kb_key *k = NULL;
 	kb_err err;
 
 	if (kb_proto_parse(line, n, &req, &err) != KB_OK) {
-		kb_reply_error(b, c, req.op, req.id_json, &err);
+		w.op = req.op;
+		memcpy(w.id_json, req.id_json, sizeof(w.id_json));
+		kb_reply_error(b, &w, &err);
 		goto out;
 	}
+	w.op = req.op;
+	memcpy(w.id_json, req.id_json, sizeof(w.id_json));
+	memcpy(w.key, req.key, sizeof(w.key));
 	b->counters.requests[req.op]++;
 	if (req.op != KB_OP_STATUS && req.op != KB_OP_METRICS && req.op != KB_OP_FLUSH &&
 	    c->inflight >= b->cfg->max_inflight) {
 		kb_err_set(&err, KB_E_BUSY,
 			   "this connection has %d requests in flight (max_inflight): read the answers first",
 			   c->inflight);
-		kb_reply_error(b, c, req.op, req.id_json, &err);
+		kb_reply_error(b, &w, &err);
 		goto out;
 	}
-	if (req.key[0] && req.op != KB_OP_FLUSH && req.op != KB_OP_REWRAP &&
-	    (k = kb_key_find(b, req.key)) == NULL) {
-		reply_unknown_key(b, c, &req, req.key);
+	if (req.key[0] && req.op != KB_OP_REWRAP && (k = kb_key_find(b, req.key)) == NULL) {
+		kb_err_set(&err, KB_E_UNKNOWN_KEY,
+			   "no key named \"%s\" is configured: `keybroker status` lists the keys", req.key);
+		kb_reply_error(b, &w, &err);
+		goto out;
+	}
+	/* unwrap and rewrap check once they know the blob's key */
+	if (req.op != KB_OP_UNWRAP && req.op != KB_OP_REWRAP &&
+	    kb_policy_check(b, c, req.op, k, &err) != KB_OK) {
+		kb_reply_error(b, &w, &err);
 		goto out;
 	}
 	switch (req.op) {
 	case KB_OP_STATUS:
-		kb_report_status(b, c, req.id_json);
+		if (kb_answer_begin(b, &w, NULL, -1, NULL)) {
+			kb_report_status(b, &c->out);
+			kb_answer_end(b, &w);
+		}
 		break;
 	case KB_OP_METRICS:
-		kb_report_metrics(b, c, req.id_json);
+		if (kb_answer_begin(b, &w, NULL, -1, NULL)) {
+			kb_report_metrics(b, &c->out);
+			kb_answer_end(b, &w);
+		}
 		break;
 	case KB_OP_FLUSH:
-		handle_flush(b, c, &req);
+		handle_flush(b, &w, k);
 		break;
 	case KB_OP_UNWRAP:
-		handle_unwrap(b, c, &req, t0);
+		handle_unwrap(b, &w, &req);
 		break;
 	case KB_OP_REWRAP:
-		handle_rewrap(b, c, &req, t0);
+		handle_rewrap(b, &w, &req);
 		break;
 	case KB_OP_DATAKEY:
-		handle_datakey(b, c, &req, k, t0);
+		handle_datakey(b, &w, &req, k);
 		break;
 	default:
-		handle_keyed_job(b, c, &req, k, t0);
+		handle_keyed_job(b, &w, &req, k);
 		break;
 	}
 out:

@@ -22,4 +22,5 @@ void kb_err_clear(kb_err *err)
 		return;
 	err->code = KB_OK;
 	err->msg[0] = '\0';
+	err->request_id[0] = '\0';
 }

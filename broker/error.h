@@ -17,6 +17,7 @@
 typedef struct kb_err {
 	kb_code code;
 	char msg[KB_ERR_MSG_MAX];
+	char request_id[64]; /* the key service's id of the last request, for the audit log; "" if none */
 } kb_err;
 
 /*

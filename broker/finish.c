@@ -29,12 +29,25 @@ static bool is_outage(kb_code code)
 	       code == KB_E_THROTTLED || code == KB_E_INTERNAL;
 }
 
-static void count_calls(kb_job *j)
+/*
+ * current returns the key of the current keyset that k (of the job's keyset)
+ * stands for: after a reload, by name; NULL if it is gone.
+ */
+static kb_key *current(kb_broker *b, const kb_job *j, kb_key *k)
+{
+	if (k == NULL || j->ks == b->ks)
+		return k;
+	return kb_key_find(b, k->conf->name);
+}
+
+static void count_calls(kb_broker *b, kb_job *j)
 {
 	for (int i = 0; i < j->ncalls; i++) {
-		kb_key *k = j->calls[i].op == KB_BOP_UNWRAP && j->src ? j->src : j->key;
+		kb_key *k = current(b, j, j->calls[i].op == KB_BOP_UNWRAP && j->src ? j->src : j->key);
 		kb_code rc = j->calls[i].rc;
 
+		if (k == NULL)
+			continue;
 		k->backend_calls[j->calls[i].op]++;
 		if (rc != KB_OK)
 			k->backend_errors[j->calls[i].op]++;
@@ -50,18 +63,19 @@ static void count_calls(kb_job *j)
 static void cache_result(kb_broker *b, kb_job *j, int64_t now)
 {
 	uint8_t digest[KB_DIGEST_LEN];
-	kb_key *k = j->key;
+	kb_key *k = current(b, j, j->key), *src = current(b, j, j->src);
 
 	switch (j->op) {
 	case KB_OP_UNWRAP:
 		/* a refresh renews only an entry that still exists (not flushed) */
-		if (j->refresh && j->nwaiters == 0 && !kb_cache_peek(&b->cache, j->digest))
+		if (src == NULL || (j->refresh && j->nwaiters == 0 && !kb_cache_peek(&b->cache, j->digest)))
 			return;
-		kb_cache_put(&b->cache, j->digest, j->src->index, j->version, j->pt, j->ptlen,
-			     j->src->ttl_ms, now);
+		kb_cache_put(&b->cache, j->digest, src->index, j->version, j->pt, j->ptlen, src->ttl_ms, now);
 		return;
 	case KB_OP_DATAKEY:
 	case KB_OP_REWRAP:
+		if (k == NULL)
+			return;
 		SHA256((const uint8_t *)j->blob_out, strlen(j->blob_out), digest);
 		kb_cache_put(&b->cache, digest, k->index, j->version, j->pt, j->ptlen, k->ttl_ms, now);
 		if (j->op == KB_OP_DATAKEY && k->conf->datakey_max_age_ms > 0) {
@@ -139,11 +153,13 @@ static const char *doctor_result(const kb_buf *t)
 	return "pass";
 }
 
-static void answer(kb_buf *o, const kb_job *j, const kb_waiter *w)
+static void answer(kb_broker *b, const kb_job *j, const kb_waiter *w)
 {
 	const kb_key *k = j->op == KB_OP_UNWRAP ? j->src : j->key;
+	kb_buf *o = &w->conn->out;
 
-	kb_jw_begin(o, w->id_json);
+	if (!kb_answer_begin(b, w, j->version, j->op == KB_OP_UNWRAP ? 0 : -1, j->err.request_id))
+		return;
 	switch (j->op) {
 	case KB_OP_UNWRAP:
 	case KB_OP_DATAKEY:
@@ -177,7 +193,7 @@ static void answer(kb_buf *o, const kb_job *j, const kb_waiter *w)
 		kb_jw_raw(o, ",\"cached\":false");
 	if (j->op == KB_OP_DATAKEY)
 		kb_jw_raw(o, ",\"reused\":false");
-	kb_jw_end(o);
+	kb_answer_end(b, w);
 }
 
 void kb_job_finish(kb_broker *b, kb_job *j)
@@ -185,7 +201,7 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 	int64_t now = kb_now_ms();
 	kb_code rc = j->err.code;
 
-	count_calls(j);
+	count_calls(b, j);
 	if (j->op == KB_OP_UNWRAP)
 		kb_flight_remove(b, j);
 	if (j->op == KB_OP_DOCTOR && rc != KB_OK) {
@@ -211,12 +227,9 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 		c->inflight--;
 		if (c->fd >= 0) {
 			if (rc == KB_OK)
-				answer(&c->out, j, w);
-			else {
-				b->counters.errors[w->op]++;
-				kb_jw_error(&c->out, w->id_json, &j->err);
-			}
-			kb_conn_send(b, c);
+				answer(b, j, w);
+			else
+				kb_reply_error(b, w, &j->err);
 		}
 		kb_conn_unref(b, c);
 	}

@@ -8,12 +8,13 @@
 
 #include "dispatch.h"
 #include "jobs.h"
+#include "keys.h"
 #include "jsonw.h"
 #include "pool.h"
 #include "log.h"
 #include "server.h"
 
-kb_job *kb_job_new(kb_op op, kb_key *key)
+kb_job *kb_job_new(kb_broker *b, kb_op op, kb_key *key)
 {
 	kb_job *j = calloc(1, sizeof(*j));
 
@@ -21,6 +22,8 @@ kb_job *kb_job_new(kb_op op, kb_key *key)
 		return NULL;
 	j->op = op;
 	j->key = key;
+	j->ks = b->ks;
+	j->ks->refs++;
 	return j;
 }
 
@@ -34,11 +37,12 @@ void kb_job_free(kb_job *j)
 	}
 	kb_buf_free(&j->text);
 	free(j->waiters);
+	kb_keyset_unref(j->ks);
 	OPENSSL_cleanse(j, sizeof(*j));
 	free(j);
 }
 
-kb_code kb_job_add_waiter(kb_job *j, kb_conn *c, const kb_request *req, int64_t start_us)
+kb_code kb_job_add_waiter(kb_job *j, const kb_waiter *src)
 {
 	kb_waiter *w;
 
@@ -51,12 +55,9 @@ kb_code kb_job_add_waiter(kb_job *j, kb_conn *c, const kb_request *req, int64_t 
 		j->capwaiters = cap;
 	}
 	w = &j->waiters[j->nwaiters++];
-	w->conn = c;
-	w->op = req->op;
-	memcpy(w->id_json, req->id_json, sizeof(w->id_json));
-	w->start_us = start_us;
-	c->refs++;
-	c->inflight++;
+	*w = *src;
+	w->conn->refs++;
+	w->conn->inflight++;
 	return KB_OK;
 }
 

@@ -11,17 +11,20 @@
 
 #include "broker.h"
 
-/* kb_job_new returns a zeroed job for op on key, or NULL without memory. */
-kb_job *kb_job_new(kb_op op, kb_key *key);
+/*
+ * kb_job_new returns a zeroed job for op on key (of b's current keyset, which
+ * the job holds a reference to), or NULL without memory.
+ */
+kb_job *kb_job_new(kb_broker *b, kb_op op, kb_key *key);
 
 /* kb_job_free wipes and frees j (NULL is fine). */
 void kb_job_free(kb_job *j);
 
 /*
- * kb_job_add_waiter makes request req on c wait for j; it holds a reference
- * to c until answered. Returns KB_OK or KB_E_INTERNAL without memory.
+ * kb_job_add_waiter makes request w wait for j; j holds a reference to
+ * w->conn until it is answered. Returns KB_OK or KB_E_INTERNAL without memory.
  */
-kb_code kb_job_add_waiter(kb_job *j, kb_conn *c, const kb_request *req, int64_t start_us);
+kb_code kb_job_add_waiter(kb_job *j, const kb_waiter *w);
 
 /* kb_flight_find returns the in-flight unwrap job for digest, or NULL. */
 kb_job *kb_flight_find(kb_broker *b, const uint8_t *digest);

@@ -44,44 +44,90 @@ static kb_code check_all_taken(const kb_keyconf *kc, kb_err *err)
 	return KB_OK;
 }
 
-kb_code kb_keys_open(kb_broker *b, int nslots, kb_err *err)
+/* take_acls reads the per-key policy options, which the core owns. */
+static kb_code take_acls(kb_keyconf *kc, kb_key *k, kb_err *err)
 {
-	kb_config *cfg = b->cfg;
-	kb_code rc;
+	static const char *const names[KB_ACL_COUNT] = {
+		[KB_ACL_UNWRAP] = "allow_unwrap", [KB_ACL_WRAP] = "allow_wrap",
+		[KB_ACL_REWRAP] = "allow_rewrap", [KB_ACL_ROTATE] = "allow_rotate",
+		[KB_ACL_GET] = "allow_get",
+	};
+	char why[200];
 
-	b->keys = calloc((size_t)(cfg->nkeys ? cfg->nkeys : 1), sizeof(*b->keys));
-	if (b->keys == NULL)
-		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
-	for (int i = 0; i < cfg->nkeys; i++) {
-		kb_keyconf *kc = &cfg->keys[i];
-		kb_key *k = &b->keys[i];
-
-		k->conf = kc;
-		k->index = i;
-		k->ttl_ms = kc->cache_ttl_ms >= 0 ? kc->cache_ttl_ms : cfg->cache_ttl_ms;
-		k->ops = kb_backend_find(kc->backend);
-		if (k->ops == NULL)
-			return kb_err_set(err, KB_E_BAD_REQUEST, "%s:%d: [key:%s] backend: \"%s\" is not a backend (pkcs11 or azure)",
-					  kc->file, kc->line, kc->name, kc->backend);
-		rc = k->ops->open(kc, nslots, &k->state, err);
-		b->nkeys = i + 1; /* so kb_keys_close closes what opened */
-		if (rc != KB_OK) {
-			k->state = NULL;
-			return rc;
-		}
-		if ((rc = check_all_taken(kc, err)) != KB_OK)
-			return rc;
-		k->healthy = true;
+	for (int i = 0; i < KB_ACL_COUNT; i++) {
+		const char *v = kb_keyconf_take(kc, names[i], NULL);
+		if (v && !kb_parse_acl(v, &k->acl[i].uids, &k->acl[i].gids, why, sizeof(why)))
+			return kb_keyconf_bad(kc, names[i], err, "%s (entries: uid, user, @gid or @group)", why);
 	}
 	return KB_OK;
 }
 
-void kb_keys_close(kb_broker *b)
+static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *err)
 {
-	for (int i = 0; i < b->nkeys; i++)
-		if (b->keys[i].ops && b->keys[i].state)
-			b->keys[i].ops->close(b->keys[i].state);
-	free(b->keys);
-	b->keys = NULL;
-	b->nkeys = 0;
+	kb_keyconf *kc = &cfg->keys[i];
+	kb_code rc;
+
+	k->conf = kc;
+	k->index = i;
+	k->ttl_ms = kc->cache_ttl_ms >= 0 ? kc->cache_ttl_ms : cfg->cache_ttl_ms;
+	k->ops = kb_backend_find(kc->backend);
+	if (k->ops == NULL)
+		return kb_err_set(err, KB_E_BAD_REQUEST,
+				  "%s:%d: [key:%s] backend: \"%s\" is not a backend (pkcs11 or azure)",
+				  kc->file, kc->line, kc->name, kc->backend);
+	if ((rc = take_acls(kc, k, err)) != KB_OK)
+		return rc;
+	rc = k->ops->open(kc, nslots, &k->state, err);
+	if (rc != KB_OK) {
+		k->state = NULL;
+		return rc;
+	}
+	if ((rc = check_all_taken(kc, err)) != KB_OK)
+		return rc;
+	k->healthy = true;
+	return KB_OK;
+}
+
+kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err)
+{
+	kb_keyset *ks = calloc(1, sizeof(*ks));
+	kb_code rc = KB_OK;
+
+	if (ks == NULL || (ks->keys = calloc((size_t)(cfg->nkeys ? cfg->nkeys : 1), sizeof(*ks->keys))) == NULL) {
+		free(ks);
+		kb_config_free(cfg);
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	}
+	ks->cfg = cfg;
+	ks->refs = 1;
+	for (int i = 0; i < cfg->nkeys && rc == KB_OK; i++) {
+		rc = open_key(cfg, i, nslots, &ks->keys[i], err);
+		ks->nkeys = i + 1; /* so the unref below closes what opened */
+	}
+	if (rc != KB_OK) {
+		kb_keyset_unref(ks);
+		return rc;
+	}
+	*out = ks;
+	return KB_OK;
+}
+
+void kb_keyset_unref(kb_keyset *ks)
+{
+	if (ks == NULL || --ks->refs > 0)
+		return;
+	for (int i = 0; i < ks->nkeys; i++)
+		if (ks->keys[i].ops && ks->keys[i].state)
+			ks->keys[i].ops->close(ks->keys[i].state);
+	free(ks->keys);
+	kb_config_free(ks->cfg);
+	free(ks);
+}
+
+void kb_broker_use_keyset(kb_broker *b, kb_keyset *ks)
+{
+	b->ks = ks;
+	b->cfg = ks->cfg;
+	b->keys = ks->keys;
+	b->nkeys = ks->nkeys;
 }

@@ -7,13 +7,18 @@
 #include "broker.h"
 
 /*
- * kb_keys_open opens a backend instance for every key of cfg with nslots
- * slots and fills b->keys. Each key's options must all be taken by its
- * backend, or it fails naming the unknown option's file and line.
+ * kb_keyset_open takes cfg (it is freed with the keyset, or here on failure)
+ * and opens a backend instance for every key with nslots slots. Each key's
+ * options must all be taken by the core (cache, policy) or its backend, or it
+ * fails naming the unknown option's file and line. The keyset starts with
+ * one reference.
  */
-kb_code kb_keys_open(kb_broker *b, int nslots, kb_err *err);
+kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err);
 
-/* kb_keys_close closes every backend instance and frees b->keys. */
-void kb_keys_close(kb_broker *b);
+/* kb_keyset_unref drops a reference; the last one closes the backends and frees all. */
+void kb_keyset_unref(kb_keyset *ks);
+
+/* kb_broker_use_keyset makes ks current (taking over the caller's reference). */
+void kb_broker_use_keyset(kb_broker *b, kb_keyset *ks);
 
 #endif

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 
+#include "audit.h"
 #include "dispatch.h"
 #include "keybroker.h"
 #include "keys.h"
@@ -70,16 +71,17 @@ static void block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-static int check(kb_broker *b)
+static int check(kb_broker *b, kb_config *cfg)
 {
+	kb_keyset *ks;
 	kb_err err;
 	int failed = 0;
 
-	if (kb_keys_open(b, 1, &err) != KB_OK) {
+	if (kb_keyset_open(cfg, 1, &ks, &err) != KB_OK) {
 		fprintf(stderr, "keybrokerd: %s\n", err.msg);
-		kb_keys_close(b);
 		return 1;
 	}
+	kb_broker_use_keyset(b, ks);
 	for (int i = 0; i < b->nkeys; i++) {
 		kb_key *k = &b->keys[i];
 		kb_key_info *info = calloc(1, sizeof(*info));
@@ -101,18 +103,27 @@ static int check(kb_broker *b)
 	}
 	printf("%s: %s (%d key%s)\n", b->cfg->file, failed ? "FAILED" : "ok", b->nkeys,
 	       b->nkeys == 1 ? "" : "s");
-	kb_keys_close(b);
+	kb_keyset_unref(ks);
 	return failed;
 }
 
-static int serve(kb_broker *b)
+static int serve(kb_broker *b, kb_config *cfg)
 {
+	kb_keyset *ks;
 	kb_err err;
 	int rc = 1;
 	kb_job *left;
 
+	b->cfg = cfg; /* until the keyset owns it */
+	if (cfg->audit_log && kb_audit_open(cfg->audit_log, &b->audit, &err) != KB_OK) {
+		kb_error("%s", err.msg);
+		kb_config_free(cfg);
+		return 1;
+	}
 	if (kb_cache_init(&b->cache, b->cfg->cache_capacity, b->cfg->allow_unlocked_memory, &err) != KB_OK) {
 		kb_error("%s", err.msg);
+		kb_config_free(cfg);
+		kb_audit_close(b->audit);
 		return 1;
 	}
 	kb_info("DEK cache: %d entries, %zu bytes %s", b->cfg->cache_capacity,
@@ -122,12 +133,14 @@ static int serve(kb_broker *b)
 	b->flights = calloc(b->nflights, sizeof(*b->flights));
 	if (b->flights == NULL) {
 		kb_error("out of memory");
+		kb_config_free(cfg);
 		goto out;
 	}
-	if (kb_keys_open(b, b->cfg->workers + 1, &err) != KB_OK) {
+	if (kb_keyset_open(cfg, cfg->workers + 1, &ks, &err) != KB_OK) {
 		kb_error("%s", err.msg);
 		goto out;
 	}
+	kb_broker_use_keyset(b, ks);
 	for (int i = 0; i < b->nkeys; i++)
 		kb_info("key %s: backend %s, alg %s, cache ttl %llds", b->keys[i].conf->name,
 			b->keys[i].ops->name, kb_alg_name(b->keys[i].conf->alg),
@@ -148,7 +161,8 @@ static int serve(kb_broker *b)
 	}
 out:
 	kb_cache_destroy(&b->cache); /* zeroes every DEK */
-	kb_keys_close(b);
+	kb_keyset_unref(b->ks);
+	kb_audit_close(b->audit);
 	free(b->flights);
 	if (rc == 0)
 		kb_info("stopped; the DEK cache is zeroed");
@@ -168,9 +182,10 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	bool check_only = false;
 	kb_broker b = { 0 };
+	kb_config *cfg = NULL;
 	char sock[108];
 	kb_err err;
-	int c, rc;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -187,29 +202,25 @@ int main(int argc, char **argv)
 	}
 	harden();
 	cJSON_InitHooks(&hooks);
-	if (kb_config_load(path, &b.cfg, &err) != KB_OK) {
+	if (kb_config_load(path, &cfg, &err) != KB_OK) {
 		fprintf(stderr, "keybrokerd: %s\n", err.msg);
 		return 1;
 	}
-	kb_log_set_level((kb_log_level)b.cfg->log_level);
-	if (b.cfg->socket == NULL) {
+	kb_log_set_level((kb_log_level)cfg->log_level);
+	if (cfg->socket == NULL) {
 		if (kb_default_socket(sock, sizeof(sock)) < 0) {
 			fprintf(stderr, "keybrokerd: no socket path: set [broker] socket\n");
-			kb_config_free(b.cfg);
+			kb_config_free(cfg);
 			return 1;
 		}
-		b.cfg->socket = strdup(sock);
+		cfg->socket = strdup(sock);
 	}
 	b.uid = getuid();
 	b.gid = getgid();
 	b.started_ms = kb_now_ms();
-	if (check_only) {
-		rc = check(&b);
-	} else {
-		block_signals();
-		kb_info("keybrokerd %s starting with %s", KB_VERSION, path);
-		rc = serve(&b);
-	}
-	kb_config_free(b.cfg);
-	return rc;
+	if (check_only)
+		return check(&b, cfg);
+	block_signals();
+	kb_info("keybrokerd %s starting with %s", KB_VERSION, path);
+	return serve(&b, cfg);
 }

@@ -3,7 +3,6 @@
 
 #include "jsonw.h"
 #include "report.h"
-#include "server.h"
 
 static uint64_t sum(const uint64_t *v, int n)
 {
@@ -20,13 +19,11 @@ static void field_u64(kb_buf *o, const char *name, uint64_t v)
 	kb_jw_i64(o, (int64_t)v);
 }
 
-void kb_report_status(kb_broker *b, kb_conn *c, const char *id_json)
+void kb_report_status(kb_broker *b, kb_buf *o)
 {
 	const kb_counters *n = &b->counters;
-	kb_buf *o = &c->out;
 	uint64_t calls = 0;
 
-	kb_jw_begin(o, id_json);
 	kb_jw_key(o, "version");
 	kb_jw_str(o, KB_VERSION);
 	field_u64(o, "uptime_s", (uint64_t)((kb_now_ms() - b->started_ms) / 1000));
@@ -77,8 +74,6 @@ void kb_report_status(kb_broker *b, kb_conn *c, const char *id_json)
 	field_u64(o, "connections", (uint64_t)b->nconns);
 	field_u64(o, "connections_refused", n->conns_refused);
 	kb_jw_raw(o, "}");
-	kb_jw_end(o);
-	kb_conn_send(b, c);
 }
 
 /* metric appends one Prometheus sample line. */
@@ -141,7 +136,7 @@ static void backend_metrics(kb_broker *b, kb_buf *t)
 	}
 }
 
-void kb_report_metrics(kb_broker *b, kb_conn *c, const char *id_json)
+void kb_report_metrics(kb_broker *b, kb_buf *o)
 {
 	const kb_counters *n = &b->counters;
 	kb_buf t = { 0 };
@@ -188,10 +183,7 @@ void kb_report_metrics(kb_broker *b, kb_conn *c, const char *id_json)
 	metric(&t, "keybroker_connections_refused_total", NULL, (double)n->conns_refused);
 	backend_metrics(b, &t);
 
-	kb_jw_begin(&c->out, id_json);
-	kb_jw_key(&c->out, "text");
-	kb_jw_strn(&c->out, t.data ? t.data : "", t.len);
-	kb_jw_end(&c->out);
+	kb_jw_key(o, "text");
+	kb_jw_strn(o, t.data ? t.data : "", t.len);
 	kb_buf_free(&t);
-	kb_conn_send(b, c);
 }

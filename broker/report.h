@@ -8,10 +8,10 @@
 
 #include "broker.h"
 
-/* kb_report_status queues the status response for c. */
-void kb_report_status(kb_broker *b, kb_conn *c, const char *id_json);
+/* kb_report_status appends the status fields to a response being written in o. */
+void kb_report_status(kb_broker *b, kb_buf *o);
 
-/* kb_report_metrics queues the metrics response (Prometheus text) for c. */
-void kb_report_metrics(kb_broker *b, kb_conn *c, const char *id_json);
+/* kb_report_metrics appends the metrics field (Prometheus text) to a response in o. */
+void kb_report_metrics(kb_broker *b, kb_buf *o);
 
 #endif

@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "policy.h"
 #include "pool.h"
+#include "reload.h"
 #include "server.h"
 
 /* epoll tags for the fixed sources; connections are tagged with their pointer */
@@ -145,6 +147,17 @@ static void refuse_conn(int fd, kb_code code, const char *msg)
 	close(fd);
 }
 
+/* peer_exe names the peer's executable for the audit log ("" if it cannot be read). */
+static void peer_exe(pid_t pid, char *out, size_t cap)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	n = readlink(link, out, cap - 1);
+	out[n > 0 ? n : 0] = '\0';
+}
+
 static void accept_conns(server *s)
 {
 	kb_broker *b = s->b;
@@ -193,6 +206,7 @@ static void accept_conns(server *s)
 		c->gid = cred.gid;
 		c->refs = 1;
 		c->last_activity_ms = kb_now_ms();
+		peer_exe(cred.pid, c->exe, sizeof(c->exe));
 		ev.events = EPOLLIN;
 		ev.data.ptr = c;
 		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -212,6 +226,7 @@ static void accept_conns(server *s)
 /* too_large answers a line that grew past the limit, then closes: the rest cannot be framed. */
 static void too_large(server *s, kb_conn *c)
 {
+	kb_waiter w = { .conn = c, .id_json = "null", .start_us = kb_now_us() };
 	kb_err err;
 
 	kb_err_set(&err, KB_E_TOO_LARGE,
@@ -219,7 +234,7 @@ static void too_large(server *s, kb_conn *c)
 		   s->b->cfg->max_request_bytes);
 	kb_buf_consume(&c->in, c->in.len);
 	c->close_after_flush = true;
-	kb_reply_error(s->b, c, KB_OP_NONE, "null", &err);
+	kb_reply_error(s->b, &w, &err);
 	if (c->fd >= 0)
 		update_events(s, c);
 }
@@ -346,7 +361,7 @@ static void on_signal(server *s)
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 			begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		else if (si.ssi_signo == SIGHUP)
-			kb_info("SIGHUP: nothing to reopen");
+			kb_reload(s->b);
 	}
 }
 

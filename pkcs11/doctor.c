@@ -196,7 +196,7 @@ static void check_round_trip(kb_p11_call *c, kb_p11_emit emit, void *ctx)
 	uint8_t dek[32], ct[KB_WRAPPED_MAX], pt[KB_SECRET_MAX];
 	size_t ctlen = sizeof(ct), ptlen = sizeof(pt);
 	char version[KB_VERSION_MAX + 1], detail[LINE];
-	kb_err e = { KB_OK, "" };
+	kb_err e = { .code = KB_OK };
 	bool ok = false;
 
 	if (RAND_bytes(dek, sizeof(dek)) != 1) {
