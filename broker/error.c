@@ -10,6 +10,7 @@ kb_code kb_err_set(kb_err *err, kb_code code, const char *fmt, ...)
 	if (err == NULL)
 		return code;
 	err->code = code;
+	err->request_id[0] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);

@@ -22,7 +22,8 @@ typedef struct kb_err {
 
 /*
  * kb_err_set records code and a printf-style message in err (which may be
- * NULL) and returns code, so callers can write `return kb_err_set(...)`.
+ * NULL), clears its request_id, and returns code, so callers can write
+ * `return kb_err_set(...)`. A backend sets request_id after it.
  */
 kb_code kb_err_set(kb_err *err, kb_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
