@@ -121,11 +121,13 @@ uint8_t *kb_arena_alloc(kb_arena *a)
 
 void kb_arena_free(kb_arena *a, uint8_t *p)
 {
-	size_t off = (size_t)(p - CANARY_BYTES - a->slots), i = off / a->stride;
+	size_t off, i;
 	uint64_t c;
 
 	if (p == NULL)
 		return;
+	off = (size_t)(p - CANARY_BYTES - a->slots);
+	i = off / a->stride;
 	if (off % a->stride != 0 || i >= a->nslots)
 		abort(); /* not a slot of ours: a bug that must not go on */
 	OPENSSL_cleanse(p, a->slot_bytes);

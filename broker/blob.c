@@ -6,6 +6,7 @@
 
 #include "b64.h"
 #include "blob.h"
+#include "json.h"
 
 #define CHECK_BYTES 6
 #define CHECK_CHARS 8 /* base64url of 6 bytes */
@@ -98,16 +99,34 @@ static kb_code decode_v1(const char *s, size_t n, kb_blob *b, kb_err *err)
 	p += f + 1;
 
 	f = (size_t)(end - p);
-	if (f == 0 || memchr(p, ':', f) ||
+	if (f == 0 || memchr(p, ':', f) || memchr(p, '=', f) ||
 	    !kb_b64_decode(p, f, b->ct, sizeof(b->ct), &b->ctlen, KB_B64_URL) || b->ctlen == 0)
 		return kb_err_set(err, KB_E_BAD_BLOB, "blob ciphertext is not valid base64url");
 	return KB_OK;
 }
 
+/*
+ * kid_version returns the VERSION of "https://HOST/keys/NAME/VERSION", or NULL
+ * if kid is not exactly that shape (a versionless kid names no version).
+ */
+static const char *kid_version(const char *kid)
+{
+	const char *host = kid + 8, *path = strchr(host, '/'), *name, *ver;
+
+	if (path == NULL || path == host || strncmp(path, "/keys/", 6) != 0)
+		return NULL;
+	name = path + 6;
+	ver = strchr(name, '/');
+	if (ver == NULL || !kb_name_valid(name, (size_t)(ver - name)))
+		return NULL;
+	ver++;
+	return kb_name_valid(ver, strlen(ver)) ? ver : NULL;
+}
+
 /* decode_raw reads Azure's {kid, alg, value} form. */
 static kb_code decode_raw(const char *s, size_t n, kb_blob *b, kb_err *err)
 {
-	cJSON *j = cJSON_ParseWithLength(s, n);
+	cJSON *j = kb_json_parse_whole(s, n);
 	const cJSON *kid, *alg, *value;
 	const char *ver;
 	kb_code rc = KB_E_BAD_BLOB;
@@ -127,9 +146,8 @@ static kb_code decode_raw(const char *s, size_t n, kb_blob *b, kb_err *err)
 		kb_err_set(err, rc, "raw blob kid is not an https key identifier");
 		goto out;
 	}
-	ver = strrchr(kid->valuestring, '/');
-	if (ver == NULL || strstr(kid->valuestring, "/keys/") == NULL ||
-	    !kb_name_valid(ver + 1, strlen(ver + 1))) {
+	ver = kid_version(kid->valuestring);
+	if (ver == NULL) {
 		kb_err_set(err, rc, "raw blob kid must name a key version: https://HOST/keys/NAME/VERSION");
 		goto out;
 	}
@@ -145,7 +163,7 @@ static kb_code decode_raw(const char *s, size_t n, kb_blob *b, kb_err *err)
 		goto out;
 	}
 	b->key[0] = '\0';
-	strcpy(b->version, ver + 1);
+	strcpy(b->version, ver);
 	strcpy(b->kid, kid->valuestring);
 	rc = KB_OK;
 out:

@@ -20,7 +20,10 @@ typedef struct parse_state {
 	int line;          /* line most recently read */
 	kb_err *err;
 	bool failed;
+	int fail_line;     /* line of the first failure */
 } parse_state;
+
+static kb_keyconf *key_section(parse_state *st, const char *section);
 
 static char *xstrdup(const char *s)
 {
@@ -190,7 +193,16 @@ static int fail(parse_state *st, const char *section, const char *name, const ch
 	kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: [%s] %s: %s", st->cfg->file, st->line, section,
 		   name, why);
 	st->failed = true;
+	st->fail_line = st->line;
 	return 0;
+}
+
+/* fail_line records a failure of the current line as a whole. */
+static void fail_line(parse_state *st, const char *what)
+{
+	kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: %s", st->cfg->file, st->line, what);
+	st->failed = true;
+	st->fail_line = st->line;
 }
 
 static int broker_option(parse_state *st, const char *name, const char *value)
@@ -291,15 +303,17 @@ static kb_keyconf *key_section(parse_state *st, const char *section)
 			return &c->keys[i];
 	if (!kb_name_valid(name, strlen(name))) {
 		kb_err_set(st->err, KB_E_BAD_REQUEST,
-			   "%s:%d: [%s]: a key name is 1 to 64 characters from A-Z a-z 0-9 - _",
+			   "%s:%d: [%s]: a key name is 1 to 45 characters from A-Z a-z 0-9 - _",
 			   c->file, st->line, section);
 		st->failed = true;
+		st->fail_line = st->line;
 		return NULL;
 	}
 	if (c->nkeys == KB_MAX_KEYS) {
 		kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: more than %d keys", c->file, st->line,
 			   KB_MAX_KEYS);
 		st->failed = true;
+		st->fail_line = st->line;
 		return NULL;
 	}
 	kc = &c->keys[c->nkeys++];
@@ -314,9 +328,18 @@ static kb_keyconf *key_section(parse_state *st, const char *section)
 static int key_option(parse_state *st, const char *section, kb_keyconf *kc, const char *name,
 		      const char *value)
 {
+	static const char *const core[] = { "backend", "alg", "cache_ttl", "cache_refresh_fraction",
+					    "datakey_max_age", "datakey_max_uses", "datakey_max_bytes" };
 	double f;
 	char *end;
 
+	for (unsigned i = 0; i < sizeof(core) / sizeof(core[0]); i++) {
+		if (strcmp(name, core[i]) == 0) {
+			if (kc->core_set & (1u << i))
+				return fail(st, section, name, "is set twice in this section%s", "");
+			kc->core_set |= 1u << i;
+		}
+	}
 	if (!strcmp(name, "backend")) {
 		if (strlen(value) >= sizeof(kc->backend))
 			return fail(st, section, name, "\"%s\" is not a backend (pkcs11 or azure)", value);
@@ -379,17 +402,59 @@ static int handler(void *user, const char *section, const char *name, const char
 		   "%s:%d: [%s]: unknown section; sections are [broker] and [key:NAME]",
 		   st->cfg->file, st->line, section);
 	st->failed = true;
+	st->fail_line = st->line;
 	return 0;
+}
+
+/*
+ * check_line looks at each line before inih does, for what inih would get
+ * wrong: it splits lines longer than its buffer, truncates long section
+ * names, does not report section headers (so empty sections and their line
+ * numbers would be lost), and goes on after a broken header. Returns str, or
+ * NULL (ending the parse) after recording a failure.
+ */
+static char *check_line(parse_state *st, char *str, bool at_end)
+{
+	size_t n = strlen(str);
+	char *p = str, *close;
+
+	if (n > 0 && str[n - 1] != '\n' && !at_end) {
+		fail_line(st, "the line is longer than 199 characters, the most the config parser reads");
+		return NULL;
+	}
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '[')
+		return str;
+	close = strchr(p, ']');
+	if (close == NULL) {
+		fail_line(st, "syntax error: the section header has no closing ]");
+		return NULL;
+	}
+	*close = '\0';
+	if (close - p - 1 > 49) {
+		fail_line(st, "the section name is longer than 49 characters (key names in the config are at most 45)");
+		return NULL;
+	}
+	if (strncmp(p + 1, "key:", 4) == 0 && key_section(st, p + 1) == NULL)
+		return NULL;
+	*close = ']';
+	return str;
 }
 
 /* readers count lines, since inih does not pass line numbers to handlers */
 static char *read_file_line(char *str, int num, void *stream)
 {
 	parse_state *st = stream;
-	char *r = fgets(str, num, st->fp);
-	if (r)
-		st->line++;
-	return r;
+	char *r;
+
+	if (st->failed)
+		return NULL;
+	r = fgets(str, num, st->fp);
+	if (r == NULL)
+		return NULL;
+	st->line++;
+	return check_line(st, r, feof(st->fp) != 0);
 }
 
 static char *read_text_line(char *str, int num, void *stream)
@@ -398,7 +463,7 @@ static char *read_text_line(char *str, int num, void *stream)
 	const char *nl;
 	size_t n;
 
-	if (*st->text == '\0')
+	if (*st->text == '\0' || st->failed)
 		return NULL;
 	nl = strchr(st->text, '\n');
 	n = nl ? (size_t)(nl - st->text) + 1 : strlen(st->text);
@@ -408,7 +473,7 @@ static char *read_text_line(char *str, int num, void *stream)
 	str[n] = '\0';
 	st->text += n;
 	st->line++;
-	return str;
+	return check_line(st, str, *st->text == '\0');
 }
 
 static kb_config *config_new(const char *name)
@@ -436,9 +501,13 @@ static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 {
 	kb_config *c = st->cfg;
 
-	if (!st->failed && rc != 0) {
+	/* inih goes on after a syntax error: report whichever came first */
+	if (rc > 0 && (!st->failed || rc < st->fail_line)) {
 		kb_err_set(err, KB_E_BAD_REQUEST, "%s:%d: syntax error: expected [section] or name = value",
-			   c->file, rc > 0 ? rc : st->line);
+			   c->file, rc);
+		st->failed = true;
+	} else if (rc < 0 && !st->failed) {
+		kb_err_set(err, KB_E_INTERNAL, "%s: the config parser ran out of memory", c->file);
 		st->failed = true;
 	}
 	for (int i = 0; !st->failed && i < c->nkeys; i++) {

@@ -38,6 +38,7 @@ typedef struct kb_keyconf {
 	int64_t datakey_max_uses;
 	int64_t datakey_max_bytes;
 
+	unsigned core_set;    /* which core options were set, to refuse repeats */
 	kb_opt *opts;         /* backend-specific options, in file order */
 	int nopts;
 } kb_keyconf;

@@ -7,6 +7,7 @@
 
 #include "b64.h"
 #include "buf.h"
+#include "json.h"
 #include "jsonw.h"
 #include "proto.h"
 
@@ -41,7 +42,7 @@ static kb_code render_id(const cJSON *id, kb_request *req, kb_err *err)
 		double d = id->valuedouble;
 		if (!isfinite(d))
 			return kb_err_set(err, KB_E_BAD_REQUEST, "id must be a finite number or a string");
-		if (d == (double)(long long)d && fabs(d) < 9007199254740992.0)
+		if (fabs(d) < 9007199254740992.0 && d == (double)(long long)d)
 			snprintf(req->id_json, sizeof(req->id_json), "%lld", (long long)d);
 		else
 			snprintf(req->id_json, sizeof(req->id_json), "%.17g", d);
@@ -158,10 +159,22 @@ static kb_code parse_plaintext(const cJSON *root, kb_request *req, kb_err *err)
 		return kb_err_set(err, KB_E_BAD_REQUEST, "plaintext is empty: there is nothing to wrap");
 	if (n > kb_b64_encoded_len(KB_SECRET_MAX, KB_B64_STD))
 		return kb_err_set(err, KB_E_TOO_LARGE, "plaintext is longer than %d bytes", KB_SECRET_MAX);
-	if (!kb_b64_decode(s, n, req->plaintext, sizeof(req->plaintext), &req->ptlen, KB_B64_STD))
-		return kb_err_set(err, KB_E_BAD_REQUEST, "plaintext is not valid standard base64");
-	req->has_plaintext = 1;
-	return KB_OK;
+	/* room for two bytes more than the limit, whose base64 is as long as the limit's */
+	uint8_t tmp[KB_SECRET_MAX + 2];
+	size_t len;
+	kb_code rc2 = KB_OK;
+
+	if (!kb_b64_decode(s, n, tmp, sizeof(tmp), &len, KB_B64_STD))
+		rc2 = kb_err_set(err, KB_E_BAD_REQUEST, "plaintext is not valid standard base64");
+	else if (len > KB_SECRET_MAX)
+		rc2 = kb_err_set(err, KB_E_TOO_LARGE, "plaintext is longer than %d bytes", KB_SECRET_MAX);
+	else {
+		memcpy(req->plaintext, tmp, len);
+		req->ptlen = len;
+		req->has_plaintext = 1;
+	}
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+	return rc2;
 }
 
 static kb_code parse_alg(const cJSON *root, kb_request *req, kb_err *err)
@@ -239,7 +252,7 @@ kb_code kb_proto_parse(const char *line, size_t n, kb_request *req, kb_err *err)
 	req->ptlen = 0;
 	req->has_plaintext = 0;
 
-	root = cJSON_ParseWithLength(line, n);
+	root = kb_json_parse_whole(line, n);
 	if (root == NULL)
 		return kb_err_set(err, KB_E_BAD_REQUEST,
 				  "the request is not valid JSON: send one JSON object per line");
