@@ -18,7 +18,7 @@ typedef kb_code (*call_fn)(kb_p11_call *c, void *arg, kb_err *err);
  * login), the session is reopened and fn retried; when it lost an object
  * handle, the versions are found again and fn retried; each at most once.
  * After a new login the handles are found again before use, as a logout may
- * have invalidated them.
+ * have invalidated them. On KB_OK err is clear, whatever a failed try wrote.
  */
 static kb_code run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, call_fn fn, void *arg,
 		   kb_err *err)
@@ -38,7 +38,11 @@ static kb_code run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, call_fn fn
 			rc = kb_p11_versions_refresh(&c, err);
 		if (rc == KB_OK)
 			rc = fn(&c, arg, err);
-		if (rc == KB_OK || c.rv == CKR_OK)
+		if (rc == KB_OK) {
+			kb_err_clear(err); /* a retry that worked leaves no error behind */
+			return rc;
+		}
+		if (c.rv == CKR_OK)
 			return rc;
 		switch (kb_p11_recovery_for(c.rv)) {
 		case KB_P11_REOPEN:

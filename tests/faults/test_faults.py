@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Token faults through kbshim (tests/shim): keybrokerd's keys name the shim as
+their module, and the shim forwards to a real SoftHSM token until its control
+file says to fail. The token is pulled and put back, forgets its sessions, is
+slow, or answers a device error, and the broker must answer every request,
+keep serving cache hits, and recover without a restart."""
+import os
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+from kbtest import BUILD, MODULE, Broker, Conn, Token, b64, check, run, unb64  # noqa: E402
+
+SHIM = os.environ.get("KB_SHIM", os.path.join(BUILD, "tests", "shim", "kbshim.so"))
+UNAVAILABLE = "backend_unavailable"
+
+
+class Shim:
+    """The shim's control file, written atomically so the shim never reads half a mode."""
+
+    def __init__(self, root):
+        self.path = os.path.join(root, "shim.control")
+        self.set("ok")
+
+    def set(self, mode):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(mode + "\n")
+        os.replace(tmp, self.path)
+
+
+def setup(root, broker_extra="cache_ttl = 60s"):
+    """A token, the shim in front of it, and a broker whose rsa and aes keys use the shim."""
+    token = Token(root)
+    shim = Shim(root)
+    keys = "".join("[key:%s]\nbackend = pkcs11\nmodule = %s\nuri = pkcs11:token=%s;object=%s\n"
+                   "pin_file = %s\nalg = %s\n\n" % (name, SHIM, token.label, label, token.pin_file, alg)
+                   for name, label, alg in (("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")))
+    kb = Broker(root, token, broker_extra=broker_extra, keys=keys,
+                env={"KB_SHIM_CONTROL": shim.path, "KB_SHIM_MODULE": MODULE})
+    return token, shim, kb
+
+
+def wrap(kb, key):
+    pt = os.urandom(32)
+    return pt, kb.ok({"op": "wrap", "key": key, "plaintext": b64(pt)})["blob"]
+
+
+def unwrap_ok(kb, pt, blob, cached=None):
+    r = kb.ok({"op": "unwrap", "blob": blob})
+    check(unb64(r["plaintext"]) == pt, "unwrap returned another plaintext")
+    if cached is not None:
+        check(r["cached"] is cached, "expected cached=%s: %s" % (cached, r))
+    return r
+
+
+def unavailable(kb, token, req):
+    """req fails with backend_unavailable, and the message names the token."""
+    r = kb.err(req, UNAVAILABLE)
+    check(token.label in r["error"]["message"], "the message names token %s: %s" % (token.label, r["error"]))
+    return r
+
+
+def health(kb):
+    return {k["name"]: k["healthy"] for k in kb.status()["keys"]}
+
+
+def token_removed_serves_hits_then_recovers(root):
+    token, shim, kb = setup(root, broker_extra="cache_ttl = 3s")
+    hit = {k: wrap(kb, k) for k in ("rsa", "aes")}
+    miss = {k: wrap(kb, k) for k in ("rsa", "aes")}
+    t0 = time.monotonic()
+    for pt, blob in hit.values():
+        unwrap_ok(kb, pt, blob, cached=False)
+
+    shim.set("removed")
+    for pt, blob in hit.values():
+        unwrap_ok(kb, pt, blob, cached=True)
+    for pt, blob in miss.values():
+        unavailable(kb, token, {"op": "unwrap", "blob": blob})
+    unavailable(kb, token, {"op": "wrap", "key": "aes", "plaintext": b64(os.urandom(32))})
+    unavailable(kb, token, {"op": "datakey", "key": "aes"})
+    check(health(kb) == {"rsa": False, "aes": False}, "status shows both keys unhealthy: %s" % kb.status()["keys"])
+    for pt, blob in hit.values():
+        unwrap_ok(kb, pt, blob, cached=True)
+    check(time.monotonic() - t0 < 3.0, "test ran too slowly to see the live entries")
+
+    # past the TTL the hits are gone and the token is still out
+    time.sleep(max(0, 3.3 - (time.monotonic() - t0)))
+    for pt, blob in hit.values():
+        unavailable(kb, token, {"op": "unwrap", "blob": blob})
+
+    # the token comes back: same daemon, new sessions, a new login
+    shim.set("ok")
+    for pt, blob in list(hit.values()) + list(miss.values()):
+        unwrap_ok(kb, pt, blob, cached=False)
+    wrap(kb, "aes")
+    check(kb.ok({"op": "datakey", "key": "aes"})["plaintext"], "datakey after the token came back")
+    check(health(kb) == {"rsa": True, "aes": True}, "both keys healthy again: %s" % kb.status()["keys"])
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def token_not_present_is_unavailable_then_recovers(root):
+    token, shim, kb = setup(root)
+    pt_hit, hit = wrap(kb, "aes")
+    unwrap_ok(kb, pt_hit, hit, cached=False)
+    blobs = [wrap(kb, k) for k in ("rsa", "aes")]
+
+    shim.set("token_not_present")
+    for pt, blob in blobs:
+        r = unavailable(kb, token, {"op": "unwrap", "blob": blob})
+        check("CKR_TOKEN_NOT_PRESENT" in r["error"]["message"], "the message gives the token's answer: %s" % r)
+    unwrap_ok(kb, pt_hit, hit, cached=True)
+    check(kb.status()["ok"], "the daemon keeps serving")
+
+    shim.set("ok")
+    for pt, blob in blobs:
+        unwrap_ok(kb, pt, blob, cached=False)
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def _burst(kb, reqs):
+    """Sends each request on its own connection at once; returns the answers in order."""
+    conns = [kb.conn() for _ in reqs]
+    ids = [c.send(r) for c, r in zip(conns, reqs)]
+    out = []
+    for c, i in zip(conns, ids):
+        r = c.read_line()
+        check(r.get("id") == i, "answer %r for request %r" % (r.get("id"), i))
+        out.append(r)
+        c.close()
+    return out
+
+
+def session_invalid_is_retried_on_a_new_session(root):
+    # backend.c run(): a lost session (CKR_SESSION_HANDLE_INVALID) is reopened,
+    # logged in again and the call retried once, so no request sees the fault
+    token, shim, kb = setup(root)
+    blobs = [wrap(kb, k) for k in ("rsa", "aes") for _ in range(8)]
+    warm = [wrap(kb, k) for k in ("rsa", "aes") for _ in range(4)]
+    out = _burst(kb, [{"op": "unwrap", "blob": b} for _, b in warm])  # every worker has its sessions
+    check(all(r["ok"] for r in out), "warm-up unwraps: %s" % out)
+    before = {k: kb.backend_calls(k) for k in ("rsa", "aes")}
+
+    shim.set("session_invalid")
+    pt, blob = blobs[0]
+    unwrap_ok(kb, pt, blob, cached=False)
+    wrap(kb, "aes")
+    out = _burst(kb, [{"op": "unwrap", "blob": b} for _, b in blobs[1:]])
+    for (pt, _), r in zip(blobs[1:], out):
+        check(r["ok"] and unb64(r["plaintext"]) == pt, "unwrap after the token forgot its sessions: %s" % r)
+    check(health(kb) == {"rsa": True, "aes": True}, "keys stay healthy: %s" % kb.status()["keys"])
+    text = kb.ok({"op": "metrics"})["text"]
+    check('keybroker_backend_errors_total{key="rsa",op="unwrap"} 0' in text and
+          'keybroker_backend_errors_total{key="aes",op="unwrap"} 0' in text,
+          "no backend call failed:\n%s" % "\n".join(l for l in text.splitlines() if "errors_total" in l))
+    check(sum(kb.backend_calls(k) - before[k] for k in before) == len(blobs), "one backend call per miss")
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def slow_token_does_not_delay_cache_hits(root):
+    token, shim, kb = setup(root)
+    pt_hit, hit = wrap(kb, "rsa")
+    unwrap_ok(kb, pt_hit, hit, cached=False)
+    slow = [wrap(kb, k) for k in ("rsa", "aes", "rsa")]  # more misses than workers
+
+    shim.set("slow 1500")
+    conns = [kb.conn() for _ in slow]
+    t0 = time.monotonic()
+    ids = [c.send({"op": "unwrap", "blob": b}) for c, (_, b) in zip(conns, slow)]
+    time.sleep(0.3)  # the misses are on the token now, every worker busy
+    for _ in range(5):
+        t = time.monotonic()
+        unwrap_ok(kb, pt_hit, hit, cached=True)
+        check(time.monotonic() - t < 0.25, "a cache hit took %.2f s behind a slow token" % (time.monotonic() - t))
+    hits_done = time.monotonic() - t0
+    for c, i, (pt, _) in zip(conns, ids, slow):
+        r = c.read_line()
+        check(r.get("id") == i and r["ok"] and unb64(r["plaintext"]) == pt, "slow unwrap: %s" % r)
+        c.close()
+    slow_done = time.monotonic() - t0
+    check(slow_done >= 1.5 and hits_done < slow_done - 1.0,
+          "hits answered at %.2f s, before the slow unwraps at %.2f s" % (hits_done, slow_done))
+    shim.set("ok")
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def device_error_on_unwrap_is_unavailable_once(root):
+    token, shim, kb = setup(root)
+    for key in ("rsa", "aes"):
+        # one CKR_DEVICE_ERROR: the backend reopens its session and retries
+        pt, blob = wrap(kb, key)
+        shim.set("fail_decrypt 1")
+        unwrap_ok(kb, pt, blob, cached=False)
+        # the retry fails too: backend_unavailable, not bad_blob, and the next unwrap works
+        pt, blob = wrap(kb, key)
+        shim.set("fail_decrypt 2")
+        r = unavailable(kb, token, {"op": "unwrap", "blob": blob})
+        check("CKR_DEVICE_ERROR" in r["error"]["message"], "the message gives the token's answer: %s" % r)
+        check(health(kb)[key] is False, "%s unhealthy after a device error" % key)
+        unwrap_ok(kb, pt, blob, cached=False)
+        check(health(kb)[key] is True, "%s healthy after it worked again" % key)
+    shim.set("ok")
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def no_request_lost_while_token_flaps(root):
+    import random
+    token, shim, kb = setup(root, broker_extra="cache_ttl = 1s")
+    blobs = [wrap(kb, k) for k in ("rsa", "aes") for _ in range(60)]
+    stop = threading.Event()
+    errors = []
+    counts = {"ok": 0, UNAVAILABLE: 0}
+    lock = threading.Lock()
+
+    def client(n):
+        rnd = random.Random(n)
+        c = Conn(kb.sock, timeout=20)  # a hang fails the client
+        sent = 0
+        try:
+            while not stop.is_set():
+                op = rnd.choice(("unwrap", "unwrap", "unwrap", "wrap", "datakey"))
+                key = rnd.choice(("rsa", "aes"))
+                if op == "unwrap":
+                    pt, blob = rnd.choice(blobs)
+                    r = c.call({"op": "unwrap", "blob": blob})
+                    if r.get("ok") and unb64(r["plaintext"]) != pt:
+                        errors.append("client %d: wrong plaintext" % n)
+                elif op == "wrap":
+                    r = c.call({"op": "wrap", "key": key, "plaintext": b64(os.urandom(32))})
+                else:
+                    r = c.call({"op": "datakey", "key": key})
+                sent += 1
+                code = "ok" if r.get("ok") else r.get("error", {}).get("code")
+                if code not in counts:
+                    errors.append("client %d %s: %s" % (n, op, r.get("error")))
+                    continue
+                with lock:
+                    counts[code] += 1
+            # the token is back: this client's next requests all work
+            for pt, blob in rnd.sample(blobs, 5):
+                r = c.call({"op": "unwrap", "blob": blob})
+                if not (r.get("ok") and unb64(r["plaintext"]) == pt):
+                    errors.append("client %d after recovery: %s" % (n, r.get("error")))
+            r = c.call({"op": "status"})  # the next answer is this one: nothing extra was queued
+            if not r.get("ok"):
+                errors.append("client %d: status %s" % (n, r))
+        except Exception as e:  # noqa: BLE001 - a hang, a drop or an id mismatch
+            errors.append("client %d after %d requests: %r" % (n, sent, e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for mode in ("removed", "ok", "removed", "ok", "removed", "ok", "session_invalid", "ok"):
+        time.sleep(0.7)
+        shim.set(mode)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    check(not any(t.is_alive() for t in threads), "a client hung")
+    check(not errors, "%d errors, first: %s" % (len(errors), errors[:3]))
+    check(counts["ok"] > 100 and counts[UNAVAILABLE] > 0, "both outcomes were seen: %s" % counts)
+    print("flapping token: %s" % counts)
+    check(kb.proc.poll() is None, "keybrokerd died")
+    check(kb.stop(signal.SIGTERM) == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+if __name__ == "__main__":
+    run(globals())
