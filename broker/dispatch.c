@@ -106,47 +106,63 @@ static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache
 	kb_pool_submit(b->pool, j);
 }
 
+static void answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e)
+{
+	kb_buf *o = &w->conn->out;
+
+	if (!kb_answer_begin(b, w, e->version, 1, NULL))
+		return;
+	kb_jw_key(o, "plaintext");
+	kb_jw_b64(o, e->dek, e->deklen);
+	kb_jw_key(o, "key");
+	kb_jw_str(o, k->conf->name);
+	kb_jw_key(o, "version");
+	kb_jw_str(o, e->version);
+	kb_jw_raw(o, ",\"cached\":true");
+	kb_answer_end(b, w);
+}
+
+/*
+ * handle_unwrap looks the blob up by digest first: a hit needs nothing else
+ * of the blob (the entry knows its key and version), so the hit path neither
+ * decodes nor validates it again.
+ */
 static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 {
-	kb_blob *blob = malloc(sizeof(*blob));
+	kb_blob *blob = NULL;
 	kb_cache_entry *e;
 	kb_key *k;
 	kb_job *j;
 	kb_err err;
 	int64_t now = w->start_us / 1000;
 
-	if (blob == NULL) {
+	SHA256((const uint8_t *)req->blob, req->bloblen, w->digest);
+	w->has_digest = true;
+	e = kb_cache_get(&b->cache, w->digest, now);
+	if (e) {
+		k = &b->keys[e->key_index];
+		snprintf(w->key, sizeof(w->key), "%s", k->conf->name);
+		if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
+			goto fail;
+		b->counters.hits++;
+		answer_hit(b, w, k, e);
+		if (k->conf->cache_refresh_fraction > 0 && (blob = malloc(sizeof(*blob))) != NULL &&
+		    kb_blob_decode(req->blob, req->bloblen, blob, &err) == KB_OK)
+			maybe_refresh(b, k, blob, e, now);
+		free(blob);
+		return;
+	}
+	if ((blob = malloc(sizeof(*blob))) == NULL) {
 		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
 	if (kb_blob_decode(req->blob, req->bloblen, blob, &err) != KB_OK)
 		goto fail;
-	SHA256((const uint8_t *)req->blob, req->bloblen, w->digest);
-	w->has_digest = true;
 	if ((k = resolve_blob_key(b, blob, &err)) == NULL)
 		goto fail;
 	snprintf(w->key, sizeof(w->key), "%s", k->conf->name);
 	if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
 		goto fail;
-
-	e = kb_cache_get(&b->cache, w->digest, now);
-	if (e) {
-		b->counters.hits++;
-		if (kb_answer_begin(b, w, e->version, 1, NULL)) {
-			kb_buf *o = &w->conn->out;
-			kb_jw_key(o, "plaintext");
-			kb_jw_b64(o, e->dek, e->deklen);
-			kb_jw_key(o, "key");
-			kb_jw_str(o, k->conf->name);
-			kb_jw_key(o, "version");
-			kb_jw_str(o, e->version);
-			kb_jw_raw(o, ",\"cached\":true");
-			kb_answer_end(b, w);
-		}
-		maybe_refresh(b, k, blob, e, now);
-		free(blob);
-		return;
-	}
 	b->counters.misses++;
 	j = kb_flight_find(b, w->digest);
 	if (j) {
