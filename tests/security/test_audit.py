@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""What is recorded: one audit line per operation, written before the answer leaves, with
+the peer, the op, the key and version, a digest of the blob, the result, hit or miss and
+the latency; never a secret. An audit log that cannot be written stops the operations."""
+import hashlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sectest  # noqa: E402
+from sectest import (Broker, Conn, Token, as_peer, audit_lines, b64, check, remember, run,  # noqa: E402
+                     shareable, unb64, wait_for)
+
+FIELDS = {"time", "uid", "gid", "pid", "exe", "op", "key", "version", "blob_sha256", "result", "cache",
+          "latency_us", "request_id"}
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def digest(blob):
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def check_line(line, want, peer=None):
+    """want: the fields this line must have; peer: (uid, gid, pid, exe), default this process."""
+    check(set(line) == FIELDS, "audit fields %s, want %s" % (sorted(line), sorted(FIELDS)))
+    check(TIME.match(line["time"]), "time is RFC 3339 UTC with milliseconds: %r" % line["time"])
+    t = time.mktime(time.strptime(line["time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    check(abs(t - time.time()) < 120, "time is now: %s" % line["time"])
+    uid, gid, pid, exe = peer or (os.getuid(), os.getgid(), os.getpid(), os.path.realpath("/proc/self/exe"))
+    check((line["uid"], line["gid"], line["pid"]) == (uid, gid, pid),
+          "peer uid/gid/pid %s, want %s" % ((line["uid"], line["gid"], line["pid"]), (uid, gid, pid)))
+    check(line["exe"] == exe, "exe %r, want %r" % (line["exe"], exe))
+    check(isinstance(line["latency_us"], int) and 0 <= line["latency_us"] < 60_000_000,
+          "latency_us: %r" % line["latency_us"])
+    check(line["request_id"] is None, "no key-service request id on PKCS#11: %r" % line["request_id"])
+    for k, v in want.items():
+        check(line[k] == v, "audit %s: %r, want %r in %s" % (k, line[k], v, line))
+
+
+class Audited:
+    """One connection whose every answer must already be on record when it arrives."""
+
+    def __init__(self, kb, path):
+        self.kb, self.path, self.c = kb, path, Conn(kb.sock)
+        self.seen = len(audit_lines(path))
+
+    def call(self, req, **want):
+        r = self.c.call(req)
+        lines = audit_lines(self.path)
+        check(len(lines) == self.seen + 1,
+              "%s: %d new audit lines when its answer arrived, want 1" % (req.get("op"), len(lines) - self.seen))
+        self.seen = len(lines)
+        if "result" not in want:
+            want["result"] = "ok" if r.get("ok") else r["error"]["code"]
+        check_line(lines[-1], want)
+        return r, lines[-1]
+
+
+def every_operation_is_on_record_before_its_answer(root):
+    token = Token(root)
+    path = os.path.join(root, "audit.log")
+    kb = Broker(root, token, broker_extra="audit_log = %s\n" % path)
+    a = Audited(kb, path)
+    pt = os.urandom(32)
+    w, _ = a.call({"op": "wrap", "key": "aes", "plaintext": b64(pt)},
+                  op="wrap", key="aes", version="01", cache=None)
+    blob = w["blob"]
+    a.call({"op": "wrap", "key": "rsa", "plaintext": b64(pt)}, op="wrap", key="rsa", version="01", cache=None)
+    a.call({"op": "flush"}, op="flush", key=None, version=None, blob_sha256=None, cache=None)
+    a.call({"op": "unwrap", "blob": blob}, op="unwrap", key="aes", version="01",
+           blob_sha256=digest(blob), cache="miss")
+    a.call({"op": "unwrap", "blob": blob}, op="unwrap", key="aes", version="01",
+           blob_sha256=digest(blob), cache="hit")
+    d, _ = a.call({"op": "datakey", "key": "aes"}, op="datakey", key="aes", version="01", cache=None)
+    a.call({"op": "get", "key": "rsa"}, op="get", key="rsa", blob_sha256=None, cache=None)
+    a.call({"op": "rotate", "key": "aes"}, op="rotate", key="aes", version="02", blob_sha256=None, cache=None)
+    a.call({"op": "rewrap", "blob": d["blob"]}, op="rewrap", key="aes", version="02",
+           blob_sha256=digest(d["blob"]))
+    a.call({"op": "flush", "key": "aes"}, op="flush", key="aes", blob_sha256=None, cache=None)
+    # failures are on record with their code
+    a.call({"op": "wrap", "key": "nope", "plaintext": b64(pt)}, op="wrap", key="nope", result="unknown_key")
+    bad = blob[:-2] + ("AA" if not blob.endswith("AA") else "BB")
+    a.call({"op": "unwrap", "blob": bad}, op="unwrap", result="bad_blob")
+    a.call({"op": "wrap", "key": "aes"}, result="bad_request")
+    text = open(path).read()
+    check(blob not in text and d["blob"] not in text, "a blob itself is in the audit log")
+    check(bad.split(":")[4] not in text, "a ciphertext is in the audit log")
+
+
+def audit_names_each_peer_and_each_issued_blob(root):
+    """The audit log links a DEK handed out (wrap, datakey) to its later unwraps by the digest
+    of the blob, and names every peer, including refused ones."""
+    shareable(root)
+    token = Token(root)
+    path = os.path.join(root, "audit.log")
+    kb = Broker(root, token, aes_extra="allow_unwrap = root\n",
+                broker_extra="audit_log = %s\nsocket_mode = 0660\nsocket_group = nogroup\n"
+                             "allow_uids = root nobody\n" % path)
+    a = Audited(kb, path)
+    pt = os.urandom(32)
+    w, line = a.call({"op": "wrap", "key": "aes", "plaintext": b64(pt)})
+    check(line["blob_sha256"] == digest(w["blob"]), "wrap records the digest of the blob it issued: %s" % line)
+    d, line = a.call({"op": "datakey", "key": "rsa"})
+    check(line["blob_sha256"] == digest(d["blob"]), "datakey records the digest of the blob it issued: %s" % line)
+    pid, ans = as_peer(kb.sock, [{"op": "unwrap", "blob": w["blob"]}, {"op": "unwrap", "blob": d["blob"]}])
+    check(ans[0]["error"]["code"] == "permission_denied" and ans[1]["ok"], "nobody: %s" % ans)
+    lines = wait_for(lambda: len(audit_lines(path)) >= a.seen + 2 and audit_lines(path), 5, "nobody's audit lines")
+    exe = os.path.realpath(sys.executable)
+    check_line(lines[a.seen], {"op": "unwrap", "key": "aes", "result": "permission_denied",
+                               "blob_sha256": digest(w["blob"])}, peer=(65534, 65534, pid, exe))
+    check_line(lines[a.seen + 1], {"op": "unwrap", "key": "rsa", "result": "ok", "cache": "hit",
+                                   "blob_sha256": digest(d["blob"])}, peer=(65534, 65534, pid, exe))
+
+
+def audit_log_to_stderr(root):
+    token = Token(root)
+    kb = Broker(root, token, broker_extra="audit_log = -\n")
+    pt = os.urandom(32)
+    blob = kb.ok({"op": "wrap", "key": "aes", "plaintext": b64(pt)})["blob"]
+    kb.ok({"op": "unwrap", "blob": blob})
+    lines = []
+    for l in kb.log_text().splitlines():
+        try:
+            j = json.loads(l)
+        except ValueError:
+            continue
+        if isinstance(j, dict) and "op" in j:
+            lines.append(j)
+    check([l["op"] for l in lines if l["op"] in ("wrap", "unwrap")] == ["wrap", "unwrap"],
+          "audit lines on stderr: %s" % lines)
+    check_line(lines[-1], {"op": "unwrap", "blob_sha256": digest(blob), "result": "ok"})
+
+
+def unwritable_audit_log_stops_operations(root):
+    """audit_log on /dev/full: every audited operation fails with audit_unavailable and hands
+    out nothing; status is still served."""
+    token = Token(root)
+    kb = Broker(root, token)
+    pt = os.urandom(32)
+    blob = kb.ok({"op": "wrap", "key": "aes", "plaintext": b64(pt)})["blob"]
+    check(kb.stop() == 0, "stop")
+    kb = Broker(root, token, broker_extra="audit_log = /dev/full\n")
+    for req in ({"op": "unwrap", "blob": blob},
+                {"op": "wrap", "key": "aes", "plaintext": b64(pt)},
+                {"op": "datakey", "key": "aes"},
+                {"op": "rewrap", "blob": blob},
+                {"op": "get", "key": "aes"},
+                {"op": "flush"}):
+        r = kb.err(req, "audit_unavailable")
+        check("plaintext" not in r and "blob" not in r, "%s: nothing handed out: %s" % (req["op"], r))
+        check("audit" in r["error"]["message"], "the message names the audit log: %s" % r["error"])
+    s = kb.status()
+    check(s["ok"], "status is still served")
+    check(kb.proc.poll() is None, "the daemon keeps running")
+    check("audit" in kb.log_text(), "the daemon's log says the audit log failed")
+
+
+def unrecorded_rotate_is_not_done(root):
+    """A rotate that cannot be put on record does not make a new key version."""
+    token = Token(root)
+    kb = Broker(root, token, broker_extra="audit_log = /dev/full\n")
+    kb.err({"op": "rotate", "key": "aes"}, "audit_unavailable")
+    objs = token.tool("--list-objects", "--type", "secrkey").stdout.decode()
+    n = objs.count("label:      aes-kek") or objs.count("aes-kek")
+    check(n == 1, "the token holds %d versions of aes-kek after a rotate that was not recorded" % n)
+
+
+def data_lines(path):
+    return [l for l in audit_lines(path) if l["op"] not in ("status", "metrics")]
+
+
+def sighup_reopens_the_audit_log(root):
+    token = Token(root)
+    path = os.path.join(root, "audit.log")
+    kb = Broker(root, token, broker_extra="audit_log = %s\n" % path)
+    c = Conn(kb.sock)
+    pt = os.urandom(32)
+    blob = c.call({"op": "wrap", "key": "aes", "plaintext": b64(pt)})["blob"]
+    check(len(data_lines(path)) == 1, "one line")
+    os.rename(path, path + ".1")          # what logrotate does
+    check(c.call({"op": "unwrap", "blob": blob})["ok"], "unwrap")
+    check(len(data_lines(path + ".1")) == 2 and not os.path.exists(path), "before HUP: the open file")
+    kb.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: os.path.exists(path), 5, "a new audit log after SIGHUP")
+    for _ in range(3):
+        check(c.call({"op": "unwrap", "blob": blob})["ok"], "unwrap on the same connection after HUP")
+    new = data_lines(path)
+    check(len(new) == 3 and all(l["op"] == "unwrap" for l in new), "new lines go to the new file: %s" % new)
+    check(len(data_lines(path + ".1")) == 2, "nothing more goes to the rotated file")
+    check(os.stat(path).st_mode & 0o777 == 0o600, "the new audit log is mode 0600")
+
+
+def no_secret_reaches_any_log(root):
+    """A debug-level run of every operation, errors included (a wrong PIN too), leaves no DEK,
+    PIN or plaintext in the daemon's log or the audit log, in any spelling."""
+    token = Token(root)
+    path = os.path.join(root, "audit.log")
+    kb = Broker(root, token, broker_extra="audit_log = %s\ncache_ttl = 1s\n" % path,
+                aes_extra="datakey_max_age = 10s\n")
+    c = Conn(kb.sock)
+    blobs = []
+    for key in ("aes", "rsa"):
+        for n in (16, 24, 32, 64):
+            pt = os.urandom(n)
+            blobs.append(c.call({"op": "wrap", "key": key, "plaintext": b64(pt)})["blob"])
+        c.call({"op": "wrap", "key": key, "plaintext": b64(b"correct horse battery staple")})
+        for _ in range(3):
+            blobs.append(c.call({"op": "datakey", "key": key, "bits": 256})["blob"])
+    for b in blobs:
+        c.call({"op": "unwrap", "blob": b})
+        c.call({"op": "unwrap", "blob": b})
+        c.call({"op": "rewrap", "blob": b, "key": "rsa"})
+    c.call({"op": "rotate", "key": "aes"})
+    c.call({"op": "flush"})
+    for b in blobs:
+        c.call({"op": "unwrap", "blob": b})
+    time.sleep(1.2)  # past the TTL: evictions are logged at debug
+    c.call({"op": "unwrap", "blob": blobs[0]})
+    c.call({"op": "metrics"})
+    c.call({"op": "status"})
+    # malformed requests carrying a plaintext
+    secret = os.urandom(32)
+    remember(secret)
+    c.send_raw(b'{"op":"wrap","key":"nope","plaintext":"%s"}\n' % b64(secret).encode())
+    c.read_line()
+    c.send_raw(b'{"op":"wrap","key":"aes","plaintext":"%s","bogus":1\n' % b64(secret).encode())
+    c.read_line()
+    c.close()
+    kb.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    check(kb.stop() == 0, "stop")
+    # a wrong PIN: it must not be logged either
+    wrong = os.path.join(root, "wrong.pin")
+    with open(wrong, "w") as f:
+        f.write("a1b2c3d4e5f60718\n")
+    remember("a1b2c3d4e5f60718")
+    os.chmod(wrong, 0o600)
+    bad = Broker(root, token, start=False,
+                 keys=token.key_section("aes", "aes-kek", "AES-KWP").replace(token.pin_file, wrong))
+    run_with_wrong_pin(bad)
+    check(len(sectest.SECRETS) >= 15, "the run saw its secrets: %d" % len(sectest.SECRETS))
+    check(len(audit_lines(path)) > 50, "the run is on record")
+    # sectest.run searches every log of the run; do it here too, to fail with this test's name
+    sectest.scan_for_secrets(root)
+
+
+def run_with_wrong_pin(kb):
+    """Starts kb, whose PIN is wrong: either startup stops, or a wrap fails; both are logged."""
+    import subprocess
+    with open(kb.log, "ab") as logf:
+        p = subprocess.Popen([sectest.KEYBROKERD, "-c", kb.conf], env=kb.env, stdout=logf, stderr=logf)
+    sectest.STARTED.append(p)
+    try:
+        p.wait(timeout=5)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    r = kb.call({"op": "wrap", "key": "aes", "plaintext": b64(os.urandom(32))})
+    check(r["ok"] is False, "a wrap with a wrong PIN failed: %s" % r)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    run(globals())
