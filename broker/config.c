@@ -33,11 +33,19 @@ static char *xstrdup(const char *s)
 	return d;
 }
 
-bool kb_parse_duration(const char *s, int64_t *ms)
+typedef struct unit {
+	const char *suffix;
+	int64_t mul;
+} unit;
+
+/*
+ * parse_scaled reads a non-negative integer with one of units' suffixes,
+ * matched ignoring case when nocase ("5M" is no duration: months or minutes?).
+ */
+static bool parse_scaled(const char *s, const unit *units, bool nocase, int64_t *out)
 {
 	char *end;
 	long long v;
-	int64_t mul = 1000;
 
 	if (!isdigit((unsigned char)*s))
 		return false;
@@ -45,46 +53,31 @@ bool kb_parse_duration(const char *s, int64_t *ms)
 	v = strtoll(s, &end, 10);
 	if (errno || v < 0)
 		return false;
-	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
-		mul = 1000;
-	else if (strcmp(end, "ms") == 0)
-		mul = 1;
-	else if (strcmp(end, "m") == 0)
-		mul = 60 * 1000;
-	else if (strcmp(end, "h") == 0)
-		mul = 3600 * 1000;
-	else if (strcmp(end, "d") == 0)
-		mul = 86400 * 1000;
-	else
-		return false;
-	if (v > INT64_MAX / mul)
-		return false;
-	*ms = v * mul;
-	return true;
+	for (; units->suffix; units++) {
+		if ((nocase ? strcasecmp(end, units->suffix) : strcmp(end, units->suffix)) == 0) {
+			if (v > INT64_MAX / units->mul)
+				return false;
+			*out = v * units->mul;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool kb_parse_duration(const char *s, int64_t *ms)
+{
+	static const unit units[] = { { "", 1000 }, { "s", 1000 }, { "ms", 1 }, { "m", 60000 },
+				      { "h", 3600000 }, { "d", 86400000 }, { NULL, 0 } };
+
+	return parse_scaled(s, units, false, ms);
 }
 
 bool kb_parse_size(const char *s, int64_t *bytes)
 {
-	char *end;
-	long long v;
-	int64_t mul = 1;
+	static const unit units[] = { { "", 1 }, { "k", 1024 }, { "kib", 1024 }, { "m", 1 << 20 },
+				      { "mib", 1 << 20 }, { NULL, 0 } };
 
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || v < 0)
-		return false;
-	if (strcasecmp(end, "k") == 0 || strcasecmp(end, "kib") == 0)
-		mul = 1024;
-	else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "mib") == 0)
-		mul = 1024 * 1024;
-	else if (*end != '\0')
-		return false;
-	if (v > INT64_MAX / mul)
-		return false;
-	*bytes = v * mul;
-	return true;
+	return parse_scaled(s, units, true, bytes);
 }
 
 static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)

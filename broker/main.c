@@ -58,19 +58,6 @@ static void harden(void)
 		kb_warn("cannot set RLIMIT_CORE to 0");
 }
 
-static void block_signals(void)
-{
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	/* before any thread starts, so every thread inherits the mask */
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
-
 static int check(kb_broker *b, kb_config *cfg)
 {
 	kb_keyset *ks;
@@ -220,7 +207,7 @@ int main(int argc, char **argv)
 	b.started_ms = kb_now_ms();
 	if (check_only)
 		return check(&b, cfg);
-	block_signals();
+	kb_server_block_signals();
 	kb_info("keybrokerd %s starting with %s", KB_VERSION, path);
 	return serve(&b, cfg);
 }

@@ -1,3 +1,4 @@
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,24 +95,30 @@ static void help(kb_buf *t, const char *name, const char *type, const char *text
 	kb_buf_append(t, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+/* per_key_op writes one counter family labelled by key and backend op; field is a kb_key member. */
+static void per_key_op(kb_broker *b, kb_buf *t, const char *name, const char *text, size_t field)
+{
+	char labels[256];
+
+	help(t, name, "counter", text);
+	for (int i = 0; i < b->nkeys; i++) {
+		const uint64_t *v = (const uint64_t *)((const char *)&b->keys[i] + field);
+		for (int op = 0; op < KB_BOP_COUNT; op++) {
+			snprintf(labels, sizeof(labels), "key=\"%s\",op=\"%s\"", b->keys[i].conf->name,
+				 kb_bop_name((kb_bop)op));
+			metric(t, name, labels, (double)v[op]);
+		}
+	}
+}
+
 static void backend_metrics(kb_broker *b, kb_buf *t)
 {
 	char labels[256];
 
-	help(t, "keybroker_backend_calls_total", "counter", "Calls made to the key service, by key and operation.");
-	for (int i = 0; i < b->nkeys; i++)
-		for (int op = 0; op < KB_BOP_COUNT; op++) {
-			snprintf(labels, sizeof(labels), "key=\"%s\",op=\"%s\"", b->keys[i].conf->name,
-				 kb_bop_name((kb_bop)op));
-			metric(t, "keybroker_backend_calls_total", labels, (double)b->keys[i].backend_calls[op]);
-		}
-	help(t, "keybroker_backend_errors_total", "counter", "Calls to the key service that failed.");
-	for (int i = 0; i < b->nkeys; i++)
-		for (int op = 0; op < KB_BOP_COUNT; op++) {
-			snprintf(labels, sizeof(labels), "key=\"%s\",op=\"%s\"", b->keys[i].conf->name,
-				 kb_bop_name((kb_bop)op));
-			metric(t, "keybroker_backend_errors_total", labels, (double)b->keys[i].backend_errors[op]);
-		}
+	per_key_op(b, t, "keybroker_backend_calls_total", "Calls made to the key service, by key and operation.",
+		   offsetof(kb_key, backend_calls));
+	per_key_op(b, t, "keybroker_backend_errors_total", "Calls to the key service that failed.",
+		   offsetof(kb_key, backend_errors));
 	help(t, "keybroker_backend_latency_seconds", "histogram", "Latency of calls to the key service.");
 	for (int i = 0; i < b->nkeys; i++) {
 		const kb_key *k = &b->keys[i];

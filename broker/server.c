@@ -472,6 +472,23 @@ static kb_code listen_socket(server *s, kb_err *err)
 	return KB_OK;
 }
 
+static void loop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
+void kb_server_block_signals(void)
+{
+	sigset_t set;
+
+	loop_signals(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 static kb_code setup(server *s, kb_err *err)
 {
 	struct itimerspec tick = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
@@ -479,13 +496,9 @@ static kb_code setup(server *s, kb_err *err)
 	sigset_t set;
 	kb_code rc;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	/* workers inherited this mask at start; only the loop sees these signals */
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	/* main blocked these before the workers started; only the loop sees them */
+	kb_server_block_signals();
+	loop_signals(&set);
 	s->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);

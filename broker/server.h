@@ -14,6 +14,13 @@
  */
 kb_code kb_server_run(kb_broker *b, kb_err *err);
 
+/*
+ * kb_server_block_signals blocks SIGTERM, SIGINT and SIGHUP (which the loop
+ * reads from a signalfd) and ignores SIGPIPE. Call it before any thread starts,
+ * so every thread inherits the mask.
+ */
+void kb_server_block_signals(void);
+
 /* kb_conn_send writes what c->out holds, arming EPOLLOUT for the rest. */
 void kb_conn_send(kb_broker *b, kb_conn *c);
 
