@@ -22,7 +22,7 @@
 #define CLI_EXIT_BROKER 1 /* the broker refused, or could not be reached */
 #define CLI_EXIT_USAGE 2
 
-#define CLI_MAX_OPTS 8
+#define CLI_MAX_OPTS 10
 
 /* Plaintext read from stdin or a file is refused past this many bytes. */
 #define CLI_MAX_INPUT 65536
@@ -59,6 +59,7 @@ struct cli {
 
 extern const cli_cmd cli_status, cli_get, cli_rotate, cli_flush, cli_metrics, cli_doctor;
 extern const cli_cmd cli_wrap, cli_unwrap, cli_datakey, cli_rewrap;
+extern const cli_cmd cli_bench;
 
 /* cli_opt returns the value of option name of c's subcommand, "" for a set flag, or NULL. */
 const char *cli_optval(const cli *c, const char *name);

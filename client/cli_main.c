@@ -13,6 +13,7 @@ static const cli_cmd *const commands[] = {
 	&cli_status, &cli_get,
 	&cli_wrap, &cli_unwrap, &cli_datakey, &cli_rewrap,
 	&cli_rotate, &cli_flush, &cli_metrics, &cli_doctor,
+	&cli_bench,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
