@@ -1,0 +1,378 @@
+/*
+ * http.c: HTTPS for the Azure backend. Each slot owns one curl easy handle,
+ * so its connections stay alive between requests and no lock is needed.
+ * TLS is always verified. A request is retried on 429, 5xx and connection
+ * errors, with exponential backoff and full jitter, or after the wait the
+ * service names, but never past the key's timeout.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "az.h"
+
+#define BACKOFF_BASE_MS 250
+#define BACKOFF_CAP_MS 8000
+#define CONNECT_TIMEOUT_MS 5000
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int64_t az_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+az_slot *az_slots_new(int n)
+{
+	az_slot *s;
+
+	pthread_once(&curl_once, curl_init);
+	s = calloc((size_t)n, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		if ((s[i].h = curl_easy_init()) == NULL) {
+			az_slots_free(s, n);
+			return NULL;
+		}
+	}
+	return s;
+}
+
+void az_slots_free(az_slot *s, int n)
+{
+	for (int i = 0; s && i < n; i++)
+		if (s[i].h)
+			curl_easy_cleanup(s[i].h);
+	free(s);
+}
+
+void az_resp_reset(az_resp *r)
+{
+	char *body = r->body;
+	size_t cap = r->cap;
+
+	if (body)
+		OPENSSL_cleanse(body, cap);
+	memset(r, 0, sizeof(*r));
+	r->body = body;
+	r->cap = cap;
+	r->retry_after_ms = -1;
+}
+
+void az_resp_free(az_resp *r)
+{
+	if (r->body) {
+		OPENSSL_cleanse(r->body, r->cap);
+		free(r->body);
+	}
+	memset(r, 0, sizeof(*r));
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
+{
+	az_resp *r = user;
+	size_t n = size * nmemb;
+
+	if (r->len + n + 1 > AZ_BODY_MAX) {
+		r->too_big = true;
+		return 0;
+	}
+	if (r->len + n + 1 > r->cap) {
+		size_t cap = r->cap ? r->cap : 4096;
+		char *grown;
+
+		while (cap < r->len + n + 1)
+			cap *= 2;
+		/* grow by copy, so the old buffer can be wiped: it may hold a token */
+		grown = malloc(cap);
+		if (grown == NULL)
+			return 0;
+		if (r->body) {
+			memcpy(grown, r->body, r->len);
+			OPENSSL_cleanse(r->body, r->cap);
+			free(r->body);
+		}
+		r->body = grown;
+		r->cap = cap;
+	}
+	memcpy(r->body + r->len, data, n);
+	r->len += n;
+	r->body[r->len] = '\0';
+	return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
+{
+	az_resp *r = user;
+	size_t n = size * nmemb, nl;
+	char line[600], *colon, *v;
+	int64_t ms;
+
+	if (n >= sizeof(line))
+		return n;
+	memcpy(line, data, n);
+	line[n] = '\0';
+	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
+		line[--n] = '\0';
+	if (strncmp(line, "HTTP/", 5) == 0) {
+		/* a new answer (e.g. after 100 Continue): forget the last one's headers */
+		r->www_auth[0] = '\0';
+		r->retry_after_ms = -1;
+		return size * nmemb;
+	}
+	colon = strchr(line, ':');
+	if (colon == NULL)
+		return size * nmemb;
+	*colon = '\0';
+	v = colon + 1;
+	while (*v == ' ')
+		v++;
+	if (strcasecmp(line, "www-authenticate") == 0) {
+		nl = strlen(v);
+		if (nl < sizeof(r->www_auth))
+			memcpy(r->www_auth, v, nl + 1);
+	} else if ((ms = az_parse_retry_after(line, v, (int64_t)time(NULL))) >= 0) {
+		/* the ms headers are more precise than Retry-After: they win */
+		if (r->retry_after_ms < 0 || strcasecmp(line, "retry-after") != 0)
+			r->retry_after_ms = ms;
+	}
+	return size * nmemb;
+}
+
+static void request_id(char out[AZ_REQID_LEN + 1])
+{
+	uint8_t b[16];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		memset(b, 0, sizeof(b));
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	snprintf(out, AZ_REQID_LEN + 1,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* net_retryable: may a failed attempt be sent again? */
+static bool net_retryable(CURLcode cc, bool idempotent)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+		return true; /* nothing was sent */
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return idempotent;
+	default:
+		return false;
+	}
+}
+
+static bool status_retryable(long status)
+{
+	return status == 408 || status == 429 || (status >= 500 && status != 501 && status != 505);
+}
+
+/* jitter_ms is uniform in [0, min(cap, base * 2^attempt)]: "full jitter". */
+static int64_t jitter_ms(int attempt)
+{
+	int64_t ceiling = BACKOFF_BASE_MS;
+	uint32_t r;
+
+	for (int i = 0; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
+		ceiling *= 2;
+	if (ceiling > BACKOFF_CAP_MS)
+		ceiling = BACKOFF_CAP_MS;
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		r = (uint32_t)az_now_ms();
+	return (int64_t)(r % (uint32_t)(ceiling + 1));
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* headers builds the request's header list; the caller wipes and frees it (it holds the token). */
+static struct curl_slist *headers(const az_req *rq, const char *rid)
+{
+	struct curl_slist *h = NULL, *t;
+	char line[AZ_REQID_LEN + 64];
+	char *auth = NULL;
+	size_t n;
+
+	snprintf(line, sizeof(line), "x-ms-client-request-id: %s", rid);
+	h = curl_slist_append(h, line);
+	if (h && (t = curl_slist_append(h, "x-ms-return-client-request-id: true")))
+		h = t;
+	if (h && (t = curl_slist_append(h, "Accept: application/json")))
+		h = t;
+	if (h && rq->content_type) {
+		snprintf(line, sizeof(line), "Content-Type: %s", rq->content_type);
+		if ((t = curl_slist_append(h, line)))
+			h = t;
+	}
+	if (h && rq->metadata && (t = curl_slist_append(h, "Metadata: true")))
+		h = t;
+	if (h && rq->bearer) {
+		n = strlen(rq->bearer) + sizeof("Authorization: Bearer ");
+		auth = malloc(n);
+		if (auth) {
+			snprintf(auth, n, "Authorization: Bearer %s", rq->bearer);
+			t = curl_slist_append(h, auth);
+			OPENSSL_cleanse(auth, n);
+			free(auth);
+			if (t)
+				h = t;
+		}
+	}
+	return h;
+}
+
+static void headers_free(struct curl_slist *h)
+{
+	for (struct curl_slist *p = h; p; p = p->next)
+		if (p->data)
+			OPENSSL_cleanse(p->data, strlen(p->data));
+	curl_slist_free_all(h);
+}
+
+/* attempt sends rq once, with at most remaining_ms to finish. */
+static void attempt(const az_conf *conf, az_slot *s, const az_req *rq, struct curl_slist *hdrs,
+		    int64_t remaining_ms, az_resp *r)
+{
+	CURL *h = s->h;
+
+	r->len = 0;
+	if (r->body)
+		r->body[0] = '\0';
+	r->status = 0;
+	r->www_auth[0] = '\0';
+	r->retry_after_ms = -1;
+	r->too_big = false;
+	s->errbuf[0] = '\0';
+	curl_easy_reset(h); /* keeps the connections alive; forgets the last request's options */
+	curl_easy_setopt(h, CURLOPT_URL, rq->url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, rq->plain_http ? "http,https" : "https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (conf->ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(remaining_ms < CONNECT_TIMEOUT_MS ? remaining_ms : CONNECT_TIMEOUT_MS));
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "keybroker/" KB_VERSION);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
+	if (strcmp(rq->method, "GET") == 0) {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body ? rq->body : "");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(rq->body ? rq->body_len : 0));
+	}
+	r->attempts++;
+	r->cc = curl_easy_perform(h);
+	if (r->cc == CURLE_OK) {
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+		r->neterr[0] = '\0';
+	} else {
+		snprintf(r->neterr, sizeof(r->neterr), "%s", s->errbuf[0] ? s->errbuf : curl_easy_strerror(r->cc));
+		if (r->too_big)
+			snprintf(r->neterr, sizeof(r->neterr), "the answer is larger than %d bytes", AZ_BODY_MAX);
+	}
+	/* the request body may hold a secret or a DEK: curl keeps no copy of POSTFIELDS */
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+}
+
+void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp)
+{
+	int64_t start = az_now_ms(), deadline = start + conf->timeout_ms, now, wait;
+	struct curl_slist *hdrs;
+
+	az_resp_reset(resp);
+	request_id(resp->request_id);
+	hdrs = headers(rq, resp->request_id);
+	if (hdrs == NULL) {
+		resp->cc = CURLE_OUT_OF_MEMORY;
+		snprintf(resp->neterr, sizeof(resp->neterr), "out of memory");
+		return;
+	}
+	for (int n = 0;; n++) {
+		now = az_now_ms();
+		if (now >= deadline)
+			break;
+		attempt(conf, s, rq, hdrs, deadline - now, resp);
+		if (resp->cc == CURLE_OK ? !status_retryable(resp->status) :
+		    !net_retryable(resp->cc, rq->idempotent))
+			break;
+		if (resp->cc == CURLE_OK && resp->status != 429 && resp->status != 503 && !rq->idempotent)
+			break;
+		if (n >= conf->max_retries)
+			break;
+		wait = resp->cc == CURLE_OK && resp->retry_after_ms >= 0 ? resp->retry_after_ms : jitter_ms(n);
+		if (az_now_ms() + wait >= deadline) {
+			resp->gave_up_early = true;
+			break;
+		}
+		sleep_ms(wait);
+	}
+	resp->elapsed_ms = az_now_ms() - start;
+	headers_free(hdrs);
+}
+
+bool az_urlencode(const char *s, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = strlen(out);
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			if (o + 2 > cap)
+				return false;
+			out[o++] = (char)c;
+		} else {
+			if (o + 4 > cap)
+				return false;
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+		out[o] = '\0';
+	}
+	return true;
+}
