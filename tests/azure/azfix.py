@@ -60,6 +60,9 @@ permissions = all
 [principal:no-unwrap]
 secret = nu-secret
 permissions = get wrapKey
+[principal:wrapper]
+secret = wrapper-secret
+permissions = wrapKey unwrapKey
 [key:vault.kv.rsa]
 kty = RSA
 size = 2048
@@ -186,10 +189,10 @@ def secret_file(root, name="client.secret", value=SECRET):
 
 
 def key_section(emu, name, kind="vault", key=None, auth="client_secret", extra="", root=None,
-                client=CLIENT, ids=True):
+                client=CLIENT, ids=True, timeout="5s", max_retries=6):
     lines = ["[key:%s]" % name, "backend = azure", "url = %s" % emu.url(kind, key),
-             "ca_file = %s" % emu.ca, "auth = %s" % auth, "timeout = 5s", "max_retries = 6",
-             "version_refresh = 1s"]
+             "ca_file = %s" % emu.ca, "auth = %s" % auth, "timeout = %s" % timeout,
+             "max_retries = %d" % max_retries, "version_refresh = 1s"]
     if ids and auth in ("client_secret", "workload_identity"):
         lines += ["tenant_id = %s" % TENANT, "client_id = %s" % client]
     if auth == "client_secret" and root:
@@ -208,6 +211,10 @@ def b64(data):
 
 def unb64(s):
     return base64.b64decode(s)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 _live = []
