@@ -174,7 +174,7 @@ def slow_token_does_not_delay_cache_hits(root):
     for _ in range(5):
         t = time.monotonic()
         unwrap_ok(kb, pt_hit, hit, cached=True)
-        check(time.monotonic() - t < 0.25, "a cache hit took %.2f s behind a slow token" % (time.monotonic() - t))
+        check(time.monotonic() - t < 0.5, "a cache hit took %.2f s behind a slow token" % (time.monotonic() - t))
     hits_done = time.monotonic() - t0
     for c, i, (pt, _) in zip(conns, ids, slow):
         r = c.read_line()

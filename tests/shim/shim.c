@@ -27,8 +27,10 @@
  * pulled or reset loses its sessions and its login. Writing fail_decrypt N
  * starts a new count. Write the file atomically (write a temp file, rename).
  *
- * Thread-safe: the control state is read and changed under one lock; the
- * real module is called outside it, except for the close on entering a mode.
+ * Thread-safe: the control state is read and changed under one lock. Calls
+ * into the real module hold a read lock that closing the sessions takes for
+ * writing, so a token is lost between two calls, never in the middle of one
+ * (SoftHSM does not expect its sessions closed under a call in flight).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -57,6 +59,7 @@ typedef enum kind {
 } kind;
 
 static CK_FUNCTION_LIST *real;
+static pthread_rwlock_t in_call = PTHREAD_RWLOCK_INITIALIZER;
 
 static struct {
 	pthread_mutex_t lock;
@@ -103,16 +106,17 @@ static mode parse(const char *text, long *arg)
 	return M_OK;
 }
 
-/* forget_sessions closes every session the real module has, on every slot. */
+/* forget_sessions closes every session the real module has, once no call is in flight. */
 static void forget_sessions(void)
 {
 	CK_SLOT_ID slots[64];
 	CK_ULONG n = sizeof(slots) / sizeof(slots[0]);
 
-	if (real->C_GetSlotList(CK_FALSE, slots, &n) != CKR_OK)
-		return;
-	for (CK_ULONG i = 0; i < n; i++)
-		real->C_CloseAllSessions(slots[i]);
+	pthread_rwlock_wrlock(&in_call);
+	if (real->C_GetSlotList(CK_FALSE, slots, &n) == CKR_OK)
+		for (CK_ULONG i = 0; i < n; i++)
+			real->C_CloseAllSessions(slots[i]);
+	pthread_rwlock_unlock(&in_call);
 }
 
 /* reload_locked reads the control file again if it changed since last time. */
@@ -151,7 +155,8 @@ static bool token_hidden(void)
 
 /*
  * fault returns the answer the fault gives a call of kind k, or CKR_OK to
- * forward it. *hide tells slot calls to report no token present.
+ * forward it; then the caller holds in_call for reading and releases it
+ * after the call. *hide tells slot calls to report no token present.
  */
 static CK_RV fault(kind k, bool *hide)
 {
@@ -161,8 +166,10 @@ static CK_RV fault(kind k, bool *hide)
 
 	if (hide)
 		*hide = false;
-	if (path == NULL || k == K_LIBRARY)
+	if (path == NULL || k == K_LIBRARY) {
+		pthread_rwlock_rdlock(&in_call);
 		return CKR_OK;
+	}
 	pthread_mutex_lock(&ctl.lock);
 	reload_locked(path);
 	if (token_hidden()) {
@@ -178,6 +185,8 @@ static CK_RV fault(kind k, bool *hide)
 		ctl.arg--;
 		rv = CKR_DEVICE_ERROR;
 	}
+	if (rv == CKR_OK)
+		pthread_rwlock_rdlock(&in_call);
 	pthread_mutex_unlock(&ctl.lock);
 	if (sleep_ms > 0) {
 		struct timespec ts = { sleep_ms / 1000, (sleep_ms % 1000) * 1000000L };
@@ -189,11 +198,15 @@ static CK_RV fault(kind k, bool *hide)
 }
 
 /* FWD defines shim_NAME: check the fault for kind K, then forward. */
-#define FWD(K, NAME, PARAMS, ARGS)                          \
-	static CK_RV shim_##NAME PARAMS                     \
-	{                                                   \
-		CK_RV rv = fault(K, NULL);                  \
-		return rv != CKR_OK ? rv : real->NAME ARGS; \
+#define FWD(K, NAME, PARAMS, ARGS)                       \
+	static CK_RV shim_##NAME PARAMS                  \
+	{                                                \
+		CK_RV rv = fault(K, NULL);               \
+		if (rv != CKR_OK)                        \
+			return rv;                       \
+		rv = real->NAME ARGS;                    \
+		pthread_rwlock_unlock(&in_call);         \
+		return rv;                               \
 	}
 
 /* the shapes that many calls share */
@@ -280,13 +293,16 @@ FWD(K_CRYPTO, C_GenerateRandom, (CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG 
 static CK_RV shim_C_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
 {
 	bool hide;
+	CK_RV rv;
 
 	(void)fault(K_SLOTS, &hide);
 	if (hide && present) {
 		*n = 0;
-		return CKR_OK;
-	}
-	return real->C_GetSlotList(present, list, n);
+		rv = CKR_OK;
+	} else
+		rv = real->C_GetSlotList(present, list, n);
+	pthread_rwlock_unlock(&in_call);
+	return rv;
 }
 
 static CK_RV shim_C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
@@ -296,6 +312,7 @@ static CK_RV shim_C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
 
 	(void)fault(K_SLOTS, &hide);
 	rv = real->C_GetSlotInfo(id, info);
+	pthread_rwlock_unlock(&in_call);
 	if (rv == CKR_OK && hide)
 		info->flags &= ~(CK_FLAGS)CKF_TOKEN_PRESENT;
 	return rv;
