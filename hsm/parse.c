@@ -4,6 +4,7 @@
  * and size-checked before it is copied.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,6 +449,9 @@ bool az_parse_challenge(const char *header, az_challenge *out)
 	n = strlen(res);
 	while (n > 8 && res[n - 1] == '/')
 		res[--n] = '\0';
+	n = strcspn(res + 8, "/");
+	if (n == 0 || !host_ok(res + 8, n))
+		return false;
 	snprintf(out->resource, sizeof(out->resource), "%s", res);
 	return true;
 }
@@ -468,12 +472,18 @@ int64_t az_parse_retry_after(const char *name, const char *value, int64_t now_un
 	else
 		return -1;
 	if (isdigit((unsigned char)*value)) {
+		errno = 0;
 		v = strtoll(value, &end, 10);
+		if (errno)
+			return -1;
 		while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
 			end++;
-		if (*end != '\0' || v < 0 || v > 86400000LL)
+		if (*end != '\0' || v < 0)
 			return -1;
-		return ms ? v : v * 1000;
+		/* a wait of more than a day is a day: the deadline cuts it far sooner */
+		if (!ms)
+			v = v > 86400 ? 86400000 : v * 1000;
+		return v > 86400000 ? 86400000 : v;
 	}
 	if (ms)
 		return -1;
