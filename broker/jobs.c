@@ -103,8 +103,22 @@ static int64_t call_begin(void)
 	return kb_now_us();
 }
 
+/*
+ * call_end also makes j->err agree with what the backend returned, whatever
+ * the backend left in it: a call that returns KB_OK succeeded even if a retry
+ * inside it filled err first, and a failure always carries a code. The
+ * request id stays, for the audit log.
+ */
 static kb_code call_end(kb_job *j, kb_bop op, int64_t t0, kb_code rc)
 {
+	if (rc == KB_OK) {
+		j->err.code = KB_OK;
+		j->err.msg[0] = '\0';
+	} else if (j->err.code == KB_OK) {
+		j->err.code = rc;
+		snprintf(j->err.msg, sizeof(j->err.msg), "the key service call failed (%s) without saying why",
+			 kb_code_name(rc));
+	}
 	if (j->ncalls < (int)(sizeof(j->calls) / sizeof(j->calls[0]))) {
 		j->calls[j->ncalls].op = op;
 		j->calls[j->ncalls].rc = rc;
