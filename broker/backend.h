@@ -57,7 +57,8 @@ typedef struct kb_backend_ops {
 	/*
 	 * open validates kc's backend options (taking each with kb_keyconf_take),
 	 * connects to the key service and checks the key exists, and returns the
-	 * instance in *state. nslots is the number of concurrent callers.
+	 * instance in *state. nslots is the number of concurrent callers. When
+	 * kc->alg is KB_ALG_NONE it sets it to the default it settled on.
 	 */
 	kb_code (*open)(kb_keyconf *kc, int nslots, void **state, kb_err *err);
 

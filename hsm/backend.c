@@ -303,6 +303,7 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		goto fail_where;
 	k->rsa = m.rsa;
 	k->alg = kc->alg != KB_ALG_NONE ? kc->alg : m.rsa ? KB_ALG_RSA_OAEP_256 : KB_ALG_AES_KWP;
+	kc->alg = k->alg; /* the core reports the algorithm settled on */
 	if (az_check_alg(k, k->rsa, k->alg, err) != KB_OK) {
 		char why[KB_ERR_MSG_MAX];
 

@@ -52,11 +52,17 @@ kb_code az_call(az_key *k, int slot, const az_what *w, const char *method, const
 		}
 		break;
 	}
-	if (resp->status >= 200 && resp->status < 300)
-		return KB_OK;
-	if (resp->status == 401)
-		az_token_reject(k->cred, gen);
-	return az_error(&k->conf, w, resp, err);
+	if (resp->status >= 200 && resp->status < 300) {
+		rc = KB_OK;
+	} else {
+		if (resp->status == 401)
+			az_token_reject(k->cred, gen);
+		rc = az_error(&k->conf, w, resp, err);
+	}
+	/* after az_error, which clears it: the id goes to the audit log either way */
+	if (err)
+		snprintf(err->request_id, sizeof(err->request_id), "%s", resp->request_id);
+	return rc;
 }
 
 /* resource_fits checks the challenge's resource against the key's host, as Azure's SDKs do. */

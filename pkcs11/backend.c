@@ -317,6 +317,7 @@ static kb_code choose_alg(kb_keyconf *kc, kb_p11_key *k, kb_err *err)
 	k->alg = kc->alg;
 	if (k->alg == KB_ALG_NONE)
 		k->alg = rsa ? KB_ALG_RSA_OAEP : KB_ALG_AES_KWP;
+	kc->alg = k->alg; /* the core reports the algorithm settled on */
 	if (rsa && (k->alg == KB_ALG_RSA_OAEP || k->alg == KB_ALG_RSA_OAEP_256))
 		return KB_OK;
 	if (!rsa && k->alg == KB_ALG_AES_KWP)
