@@ -90,7 +90,7 @@ static void keys_action(struct emu_world *w, const char *action, const cJSON *bo
 		}
 		k->deleted = true;
 		k->deleted_at = emu_now();
-		k->purge_at = k->deleted_at + 90 * 86400;
+		k->purge_at = k->deleted_at + (int64_t)v->retention_days * 86400;
 		res = NULL;
 	} else if (!strcmp(action, "recover") || !strcmp(action, "purge")) {
 		if (!k->deleted) {
@@ -100,6 +100,9 @@ static void keys_action(struct emu_world *w, const char *action, const cJSON *bo
 		if (action[0] == 'r') {
 			k->deleted = false;
 			k->deleted_at = k->purge_at = 0;
+		} else if (v->purge_protection) {
+			emu_error_purge_protected(rep, v);
+			return;
 		} else {
 			emu_store_remove_key(v, k);
 		}
@@ -159,26 +162,71 @@ bad:
 	emu_error(rep, 400, "BadRequest", NULL, "\"permissions\" must list permission names; bad: '%s'.", bad);
 }
 
-/* POST /admin/throttle {"vault"|"mhsm", "limit": N (0 = off), "retry_after"?: bool} */
+/*
+ * POST /admin/throttle {"vault"|"mhsm", "limit": N (0 = off), "window_ms"?: N,
+ * "retry_after"?: true|false|"Retry-After"|"retry-after-ms"|"x-ms-retry-after-ms"|"none"}
+ */
 static void throttle(struct emu_world *w, const cJSON *body, struct emu_reply *rep)
 {
 	struct emu_vault *v = target(w, body, rep);
 	const cJSON *limit = cJSON_GetObjectItemCaseSensitive(body, "limit");
 	const cJSON *ra = cJSON_GetObjectItemCaseSensitive(body, "retry_after");
+	const cJSON *win = cJSON_GetObjectItemCaseSensitive(body, "window_ms");
+	enum emu_retry_style style;
+	bool bad_style = false;
 
 	if (!v)
 		return;
-	if (!cJSON_IsNumber(limit) || limit->valuedouble < 0 || limit->valuedouble > 1e7 ||
-	    (ra && !cJSON_IsBool(ra))) {
-		emu_error(rep, 400, "BadRequest", NULL, "Want {\"limit\": N (0 = off), \"retry_after\": true|false}.");
+	style = v->retry_style;
+	if (cJSON_IsBool(ra))
+		style = cJSON_IsTrue(ra) ? EMU_RETRY_SECONDS : EMU_RETRY_NONE;
+	else if (ra)
+		bad_style = !cJSON_IsString(ra) || emu_retry_style_parse(ra->valuestring, &style) != 0;
+	if (bad_style || !cJSON_IsNumber(limit) || limit->valuedouble < 0 || limit->valuedouble > 1e7 ||
+	    (win && (!cJSON_IsNumber(win) || win->valuedouble < 100 || win->valuedouble > 3600000))) {
+		emu_error(rep, 400, "BadRequest", NULL,
+			  "Want {\"limit\": N (0 = off), \"window_ms\": 100..3600000, \"retry_after\": true, false, \"Retry-After\", \"retry-after-ms\", \"x-ms-retry-after-ms\" or \"none\"}.");
 		return;
 	}
 	v->throttle = (unsigned)limit->valuedouble;
-	if (ra)
-		v->retry_after = cJSON_IsTrue(ra);
+	v->retry_style = style;
+	if (win)
+		v->window_ms = (unsigned)win->valuedouble;
 	v->win_count = 0;
 	v->win_start_ms = emu_now_ms();
 	ok(rep, NULL);
+}
+
+/*
+ * POST /admin/purge_protection {"vault"|"mhsm", "enabled"?: bool,
+ * "soft_delete_retention_days"?: 7..90}
+ */
+static void purge_protection(struct emu_world *w, const cJSON *body, struct emu_reply *rep)
+{
+	struct emu_vault *v = target(w, body, rep);
+	const cJSON *en = cJSON_GetObjectItemCaseSensitive(body, "enabled");
+	const cJSON *days = cJSON_GetObjectItemCaseSensitive(body, "soft_delete_retention_days");
+	cJSON *res;
+
+	if (!v)
+		return;
+	if ((en && !cJSON_IsBool(en)) ||
+	    (days && (!cJSON_IsNumber(days) || days->valuedouble < EMU_RETENTION_MIN ||
+		      days->valuedouble > EMU_RETENTION_DEFAULT || days->valuedouble != (int)days->valuedouble))) {
+		emu_error(rep, 400, "BadRequest", NULL,
+			  "Want {\"enabled\": true|false, \"soft_delete_retention_days\": %d..%d}.",
+			  EMU_RETENTION_MIN, EMU_RETENTION_DEFAULT);
+		return;
+	}
+	if (en)
+		v->purge_protection = cJSON_IsTrue(en);
+	if (days)
+		v->retention_days = (unsigned)days->valuedouble;
+	res = cJSON_CreateObject();
+	cJSON_AddBoolToObject(res, "purge_protection", v->purge_protection);
+	cJSON_AddNumberToObject(res, "soft_delete_retention_days", v->retention_days);
+	cJSON_AddStringToObject(res, "recoveryLevel", emu_store_recovery_level(v));
+	ok(rep, res);
 }
 
 static cJSON *faults_json(const struct emu_faults *f)
@@ -258,7 +306,11 @@ static cJSON *state_json(struct emu_world *w)
 
 		cJSON_AddStringToObject(vo, v->mhsm ? "mhsm" : "vault", v->name);
 		cJSON_AddNumberToObject(vo, "throttle", v->throttle);
-		cJSON_AddBoolToObject(vo, "retry_after", v->retry_after);
+		cJSON_AddNumberToObject(vo, "window_ms", v->window_ms);
+		cJSON_AddStringToObject(vo, "retry_after", emu_retry_style_name(v->retry_style));
+		cJSON_AddBoolToObject(vo, "purge_protection", v->purge_protection);
+		cJSON_AddNumberToObject(vo, "soft_delete_retention_days", v->retention_days);
+		cJSON_AddStringToObject(vo, "recoveryLevel", emu_store_recovery_level(v));
 		for (size_t j = 0; j < v->nkeys; j++) {
 			struct emu_key *k = v->keys[j];
 			cJSON *ko = cJSON_CreateObject(), *vers = cJSON_AddArrayToObject(ko, "versions");
@@ -318,6 +370,8 @@ void emu_admin_handle(struct emu_world *w, const struct emu_req *rq, struct emu_
 		perms_action(w, path + 19, body, rep);
 	else if (!strcmp(path, "/admin/throttle") && post)
 		throttle(w, body, rep);
+	else if (!strcmp(path, "/admin/purge_protection") && post)
+		purge_protection(w, body, rep);
 	else if (!strcmp(path, "/admin/faults"))
 		faults(rq->method, body, rep);
 	else if (!strcmp(path, "/admin/tokens/revoke") && post) {

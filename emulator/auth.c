@@ -229,18 +229,20 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 	OPENSSL_cleanse(token, sizeof(token));
 }
 
-void emu_auth_imds(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
-		   struct emu_reply *rep)
+/*
+ * managed_token answers a managed identity token request whose caller checks
+ * passed: the token is for client_id, else imds_principal, else the first
+ * principal. IMDS adds expires_in; App Service (2019-08-01) names only
+ * expires_on.
+ */
+static void managed_token(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep,
+			  bool app_service)
 {
 	char client[EMU_NAME_MAX], token[64], num[32];
 	enum emu_kind kind;
 	int64_t now = emu_now();
 	cJSON *j;
 
-	if (!rq->metadata || strcasecmp(rq->metadata, "true") != 0) {
-		emu_oauth_error(rep, 400, "invalid_request", "Required metadata header not specified");
-		return;
-	}
 	if (!rq->resource) {
 		emu_oauth_error(rep, 400, "invalid_request", "Required audience parameter not specified");
 		return;
@@ -273,8 +275,10 @@ void emu_auth_imds(struct emu_world *w, const struct emu_req *rq, const struct e
 	cJSON_AddStringToObject(j, "access_token", token);
 	cJSON_AddStringToObject(j, "client_id", client);
 	snprintf(num, sizeof(num), "%u", w->cfg.token_lifetime);
-	cJSON_AddStringToObject(j, "expires_in", num);
-	cJSON_AddStringToObject(j, "ext_expires_in", num);
+	if (!app_service) {
+		cJSON_AddStringToObject(j, "expires_in", num);
+		cJSON_AddStringToObject(j, "ext_expires_in", num);
+	}
 	snprintf(num, sizeof(num), "%lld", (long long)(now + w->cfg.token_lifetime));
 	cJSON_AddStringToObject(j, "expires_on", num);
 	snprintf(num, sizeof(num), "%lld", (long long)now);
@@ -283,6 +287,38 @@ void emu_auth_imds(struct emu_world *w, const struct emu_req *rq, const struct e
 	cJSON_AddStringToObject(j, "token_type", "Bearer");
 	emu_reply_json(rep, 200, j);
 	OPENSSL_cleanse(token, sizeof(token));
+}
+
+void emu_auth_imds(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
+		   struct emu_reply *rep)
+{
+	if (!rq->metadata || strcasecmp(rq->metadata, "true") != 0) {
+		emu_oauth_error(rep, 400, "invalid_request", "Required metadata header not specified");
+		return;
+	}
+	managed_token(w, rq, rep, false);
+	(void)rt;
+}
+
+void emu_auth_app_service(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
+			  struct emu_reply *rep)
+{
+	if (!rq->identity_header) {
+		emu_oauth_error(rep, 400, "invalid_request",
+				"Required X-IDENTITY-HEADER header not specified: send the value of IDENTITY_HEADER");
+		return;
+	}
+	if (!secret_eq(rq->identity_header, w->cfg.identity_header)) {
+		emu_oauth_error(rep, 401, "unauthorized_client",
+				"The X-IDENTITY-HEADER value is not this endpoint's IDENTITY_HEADER");
+		return;
+	}
+	if (!rq->api_version || strcmp(rq->api_version, "2019-08-01") != 0) {
+		emu_oauth_error(rep, 400, "invalid_request",
+				"The App Service identity endpoint takes api-version=2019-08-01");
+		return;
+	}
+	managed_token(w, rq, rep, true);
 	(void)rt;
 }
 

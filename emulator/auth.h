@@ -19,6 +19,14 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 void emu_auth_imds(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
 		   struct emu_reply *rep);
 
+/*
+ * GET /msi/token?api-version=2019-08-01&resource=...[&client_id=...] with
+ * X-IDENTITY-HEADER: the App Service flavour of managed identity, which
+ * clients find through IDENTITY_ENDPOINT and IDENTITY_HEADER.
+ */
+void emu_auth_app_service(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
+			  struct emu_reply *rep);
+
 /* GET /{tenant}/v2.0/.well-known/openid-configuration. */
 void emu_auth_openid(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
 		     struct emu_reply *rep);

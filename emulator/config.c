@@ -7,6 +7,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "faults.h"
 #include "perms.h"
 #include "store.h"
 
@@ -15,6 +16,7 @@
 #define ZERO_CLIENT "dev-client"
 #define ZERO_SECRET "dev-secret"
 #define ZERO_ASSERTION "dev-assertion"
+#define ZERO_IDENTITY_HEADER "dev-identity-header"
 
 struct loader {
 	struct emu_world *w;
@@ -26,6 +28,7 @@ void emu_config_defaults(struct emu_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1:8443");
 	snprintf(cfg->tenant, sizeof(cfg->tenant), ZERO_TENANT);
+	snprintf(cfg->identity_header, sizeof(cfg->identity_header), ZERO_IDENTITY_HEADER);
 	cfg->token_lifetime = 3600;
 	cfg->max_body = 64 * 1024;
 }
@@ -104,6 +107,8 @@ static bool emulator_key(struct emu_config *c, const char *name, const char *v)
 		return *v && copy(c->tenant, sizeof(c->tenant), v);
 	if (!strcmp(name, "imds_principal"))
 		return copy(c->imds_principal, sizeof(c->imds_principal), v);
+	if (!strcmp(name, "identity_header"))
+		return *v && copy(c->identity_header, sizeof(c->identity_header), v);
 	if (!strcmp(name, "token_lifetime") && parse_uint(v, 86400 * 7, &n) && n > 0) {
 		c->token_lifetime = (unsigned)n;
 		return true;
@@ -148,8 +153,19 @@ static bool vault_key(struct emu_vault *v, const char *name, const char *val)
 		v->throttle = (unsigned)n;
 		return true;
 	}
+	if (!strcmp(name, "throttle_window_ms") && parse_uint(val, 3600000, &n) && n >= 100) {
+		v->window_ms = (unsigned)n;
+		return true;
+	}
 	if (!strcmp(name, "retry_after"))
-		return parse_bool(val, &v->retry_after);
+		return emu_retry_style_parse(val, &v->retry_style) == 0;
+	if (!strcmp(name, "purge_protection"))
+		return parse_bool(val, &v->purge_protection);
+	if (!strcmp(name, "soft_delete_retention_days") && parse_uint(val, EMU_RETENTION_DEFAULT, &n) &&
+	    n >= EMU_RETENTION_MIN) {
+		v->retention_days = (unsigned)n;
+		return true;
+	}
 	return false;
 }
 

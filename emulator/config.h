@@ -2,8 +2,12 @@
  * config.h: the INI configuration and the zero-config defaults.
  *
  *   [emulator]         listen, admin, tls_dir, state, tenant, token_lifetime,
- *                      max_body, imds_principal, quiet
- *   [vault:NAME]       throttle (operations per 10 s, 0 = off), retry_after
+ *                      max_body, imds_principal, identity_header, quiet
+ *   [vault:NAME]       throttle (operations per window, 0 = off),
+ *                      throttle_window_ms (default 10000), retry_after (the
+ *                      429's header: Retry-After, retry-after-ms,
+ *                      x-ms-retry-after-ms or none; yes/no as before),
+ *                      purge_protection, soft_delete_retention_days (7..90)
  *   [mhsm:NAME]        the same, for a Managed HSM
  *   [principal:ID]     secret, assertion, assertion_file, permissions (the
  *                      default), vault.NAME = ..., mhsm.NAME = ...,

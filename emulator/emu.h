@@ -78,11 +78,26 @@ struct emu_key {
 	int64_t deleted_at, purge_at;
 };
 
+/* Which header a 429 names its wait in. */
+enum emu_retry_style {
+	EMU_RETRY_NONE,        /* no header: clients back off on their own */
+	EMU_RETRY_SECONDS,     /* Retry-After: whole seconds */
+	EMU_RETRY_MS,          /* retry-after-ms */
+	EMU_RETRY_XMS_MS,      /* x-ms-retry-after-ms */
+};
+
+#define EMU_THROTTLE_WINDOW_MS 10000 /* Azure counts per 10 s */
+#define EMU_RETENTION_DEFAULT 90 /* soft-delete retention days, Azure's default */
+#define EMU_RETENTION_MIN 7
+
 struct emu_vault {
 	char name[EMU_VAULT_MAX];
 	bool mhsm;
-	unsigned throttle;     /* operations per 10 s, 0 = unlimited */
-	bool retry_after;      /* send Retry-After with 429 */
+	bool purge_protection; /* purge refused; recoveryLevel without +Purgeable */
+	unsigned retention_days; /* soft_delete_retention_days, 7..90 */
+	unsigned throttle;     /* operations per window, 0 = unlimited */
+	unsigned window_ms;    /* throttle window, 10 s as Azure's */
+	enum emu_retry_style retry_style;
 	int64_t win_start_ms;  /* current throttle window */
 	unsigned win_count;
 	struct emu_key **keys;
@@ -126,6 +141,7 @@ struct emu_config {
 	char state[1024];      /* "" = in memory */
 	char tenant[EMU_NAME_MAX];
 	char imds_principal[EMU_NAME_MAX]; /* who IMDS tokens are for, "" = first */
+	char identity_header[EMU_NAME_MAX]; /* App Service's X-IDENTITY-HEADER secret */
 	unsigned token_lifetime;
 	size_t max_body;
 	bool quiet;
@@ -156,6 +172,7 @@ struct emu_req {
 	const char *client_id;     /* IMDS */
 	const char *authorization;
 	const char *metadata;      /* the Metadata header (IMDS) */
+	const char *identity_header; /* X-IDENTITY-HEADER (App Service) */
 	const char *body;
 	size_t body_len;
 };
@@ -166,7 +183,8 @@ struct emu_reply {
 	char *body;                /* malloc'd, or NULL for none */
 	const char *content_type;
 	char *www_authenticate;    /* malloc'd, or NULL */
-	int retry_after;           /* seconds, < 0 for none */
+	int64_t retry_after_ms;    /* the wait a 429 names, < 0 for none */
+	enum emu_retry_style retry_style; /* the header that carries it */
 	bool drop;                 /* close the connection, answer nothing */
 	char principal[EMU_NAME_MAX];
 };

@@ -9,7 +9,7 @@
 void emu_reply_init(struct emu_reply *rep)
 {
 	memset(rep, 0, sizeof(*rep));
-	rep->retry_after = -1;
+	rep->retry_after_ms = -1;
 	rep->content_type = "application/json; charset=utf-8";
 }
 
@@ -67,4 +67,11 @@ void emu_oauth_error(struct emu_reply *rep, unsigned status, const char *error,
 	cJSON_AddStringToObject(root, "error", error);
 	cJSON_AddStringToObject(root, "error_description", description);
 	emu_reply_json(rep, status, root);
+}
+
+void emu_error_purge_protected(struct emu_reply *rep, const struct emu_vault *v)
+{
+	emu_error(rep, 403, "Forbidden", NULL,
+		  "Operation \"purge\" is not allowed because purge protection is enabled for this %s. The service will purge the key itself after the retention period of %u days has passed.",
+		  v->mhsm ? "managed HSM" : "vault", v->retention_days);
 }

@@ -17,4 +17,10 @@ void emu_error(struct emu_reply *rep, unsigned status, const char *code, const c
 void emu_oauth_error(struct emu_reply *rep, unsigned status, const char *error,
 		     const char *description);
 
+/*
+ * emu_error_purge_protected sets rep to Azure's answer to a purge in a vault
+ * with purge protection: 403 Forbidden, naming the retention period.
+ */
+void emu_error_purge_protected(struct emu_reply *rep, const struct emu_vault *v);
+
 #endif

@@ -1,3 +1,4 @@
+#include <strings.h>
 #include <time.h>
 
 #include "crypto.h"
@@ -80,11 +81,13 @@ enum emu_fault_action emu_faults_roll(unsigned *status)
 	return act;
 }
 
-bool emu_throttle_take(struct emu_vault *v, int64_t now_ms, int *retry_after)
+bool emu_throttle_take(struct emu_vault *v, int64_t now_ms, int64_t *wait_ms)
 {
+	int64_t window = v->window_ms ? v->window_ms : EMU_THROTTLE_WINDOW_MS;
+
 	if (!v->throttle)
 		return true;
-	if (now_ms - v->win_start_ms >= EMU_THROTTLE_WINDOW_MS || now_ms < v->win_start_ms) {
+	if (now_ms - v->win_start_ms >= window || now_ms < v->win_start_ms) {
 		v->win_start_ms = now_ms;
 		v->win_count = 0;
 	}
@@ -92,8 +95,41 @@ bool emu_throttle_take(struct emu_vault *v, int64_t now_ms, int *retry_after)
 		v->win_count++;
 		return true;
 	}
-	*retry_after = (int)((v->win_start_ms + EMU_THROTTLE_WINDOW_MS - now_ms + 999) / 1000);
-	if (*retry_after < 1)
-		*retry_after = 1;
+	*wait_ms = v->win_start_ms + window - now_ms;
+	if (*wait_ms < 1)
+		*wait_ms = 1;
 	return false;
+}
+
+static const struct {
+	const char *name;
+	enum emu_retry_style style;
+} retry_styles[] = {
+	{ "Retry-After", EMU_RETRY_SECONDS },
+	{ "retry-after-ms", EMU_RETRY_MS },
+	{ "x-ms-retry-after-ms", EMU_RETRY_XMS_MS },
+	{ "none", EMU_RETRY_NONE },
+	/* the older boolean spelling of retry_after */
+	{ "yes", EMU_RETRY_SECONDS }, { "true", EMU_RETRY_SECONDS }, { "on", EMU_RETRY_SECONDS },
+	{ "seconds", EMU_RETRY_SECONDS },
+	{ "no", EMU_RETRY_NONE }, { "false", EMU_RETRY_NONE }, { "off", EMU_RETRY_NONE },
+};
+
+int emu_retry_style_parse(const char *s, enum emu_retry_style *out)
+{
+	for (size_t i = 0; i < sizeof(retry_styles) / sizeof(retry_styles[0]); i++) {
+		if (strcasecmp(s, retry_styles[i].name) == 0) {
+			*out = retry_styles[i].style;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *emu_retry_style_name(enum emu_retry_style st)
+{
+	for (size_t i = 0; i < sizeof(retry_styles) / sizeof(retry_styles[0]); i++)
+		if (retry_styles[i].style == st)
+			return retry_styles[i].name;
+	return "none";
 }

@@ -12,7 +12,6 @@
 #include "state.h"
 #include "store.h"
 
-#define RECOVERABLE_DAYS 90
 #define MAX_PAGE 25
 
 struct ctx {
@@ -86,7 +85,7 @@ static bool allowed(struct ctx *c, unsigned perm)
 	return false;
 }
 
-static cJSON *attrs_json(const struct emu_version *ver)
+static cJSON *attrs_json(const struct emu_vault *v, const struct emu_version *ver)
 {
 	cJSON *a = cJSON_CreateObject();
 
@@ -97,8 +96,8 @@ static cJSON *attrs_json(const struct emu_version *ver)
 		cJSON_AddNumberToObject(a, "exp", (double)ver->exp);
 	cJSON_AddNumberToObject(a, "created", (double)ver->created);
 	cJSON_AddNumberToObject(a, "updated", (double)ver->updated);
-	cJSON_AddStringToObject(a, "recoveryLevel", "Recoverable+Purgeable");
-	cJSON_AddNumberToObject(a, "recoverableDays", RECOVERABLE_DAYS);
+	cJSON_AddStringToObject(a, "recoveryLevel", emu_store_recovery_level(v));
+	cJSON_AddNumberToObject(a, "recoverableDays", v->retention_days);
 	cJSON_AddBoolToObject(a, "exportable", false);
 	return a;
 }
@@ -145,7 +144,7 @@ static cJSON *bundle(struct ctx *c, const struct emu_key *k, const struct emu_ve
 			free(e);
 		}
 	}
-	cJSON_AddItemToObject(root, "attributes", attrs_json(ver));
+	cJSON_AddItemToObject(root, "attributes", attrs_json(c->v, ver));
 	if (ver->tags)
 		cJSON_AddItemToObject(root, "tags", cJSON_Duplicate(ver->tags, 1));
 	if (k->deleted)
@@ -162,7 +161,7 @@ static cJSON *item(struct ctx *c, const struct emu_key *k, const struct emu_vers
 
 	emu_kid(kid, sizeof(kid), c->rt->host, k->name, versioned ? ver->id : NULL);
 	cJSON_AddStringToObject(o, "kid", kid);
-	cJSON_AddItemToObject(o, "attributes", attrs_json(ver));
+	cJSON_AddItemToObject(o, "attributes", attrs_json(c->v, ver));
 	if (ver->tags)
 		cJSON_AddItemToObject(o, "tags", cJSON_Duplicate(ver->tags, 1));
 	if (k->deleted)
@@ -531,7 +530,7 @@ static void op_delete(struct ctx *c)
 		return;
 	k->deleted = true;
 	k->deleted_at = emu_now();
-	k->purge_at = k->deleted_at + RECOVERABLE_DAYS * 86400;
+	k->purge_at = k->deleted_at + (int64_t)c->v->retention_days * 86400;
 	emu_reply_json(c->rep, 200, bundle(c, k, emu_store_latest(k)));
 	persist(c);
 }
@@ -561,6 +560,9 @@ static void op_deleted(struct ctx *c, enum emu_op op)
 		k->deleted = false;
 		k->deleted_at = k->purge_at = 0;
 		emu_reply_json(c->rep, 200, bundle(c, k, emu_store_latest(k)));
+	} else if (c->v->purge_protection) {
+		emu_error_purge_protected(c->rep, c->v);
+		return;
 	} else {
 		emu_store_remove_key(c->v, k);
 		c->rep->status = 204;

@@ -166,6 +166,10 @@ static enum emu_route_status route_login(const char *m, const struct segs *s, st
 		r->op = EMU_OP_IMDS;
 		return get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
 	}
+	if (s->count == 2 && seg_is(s, 0, "msi") && seg_is(s, 1, "token")) {
+		r->op = EMU_OP_APP_SERVICE;
+		return get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
+	}
 	if (s->count < 2 || !seg_copy(s, 0, r->tenant, sizeof(r->tenant)))
 		return EMU_ROUTE_NOT_FOUND;
 	if ((s->count == 4 && seg_is(s, 1, "oauth2") && seg_is(s, 2, "v2.0") && seg_is(s, 3, "token")) ||

@@ -33,6 +33,7 @@ enum emu_op {
 	EMU_OP_TOKEN,
 	EMU_OP_OPENID,
 	EMU_OP_IMDS,
+	EMU_OP_APP_SERVICE,    /* App Service's managed identity endpoint */
 };
 
 enum emu_route_status {

@@ -111,7 +111,7 @@ void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_repl
 	enum emu_route_status st = emu_route_parse(rq->method, rq->host, rq->path, &rt);
 	unsigned status = 0;
 	bool known, allowed;
-	int retry = 0;
+	int64_t wait_ms = 0;
 
 	if (st == EMU_ROUTE_BAD_HOST) {
 		route_error(rep, st, &rt, rq->host);
@@ -124,6 +124,8 @@ void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_repl
 			emu_auth_token(w, rq, &rt, rep);
 		else if (rt.op == EMU_OP_OPENID)
 			emu_auth_openid(w, rq, &rt, rep);
+		else if (rt.op == EMU_OP_APP_SERVICE)
+			emu_auth_app_service(w, rq, &rt, rep);
 		else
 			emu_auth_imds(w, rq, &rt, rep);
 		return;
@@ -167,16 +169,16 @@ void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_repl
 	}
 	pthread_mutex_lock(&w->lock);
 	struct emu_vault *v = emu_store_vault(w, rt.kind == EMU_KIND_MHSM, rt.vault);
-	allowed = !v || emu_throttle_take(v, emu_now_ms(), &retry);
-	bool send_retry = v && v->retry_after;
-	unsigned limit = v ? v->throttle : 0;
+	allowed = !v || emu_throttle_take(v, emu_now_ms(), &wait_ms);
+	enum emu_retry_style style = v ? v->retry_style : EMU_RETRY_NONE;
+	unsigned limit = v ? v->throttle : 0, window_ms = v ? v->window_ms : 0;
 	pthread_mutex_unlock(&w->lock);
 	if (!allowed) {
 		emu_error(rep, 429, "Throttled", NULL,
-			  "Request was not processed because too many requests were received. Reason: a maximum of %u requests per 10 seconds is allowed for '%s'.",
-			  limit, rt.vault);
-		if (send_retry)
-			rep->retry_after = retry;
+			  "Request was not processed because too many requests were received. Reason: a maximum of %u requests per %u ms is allowed for '%s'.",
+			  limit, window_ms, rt.vault);
+		rep->retry_after_ms = wait_ms;
+		rep->retry_style = style;
 		return;
 	}
 	emu_keys_handle(w, rq, &rt, rep);
@@ -195,7 +197,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct emu_reply *re
 	size_t len = rep->body ? strlen(rep->body) : 0;
 	struct MHD_Response *r;
 	enum MHD_Result ret;
-	char num[16];
+	char num[32];
 
 	r = MHD_create_response_from_buffer(len, rep->body, MHD_RESPMEM_MUST_FREE);
 	if (!r)
@@ -205,9 +207,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct emu_reply *re
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
 	if (rep->www_authenticate)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, rep->www_authenticate);
-	if (rep->retry_after >= 0) {
-		snprintf(num, sizeof(num), "%d", rep->retry_after);
-		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
+	if (rep->retry_after_ms >= 0 && rep->retry_style != EMU_RETRY_NONE) {
+		/* Retry-After counts whole seconds, so a partial one rounds up */
+		int64_t v = rep->retry_style == EMU_RETRY_SECONDS ? (rep->retry_after_ms + 999) / 1000 :
+			    rep->retry_after_ms;
+
+		snprintf(num, sizeof(num), "%lld", (long long)v);
+		MHD_add_response_header(r, emu_retry_style_name(rep->retry_style), num);
 	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 	ret = MHD_queue_response(c, rep->status ? rep->status : 500, r);
@@ -293,6 +299,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			.client_id = arg(c, "client_id"),
 			.authorization = hdr(c, MHD_HTTP_HEADER_AUTHORIZATION),
 			.metadata = hdr(c, "Metadata"),
+			.identity_header = hdr(c, "X-IDENTITY-HEADER"),
 			.body = pd->body,
 			.body_len = pd->len,
 		};

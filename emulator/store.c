@@ -82,7 +82,9 @@ struct emu_vault *emu_store_add_vault(struct emu_world *w, bool mhsm, const char
 		return NULL;
 	strcpy(v->name, name);
 	v->mhsm = mhsm;
-	v->retry_after = true;
+	v->retention_days = EMU_RETENTION_DEFAULT;
+	v->window_ms = EMU_THROTTLE_WINDOW_MS;
+	v->retry_style = EMU_RETRY_SECONDS;
 	w->vaults[w->nvaults++] = v;
 	return v;
 }
@@ -190,4 +192,13 @@ void emu_version_free(struct emu_version *v)
 	cJSON_Delete(v->tags);
 	OPENSSL_cleanse(v, sizeof(*v));
 	free(v);
+}
+
+const char *emu_store_recovery_level(const struct emu_vault *v)
+{
+	bool custom = v->retention_days < EMU_RETENTION_DEFAULT;
+
+	if (v->purge_protection)
+		return custom ? "CustomizedRecoverable" : "Recoverable";
+	return custom ? "CustomizedRecoverable+Purgeable" : "Recoverable+Purgeable";
 }

@@ -15,6 +15,13 @@ struct emu_vault *emu_store_vault(struct emu_world *w, bool mhsm, const char *na
 /* emu_store_add_vault returns the named vault, adding it if new; NULL on ENOMEM. */
 struct emu_vault *emu_store_add_vault(struct emu_world *w, bool mhsm, const char *name);
 
+/*
+ * emu_store_recovery_level is the recoveryLevel that v's soft-delete settings
+ * give its keys: "Recoverable" with purge protection, "Recoverable+Purgeable"
+ * without, each with "Customized" in front when retention is under 90 days.
+ */
+const char *emu_store_recovery_level(const struct emu_vault *v);
+
 /* emu_store_key finds a key by name (case-insensitive, as Key Vault), deleted or not. */
 struct emu_key *emu_store_key(struct emu_vault *v, const char *name);
 

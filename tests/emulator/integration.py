@@ -121,6 +121,37 @@ def case_imds():
         check(st == 200, st)
 
 
+def case_app_service_identity():
+    with Emulator() as emu:
+        res = urllib.parse.quote("https://vault.azure.net")
+        path = "/msi/token?api-version=2019-08-01&resource=" + res
+        st, _, d = emu.request("GET", emu.host("login"), path)
+        check(st == 400 and "X-IDENTITY-HEADER" in d["error_description"], "no header", st, d)
+        st, _, d = emu.request("GET", emu.host("login"), path, headers={"X-IDENTITY-HEADER": "guess"})
+        check(st == 401, "a wrong header", st, d)
+        st, _, d = emu.request("GET", emu.host("login"), "/msi/token?api-version=2018-02-01&resource=" + res,
+                               headers={"X-IDENTITY-HEADER": "dev-identity-header"})
+        check(st == 400 and "2019-08-01" in d["error_description"], "IMDS's api-version", st, d)
+        st, _, d = emu.request("GET", emu.host("login"), path, headers={"X-IDENTITY-HEADER": "dev-identity-header"})
+        now = time.time()
+        check(st == 200 and d["token_type"] == "Bearer" and d["client_id"] == "dev-client" and
+              "expires_in" not in d and abs(int(d["expires_on"]) - (now + 3600)) < 60, st, d)
+        st, _, _ = emu.request("GET", emu.host(), "/keys" + API, token=d["access_token"])
+        check(st == 200, "the token works on the vault", st)
+        st, _, _ = emu.request("GET", emu.host("mhsm"), "/keys" + API, token=d["access_token"])
+        check(st == 401, "and only there", st)
+    conf = "[emulator]\nidentity_header = s3cret\n[vault:dev]\n[principal:app]\nsecret = x\n" \
+           "[principal:other]\nsecret = y\n"
+    with Emulator(config=conf) as emu:
+        path = "/msi/token?api-version=2019-08-01&resource=" + urllib.parse.quote("https://vault.azure.net")
+        st, _, d = emu.request("GET", emu.host("login"), path, headers={"X-IDENTITY-HEADER": "dev-identity-header"})
+        check(st == 401, "the configured header replaces the default", st, d)
+        st, _, d = emu.request("GET", emu.host("login"), path + "&client_id=other",
+                               headers={"X-IDENTITY-HEADER": "s3cret"})
+        check(st == 200 and d["client_id"] == "other", "a user-assigned identity by client_id", st, d)
+        check("s3cret" not in emu.read_log(), "the header value is in no log")
+
+
 def case_openid():
     with Emulator() as emu:
         st, _, d = emu.request("GET", emu.host("login"), "/dev-tenant/v2.0/.well-known/openid-configuration")
@@ -331,6 +362,128 @@ def case_throttle():
         emu.admin("POST", "/admin/throttle", {"vault": "dev", "limit": 0})
         codes = [emu.request("GET", emu.host(), "/keys" + API, token=tok, conn=conn)[0] for _ in range(10)]
         check(codes == [200] * 10, "throttling stopped", codes)
+
+
+PROTECTED = """
+[vault:dev]
+purge_protection = yes
+soft_delete_retention_days = 30
+[vault:plain]
+[mhsm:dev]
+purge_protection = yes
+[principal:dev-client]
+secret = dev-secret
+"""
+
+
+def case_purge_protection():
+    with Emulator(config=PROTECTED, admin=True) as emu:
+        tok = emu.token()
+        k = create(emu, tok, "kept", {"kty": "RSA"})
+        a = k["attributes"]
+        check(a["recoveryLevel"] == "CustomizedRecoverable" and a["recoverableDays"] == 30, a)
+        st, _, d = emu.request("GET", emu.host(), "/keys/kept/versions" + API, token=tok)
+        check(st == 200 and d["value"][0]["attributes"]["recoveryLevel"] == "CustomizedRecoverable", st, d)
+        st, _, d = emu.request("DELETE", emu.host(), "/keys/kept" + API, token=tok)
+        check(st == 200 and d["scheduledPurgeDate"] - d["deletedDate"] == 30 * 86400, st, d)
+        st, _, d = emu.request("DELETE", emu.host(), "/deletedkeys/kept" + API, token=tok)
+        check(st == 403 and d["error"]["code"] == "Forbidden" and "purge protection" in d["error"]["message"],
+              "purge is refused", st, d)
+        st, d = emu.admin("POST", "/admin/keys/purge", {"vault": "dev", "key": "kept"})
+        check(st == 403, "the admin purge is refused too", st, d)
+        st, _, d = emu.request("GET", emu.host(), "/deletedkeys/kept" + API, token=tok)
+        check(st == 200, "the key is still there to recover", st, d)
+        st, _, d = emu.request("POST", emu.host(), "/deletedkeys/kept/recover" + API, None, tok)
+        check(st == 200 and d["attributes"]["recoveryLevel"] == "CustomizedRecoverable", st, d)
+        # a Managed HSM at the default 90 days: Recoverable
+        mtok = emu.token("mhsm")
+        m = create(emu, mtok, "mkept", {"kty": "oct-HSM", "key_size": 256}, kind="mhsm")
+        check(m["attributes"]["recoveryLevel"] == "Recoverable" and m["attributes"]["recoverableDays"] == 90, m)
+        # a vault without it: Recoverable+Purgeable, 90 days
+        st, _, d = emu.request("POST", emu.host(name="plain"), "/keys/loose/create" + API, {"kty": "RSA"}, tok)
+        check(st == 200 and d["attributes"]["recoveryLevel"] == "Recoverable+Purgeable" and
+              d["attributes"]["recoverableDays"] == 90, st, d)
+        # the admin switch: off, then purge works; the level follows at once
+        st, d = emu.admin("POST", "/admin/purge_protection", {"vault": "dev", "enabled": False})
+        check(st == 200 and d["recoveryLevel"] == "CustomizedRecoverable+Purgeable", st, d)
+        st, _, d = emu.request("GET", emu.host(), "/keys/kept" + API, token=tok)
+        check(d["attributes"]["recoveryLevel"] == "CustomizedRecoverable+Purgeable", d)
+        emu.request("DELETE", emu.host(), "/keys/kept" + API, token=tok)
+        st, _, d = emu.request("DELETE", emu.host(), "/deletedkeys/kept" + API, token=tok)
+        check(st == 204, "purge allowed once protection is off", st, d)
+        st, d = emu.admin("POST", "/admin/purge_protection",
+                          {"vault": "plain", "enabled": True, "soft_delete_retention_days": 90})
+        check(st == 200 and d["recoveryLevel"] == "Recoverable" and d["soft_delete_retention_days"] == 90, st, d)
+        for bad in ({"vault": "plain", "soft_delete_retention_days": 6}, {"vault": "plain", "enabled": "yes"},
+                    {"vault": "plain", "soft_delete_retention_days": 91}):
+            st, d = emu.admin("POST", "/admin/purge_protection", bad)
+            check(st == 400, bad, st, d)
+        st, d = emu.admin("GET", "/admin/state")
+        plain = [v for v in d["vaults"] if v.get("vault") == "plain"][0]
+        check(plain["purge_protection"] is True and plain["recoveryLevel"] == "Recoverable", plain)
+    for bad in ("soft_delete_retention_days = 6", "soft_delete_retention_days = 91", "purge_protection = maybe"):
+        emu = Emulator(config="[vault:dev]\n%s\n" % bad)
+        try:
+            emu.start()
+            check(False, "config accepted:", bad)
+        except RuntimeError as e:
+            check("not valid" in str(e), bad, e)
+        finally:
+            emu.stop()
+            __import__("shutil").rmtree(emu.dir, ignore_errors=True)
+
+
+WINDOWED = """
+[vault:dev]
+throttle = 2
+throttle_window_ms = 1000
+retry_after = retry-after-ms
+[principal:dev-client]
+secret = dev-secret
+"""
+
+
+def case_throttle_window_and_retry_styles():
+    with Emulator(config=WINDOWED, admin=True) as emu:
+        tok = emu.token()
+        conn = emu.connect(emu.host())
+
+        def burst(n):
+            return [emu.request("GET", emu.host(), "/keys" + API, token=tok, conn=conn) for _ in range(n)]
+        t0 = time.time()
+        r = burst(3)
+        check([x[0] for x in r] == [200, 200, 429], [x[0] for x in r])
+        h = r[2][1]
+        check(0 < int(h["retry-after-ms"]) <= 1000 and "retry-after" not in h, "retry-after-ms alone", h)
+        check("2 requests per 1000 ms" in r[2][2]["error"]["message"], r[2][2])
+        time.sleep(max(0, t0 + int(h["retry-after-ms"]) / 1000 + 0.05 - time.time()))
+        check(burst(1)[0][0] == 200, "a new window once the wait has passed")
+        for style, header in (("x-ms-retry-after-ms", "x-ms-retry-after-ms"), ("Retry-After", "retry-after"),
+                              (True, "retry-after"), ("none", None), (False, None)):
+            st, d = emu.admin("POST", "/admin/throttle", {"vault": "dev", "limit": 1, "retry_after": style})
+            check(st == 200, style, st, d)
+            r = burst(2)
+            h = r[1][1]
+            names = [n for n in ("retry-after", "retry-after-ms", "x-ms-retry-after-ms") if n in h]
+            check(r[1][0] == 429 and names == ([header] if header else []), style, r[1][0], h)
+            if header == "retry-after":
+                check(h[header] == "1", "seconds round up", h)
+        st, d = emu.admin("POST", "/admin/throttle", {"vault": "dev", "limit": 1, "window_ms": 10000,
+                                                       "retry_after": "retry-after-ms"})
+        r = burst(2)
+        check(r[1][0] == 429 and 9000 < int(r[1][1]["retry-after-ms"]) <= 10000, "the window is 10 s again", r[1][1])
+        st, d = emu.admin("GET", "/admin/state")
+        dev = [v for v in d["vaults"] if v.get("vault") == "dev"][0]
+        check(dev["window_ms"] == 10000 and dev["retry_after"] == "retry-after-ms", dev)
+        for bad in ({"vault": "dev", "limit": 1, "retry_after": "sometimes"},
+                    {"vault": "dev", "limit": 1, "window_ms": 5}):
+            st, d = emu.admin("POST", "/admin/throttle", bad)
+            check(st == 400, bad, st, d)
+    with Emulator(config="[vault:dev]\nthrottle = 1\n[principal:dev-client]\nsecret = dev-secret\n") as emu:
+        tok = emu.token()
+        conn = emu.connect(emu.host())
+        r = [emu.request("GET", emu.host(), "/keys" + API, token=tok, conn=conn) for _ in range(2)]
+        check(r[1][0] == 429 and 9 <= int(r[1][1]["retry-after"]) <= 10, "by default 10 s and Retry-After", r[1][1])
 
 
 def case_admin_off_by_default():

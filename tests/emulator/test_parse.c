@@ -70,6 +70,10 @@ static void routes_the_token_service(void **state)
 	assert_int_equal(r.op, EMU_OP_OPENID);
 	assert_int_equal(emu_route_parse("GET", "169.254.169.254", "/metadata/identity/oauth2/token", &r), EMU_ROUTE_OK);
 	assert_int_equal(r.op, EMU_OP_IMDS);
+	assert_int_equal(emu_route_parse("GET", "localhost:8443", "/MSI/token/", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_APP_SERVICE);
+	assert_int_equal(emu_route_parse("POST", "localhost", "/msi/token", &r), EMU_ROUTE_BAD_METHOD);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/msi/token", &r), EMU_ROUTE_NOT_FOUND);
 	assert_int_equal(emu_route_parse("GET", "localhost", "/dev-tenant/oauth2/v2.0/token", &r), EMU_ROUTE_BAD_METHOD);
 }
 
