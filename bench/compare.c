@@ -229,8 +229,14 @@ static void write_json(const opts *o, const bench_series *total, double med[NRAT
 		else
 			fprintf(f, "\"%s %g\"", cmp_name(r->c), r->target);
 		fprintf(f, ",\"values\":[");
-		for (int run = 0; run < o->runs; run++)
-			fprintf(f, run ? ",%.4f" : "%.4f", vals[run][k]);
+		for (int run = 0; run < o->runs; run++) {
+			if (run)
+				fputc(',', f);
+			if (vals[run][k] < 0)
+				fprintf(f, "null");
+			else
+				fprintf(f, "%.4f", vals[run][k]);
+		}
 		if (med[k] < 0)
 			fprintf(f, "],\"median\":null,\"pass\":null}");
 		else if (r->c == INFO)
