@@ -81,8 +81,9 @@ static void put_time(kb_buf *o)
 	kb_jw_str(o, t);
 }
 
-kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const char *version,
-			int cache, const char *request_id, kb_err *err)
+/* write_line writes one record; result is the code's name, or "started". */
+static kb_code write_line(kb_audit *a, const kb_waiter *w, const char *result, const char *version,
+			  int cache, const char *request_id, kb_err *err)
 {
 	static const char hex[] = "0123456789abcdef";
 	const kb_conn *c = w->conn;
@@ -128,7 +129,7 @@ kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const cha
 		kb_jw_raw(o, "null");
 	}
 	kb_jw_key(o, "result");
-	kb_jw_str(o, kb_code_name(code));
+	kb_jw_str(o, result);
 	kb_jw_key(o, "cache");
 	kb_jw_raw(o, cache < 0 ? "null" : cache ? "\"hit\"" : "\"miss\"");
 	kb_jw_key(o, "latency_us");
@@ -148,4 +149,15 @@ kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const cha
 				  "cannot write the audit log %s (%s): the answer is withheld; free space or fix the log, then retry",
 				  a->path, n < 0 ? strerror(errno) : "short write");
 	return KB_OK;
+}
+
+kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const char *version,
+			int cache, const char *request_id, kb_err *err)
+{
+	return write_line(a, w, kb_code_name(code), version, cache, request_id, err);
+}
+
+kb_code kb_audit_intent(kb_audit *a, const kb_waiter *w, kb_err *err)
+{
+	return write_line(a, w, "started", NULL, -1, NULL, err);
 }

@@ -33,4 +33,11 @@ void kb_audit_close(kb_audit *a);
 kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const char *version,
 			int cache, const char *request_id, kb_err *err);
 
+/*
+ * kb_audit_intent writes a line with result "started" for w, before an
+ * operation that changes the key service (rotate) is begun, so that it is
+ * never done off the record. Returns as kb_audit_record.
+ */
+kb_code kb_audit_intent(kb_audit *a, const kb_waiter *w, kb_err *err);
+
 #endif

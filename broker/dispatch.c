@@ -30,8 +30,10 @@ bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int 
 		     const char *request_id)
 {
 	kb_err err;
+	/* status and metrics only read the broker's own counters: not audited */
+	bool audited = w->op != KB_OP_STATUS && w->op != KB_OP_METRICS;
 
-	if (kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
+	if (audited && kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
 		kb_error("%s", err.msg);
 		b->counters.errors[w->op]++;
 		kb_jw_error(&w->conn->out, w->id_json, &err);
@@ -296,26 +298,37 @@ fail:
 	kb_reply_error(b, w, &err);
 }
 
+/* handle_flush is recorded first: a flush that cannot be recorded is not done. */
 static void handle_flush(kb_broker *b, kb_waiter *w, kb_key *k)
 {
-	int n = kb_cache_flush(&b->cache, k ? k->index : -1);
+	int n;
 
+	if (!kb_answer_begin(b, w, NULL, -1, NULL))
+		return;
+	n = kb_cache_flush(&b->cache, k ? k->index : -1);
 	for (int i = 0; i < b->nkeys; i++)
 		if (k == NULL || k == &b->keys[i])
 			b->keys[i].dk.valid = false;
 	kb_info("flushed %d cached DEK%s%s%s", n, n == 1 ? "" : "s", k ? " of key " : "",
 		k ? k->conf->name : "");
-	if (kb_answer_begin(b, w, NULL, -1, NULL)) {
-		kb_jw_key(&w->conn->out, "flushed");
-		kb_jw_i64(&w->conn->out, n);
-		kb_answer_end(b, w);
-	}
+	kb_jw_key(&w->conn->out, "flushed");
+	kb_jw_i64(&w->conn->out, n);
+	kb_answer_end(b, w);
 }
 
 /* handle_keyed_job queues get, wrap, rotate and doctor, which all go to the backend. */
 static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, kb_key *k)
 {
-	kb_job *j = kb_job_new(b, req->op, k);
+	kb_job *j;
+	kb_err err;
+
+	/* a rotate changes the key service: it is on record before it begins */
+	if (req->op == KB_OP_ROTATE && kb_audit_intent(b->audit, w, &err) != KB_OK) {
+		kb_error("%s", err.msg);
+		kb_reply_error(b, w, &err);
+		return;
+	}
+	j = kb_job_new(b, req->op, k);
 
 	if (j == NULL || kb_job_add_waiter(j, w) != KB_OK) {
 		kb_job_free(j);

@@ -153,11 +153,17 @@ static const char *doctor_result(const kb_buf *t)
 	return "pass";
 }
 
-static void answer(kb_broker *b, const kb_job *j, const kb_waiter *w)
+static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 {
 	const kb_key *k = j->op == KB_OP_UNWRAP ? j->src : j->key;
-	kb_buf *o = &w->conn->out;
+	kb_buf *o = &waiter->conn->out;
+	kb_waiter issued = *waiter, *w = &issued;
 
+	/* a wrap, datakey or rewrap is recorded under the blob it hands out */
+	if (j->blob_out[0]) {
+		SHA256((const uint8_t *)j->blob_out, strlen(j->blob_out), issued.digest);
+		issued.has_digest = true;
+	}
 	if (!kb_answer_begin(b, w, j->version, j->op == KB_OP_UNWRAP ? 0 : -1, j->err.request_id))
 		return;
 	switch (j->op) {
