@@ -78,7 +78,8 @@ typedef struct az_conf {
 	az_auth auth;
 	char *secret_file;            /* client_secret_file, NULL: AZURE_CLIENT_SECRET */
 	char *federated_file;         /* AZURE_FEDERATED_TOKEN_FILE */
-	char imds[AZ_URL_MAX];
+	char imds[AZ_URL_MAX];         /* managed identity endpoint */
+	bool app_service;             /* imds is App Service's IDENTITY_ENDPOINT */
 	char *token_file;
 	char *ca_file;
 	int64_t timeout_ms;           /* one operation, retries included */
@@ -202,6 +203,7 @@ typedef struct az_req {
 	const char *content_type;
 	const char *bearer;           /* the token, or NULL */
 	bool metadata;                /* send Metadata: true (IMDS) */
+	const char *identity_header;  /* X-IDENTITY-HEADER value (App Service), or NULL */
 	bool plain_http;              /* allow http:// (IMDS's link-local endpoint) */
 	bool idempotent;              /* may be resent after the request went out */
 } az_req;

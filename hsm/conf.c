@@ -101,6 +101,7 @@ static kb_code take_auth(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	const char *imds = kb_keyconf_take(kc, "imds_endpoint", NULL);
 	const char *token_file = kb_keyconf_take(kc, "token_file", NULL);
 	const char *fed = getenv("AZURE_FEDERATED_TOKEN_FILE");
+	const char *env, *hdr;
 	kb_code rc;
 
 	if (auth == NULL || strcmp(auth, "client_secret") == 0)
@@ -167,9 +168,24 @@ static kb_code take_auth(kb_keyconf *kc, az_conf *conf, kb_err *err)
 		return kb_keyconf_bad(kc, "imds_endpoint", err, "only used with auth = managed_identity");
 	if (imds && strncasecmp(imds, "https://", 8) != 0 && strncasecmp(imds, "http://", 7) != 0)
 		return kb_keyconf_bad(kc, "imds_endpoint", err, "\"%s\" is not an http(s) URL", imds);
-	if ((rc = copy_opt(kc, "imds_endpoint", imds ? imds : DEFAULT_IMDS, conf->imds, sizeof(conf->imds),
-			   err)) != KB_OK)
+	/*
+	 * As Azure's SDKs do, IDENTITY_ENDPOINT with IDENTITY_HEADER means App
+	 * Service's (and Container Apps', Functions') identity endpoint; an
+	 * imds_endpoint in the section still wins, being the more specific.
+	 */
+	if (conf->auth == AZ_AUTH_MANAGED_IDENTITY && !imds && (env = getenv("IDENTITY_ENDPOINT")) && *env &&
+	    (hdr = getenv("IDENTITY_HEADER")) && *hdr) {
+		if (strncasecmp(env, "https://", 8) != 0 && strncasecmp(env, "http://", 7) != 0)
+			return kb_keyconf_bad(kc, "auth", err, "IDENTITY_ENDPOINT \"%.200s\" is not an http(s) URL", env);
+		if (strlen(env) >= sizeof(conf->imds))
+			return kb_keyconf_bad(kc, "auth", err, "IDENTITY_ENDPOINT is longer than %zu bytes",
+					      sizeof(conf->imds) - 1);
+		strcpy(conf->imds, env);
+		conf->app_service = true;
+	} else if ((rc = copy_opt(kc, "imds_endpoint", imds ? imds : DEFAULT_IMDS, conf->imds,
+				  sizeof(conf->imds), err)) != KB_OK) {
 		return rc;
+	}
 	if ((rc = dup_opt(conf->auth == AZ_AUTH_CLIENT_SECRET ? secret_file : NULL, &conf->secret_file, err)) ||
 	    (rc = dup_opt(conf->auth == AZ_AUTH_WORKLOAD_IDENTITY ? fed : NULL, &conf->federated_file, err)) ||
 	    (rc = dup_opt(conf->auth == AZ_AUTH_TOKEN_FILE ? token_file : NULL, &conf->token_file, err)))

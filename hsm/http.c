@@ -215,13 +215,27 @@ static void sleep_ms(int64_t ms)
 		;
 }
 
+/* append_secret appends the header prefix + value to h through a buffer it wipes; h is kept on failure. */
+static struct curl_slist *append_secret(struct curl_slist *h, const char *prefix, const char *value)
+{
+	size_t n = strlen(prefix) + strlen(value) + 1;
+	char *line = malloc(n);
+	struct curl_slist *t = NULL;
+
+	if (line) {
+		snprintf(line, n, "%s%s", prefix, value);
+		t = curl_slist_append(h, line);
+		OPENSSL_cleanse(line, n);
+		free(line);
+	}
+	return t ? t : h;
+}
+
 /* headers builds the request's header list; the caller wipes and frees it (it holds the token). */
 static struct curl_slist *headers(const az_req *rq, const char *rid)
 {
 	struct curl_slist *h = NULL, *t;
 	char line[AZ_REQID_LEN + 64];
-	char *auth = NULL;
-	size_t n;
 
 	snprintf(line, sizeof(line), "x-ms-client-request-id: %s", rid);
 	h = curl_slist_append(h, line);
@@ -236,18 +250,10 @@ static struct curl_slist *headers(const az_req *rq, const char *rid)
 	}
 	if (h && rq->metadata && (t = curl_slist_append(h, "Metadata: true")))
 		h = t;
-	if (h && rq->bearer) {
-		n = strlen(rq->bearer) + sizeof("Authorization: Bearer ");
-		auth = malloc(n);
-		if (auth) {
-			snprintf(auth, n, "Authorization: Bearer %s", rq->bearer);
-			t = curl_slist_append(h, auth);
-			OPENSSL_cleanse(auth, n);
-			free(auth);
-			if (t)
-				h = t;
-		}
-	}
+	if (h && rq->identity_header)
+		h = append_secret(h, "X-IDENTITY-HEADER: ", rq->identity_header);
+	if (h && rq->bearer)
+		h = append_secret(h, "Authorization: Bearer ", rq->bearer);
 	return h;
 }
 

@@ -63,7 +63,7 @@ void az_identity(const az_conf *conf, char *buf, size_t cap)
 			 conf->authority[0] ? conf->authority : "(unknown authority)");
 		break;
 	case AZ_AUTH_MANAGED_IDENTITY:
-		snprintf(buf, cap, "auth managed_identity (%s%s) via %s",
+		snprintf(buf, cap, "auth managed_identity (%s%s%s) via %s", conf->app_service ? "App Service, " : "",
 			 conf->client_id[0] ? "client " : "system-assigned", conf->client_id, conf->imds);
 		break;
 	case AZ_AUTH_TOKEN_FILE:
@@ -88,10 +88,10 @@ az_cred *az_cred_acquire(const az_conf *conf, kb_err *err)
 	char id[sizeof(((az_cred *)0)->id)];
 	az_cred *c;
 
-	snprintf(id, sizeof(id), "%s|%s|%s|%s|%s|%s", az_auth_name(conf->auth), conf->authority, conf->tenant,
+	snprintf(id, sizeof(id), "%s|%s|%s|%s|%s|%s|%s", az_auth_name(conf->auth), conf->authority, conf->tenant,
 		 conf->client_id, conf->resource,
 		 conf->auth == AZ_AUTH_TOKEN_FILE ? conf->token_file :
-		 conf->auth == AZ_AUTH_MANAGED_IDENTITY ? conf->imds : "");
+		 conf->auth == AZ_AUTH_MANAGED_IDENTITY ? conf->imds : "", conf->app_service ? "app_service" : "");
 	pthread_mutex_lock(&reg_lock);
 	for (c = creds; c; c = c->next)
 		if (strcmp(c->id, id) == 0)
@@ -264,17 +264,32 @@ static kb_code fetch_entra(const az_conf *conf, az_slot *s, char **token, int64_
 	return rc;
 }
 
-/* fetch_imds asks the managed identity endpoint. */
+/*
+ * fetch_imds asks the managed identity endpoint: IMDS (Metadata: true,
+ * api-version 2018-02-01), or App Service's IDENTITY_ENDPOINT
+ * (X-IDENTITY-HEADER from IDENTITY_HEADER, read now, api-version 2019-08-01).
+ */
 static kb_code fetch_imds(const az_conf *conf, az_slot *s, char **token, int64_t *life_s, kb_err *err)
 {
 	char url[3 * AZ_URL_MAX + 3 * AZ_ID_MAX + 64];
+	const char *hdr = NULL;
 	az_resp r = { 0 };
-	az_req rq = { .method = "GET", .metadata = true, .plain_http = true, .idempotent = true };
+	az_req rq = { .method = "GET", .plain_http = true, .idempotent = true };
 	kb_code rc;
 	bool ok;
 
-	snprintf(url, sizeof(url), "%s%sapi-version=2018-02-01&resource=", conf->imds,
-		 strchr(conf->imds, '?') ? "&" : "?");
+	if (conf->app_service) {
+		hdr = getenv("IDENTITY_HEADER");
+		if (!hdr || !*hdr)
+			return kb_err_set(err, KB_E_AUTH_FAILED,
+					  "IDENTITY_HEADER is no longer set: App Service's identity endpoint %s needs it",
+					  conf->imds);
+		rq.identity_header = hdr;
+	} else {
+		rq.metadata = true;
+	}
+	snprintf(url, sizeof(url), "%s%sapi-version=%s&resource=", conf->imds, strchr(conf->imds, '?') ? "&" : "?",
+		 conf->app_service ? "2019-08-01" : "2018-02-01");
 	ok = az_urlencode(conf->resource, url, sizeof(url));
 	if (ok && conf->client_id[0]) {
 		ok = strlen(url) + sizeof("&client_id=") < sizeof(url);

@@ -47,10 +47,13 @@ CLIENT = "kb-app"
 SECRET = "kb-secret"
 ASSERTION = "kb-assertion"
 
+IDENTITY_HEADER = "kb-identity-header"
+
 CONFIG = """
 [emulator]
 tenant = %(tenant)s
 token_lifetime = %(lifetime)d
+identity_header = %(identity_header)s
 [vault:kv]
 [mhsm:hsm]
 [principal:%(client)s]
@@ -93,7 +96,7 @@ class Emu:
         self.log_path = os.path.join(root, "emulator.log")
         with open(self.conf, "w") as f:
             f.write(CONFIG % {"tenant": TENANT, "lifetime": lifetime, "client": CLIENT, "secret": SECRET,
-                              "assertion": ASSERTION} + extra_config)
+                              "assertion": ASSERTION, "identity_header": IDENTITY_HEADER} + extra_config)
         self.port = free_port()
         self.admin_port = free_port()
         self.proc = None

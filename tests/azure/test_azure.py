@@ -8,8 +8,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from azfix import (ASSERTION, CLIENT, TENANT, Emu, b64, broker, check, key_section, run,  # noqa: E402
-                   secret_file, unb64)
+from azfix import (ASSERTION, CLIENT, IDENTITY_HEADER, TENANT, Emu, b64, broker, check,  # noqa: E402
+                   key_section, run, secret_file, unb64)
 from kbtest import blob_fields  # noqa: E402
 
 DEK = bytes(range(32))
@@ -221,6 +221,38 @@ def auth_managed_identity(root):
     check(emu.count(r"/metadata/identity/oauth2/token 200") == 2, "tokens came from IMDS")
 
 
+def auth_managed_identity_app_service(root):
+    emu = Emu(root)
+    env = {"IDENTITY_ENDPOINT": "https://localhost:%d/msi/token" % emu.port, "IDENTITY_HEADER": IDENTITY_HEADER}
+    keys = (key_section(emu, "rsa", auth="managed_identity") +
+            key_section(emu, "aes", kind="mhsm", auth="managed_identity", extra="client_id = %s" % CLIENT))
+    kb = broker(root, keys, env=env)
+    auth_round_trip(kb, emu)
+    check(emu.count(r"GET localhost:\d+/msi/token 200") == 2 and emu.count(r"/metadata/identity") == 0,
+          "with IDENTITY_ENDPOINT and IDENTITY_HEADER, tokens come from the App Service endpoint:\n" + emu.log())
+    d = kb.cli("--json", "doctor", "rsa", check_rc=0).stdout
+    check(b"App Service" in d, "doctor names the flavour: %s" % d)
+    kb.stop()
+    check(IDENTITY_HEADER not in kb.log_text() and IDENTITY_HEADER not in emu.log(), "the header is in no log")
+    # a wrong IDENTITY_HEADER: auth_failed at startup, naming the endpoint
+    kb2 = broker(root, key_section(emu, "rsa", auth="managed_identity"),
+                 env=dict(env, IDENTITY_HEADER="not-the-header"), start=False)
+    check(kb2.start(expect_fail=True) != 0, "a wrong IDENTITY_HEADER stops startup")
+    log = kb2.log_text().split("SIGTERM")[-1]
+    check("/msi/token" in log and "401" in log and "not-the-header" not in log, "names the endpoint:\n" + log)
+    kb2.stop()
+    os.unlink(kb2.log)
+    # an imds_endpoint in the section is more specific than the environment
+    imds = "imds_endpoint = https://localhost:%d/metadata/identity/oauth2/token\n" % emu.port
+    kb3 = broker(root, key_section(emu, "rsa", auth="managed_identity", extra=imds), env=env)
+    auth_round_trip_one(kb3, "rsa")
+    check(emu.count(r"/metadata/identity/oauth2/token 200") == 1, "imds_endpoint wins over IDENTITY_ENDPOINT")
+
+
+def auth_round_trip_one(kb, key):
+    check(unwrap_cold(kb, wrap(kb, key)["blob"]) == DEK, "%s round trip" % key)
+
+
 def write_token(path, token):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -300,21 +332,52 @@ def burst_makes_one_token_request(root):
           (emu.count(r"oauth2/v2.0/token 200") - 1))
 
 
+def throttle(emu, limit, retry_after, window_ms=2000):
+    """A fresh throttle window on vault kv: limit operations per window_ms."""
+    emu.admin("/admin/throttle", {"vault": "kv", "limit": 0})
+    emu.admin("/admin/throttle", {"vault": "kv", "limit": limit, "window_ms": window_ms, "retry_after": retry_after})
+
+
 def faults_429_retried_within_deadline(root):
     emu = Emu(root)
-    kb = broker(root, key_section(emu, "rsa", root=root, timeout="20s", max_retries=30))
+    kb = broker(root, key_section(emu, "rsa", root=root, timeout="10s", max_retries=30))
     blob = wrap(kb, "rsa")["blob"]
     for retry_after in (True, False):
-        emu.admin("/admin/throttle", {"vault": "kv", "limit": 0})
-        time.sleep(0.2)
-        emu.admin("/admin/throttle", {"vault": "kv", "limit": 2, "retry_after": retry_after})
+        throttle(emu, 2, retry_after)
         before = emu.count(r"unwrapkey 429")
         t0 = time.time()
         for _ in range(3):
             check(unwrap_cold(kb, blob) == DEK, "throttled unwraps end in success")
         check(emu.count(r"unwrapkey 429") > before, "the emulator throttled (Retry-After %s)" % retry_after)
-        check(time.time() - t0 < 20, "within the deadline")
+        check(time.time() - t0 < 10, "within the deadline")
     emu.admin("/admin/throttle", {"vault": "kv", "limit": 0})
+
+
+def honours_ms_header(root, header):
+    """One unwrap per 2 s window, the wait named in header: the broker sleeps
+    exactly that long, so each throttled unwrap meets one 429, not a backoff's
+    several, and ends in success within the deadline."""
+    emu = Emu(root)
+    kb = broker(root, key_section(emu, "rsa", root=root, timeout="5s"))
+    blob = wrap(kb, "rsa")["blob"]
+    throttle(emu, 1, header)
+    check(unwrap_cold(kb, blob) == DEK, "the window's one unwrap")
+    for n in range(2):
+        before = emu.count(r"unwrapkey 429")
+        t0 = time.time()
+        check(unwrap_cold(kb, blob) == DEK, "a throttled unwrap ends in success (%s)" % header)
+        took = time.time() - t0
+        check(emu.count(r"unwrapkey 429") - before == 1,
+              "one 429, then the wait %s named: %d 429s" % (header, emu.count(r"unwrapkey 429") - before))
+        check(1.0 < took < 3.0, "waited for the window to end, within the deadline: %.2fs" % took)
+
+
+def faults_429_retry_after_ms_honoured(root):
+    honours_ms_header(root, "retry-after-ms")
+
+
+def faults_429_x_ms_retry_after_ms_honoured(root):
+    honours_ms_header(root, "x-ms-retry-after-ms")
 
 
 def long_outage_is_throttled(root):
@@ -410,9 +473,25 @@ def doctor_passes_healthy_key_and_warns_on_purge_protection(root):
                 "unwrap", "soft delete", "versions"]
         check(list(checks) == want, "the checks in order: %s" % list(checks))
         s = checks.pop("soft delete")
-        check(s["status"] == "warn" and "purge protection" in s["detail"] and s["fix"], "warns: %s" % s)
+        check(s["status"] == "warn" and "purge protection" in s["detail"] and "Recoverable+Purgeable" in s["detail"]
+              and s["fix"], "warns: %s" % s)
         bad = [c for c in checks.values() if c["status"] != "pass"]
         check(not bad, "every other check passes on a healthy key: %s" % bad)
+
+
+def doctor_passes_every_check_with_purge_protection(root):
+    emu = Emu(root, extra_config="[vault:kv]\npurge_protection = yes\n"
+                                 "[mhsm:hsm]\npurge_protection = yes\nsoft_delete_retention_days = 28\n")
+    kb = broker(root, key_section(emu, "rsa", root=root) + key_section(emu, "aes", kind="mhsm", root=root))
+    for key, level, days in (("rsa", "Recoverable", 90), ("aes", "CustomizedRecoverable", 28)):
+        checks = doctor_json(kb, key, 0)
+        bad = [c for c in checks.values() if c["status"] != "pass"]
+        check(len(checks) == 11 and not bad, "every check passes in a purge-protected %s: %s" % (key, bad))
+        s = checks["soft delete"]
+        check(("recoveryLevel %s (%d days)" % (level, days)) in s["detail"] and "purge protection are on" in s["detail"],
+              "soft delete names the level: %s" % s)
+        text = kb.cli("doctor", key, check_rc=0).stdout.decode()
+        check("warn" not in text and "fail" not in text, "the table has no warning:\n" + text)
 
 
 def interop_with_azure_sdk(root):
