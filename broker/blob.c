@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <openssl/sha.h>
+#include "digest.h"
 
 #include "b64.h"
 #include "blob.h"
@@ -26,9 +26,9 @@ int kb_name_valid(const char *s, size_t n)
 
 static void check_of(const char *s, size_t n, char out[CHECK_CHARS + 1])
 {
-	uint8_t md[SHA256_DIGEST_LENGTH];
+	uint8_t md[KB_SHA256_LEN];
 
-	SHA256((const uint8_t *)s, n, md);
+	kb_sha256(s, n, md);
 	kb_b64_encode(md, CHECK_BYTES, out, KB_B64_URL);
 }
 

@@ -18,8 +18,9 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "digest.h"
 
-#define KB_DIGEST_LEN 32
+#define KB_DIGEST_LEN KB_SHA256_LEN
 
 typedef enum kb_evict_cause {
 	KB_EVICT_TTL = 0,

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
+#include "digest.h"
 
 #include "audit.h"
 #include "dispatch.h"
@@ -138,7 +138,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 	kb_err err;
 	int64_t now = w->start_us / 1000;
 
-	SHA256((const uint8_t *)req->blob, req->bloblen, w->digest);
+	kb_sha256((const uint8_t *)req->blob, req->bloblen, w->digest);
 	w->has_digest = true;
 	e = kb_cache_get(&b->cache, w->digest, now);
 	if (e) {
@@ -261,7 +261,7 @@ static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 	}
 	if (kb_blob_decode(req->blob, req->bloblen, &j->blob, &err) != KB_OK)
 		goto fail;
-	SHA256((const uint8_t *)req->blob, req->bloblen, j->digest);
+	kb_sha256((const uint8_t *)req->blob, req->bloblen, j->digest);
 	memcpy(w->digest, j->digest, KB_DIGEST_LEN);
 	w->has_digest = true;
 	if ((src = resolve_blob_key(b, &j->blob, &err)) == NULL)

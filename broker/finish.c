@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/sha.h>
+#include "digest.h"
 
 #include "dispatch.h"
 #include "jobs.h"
@@ -76,7 +76,7 @@ static void cache_result(kb_broker *b, kb_job *j, int64_t now)
 	case KB_OP_REWRAP:
 		if (k == NULL)
 			return;
-		SHA256((const uint8_t *)j->blob_out, strlen(j->blob_out), digest);
+		kb_sha256((const uint8_t *)j->blob_out, strlen(j->blob_out), digest);
 		kb_cache_put(&b->cache, digest, k->index, j->version, j->pt, j->ptlen, k->ttl_ms, now);
 		if (j->op == KB_OP_DATAKEY && k->conf->datakey_max_age_ms > 0) {
 			k->dk.valid = true;
@@ -161,7 +161,7 @@ static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 
 	/* a wrap, datakey or rewrap is recorded under the blob it hands out */
 	if (j->blob_out[0]) {
-		SHA256((const uint8_t *)j->blob_out, strlen(j->blob_out), issued.digest);
+		kb_sha256((const uint8_t *)j->blob_out, strlen(j->blob_out), issued.digest);
 		issued.has_digest = true;
 	}
 	if (!kb_answer_begin(b, w, j->version, j->op == KB_OP_UNWRAP ? 0 : -1, j->err.request_id))
