@@ -101,6 +101,40 @@ def main():
         wrapped = aes_client.wrap_key(KeyWrapAlgorithm.aes_256, dek)
         assert aes_client.unwrap_key(KeyWrapAlgorithm.aes_256, wrapped.encrypted_key).key == dek
         print("managed HSM oct-HSM A256KW round trip: ok")
+
+        # App Service managed identity: the SDK picks it from IDENTITY_ENDPOINT + IDENTITY_HEADER
+        from azure.core.exceptions import ResourceExistsError
+        from azure.identity import ManagedIdentityCredential
+        os.environ["IDENTITY_ENDPOINT"] = "https://localhost:%d/msi/token" % emu.port
+        os.environ["IDENTITY_HEADER"] = "dev-identity-header"
+        mi_keys = KeyClient(vault_url, ManagedIdentityCredential())
+        assert mi_keys.get_key("sdk-rsa").id == rotated.id
+        assert count(emu, r"GET localhost:\d+/msi/token 200 principal=dev-client") == 1
+        print("App Service managed identity (IDENTITY_ENDPOINT): ok")
+
+        # purge protection: the SDK reads recoveryLevel and sees purge refused with 403
+        keys.begin_delete_key("sdk-rsa").wait()
+        deleted = keys.get_deleted_key("sdk-rsa")
+        assert deleted.properties.recovery_level == "Recoverable+Purgeable", deleted.properties.recovery_level
+        try:
+            keys.create_rsa_key("sdk-rsa")
+            raise AssertionError("a soft-deleted name was reused")
+        except ResourceExistsError:
+            pass
+        print("soft delete, recoveryLevel: ok")
+    with Emulator(config=CONFIG.replace("[vault:dev]", "[vault:dev]\npurge_protection = yes")) as emu:
+        os.environ["REQUESTS_CA_BUNDLE"] = emu.ca
+        keys = KeyClient("https://dev.vault.localhost:%d" % emu.port, credential(emu, "dev-client", "dev-secret"))
+        key = keys.create_rsa_key("kept")
+        assert key.properties.recovery_level == "Recoverable" and key.properties.recoverable_days == 90
+        keys.begin_delete_key("kept").wait()
+        try:
+            keys.purge_deleted_key("kept")
+            raise AssertionError("purge succeeded under purge protection")
+        except HttpResponseError as e:
+            assert e.status_code == 403 and "purge protection" in e.error.message, (e.status_code, e.error)
+        keys.begin_recover_deleted_key("kept").wait()
+        print("purge protection -> recoveryLevel Recoverable, purge HttpResponseError 403: ok")
     print("SDK conformance: all ok")
 
 
