@@ -31,6 +31,9 @@ struct pending {
 	struct timespec start;
 };
 
+/* how far over max_body a declared body may be and still be read (and dropped) */
+#define DRAIN_MAX (1u << 20)
+
 static struct MHD_Daemon *front;
 
 int emu_listen_addr(const char *s, struct sockaddr_storage *ss)
@@ -248,8 +251,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return MHD_NO;
 		clock_gettime(CLOCK_MONOTONIC, &pd->start);
 		*con_cls = pd;
-		if (cl && strtoull(cl, NULL, 10) > ep->w->cfg.max_body) {
-			/* answer before reading a body we would throw away */
+		if (cl && strtoull(cl, NULL, 10) > ep->w->cfg.max_body + DRAIN_MAX) {
+			/*
+			 * answer before reading a body we would throw away; a body
+			 * at most DRAIN_MAX over the limit is read and dropped
+			 * instead, so a client still sending it reads the 413
+			 * rather than a reset
+			 */
 			emu_reply_init(&rep);
 			emu_error(&rep, 413, "RequestEntityTooLarge", NULL,
 				  "The request body is larger than %zu bytes.", ep->w->cfg.max_body);

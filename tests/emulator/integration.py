@@ -297,6 +297,7 @@ def case_bad_input():
             ("unknown alg", {"alg": "ROT13", "value": "AAAA"}, 400, "BadParameter"),
             ("bad base64url", {"alg": "RSA-OAEP", "value": "a+b/c"}, 400, "BadParameter"),
             ("garbage ciphertext", {"alg": "RSA-OAEP", "value": b64u(b"x" * 256)}, 400, "BadParameter"),
+            # read and dropped, so the client that is still sending sees the 413
             ("body over the limit", json.dumps({"alg": "RSA-OAEP", "value": "A" * 70000}), 413,
              "RequestEntityTooLarge"),
         ]
@@ -304,6 +305,14 @@ def case_bad_input():
             st, _, d = emu.request("POST", emu.host(), kid + "/unwrapkey" + API, body, tok,
                                    conn=None if want == 413 else conn)
             check(st == want and d["error"]["code"] == code, what, st, d)
+        # a body declared far over the limit is answered at once, before it is sent
+        with socket.create_connection(("127.0.0.1", emu.port)) as raw:
+            with emu.ctx.wrap_socket(raw, server_hostname="dev.vault.localhost") as tls:
+                tls.sendall(("POST %s/unwrapkey%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                             "Content-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
+                             % (kid, API, emu.host(), tok)).encode())
+                head = tls.recv(4096).decode(errors="replace")
+        check(head.startswith("HTTP/1.1 413"), "early 413", head[:80])
         st, _, d = emu.request("GET", emu.host(), "/keys/bad_name!" + API, token=tok)
         check(st == 400, "bad key name", st, d)
         st, _, d = emu.request("GET", "evil.example:%d" % emu.port, "/keys" + API, token=tok, conn=conn)
