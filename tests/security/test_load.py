@@ -203,7 +203,8 @@ def hostile_load_leaves_honest_clients_unharmed(root):
     check(stats["big_refused"] >= 1, "10 MB lines were refused: %s" % stats)
     check(stats["slowloris_closed"] >= 100, "slowloris connections were closed by client_timeout: %s" % stats)
     check(stats["nonreader_closed"] >= 1, "the non-reader was closed by client_timeout: %s" % stats)
-    check(kb.proc.poll() is None, "the daemon is running")
+    check(kb.proc.poll() is None, "the daemon is running (it exited with %s)" % kb.proc.returncode)
+    check(kb.ok({"op": "status"})["ok"], "the daemon still serves")
     print("hostile load: honest requests %s, slowest %.3f s, %s" % (done, slowest, stats))
 
 
