@@ -47,6 +47,7 @@ typedef struct server {
 	bool activated;     /* the socket came from systemd */
 	const char *path;
 	kb_conn *conns;
+	kb_conn *dead;          /* unreferenced, freed after the current batch of events */
 	uint64_t next_serial;
 	bool stopping;
 	int64_t stop_deadline_ms;
@@ -84,14 +85,37 @@ static void conn_close(server *s, kb_conn *c)
 	kb_conn_unref(s->b, c);
 }
 
+static void conn_free(kb_conn *c)
+{
+	kb_buf_free(&c->in);
+	kb_buf_free(&c->out);
+	free(c);
+}
+
 void kb_conn_unref(kb_broker *b, kb_conn *c)
 {
 	(void)b;
 	if (--c->refs > 0)
 		return;
-	kb_buf_free(&c->in);
-	kb_buf_free(&c->out);
-	free(c);
+	/*
+	 * epoll may have handed the loop more events for c in the batch it is
+	 * working through: c stays (closed, fd -1) until the batch is done.
+	 */
+	if (the_server) {
+		c->next = the_server->dead;
+		the_server->dead = c;
+	} else {
+		conn_free(c);
+	}
+}
+
+static void bury_dead(server *s)
+{
+	while (s->dead) {
+		kb_conn *c = s->dead;
+		s->dead = c->next;
+		conn_free(c);
+	}
 }
 
 void kb_conn_send(kb_broker *b, kb_conn *c)
@@ -559,6 +583,7 @@ static void loop_once(server *s)
 				read_conn(s, c);
 		}
 	}
+	bury_dead(s);
 }
 
 kb_code kb_server_run(kb_broker *b, kb_err *err)
@@ -582,6 +607,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	if (!drained(&s))
 		kb_warn("gave up waiting for requests in flight after %d s", DRAIN_DEADLINE_MS / 1000);
 	teardown(&s);
+	bury_dead(&s);
 	the_server = NULL;
 	return KB_OK;
 }
