@@ -394,6 +394,6 @@ int emu_admin_start(struct emu_world *w, const char *addr, unsigned *port, char 
 void emu_admin_stop(void)
 {
 	if (admin)
-		MHD_stop_daemon(admin);
+		emu_http_stop(admin);
 	admin = NULL;
 }

@@ -334,6 +334,24 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 }
 
+/* the endpoint of each running daemon, freed when it stops (front and admin) */
+static struct {
+	struct MHD_Daemon *d;
+	struct endpoint *ep;
+} running[4];
+
+void emu_http_stop(struct MHD_Daemon *d)
+{
+	MHD_stop_daemon(d);
+	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {
+		if (running[i].d == d) {
+			free(running[i].ep);
+			running[i].d = NULL;
+			running[i].ep = NULL;
+		}
+	}
+}
+
 struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const char *cert,
 				  const char *key, emu_handler handler, const char *log_tag,
 				  unsigned *port, char *err, size_t errlen)
@@ -372,6 +390,13 @@ struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const c
 		free(ep);
 		return NULL;
 	}
+	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {
+		if (running[i].d == NULL) {
+			running[i].d = d;
+			running[i].ep = ep;
+			break;
+		}
+	}
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	*port = info ? info->port : 0;
 	return d;
@@ -386,7 +411,7 @@ int emu_server_start(struct emu_world *w, const char *cert, const char *key, cha
 void emu_server_stop(void)
 {
 	if (front) {
-		MHD_stop_daemon(front);
+		emu_http_stop(front);
 		front = NULL;
 	}
 }

@@ -40,4 +40,7 @@ struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const c
 				  const char *key, emu_handler handler, const char *log_tag,
 				  unsigned *port, char *err, size_t errlen);
 
+/* emu_http_stop stops a daemon started by emu_http_serve and frees what it held. */
+void emu_http_stop(struct MHD_Daemon *d);
+
 #endif
