@@ -26,6 +26,12 @@ void kb_pool_submit(kb_pool *p, kb_job *j);
 kb_job *kb_pool_take_done(kb_pool *p);
 
 /*
+ * kb_pool_should_spin tells the loop that a job it is waiting for may finish
+ * within microseconds and a CPU is free, so polling beats sleeping.
+ */
+bool kb_pool_should_spin(const kb_pool *p);
+
+/*
  * kb_pool_stop lets the workers finish the queue, joins and frees them, and
  * returns the jobs they finished that the loop has not taken (a list).
  */

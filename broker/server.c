@@ -51,6 +51,7 @@ typedef struct server {
 	uint64_t next_serial;
 	bool stopping;
 	int64_t stop_deadline_ms;
+	int64_t spin_until_us;  /* end of the current polling spell, or 0 */
 } server;
 
 static server *the_server; /* the one loop; kb_conn_send needs it from dispatch */
@@ -558,7 +559,19 @@ static void teardown(server *s)
 static void loop_once(server *s)
 {
 	struct epoll_event evs[64];
-	int n = epoll_wait(s->epfd, evs, 64, s->stopping ? 100 : -1);
+	int timeout = s->stopping ? 100 : -1;
+	int n;
+
+	/* poll, not sleep, for a short while when a job may finish any moment (pool.c) */
+	if (kb_pool_should_spin(s->b->pool)) {
+		if (s->spin_until_us == 0)
+			s->spin_until_us = kb_now_us() + 150;
+		if (kb_now_us() < s->spin_until_us)
+			timeout = 0;
+	}
+	n = epoll_wait(s->epfd, evs, 64, timeout);
+	if (n > 0)
+		s->spin_until_us = 0;
 
 	for (int i = 0; i < n; i++) {
 		uint64_t tag = evs[i].data.u64;
