@@ -152,7 +152,7 @@ static int parse(int argc, char **argv, opts *o)
 	int ch;
 
 	*o = (opts){ .rsa_key = "rsa", .rsa_label = "rsa-kek", .aes_key = "aes", .aes_label = "aes-kek",
-		     .az_alg = "RSA-OAEP", .duration = 3, .warmup = 0.2, .rounds = 3, .runs = 3, .size = 32 };
+		     .az_alg = "RSA-OAEP-256", .duration = 3, .warmup = 0.2, .rounds = 3, .runs = 3, .size = 32 };
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 's': o->socket = optarg; break;

@@ -32,6 +32,13 @@ typedef struct https_conn {
 	char buf[65536];
 } https_conn;
 
+static int is_localhost(const char *host)
+{
+	size_t n = strlen(host);
+
+	return strcmp(host, "localhost") == 0 || (n > 10 && strcmp(host + n - 10, ".localhost") == 0);
+}
+
 static int https_open(void *arg, int client, void **conn, char *err, size_t errlen)
 {
 	https_bench *h = arg;
@@ -42,7 +49,8 @@ static int https_open(void *arg, int client, void **conn, char *err, size_t errl
 		return -1;
 	c->h = h;
 	c->fd = -1;
-	if (getaddrinfo(h->host, h->port, &hints, &ai) != 0 ||
+	/* names under .localhost are loopback (RFC 6761), as curl and the broker's libcurl treat them */
+	if (getaddrinfo(is_localhost(h->host) ? "127.0.0.1" : h->host, h->port, &hints, &ai) != 0 ||
 	    (c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 		snprintf(err, errlen, "cannot connect to %s:%s", h->host, h->port);
@@ -154,9 +162,10 @@ https_bench *https_bench_new(const char *key_url, const char *token_file, const 
 	token[strcspn(token, "\r\n")] = '\0';
 	ct64[kb_b64_encode(ct, ctlen, ct64, KB_B64_URL)] = '\0';
 	n = snprintf(body, sizeof(body), "{\"alg\":\"%s\",\"value\":\"%s\"}", alg, ct64);
-	if (asprintf(&h->req, "POST %s/unwrapkey?api-version=7.4 HTTP/1.1\r\nHost: %s\r\n"
+	if (asprintf(&h->req, "POST %s/unwrapkey?api-version=7.4 HTTP/1.1\r\nHost: %s%s%s\r\n"
 		     "Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-		     "Connection: keep-alive\r\n\r\n%s", path, h->host, token, n, body) < 0) {
+		     "Connection: keep-alive\r\n\r\n%s", path, h->host, strcmp(h->port, "443") ? ":" : "",
+		     strcmp(h->port, "443") ? h->port : "", token, n, body) < 0) {
 		free(h);
 		return NULL;
 	}
