@@ -77,6 +77,14 @@ int cli_connect(cli *c);
  */
 int cli_finish(const cli *c, kb_code code, const kb_error *err);
 
+/*
+ * cli_finish_result ends a call that filled res, as cli_finish does; on
+ * success without --json it first prints text (a field of res, the call's
+ * answer) on a line of its own. Clears res.
+ */
+int cli_finish_result(const cli *c, kb_code code, const kb_error *err, kb_result *res,
+		      const char *text);
+
 /* cli_fail prints "keybroker: CODE: message" for a failure found by the CLI itself; returns CLI_EXIT_BROKER. */
 int cli_fail(kb_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -25,7 +25,8 @@ static int show_json(cli *c, kb_code code, kb_error *err, char *json)
 	return CLI_EXIT_OK;
 }
 
-static int run_status(cli *c)
+/* run_show serves status, and get KEY (the one with an argument). */
+static int run_show(cli *c)
 {
 	kb_error err;
 	kb_code code;
@@ -34,7 +35,10 @@ static int run_status(cli *c)
 
 	if (r != CLI_EXIT_OK)
 		return r;
-	code = kb_status(c->kc, &json, &err);
+	if (c->nargs == 0)
+		code = kb_status(c->kc, &json, &err);
+	else
+		code = kb_get(c->kc, c->args[0], &json, &err);
 	return show_json(c, code, &err, json);
 }
 
@@ -44,21 +48,8 @@ const cli_cmd cli_status = {
 	.summary = "show the broker's version, uptime, cache, keys and counters",
 	.help = "Prints the status response as a list, then the keys as a table.\n\n"
 		"example:\n  keybroker status\n  keybroker status --json | jq .cache\n",
-	.run = run_status,
+	.run = run_show,
 };
-
-static int run_get(cli *c)
-{
-	kb_error err;
-	kb_code code;
-	char *json;
-	int r = cli_connect(c);
-
-	if (r != CLI_EXIT_OK)
-		return r;
-	code = kb_get(c->kc, c->args[0], &json, &err);
-	return show_json(c, code, &err, json);
-}
 
 const cli_cmd cli_get = {
 	.name = "get",
@@ -68,7 +59,7 @@ const cli_cmd cli_get = {
 		"RSA keys the public key in PEM.\n\n"
 		"example:\n  keybroker get rsa\n",
 	.min_args = 1, .max_args = 1,
-	.run = run_get,
+	.run = run_show,
 };
 
 static int run_rotate(cli *c)
@@ -81,10 +72,7 @@ static int run_rotate(cli *c)
 	if (r != CLI_EXIT_OK)
 		return r;
 	code = kb_rotate(c->kc, c->args[0], &res, &err);
-	if (code == KB_OK && !c->json)
-		printf("%s\n", res.version);
-	kb_result_clear(&res);
-	return cli_finish(c, code, &err);
+	return cli_finish_result(c, code, &err, &res, res.version);
 }
 
 const cli_cmd cli_rotate = {

@@ -80,10 +80,7 @@ static int run_wrap(cli *c)
 	}
 	code = kb_wrap(c->kc, c->args[0], cli_optval(c, "alg"), pt, n, &res, &err);
 	out_wipe_free(pt, n);
-	if (code == KB_OK && !c->json)
-		printf("%s\n", res.blob);
-	kb_result_clear(&res);
-	return cli_finish(c, code, &err);
+	return cli_finish_result(c, code, &err, &res, res.blob);
 }
 
 const cli_cmd cli_wrap = {
@@ -244,10 +241,7 @@ static int run_rewrap(cli *c)
 	if ((r = cli_connect(c)) != CLI_EXIT_OK)
 		goto done;
 	code = kb_rewrap(c->kc, blob, cli_optval(c, "key"), &res, &err);
-	if (code == KB_OK && !c->json)
-		printf("%s\n", res.blob);
-	kb_result_clear(&res);
-	r = cli_finish(c, code, &err);
+	r = cli_finish_result(c, code, &err, &res, res.blob);
 done:
 	out_wipe_free(buf, n);
 	return r;

@@ -135,6 +135,15 @@ int cli_finish(const cli *c, kb_code code, const kb_error *err)
 	return CLI_EXIT_OK;
 }
 
+int cli_finish_result(const cli *c, kb_code code, const kb_error *err, kb_result *res,
+		      const char *text)
+{
+	if (code == KB_OK && !c->json)
+		printf("%s\n", text);
+	kb_result_clear(res);
+	return cli_finish(c, code, err);
+}
+
 /* find_opt looks name (long) or short up in opts[0..n); -1 if absent. */
 static int find_opt(const cli_opt *opts, int n, const char *name, size_t len, char short_name)
 {
