@@ -264,7 +264,7 @@ static void too_large(server *s, kb_conn *c)
 		update_events(s, c);
 }
 
-static void read_conn(server *s, kb_conn *c)
+static void read_conn(server *s, kb_conn *c, bool hangup)
 {
 	size_t max = s->b->cfg->max_request_bytes;
 	size_t scanned = c->in.len, start = 0;
@@ -276,8 +276,18 @@ static void read_conn(server *s, kb_conn *c)
 	}
 	/* never read further into a line than the limit allows */
 	n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+	if (n == 0 && !hangup && (c->inflight > 0 || c->out.len > 0)) {
+		/*
+		 * The peer is done sending (shutdown(SHUT_WR), as `echo ... | socat`
+		 * does) but still reads: answer what it asked, then close.
+		 */
+		c->close_after_flush = true;
+		kb_buf_consume(&c->in, c->in.len);
+		update_events(s, c);
+		return;
+	}
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-		/* the peer closed: answers still owed have nowhere to go */
+		/* the peer is gone, or owed nothing: close */
 		conn_close(s, c);
 		return;
 	}
@@ -593,7 +603,7 @@ static void loop_once(server *s)
 			if (c->fd >= 0 && (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 				kb_conn_send(s->b, c);
 			if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-				read_conn(s, c);
+				read_conn(s, c, (evs[i].events & (EPOLLHUP | EPOLLERR)) != 0);
 		}
 	}
 	bury_dead(s);

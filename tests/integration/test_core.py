@@ -298,6 +298,27 @@ def pipelined_requests_match_by_id(root):
     check(len(seen) == 50, "every pipelined request answered once")
 
 
+def half_closed_client_gets_its_answers(root):
+    """A client that sends its requests and then shuts down its sending side (as
+    `echo ... | socat - UNIX-CONNECT:...` does in docs/protocol.md) still gets every answer,
+    including those that wait for the token."""
+    import socket as sk
+    _, kb = setup(root)
+    blob = kb.ok({"op": "wrap", "key": "rsa", "plaintext": b64(b"k" * 32)})["blob"]
+    kb.ok({"op": "flush"})
+    c = Conn(kb.sock)
+    c.send({"id": 1, "op": "datakey", "key": "aes"})
+    c.send({"id": 2, "op": "unwrap", "blob": blob})
+    c.send({"id": 3, "op": "status"})
+    c.s.shutdown(sk.SHUT_WR)
+    got = {c.read_line()["id"] for _ in range(3)}
+    check(got == {1, 2, 3}, "every answer arrives after the half-close: %s" % got)
+    check(c.s.recv(1) == b"", "then the broker closes")
+    p = subprocess.run(["socat", "-", "UNIX-CONNECT:" + kb.sock],
+                       input=b'{"id":9,"op":"datakey","key":"rsa"}\n', capture_output=True, timeout=30)
+    check(b'"id":9,"ok":true' in p.stdout, "the socat example of docs/protocol.md works: %r" % p.stdout)
+
+
 def libkeybroker_round_trip(root):
     _, kb = setup(root)
     exe = os.environ["KB_LIBKB_TEST"]
