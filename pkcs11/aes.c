@@ -14,27 +14,42 @@
 
 static CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
 
+static CK_OBJECT_CLASS secret_class = CKO_SECRET_KEY;
+static CK_KEY_TYPE generic = CKK_GENERIC_SECRET;
+static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+
+#define TRANSIENT_MAX 6
+
+/*
+ * transient fills t with the template of the session object a DEK passes
+ * through: a generic secret, not on the token, readable, with value when
+ * given (wrap) and without (unwrap, where the token sets it). Returns the count.
+ */
+static CK_ULONG transient(CK_ATTRIBUTE t[TRANSIENT_MAX], const uint8_t *value, size_t len)
+{
+	CK_ULONG n = 0;
+
+	t[n++] = (CK_ATTRIBUTE){ CKA_CLASS, &secret_class, sizeof(secret_class) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, &generic, sizeof(generic) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_TOKEN, &no, sizeof(no) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &no, sizeof(no) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, &yes, sizeof(yes) };
+	if (value)
+		t[n++] = (CK_ATTRIBUTE){ CKA_VALUE, (void *)value, len };
+	return n;
+}
+
 /* kwp_wrap wraps pt under v through a transient session object. */
 static kb_code kwp_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *pt, size_t ptlen,
 			uint8_t *ct, size_t *ctlen, kb_err *err)
 {
 	CK_FUNCTION_LIST *f = c->key->f;
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_TOKEN, &no, sizeof(no) },
-		{ CKA_SENSITIVE, &no, sizeof(no) },
-		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
-		{ CKA_VALUE, (void *)pt, ptlen },
-	};
+	CK_ATTRIBUTE t[TRANSIENT_MAX];
 	CK_OBJECT_HANDLE obj;
 	CK_ULONG n = *ctlen;
 	CK_RV rv;
 
-	rv = f->C_CreateObject(c->h, t, sizeof(t) / sizeof(t[0]), &obj);
+	rv = f->C_CreateObject(c->h, t, transient(t, pt, ptlen), &obj);
 	if (rv != CKR_OK)
 		return kb_p11_fail(c, "C_CreateObject", rv, err);
 	rv = f->C_WrapKey(c->h, &kwp, v->key, obj, ct, &n);
@@ -50,21 +65,12 @@ static kb_code kwp_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t
 			  uint8_t *pt, size_t *ptlen, kb_err *err)
 {
 	CK_FUNCTION_LIST *f = c->key->f;
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_TOKEN, &no, sizeof(no) },
-		{ CKA_SENSITIVE, &no, sizeof(no) },
-		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
-	};
+	CK_ATTRIBUTE t[TRANSIENT_MAX];
 	CK_ATTRIBUTE val = { CKA_VALUE, pt, *ptlen };
 	CK_OBJECT_HANDLE obj;
 	CK_RV rv;
 
-	rv = f->C_UnwrapKey(c->h, &kwp, v->key, (CK_BYTE *)ct, ctlen, t, sizeof(t) / sizeof(t[0]), &obj);
+	rv = f->C_UnwrapKey(c->h, &kwp, v->key, (CK_BYTE *)ct, ctlen, t, transient(t, NULL, 0), &obj);
 	if (rv != CKR_OK)
 		return kb_p11_fail(c, "C_UnwrapKey", rv, err);
 	rv = f->C_GetAttributeValue(c->h, obj, &val, 1);
