@@ -15,8 +15,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#define USAGE "usage: kb-bench-echo SOCKET\n" \
+	"Floor A of bench/compare: answers each line \"LEN ...\" on the Unix socket\n" \
+	"SOCKET with LEN bytes, until SIGTERM or SIGINT. A stale socket at SOCKET is\n" \
+	"replaced; any other file there is left alone and refused.\n"
 
 #define BUF_CAP 65536
 
@@ -94,10 +100,20 @@ int main(int argc, char **argv)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct epoll_event ev = { .events = EPOLLIN }, evs[64];
 	struct sigaction act = { .sa_handler = on_signal };
+	struct stat st;
 	int lfd, ep;
 
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		fputs(USAGE, stdout);
+		return 0;
+	}
+	if (argc == 2 && argv[1][0] == '-') {
+		fprintf(stderr, "kb-bench-echo: unknown option %s\n" USAGE, argv[1]);
+		return 2;
+	}
 	if (argc != 2 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "usage: kb-bench-echo SOCKET\n");
+		fprintf(stderr, "kb-bench-echo: %s\n" USAGE,
+			argc != 2 ? "give one SOCKET path" : "SOCKET path is too long for a Unix socket");
 		return 2;
 	}
 	memset(reply, 'x', sizeof(reply));
@@ -105,7 +121,9 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &act, NULL);
 	sigaction(SIGINT, &act, NULL);
 	memcpy(sa.sun_path, argv[1], strlen(argv[1]) + 1);
-	unlink(argv[1]);
+	/* only a socket (a previous run's) is ours to replace */
+	if (lstat(argv[1], &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(argv[1]);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, SOMAXCONN) != 0) {
 		fprintf(stderr, "kb-bench-echo: cannot listen on %s: %s\n", argv[1], strerror(errno));
@@ -172,6 +190,7 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	unlink(argv[1]);
+	if (lstat(argv[1], &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(argv[1]);
 	return 0;
 }
