@@ -126,14 +126,47 @@ static void skip_series(bench_series *all, int runs, int i, const char *why)
 	}
 }
 
+/* usage lists the options and, from defs and ratios, every series and ratio this run measures. */
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kb-bench-compare --socket S --echo S --module SO --token LABEL --pin-file F\n"
-		"         [--peer-module p11-kit-client.so] [--rsa-key rsa] [--rsa-label rsa-kek]\n"
-		"         [--aes-key aes] [--aes-label aes-kek] [--duration S] [--rounds N] [--runs N]\n"
-		"         [--warmup S] [--size BYTES] [--json FILE] [--csv FILE] [--plot FILE.svg]\n"
-		"         [--azure-key NAME --azure-url URL --azure-token-file F [--azure-ca F] [--azure-alg ALG]]\n"
-		"Run through bench/compare, which starts everything this needs (docs/BENCHMARKS.md).\n");
+		"         [options]\n"
+		"Run through bench/compare, which starts everything this needs (docs/BENCHMARKS.md).\n\n"
+		"what bench/compare sets up:\n"
+		"  --socket S            keybrokerd's socket\n"
+		"  --echo S              kb-bench-echo's socket (floor A)\n"
+		"  --module SO           the token's PKCS#11 module (floor B)\n"
+		"  --token LABEL         the token's label\n"
+		"  --pin-file F          the token's user PIN file\n"
+		"  --peer-module SO      p11-kit-client.so (the peer); without it the peer series are skipped\n"
+		"  --rsa-key NAME        the broker's RSA key (default rsa), token label --rsa-label (rsa-kek)\n"
+		"  --aes-key NAME        the broker's AES key (default aes), token label --aes-label (aes-kek)\n\n"
+		"how long and how often:\n"
+		"  --duration S          seconds per series per run, split over the rounds (default 3)\n"
+		"  --rounds N            rounds per run, each running every series once (default 3)\n"
+		"  --runs N              runs; each ratio is the median over the runs (default 3)\n"
+		"  --warmup S            unmeasured seconds before each series' window (default 0.2)\n"
+		"  --size BYTES          DEK size, 1 to 190 (default 32)\n\n"
+		"output:\n"
+		"  --json FILE           every series of every run and the ratios as JSON\n"
+		"  --csv FILE            one row per series and run\n"
+		"  --plot FILE.svg       the latency CDF of each series\n\n"
+		"Azure (else those series are skipped with a note):\n"
+		"  --azure-key NAME      the broker's azure key\n"
+		"  --azure-url URL       its versioned key URL, for the raw HTTPS series\n"
+		"  --azure-token-file F  a bearer token for the raw series\n"
+		"  --azure-ca F          the CA of the key host (akv-emulator's tls/ca.pem)\n"
+		"  --azure-alg ALG       the unwrap algorithm (default RSA-OAEP-256)\n\n"
+		"series (clients):\n");
+	for (int i = 0; i < S_COUNT; i++)
+		fprintf(f, "  %-32s %d\n", defs[i].name, defs[i].clients);
+	fprintf(f, "\nratios (target):\n");
+	for (size_t i = 0; i < NRATIOS; i++) {
+		if (ratios[i].c == INFO)
+			fprintf(f, "  %s\n", ratios[i].name);
+		else
+			fprintf(f, "  %-52s %s %g\n", ratios[i].name, cmp_name(ratios[i].c), ratios[i].target);
+	}
 }
 
 static int parse(int argc, char **argv, opts *o)

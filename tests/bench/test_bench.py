@@ -91,5 +91,17 @@ def compare_plot_has_one_path_per_series(root):
     check(b"ratio" in p.stdout and b"median" in p.stdout, "a ratio table is printed")
 
 
+def compare_help_lists_its_series_and_options(root):
+    p = subprocess.run([os.path.join(SRC, "bench", "compare"), "--build", BUILD, "--help"],
+                       capture_output=True, timeout=60)
+    out = p.stdout.decode()
+    check(p.returncode == 0, "bench/compare --help exits 0: %d %s" % (p.returncode, p.stderr))
+    for want in ("--build DIR", "--out DIR", "--duration S", "--rounds N", "--runs N", "--warmup S",
+                 "--size BYTES", "--azure-key NAME", "floor A: echo, rsa sizes", "floor B: in-process AES",
+                 "keybroker unwrap-miss rsa", "peer: p11-kit server RSA", "Azure: raw HTTPS unwrapkey",
+                 "cached unwrap p50 / echo p50"):
+        check(want in out, "bench/compare --help lacks %r:\n%s" % (want, out))
+
+
 if __name__ == "__main__":
     run(globals())
