@@ -117,9 +117,12 @@ int cli_connect(cli *c)
 {
 	kb_error err;
 
-	if (kb_client_connect(c->socket, &c->kc, &err) != KB_OK)
-		return cli_fail(err.code, "%s", err.message);
-	return CLI_EXIT_OK;
+	if (kb_client_connect(c->socket, &c->kc, &err) == KB_OK)
+		return CLI_EXIT_OK;
+	/* the library names its own knobs; the CLI adds its own */
+	if (c->socket == NULL)
+		return cli_fail(err.code, "%s\nkeybroker: -s PATH names another socket", err.message);
+	return cli_fail(err.code, "%s", err.message);
 }
 
 int cli_finish(const cli *c, kb_code code, const kb_error *err)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,22 +91,50 @@ int kb_default_socket(char *buf, size_t cap)
 	return n;
 }
 
-/* connect_hint says what a failed connect(2) most likely means for the user. */
-static const char *connect_hint(int e)
+/*
+ * connect_failure explains a failed connect(2) to path (errno e) by what is
+ * there: connect says "Connection refused" for a directory or a regular file
+ * as for a socket nobody listens on, and the fix differs.
+ */
+static kb_code connect_failure(kb_error *err, const char *path, int e)
 {
+	struct stat st;
+	int se;
+
+	if (stat(path, &st) != 0) {
+		se = errno;
+		if (se == ENOENT)
+			return kbc_error(err, KB_E_IO, "cannot connect to %s: %s; is keybrokerd "
+					 "running?", path, strerror(se));
+		if (se == EACCES)
+			return kbc_error(err, KB_E_IO, "cannot connect to %s: %s on a directory "
+					 "above it; this user may not reach the socket", path,
+					 strerror(se));
+		return kbc_error(err, KB_E_IO, "cannot connect to %s: %s", path, strerror(se));
+	}
+	if (S_ISDIR(st.st_mode))
+		return kbc_error(err, KB_E_IO, "cannot connect to %s: it is a directory, not a "
+				 "socket; name keybrokerd's socket file ([broker] socket in its "
+				 "config)", path);
+	if (!S_ISSOCK(st.st_mode))
+		return kbc_error(err, KB_E_IO, "cannot connect to %s: it is a %s, not a socket; "
+				 "name keybrokerd's socket file ([broker] socket in its config)",
+				 path, S_ISREG(st.st_mode) ? "regular file" : "special file");
 	switch (e) {
-	case ENOENT:
 	case ECONNREFUSED:
-		return "is keybrokerd running? Start it, or point -s/--socket or "
-		       KB_SOCKET_ENV " at its socket";
+		return kbc_error(err, KB_E_IO, "cannot connect to %s: %s: no one listens on "
+				 "this socket (left by a keybrokerd that stopped?); is keybrokerd "
+				 "running?", path, strerror(e));
 	case EACCES:
 	case EPERM:
-		return "this user may not open the socket; check its mode and group "
-		       "([broker] socket_mode)";
+		return kbc_error(err, KB_E_IO, "cannot connect to %s: %s; this user may not "
+				 "open the socket; check its mode and group ([broker] socket_mode)",
+				 path, strerror(e));
 	case EAGAIN:
-		return "keybrokerd is not accepting connections fast enough; retry";
+		return kbc_error(err, KB_E_IO, "cannot connect to %s: %s; keybrokerd is not "
+				 "accepting connections fast enough; retry", path, strerror(e));
 	default:
-		return "check the socket path";
+		return kbc_error(err, KB_E_IO, "cannot connect to %s: %s", path, strerror(e));
 	}
 }
 
@@ -126,7 +155,7 @@ kb_code kb_client_connect(const char *socket_path, kb_client **out, kb_error *er
 			if (kb_default_socket(def, sizeof(def)) < 0)
 				return kbc_error(err, KB_E_IO, "the default socket path "
 						 KB_DEFAULT_SOCKET " is too long; set "
-						 KB_SOCKET_ENV " or pass a path");
+						 KB_SOCKET_ENV " or pass a path to kb_client_connect()");
 			path = def;
 		}
 	}
@@ -164,8 +193,16 @@ kb_code kb_client_connect(const char *socket_path, kb_client **out, kb_error *er
 		r = errno;
 		close(c->fd);
 		free(c);
-		return kbc_error(err, KB_E_IO, "cannot connect to %s: %s; %s", path, strerror(r),
-				 connect_hint(r));
+		connect_failure(err, path, r);
+		/* a path the caller did not give: say where it came from */
+		if (err != NULL && socket_path == NULL) {
+			size_t m = strlen(err->message);
+
+			snprintf(err->message + m, sizeof(err->message) - m, " (%s)",
+				 path == def ? "the default socket; " KB_SOCKET_ENV " names another"
+					     : "from $" KB_SOCKET_ENV);
+		}
+		return KB_E_IO;
 	}
 	*out = c;
 	kbc_error(err, KB_OK, "%s", "");

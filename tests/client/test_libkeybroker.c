@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -388,6 +390,127 @@ static void missing_socket_is_io_error_suggesting_keybrokerd(void **state)
 	assert_non_null(strstr(err.message, "is keybrokerd running?"));
 }
 
+/* connect_error connects to path and returns the error's message (a static copy). */
+static const char *connect_error(const char *path)
+{
+	static kb_error err;
+	kb_client *c = (kb_client *)&c;
+
+	assert_int_equal(kb_client_connect(path, &c, &err), KB_E_IO);
+	assert_null(c);
+	return err.message;
+}
+
+static void socket_path_that_is_a_directory_says_so(void **state)
+{
+	char dir[] = "/tmp/kbtest-XXXXXX";
+	const char *m;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	m = connect_error(dir);
+	rmdir(dir);
+	assert_non_null(strstr(m, dir));
+	assert_non_null(strstr(m, "is a directory, not a socket"));
+	assert_null(strstr(m, "refused"));
+}
+
+static void socket_path_that_is_a_file_says_it_is_not_a_socket(void **state)
+{
+	char dir[] = "/tmp/kbtest-XXXXXX", file[64], fifo[64];
+	const char *m;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/file", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_non_null(f = fopen(file, "w"));
+	fclose(f);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	m = connect_error(file);
+	assert_non_null(strstr(m, "is a regular file, not a socket"));
+	m = connect_error(fifo);
+	assert_non_null(strstr(m, "is a special file, not a socket"));
+	unlink(file);
+	unlink(fifo);
+	rmdir(dir);
+}
+
+static void socket_no_one_listens_on_says_so(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[] = "/tmp/kbtest-XXXXXX";
+	const char *m;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/kb.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);  /* bound, never listening */
+	m = connect_error(sa.sun_path);
+	close(fd);
+	unlink(sa.sun_path);
+	rmdir(dir);
+	assert_non_null(strstr(m, "no one listens on this socket"));
+	assert_non_null(strstr(m, "is keybrokerd running?"));
+}
+
+static void socket_under_an_unsearchable_directory_is_permission_denied(void **state)
+{
+	char dir[] = "/tmp/kbtest-XXXXXX", path[64], m[KB_ERROR_MESSAGE_MAX] = "";
+	int fds[2], st;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/kb.sock", dir);
+	assert_int_equal(chmod(dir, 0600), 0);
+	assert_int_equal(pipe(fds), 0);
+	/* root searches any directory: as root, connect from a child that is nobody */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		kb_client *c = NULL;
+		kb_error err = { 0 };
+
+		if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+			_exit(3);
+		kb_client_connect(path, &c, &err);
+		_exit(write(fds[1], err.message, strlen(err.message)) > 0 ? 0 : 4);
+	}
+	close(fds[1]);
+	assert_true(read(fds[0], m, sizeof(m) - 1) > 0);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	rmdir(dir);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_non_null(strstr(m, strerror(EACCES)));
+	assert_non_null(strstr(m, "may not reach the socket"));
+}
+
+static void library_messages_name_the_env_var_not_cli_flags(void **state)
+{
+	char dir[] = "/tmp/kbtest-XXXXXX";
+	kb_client *c = NULL;
+	kb_error err;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	setenv("XDG_RUNTIME_DIR", dir, 1);
+	unsetenv(KB_SOCKET_ENV);
+	assert_int_equal(kb_client_connect(NULL, &c, &err), KB_E_IO);
+	assert_non_null(strstr(err.message, "the default socket; " KB_SOCKET_ENV " names another"));
+	assert_null(strstr(err.message, "-s"));
+	setenv(KB_SOCKET_ENV, dir, 1);
+	assert_int_equal(kb_client_connect(NULL, &c, &err), KB_E_IO);
+	unsetenv(KB_SOCKET_ENV);
+	rmdir(dir);
+	assert_non_null(strstr(err.message, "from $" KB_SOCKET_ENV));
+	assert_null(strstr(err.message, "-s"));
+}
+
 static void line_that_is_not_json_is_protocol_error(void **state)
 {
 	peer p = { .replies = { "hello, I am not the broker\n" } };
@@ -588,6 +711,11 @@ int main(int argc, char **argv)
 		T(closed_connection_is_io_error_naming_socket_and_keybrokerd),
 		T(connection_closed_mid_line_is_io_error),
 		T(missing_socket_is_io_error_suggesting_keybrokerd),
+		T(socket_path_that_is_a_directory_says_so),
+		T(socket_path_that_is_a_file_says_it_is_not_a_socket),
+		T(socket_no_one_listens_on_says_so),
+		T(socket_under_an_unsearchable_directory_is_permission_denied),
+		T(library_messages_name_the_env_var_not_cli_flags),
 		T(line_that_is_not_json_is_protocol_error),
 		T(bad_base64_plaintext_is_protocol_error),
 		T(wrap_response_without_blob_is_protocol_error),
