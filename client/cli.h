@@ -110,9 +110,20 @@ void out_wipe_free(void *p, size_t n);
 bool out_write(int fd, const void *p, size_t n);
 
 /*
- * out_write_secret creates or truncates path with mode 0600 (tightening an
- * existing file's mode) and writes p[0..n) to it. Returns CLI_EXIT_OK, or
- * prints why not, removes what it wrote, and returns CLI_EXIT_BROKER.
+ * out_check_target refuses (CLI_EXIT_USAGE, with a message) a --out path that
+ * exists and is not a regular file: a directory, a symbolic link, a device
+ * such as /dev/null, a FIFO. Returns CLI_EXIT_OK for a regular file or a
+ * path that does not exist yet. Called before the broker is asked.
+ */
+int out_check_target(const cli *c, const char *path);
+
+/*
+ * out_write_secret writes p[0..n) to a new mode-0600 file in path's directory,
+ * fsyncs it and renames it over path, so path is replaced whole, or, on any
+ * failure, left as it was (the new file is removed). It never changes the
+ * mode of, writes to, or deletes a file it did not create; it refuses what
+ * out_check_target refuses. Returns CLI_EXIT_OK, or prints why not and
+ * returns CLI_EXIT_BROKER.
  */
 int out_write_secret(const char *path, const uint8_t *p, size_t n);
 

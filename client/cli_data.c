@@ -57,7 +57,7 @@ static int plaintext_target(const cli *c)
 				 "either --json or --out");
 	if (cli_optval(c, "out") == NULL)
 		return out_secret_guard(c);
-	return CLI_EXIT_OK;
+	return out_check_target(c, cli_optval(c, "out"));
 }
 
 static int run_wrap(cli *c)
@@ -135,13 +135,15 @@ const cli_cmd cli_unwrap = {
 	.synopsis = "[BLOB] [--out FILE]",
 	.summary = "unwrap a blob and write the plaintext bytes",
 	.help = "Takes the blob as the argument, or on stdin (trailing newline removed).\n"
-		"Writes the raw plaintext bytes to FILE (created with mode 0600) or to\n"
-		"stdout. Refuses to write them to a terminal unless --force-tty.\n\n"
+		"Writes the raw plaintext bytes to stdout, or with --out to FILE: a new file\n"
+		"of mode 0600, written whole, that replaces any regular file there; anything\n"
+		"else there (a directory, a link, a device) is refused. Refuses to write key\n"
+		"material to a terminal unless --force-tty.\n\n"
 		"example:\n  keybroker unwrap --out dek.bin < dek.blob\n"
 		"  keybroker unwrap \"$(cat dek.blob)\" | xxd\n",
 	.min_args = 0, .max_args = 1,
 	.opts = {
-		{ "out", 'o', "FILE", "write the plaintext to FILE (mode 0600), not stdout" },
+		{ "out", 'o', "FILE", "write the plaintext to a new FILE (mode 0600), not stdout" },
 		{ "force-tty", 0, NULL, "write key material to stdout even if it is a terminal" },
 	},
 	.run = run_unwrap,
@@ -210,8 +212,10 @@ const cli_cmd cli_datakey = {
 	.name = "datakey",
 	.synopsis = "KEY [--bits N] [--out FILE]",
 	.summary = "make a fresh data key wrapped under KEY",
-	.help = "With --out: writes the DEK's raw bytes to FILE (created with mode 0600)\n"
-		"and prints the blob. Without: prints two lines, the blob and then the DEK\n"
+	.help = "With --out: writes the DEK's raw bytes to FILE and prints the blob. FILE is\n"
+		"written whole as a new file of mode 0600 that replaces any regular file\n"
+		"there; anything else there (a directory, a link, a device) is refused.\n"
+		"Without --out: prints two lines, the blob and then the DEK\n"
 		"in standard base64, so `{ read -r blob; read -r dek; }` takes both; the\n"
 		"blob comes first so that what you store is never confused with the key.\n"
 		"Refuses to print the DEK to a terminal unless --force-tty.\n\n"
@@ -220,7 +224,7 @@ const cli_cmd cli_datakey = {
 	.min_args = 1, .max_args = 1,
 	.opts = {
 		{ "bits", 0, "N", "key size in bits, a multiple of 8 (default 256)" },
-		{ "out", 'o', "FILE", "write the DEK's raw bytes to FILE (mode 0600)" },
+		{ "out", 'o', "FILE", "write the DEK's raw bytes to a new FILE (mode 0600)" },
 		{ "force-tty", 0, NULL, "print the DEK even if stdout is a terminal" },
 	},
 	.run = run_datakey,

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,25 +94,85 @@ int out_read(const char *path, uint8_t **buf, size_t *n)
 	return CLI_EXIT_OK;
 }
 
+/* kind names what a non-regular file is, for the refusal. */
+static const char *kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISLNK(m) ? "a symbolic link" :
+	       S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" :
+	       S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* target_refusal says why path cannot take key material, or returns NULL if it can. */
+static const char *target_refusal(const char *path, char *why, size_t cap)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return NULL;  /* a new file; a missing directory fails at create */
+		snprintf(why, cap, "cannot inspect --out %s: %s", path, strerror(errno));
+		return why;
+	}
+	if (S_ISREG(st.st_mode))
+		return NULL;
+	snprintf(why, cap, "--out %s is %s; keybroker writes key material only to a regular "
+		 "file, which it replaces whole (redirect stdout to write anywhere else)", path,
+		 kind(st.st_mode));
+	return why;
+}
+
+int out_check_target(const cli *c, const char *path)
+{
+	char why[PATH_MAX + 200];
+
+	if (target_refusal(path, why, sizeof(why)) != NULL)
+		return cli_usage(c, "%s", why);
+	return CLI_EXIT_OK;
+}
+
+/*
+ * out_write_secret writes to a new file beside path and renames it over
+ * path: the new file is ours from the start (0600, O_EXCL), a failure leaves
+ * path as it was, and no reader ever sees half a key.
+ */
 int out_write_secret(const char *path, const uint8_t *p, size_t n)
 {
-	int fd, e;
-	bool ok;
+	char why[PATH_MAX + 200], *tmp = NULL, *slash;
+	const char *base;
+	int fd = -1, e = 0, dfd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return cli_fail(KB_E_IO, "cannot create %s: %s", path, strerror(errno));
-	/* An existing file keeps its mode through O_CREAT; a key file must not. */
-	ok = fchmod(fd, 0600) == 0 && out_write(fd, p, n);
-	e = errno;
-	if (close(fd) != 0 && ok) {
-		ok = false;
+	if (target_refusal(path, why, sizeof(why)) != NULL)
+		return cli_fail(KB_E_IO, "%s", why);
+	slash = strrchr(path, '/');
+	base = slash ? slash + 1 : path;
+	if (asprintf(&tmp, "%.*s.%s.XXXXXX", slash ? (int)(slash - path + 1) : 0, path, base) < 0)
+		return cli_fail(KB_E_IO, "out of memory");
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
 		e = errno;
+		free(tmp);
+		return cli_fail(KB_E_IO, "cannot create a file beside %s: %s", path, strerror(e));
 	}
-	if (!ok) {
-		unlink(path);
-		return cli_fail(KB_E_IO, "cannot write %s: %s", path, strerror(e));
+	if (!out_write(fd, p, n) || fsync(fd) != 0)
+		e = errno;
+	if (close(fd) != 0 && e == 0)
+		e = errno;
+	if (e == 0 && rename(tmp, path) != 0)
+		e = errno;
+	if (e != 0) {
+		unlink(tmp);  /* ours: path itself is untouched */
+		free(tmp);
+		return cli_fail(KB_E_IO, "cannot write %s: %s; it is left as it was", path,
+				strerror(e));
 	}
+	/* the rename is durable once the directory is */
+	tmp[slash ? slash - path + 1 : 0] = '\0';
+	dfd = open(tmp[0] ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	free(tmp);
 	return CLI_EXIT_OK;
 }
 

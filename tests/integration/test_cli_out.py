@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""`keybroker ... --out FILE` against a real keybrokerd on a SoftHSM token: the
+file is replaced whole by a new 0600 file, a failure leaves it as it was, and
+anything that is not a regular file is refused untouched."""
+import os
+import resource
+import signal
+import stat
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kbtest import CLI, Broker, Token, check, run  # noqa: E402
+
+
+def setup(root):
+    return Broker(root, Token(root))
+
+
+def blob_and_dek(kb, root):
+    """A fresh datakey's blob and its DEK, through the CLI (the DEK via --out of a new file)."""
+    path = os.path.join(root, "fresh.dek")
+    blob = kb.cli("datakey", "aes", "--out", path, check_rc=0).stdout.decode().strip()
+    with open(path, "rb") as f:
+        dek = f.read()
+    os.unlink(path)
+    check(len(dek) == 32, "datakey --out wrote 32 bytes, got %d" % len(dek))
+    return blob, dek
+
+
+def leftovers(d):
+    return [n for n in os.listdir(d) if n.startswith(".")]
+
+
+def snapshot(path):
+    st = os.lstat(path)
+    return (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def out_replaces_a_regular_file_with_a_new_0600_file(root):
+    kb = setup(root)
+    outdir = os.path.join(root, "out")
+    os.mkdir(outdir)
+    target = os.path.join(outdir, "dek.bin")
+    blob, dek = blob_and_dek(kb, root)
+    for args in (["unwrap", "--out", target, blob], ["unwrap", "-o", target, blob]):
+        with open(target, "wb") as f:
+            f.write(b"an older and longer file that is not a key" * 10)
+        os.chmod(target, 0o644)
+        ino = os.stat(target).st_ino
+        kb.cli(*args, check_rc=0)
+        st = os.stat(target)
+        check(stat.S_IMODE(st.st_mode) == 0o600, "mode %o, want 600" % stat.S_IMODE(st.st_mode))
+        check(st.st_ino != ino, "the file was rewritten in place, not replaced by a new one")
+        with open(target, "rb") as f:
+            check(f.read() == dek, "the file holds the DEK and nothing else")
+        check(leftovers(outdir) == [], "no temporary file is left: %s" % leftovers(outdir))
+    # datakey --out replaces an existing file the same way, and prints the blob
+    os.chmod(target, 0o644)
+    p = kb.cli("datakey", "aes", "--out", target, check_rc=0)
+    check(p.stdout.decode().startswith("kb1:aes:"), "datakey --out prints the blob: %r" % p.stdout)
+    check(stat.S_IMODE(os.stat(target).st_mode) == 0o600, "datakey --out made a 0600 file")
+    # a relative path lands in the working directory
+    subprocess.run([CLI, "unwrap", "--out", "rel.bin", blob], cwd=outdir, check=True,
+                   env=dict(kb.env, KEYBROKER_SOCKET=kb.sock))
+    with open(os.path.join(outdir, "rel.bin"), "rb") as f:
+        check(f.read() == dek, "a relative --out holds the DEK")
+
+
+def out_failure_leaves_the_existing_file_as_it_was(root):
+    kb = setup(root)
+    target = os.path.join(root, "keep.bin")
+    old = b"the user's file\n"
+    with open(target, "wb") as f:
+        f.write(old)
+    os.chmod(target, 0o640)
+    before = snapshot(target)
+    blob, _ = blob_and_dek(kb, root)
+
+    def small_files():
+        # a 32-byte DEK cannot be written whole: write() fails with EFBIG halfway
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
+
+    p = subprocess.run([CLI, "unwrap", "--out", target, blob], env=dict(kb.env, KEYBROKER_SOCKET=kb.sock),
+                       capture_output=True, preexec_fn=small_files, timeout=60)
+    err = p.stderr.decode()
+    check(p.returncode == 1, "a failed write exits 1, got %d: %s" % (p.returncode, err))
+    check("cannot write %s" % target in err and "left as it was" in err, "the message says so: %s" % err)
+    check(snapshot(target) == before, "the existing file is untouched")
+    with open(target, "rb") as f:
+        check(f.read() == old, "the existing file keeps its content")
+    check(leftovers(root) == [], "the temporary file is removed: %s" % leftovers(root))
+    # a directory that does not exist is an error naming the path, not a crash
+    missing = os.path.join(root, "nodir", "dek.bin")
+    p = kb.cli("unwrap", "--out", missing, blob, check_rc=1)
+    check(missing in p.stderr.decode(), "names the path: %r" % p.stderr)
+
+
+def out_refuses_what_is_not_a_regular_file_and_leaves_it_alone(root):
+    kb = setup(root)
+    blob, _ = blob_and_dek(kb, root)
+    d = os.path.join(root, "adir")
+    os.mkdir(d, 0o755)
+    fifo = os.path.join(root, "afifo")
+    os.mkfifo(fifo, 0o644)
+    real = os.path.join(root, "real.txt")
+    with open(real, "wb") as f:
+        f.write(b"not a key\n")
+    os.chmod(real, 0o644)
+    link = os.path.join(root, "alink")
+    os.symlink(real, link)
+    cases = [(d, "a directory"), (fifo, "a FIFO"), (link, "a symbolic link"),
+             ("/dev/null", "a character device")]
+    for path, what in cases:
+        before = snapshot(path)
+        real_before = snapshot(real)
+        for args in (["unwrap", "--out", path, blob], ["datakey", "aes", "--out", path]):
+            p = kb.cli(*args, check_rc=2)
+            err = p.stderr.decode()
+            check("--out %s is %s" % (path, what) in err and "regular file" in err,
+                  "%s: the refusal says what it is: %s" % (path, err))
+            check(snapshot(path) == before, "%s keeps its mode and stays as it was" % path)
+            check(snapshot(real) == real_before, "the symlink's target is untouched")
+    check(os.listdir(d) == [], "nothing was written into the directory")
+    check(os.path.islink(link) and os.readlink(link) == real, "the link is still the same link")
+    check(sorted(os.listdir(root)) == sorted(["adir", "afifo", "alink", "real.txt", "token", "kb.sock",
+                                              "keybrokerd.conf", "keybrokerd.log"]),
+          "no file was left beside them: %s" % os.listdir(root))
+
+
+if __name__ == "__main__":
+    run(globals())
