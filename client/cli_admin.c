@@ -4,8 +4,37 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+
+/*
+ * iso_times replaces the Unix times of get's versions (created, nbf, exp) by
+ * ISO 8601 UTC text, for people; --json keeps the numbers.
+ */
+static void iso_times(cJSON *j)
+{
+	static const char *const names[] = { "created", "nbf", "exp" };
+	const cJSON *v;
+
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(j, "versions")) {
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			cJSON *t = cJSON_GetObjectItemCaseSensitive(v, names[i]);
+			time_t secs;
+			struct tm tm;
+			char text[32];
+
+			if (!cJSON_IsNumber(t))
+				continue;
+			secs = (time_t)t->valuedouble;
+			if (gmtime_r(&secs, &tm) == NULL ||
+			    strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+				continue;
+			cJSON_ReplaceItemInObjectCaseSensitive((cJSON *)v, names[i],
+							       cJSON_CreateString(text));
+		}
+	}
+}
 
 /* show_json prints a response line for people (out_fields), or as is with --json. */
 static int show_json(cli *c, kb_code code, kb_error *err, char *json)
@@ -20,6 +49,7 @@ static int show_json(cli *c, kb_code code, kb_error *err, char *json)
 	kb_free(json);
 	if (j == NULL)
 		return cli_fail(KB_E_PROTOCOL, "cannot parse the response");
+	iso_times(j);
 	out_fields(j);
 	cJSON_Delete(j);
 	return CLI_EXIT_OK;
@@ -56,7 +86,9 @@ const cli_cmd cli_get = {
 	.synopsis = "KEY",
 	.summary = "describe a key: algorithm, type, size, versions, public key",
 	.help = "Prints the key's fields, its versions (oldest first) as a table, and for\n"
-		"RSA keys the public key in PEM.\n\n"
+		"RSA keys the public key in PEM. A version's times (created, nbf, exp, where\n"
+		"the key service keeps them) are shown in ISO 8601 UTC; --json gives them as\n"
+		"Unix seconds.\n\n"
 		"example:\n  keybroker get rsa\n",
 	.min_args = 1, .max_args = 1,
 	.run = run_show,

@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""`keybroker ... --out FILE` against a real keybrokerd on a SoftHSM token: the
-file is replaced whole by a new 0600 file, a failure leaves it as it was, and
-anything that is not a regular file is refused untouched."""
+"""The keybroker CLI against a real keybrokerd: on a SoftHSM token, `--out
+FILE` replaces the file whole by a new 0600 file, leaves it as it was on a
+failure, and refuses untouched anything that is not a regular file; on the
+real akv-emulator, `get` shows a version's times in ISO 8601 UTC."""
+import json
 import os
+import re
 import resource
 import signal
 import stat
 import subprocess
 import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kbtest import CLI, Broker, Token, check, run  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "azure"))
+import azfix  # noqa: E402
+from kbtest import CLI, Broker, Token, check  # noqa: E402
 
 
 def setup(root):
@@ -129,5 +136,28 @@ def out_refuses_what_is_not_a_regular_file_and_leaves_it_alone(root):
           "no file was left beside them: %s" % os.listdir(root))
 
 
+def get_shows_version_times_in_iso_8601_utc(root):
+    emu = azfix.Emu(root)
+    kb = azfix.broker(root, azfix.key_section(emu, "rsa", root=root))
+    version = kb.ok({"op": "get", "key": "rsa"})["latest"]
+    nbf, exp = int(time.time()) - 86400, int(time.time()) + 365 * 86400
+    emu.rest("PATCH", "vault", "/keys/rsa/" + version, {"attributes": {"nbf": nbf, "exp": exp}})
+    kb.cli("flush", check_rc=0)
+    for _ in range(100):  # version_refresh is 1 s: wait until the broker has seen the new times
+        v = json.loads(kb.cli("--json", "get", "rsa", check_rc=0).stdout)["versions"][-1]
+        if v.get("exp") == exp:
+            break
+        time.sleep(0.1)
+    check(isinstance(v["created"], int) and v["nbf"] == nbf and v["exp"] == exp,
+          "--json keeps Unix seconds: %s" % v)
+    text = kb.cli("get", "rsa", check_rc=0).stdout.decode()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    row = [line for line in text.splitlines() if line.startswith(version + " ")]
+    check(len(row) == 1, "one row for version %s:\n%s" % (version, text))
+    for t in (v["created"], nbf, exp):
+        check(iso(t) in row[0], "%s (%d) in the row: %s" % (iso(t), t, row[0]))
+    check(not re.search(r"\b1[0-9]{9}\b", text), "no raw Unix time in the text:\n%s" % text)
+
+
 if __name__ == "__main__":
-    run(globals())
+    azfix.run(globals())
