@@ -95,7 +95,7 @@ static double ratio_of(const ratio_def *r, const bench_series *s)
 	double den;
 
 	if (s[r->num].skipped || s[r->den].skipped || (r->den2 >= 0 && s[r->den2].skipped) ||
-	    s[r->num].ops == 0 || s[r->den].ops == 0)
+	    s[r->num].hist.count == 0 || s[r->den].hist.count == 0)
 		return -1;
 	den = value(&s[r->den], r->m) + (r->den2 >= 0 ? value(&s[r->den2], r->m) : 0);
 	return den > 0 ? value(&s[r->num], r->m) / den : -1;
@@ -436,7 +436,8 @@ int main(int argc, char **argv)
 				snprintf(total[i].note, sizeof(total[i].note), "%s", x->note);
 		}
 		if (!total[i].skipped && total[i].errors > 0 && drv[i] != NULL)
-			snprintf(total[i].note, sizeof(total[i].note), "errors; the first: %s", drv[i]->first_error);
+			snprintf(total[i].note, sizeof(total[i].note), "errors; the first: %.30s%s%.100s",
+				 drv[i]->first_code, drv[i]->first_code[0] ? ": " : "", drv[i]->first_error);
 		if (!total[i].skipped && (i == S_MISS_RSA_1 || i == S_MISS_RSA_2 || i == S_MISS_AES_1 ||
 					  i == S_MISS_AZ_1) && total[i].backend_calls < total[i].ops)
 			snprintf(total[i].note, sizeof(total[i].note),

@@ -79,8 +79,10 @@ typedef struct bench_driver {
 	int (*op)(void *conn);
 	void (*close)(void *conn);
 	void (*counters)(void *arg, bool after, struct bench_series *out);
-	/* the first error a client saw, for the report (set by the driver) */
-	char first_error[160];
+	/* the first error a client saw, for the report (set by the driver): its
+	 * code's wire name ("io_error" for a lost connection) and its message */
+	char first_code[40];
+	char first_error[400];
 } bench_driver;
 
 typedef struct bench_spec {
@@ -98,11 +100,11 @@ typedef struct bench_series {
 	char note[200];         /* why it was skipped, or what to know about it */
 	bool skipped;
 	int clients;
-	uint64_t ops, errors;
+	uint64_t ops, errors;   /* requests measured, and how many of them failed */
 	double elapsed_s;       /* sum of the measured windows */
 	bool have_counters;
 	uint64_t backend_calls, hits, misses;
-	bench_hist hist;
+	bench_hist hist;        /* latencies of the requests that succeeded */
 } bench_series;
 
 /* bench_series_init names s and empties it. */
@@ -116,7 +118,7 @@ void bench_series_init(bench_series *s, const char *name, int clients);
  */
 int bench_run(bench_driver *d, const bench_spec *spec, bench_series *out, char *err, size_t errlen);
 
-/* Summary numbers of a series. */
+/* bench_throughput is the series' successful requests per second (failed ones are errors, not work). */
 double bench_throughput(const bench_series *s);
 
 /* bench_now_ns is CLOCK_MONOTONIC in nanoseconds. */

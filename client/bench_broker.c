@@ -343,19 +343,29 @@ static int broker_open(void *arg, int client, void **conn, char *err, size_t err
 	return 0;
 }
 
+/* note_error keeps the first failed request's code and whole message for the report. */
 static void note_error(bench_broker *b, const char *line)
 {
-	char code[64] = "", msg[96] = "";
+	cJSON *j, *e;
+	const char *code, *msg;
 
 	if (atomic_flag_test_and_set(&b->error_seen))
 		return;
 	if (line == NULL) {
-		snprintf(b->d.first_error, sizeof(b->d.first_error), "lost the connection to keybrokerd");
+		snprintf(b->d.first_code, sizeof(b->d.first_code), "%s", kb_code_name(KB_E_IO));
+		snprintf(b->d.first_error, sizeof(b->d.first_error),
+			 "lost the connection to keybrokerd at %s", b->path);
 		return;
 	}
-	json_field(line, "code", code, sizeof(code));
-	json_field(line, "message", msg, sizeof(msg));
-	snprintf(b->d.first_error, sizeof(b->d.first_error), "%s: %s", code, msg);
+	j = cJSON_Parse(line);
+	e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "code"));
+	msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "message"));
+	snprintf(b->d.first_code, sizeof(b->d.first_code), "%s",
+		 code ? code : kb_code_name(KB_E_PROTOCOL));
+	snprintf(b->d.first_error, sizeof(b->d.first_error), "%s",
+		 msg ? msg : "the answer is not a protocol error");
+	cJSON_Delete(j);
 }
 
 static int broker_op(void *conn)
@@ -524,10 +534,6 @@ bench_broker *bench_broker_new(const char *socket, const char *key, bench_op op,
 		return NULL;
 	}
 	if (bench_line_open(&b->ctl, b->path, err, errlen) != 0) {
-		size_t m = strlen(err);
-
-		snprintf(err + m, errlen - m, "; is keybrokerd running? Start it, or point -s/--socket or "
-			 KB_SOCKET_ENV " at its socket");
 		bench_broker_free(b);
 		return NULL;
 	}

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -24,6 +25,38 @@ static bool parse_num(const char *s, double lo, double hi, double *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+/*
+ * probe asks the broker once for what the run will ask of it thousands of
+ * times: the key (get), then a wrap of a size-byte DEK, or a datakey of that
+ * size. A key or size the broker refuses then fails here, once, with the
+ * broker's own code and message, and nothing is measured.
+ */
+static int probe(cli *c, const char *key, bench_op op, size_t size)
+{
+	uint8_t dek[1024];
+	kb_result res = { 0 };
+	kb_error err;
+	kb_code code;
+	char *json = NULL;
+
+	code = kb_get(c->kc, key, &json, &err);
+	kb_free(json);
+	if (code == KB_OK && (op == BENCH_DATAKEY || op == BENCH_MIXED)) {
+		code = kb_datakey(c->kc, key, (unsigned)(size * 8), &res, &err);
+		kb_result_clear(&res);
+	}
+	if (code == KB_OK && op != BENCH_DATAKEY) {
+		if (getrandom(dek, size, 0) != (ssize_t)size)
+			return cli_fail(KB_E_IO, "getrandom: %s", strerror(errno));
+		code = kb_wrap(c->kc, key, NULL, dek, size, &res, &err);
+		explicit_bzero(dek, sizeof(dek));
+		kb_result_clear(&res);
+	}
+	if (code != KB_OK)
+		return cli_fail(code, "%s", err.message);
+	return CLI_EXIT_OK;
 }
 
 static int run_bench(cli *c)
@@ -62,7 +95,11 @@ static int run_bench(cli *c)
 	if ((csv && !csv[0]) || (plot && !plot[0]))
 		return cli_usage(c, "--csv and --plot need a file name");
 
-	b = bench_broker_new(c->socket, key, (bench_op)op, (size_t)size, err, sizeof(err));
+	if ((rc = cli_connect(c)) != CLI_EXIT_OK ||
+	    (rc = probe(c, key, (bench_op)op, (size_t)size)) != CLI_EXIT_OK)
+		return rc;
+	b = bench_broker_new(kb_client_socket(c->kc), key, (bench_op)op, (size_t)size, err,
+			     sizeof(err));
 	if (b == NULL)
 		return cli_fail(KB_E_IO, "%s", err);
 	s = malloc(sizeof(*s));
@@ -108,10 +145,14 @@ static int run_bench(cli *c)
 		rc = cli_fail(KB_E_IO, "cannot write %s: %s", csv, strerror(errno));
 	if (plot && bench_plot_svg(plot, "keybroker bench: latency CDF", s, 1) != 0)
 		rc = cli_fail(KB_E_IO, "cannot write %s: %s", plot, strerror(errno));
-	if (s->errors > 0 && rc == CLI_EXIT_OK)
-		rc = cli_fail(KB_E_INTERNAL, "%llu of %llu requests failed; the first: %s",
-			      (unsigned long long)s->errors, (unsigned long long)s->ops,
-			      bench_broker_driver(b)->first_error);
+	if (s->errors > 0 && rc == CLI_EXIT_OK) {
+		const bench_driver *d = bench_broker_driver(b);
+
+		rc = cli_fail(kb_code_from_name(d->first_code), "%llu of %llu requests failed%s; the "
+			      "first: %s", (unsigned long long)s->errors, (unsigned long long)s->ops,
+			      s->errors == s->ops ? " (all of them: nothing was measured)" : "",
+			      d->first_error);
+	}
 out:
 	bench_broker_free(b);
 	free(s);
@@ -133,8 +174,12 @@ const cli_cmd cli_bench = {
 		"Blobs are made (and, for unwrap-hit, cached) before the warmup; only the\n"
 		"measured window is timed. Prints requests/s, latency percentiles (p50, p90,\n"
 		"p99, p99.9, max), errors, and the backend calls and cache hits that the\n"
-		"broker's counters saw in the window. Defaults: 1 client, 10 s, 1 s warmup,\n"
-		"32-byte DEKs. Exits 1 if any request failed.\n\n"
+		"broker's counters saw in the window. Latencies and requests/s are those of\n"
+		"the requests that succeeded; failed ones are counted as errors, and the\n"
+		"first one's code and message are printed. Defaults: 1 client, 10 s, 1 s\n"
+		"warmup, 32-byte DEKs. Before measuring, the key is looked up and one request\n"
+		"of the run's kind is made, so a key or size the broker refuses fails at\n"
+		"once with its code. Exits 1 if any request failed.\n\n"
 		"For the comparison with the floors and p11-kit, run bench/compare\n"
 		"(docs/BENCHMARKS.md).\n\n"
 		"example:\n  keybroker bench --key aes --op unwrap-hit --clients 8 --duration 5\n"

@@ -34,11 +34,19 @@ void bench_report_text(FILE *f, const bench_series *s, size_t n)
 			fprintf(f, "%-26s skipped: %s\n", x->name, x->note);
 			continue;
 		}
-		fprintf(f, "%-26s %7d %9llu %6llu %10.0f", x->name, x->clients, (unsigned long long)x->ops,
-			(unsigned long long)x->errors, bench_throughput(x));
-		for (size_t k = 0; k < NPCTS; k++)
-			fprintf(f, " %9.1f", us(bench_hist_pct(&x->hist, pcts[k])));
-		fprintf(f, " %9.1f", us(x->hist.count ? x->hist.max : 0));
+		fprintf(f, "%-26s %7d %9llu %6llu", x->name, x->clients, (unsigned long long)x->ops,
+			(unsigned long long)x->errors);
+		if (x->hist.count == 0) {
+			/* nothing succeeded: there is no throughput or latency to show */
+			fprintf(f, " %10s", "-");
+			for (size_t k = 0; k <= NPCTS; k++)
+				fprintf(f, " %9s", "-");
+		} else {
+			fprintf(f, " %10.0f", bench_throughput(x));
+			for (size_t k = 0; k < NPCTS; k++)
+				fprintf(f, " %9.1f", us(bench_hist_pct(&x->hist, pcts[k])));
+			fprintf(f, " %9.1f", us(x->hist.max));
+		}
 		if (x->have_counters)
 			fprintf(f, " %9llu %5.1f%%\n", (unsigned long long)x->backend_calls,
 				hit_ratio(x) < 0 ? 0.0 : 100.0 * hit_ratio(x));
@@ -46,6 +54,10 @@ void bench_report_text(FILE *f, const bench_series *s, size_t n)
 			fprintf(f, " %9s %6s\n", "-", "-");
 		if (x->note[0])
 			fprintf(f, "  note: %s\n", x->note);
+		if (x->errors > 0)
+			fprintf(f, "  note: %llu request%s failed; req/s and latencies are of the %llu "
+				"that succeeded\n", (unsigned long long)x->errors, x->errors == 1 ? "" : "s",
+				(unsigned long long)(x->ops - x->errors));
 	}
 }
 
@@ -76,11 +88,16 @@ void bench_report_series_json(FILE *f, const bench_series *s)
 	fprintf(f, ",\"clients\":%d,\"requests\":%llu,\"errors\":%llu,\"elapsed_s\":%.3f,\"throughput\":%.1f",
 		s->clients, (unsigned long long)s->ops, (unsigned long long)s->errors, s->elapsed_s,
 		bench_throughput(s));
-	fprintf(f, ",\"latency_us\":{\"min\":%.3f,\"mean\":%.3f", us(s->hist.count ? s->hist.min : 0),
-		s->hist.count ? s->hist.sum / (double)s->hist.count / 1000.0 : 0.0);
-	for (size_t k = 0; k < NPCTS; k++)
-		fprintf(f, ",\"%s\":%.3f", pct_names[k], us(bench_hist_pct(&s->hist, pcts[k])));
-	fprintf(f, ",\"max\":%.3f}", us(s->hist.count ? s->hist.max : 0));
+	/* latencies are of the requests that succeeded; with none, there are none */
+	if (s->hist.count == 0) {
+		fprintf(f, ",\"latency_us\":null");
+	} else {
+		fprintf(f, ",\"latency_us\":{\"min\":%.3f,\"mean\":%.3f", us(s->hist.min),
+			s->hist.sum / (double)s->hist.count / 1000.0);
+		for (size_t k = 0; k < NPCTS; k++)
+			fprintf(f, ",\"%s\":%.3f", pct_names[k], us(bench_hist_pct(&s->hist, pcts[k])));
+		fprintf(f, ",\"max\":%.3f}", us(s->hist.max));
+	}
 	if (s->have_counters) {
 		fprintf(f, ",\"backend_calls\":%llu,\"hits\":%llu,\"misses\":%llu,\"hit_ratio\":",
 			(unsigned long long)s->backend_calls, (unsigned long long)s->hits,

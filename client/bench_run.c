@@ -2,8 +2,9 @@
  * bench_run.c: the client threads. Each opens its own connection, then all
  * run the warmup together, stop at a barrier while the server's counters are
  * read, and run the measured window. Only requests that start inside the
- * window are recorded, each in the thread's own histogram; the histograms
- * are merged when the threads are joined, so recording takes no lock.
+ * window are counted; the latency of each that succeeded goes into the
+ * thread's own histogram. The histograms are merged when the threads are
+ * joined, so recording takes no lock.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -56,7 +57,7 @@ void bench_series_init(bench_series *s, const char *name, int clients)
 
 double bench_throughput(const bench_series *s)
 {
-	return s->elapsed_s > 0 ? (double)s->ops / s->elapsed_s : 0;
+	return s->elapsed_s > 0 ? (double)(s->ops - s->errors) / s->elapsed_s : 0;
 }
 
 static void *client_main(void *p)
@@ -90,10 +91,12 @@ static void *client_main(void *p)
 		t1 = bench_now_ns();
 		if (r == BENCH_STOP)
 			break;
-		bench_hist_add(c->hist, t1 - t0);
-		c->ops++;
-		if (r != BENCH_OK)
+		/* a failed request's time says nothing about the operation's */
+		if (r == BENCH_OK)
+			bench_hist_add(c->hist, t1 - t0);
+		else
 			c->errors++;
+		c->ops++;
 		atomic_fetch_add_explicit(&sh->done, 1, memory_order_relaxed);
 	}
 	c->end_ns = bench_now_ns();

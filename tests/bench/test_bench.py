@@ -57,8 +57,26 @@ def bench_refuses_bad_usage(root):
                  ["--key", "aes", "--op", "wrap", "--clients", "0"]):
         p = b.cli("bench", *args)
         check(p.returncode == 2, "bench %s: exit %d, want 2" % (args, p.returncode))
-    p = b.cli("bench", "--key", "nokey", "--op", "wrap", "--requests", "5")
-    check(p.returncode == 1 and b"nokey" in p.stderr, "unknown key exits 1 naming it: %r" % p.stderr)
+    for op in ("wrap", "unwrap-hit", "unwrap-miss", "datakey", "rewrap", "mixed"):
+        p = b.cli("bench", "--key", "nokey", "--op", op, "--requests", "5")
+        check(p.returncode == 1 and p.stderr.startswith(b"keybroker: unknown_key: ") and b"nokey" in p.stderr,
+              "%s: an unknown key is unknown_key, as in every other command: %r" % (op, p.stderr))
+        check(p.stdout == b"", "%s: no table for a run that did not start: %r" % (op, p.stdout))
+
+
+def bench_refused_size_fails_once_with_the_brokers_message(root):
+    """SoftHSM's AES-KWP key takes multiples of 8 bytes: a 12-byte DEK is refused by the broker
+    before the run, with its code and whole message, and nothing is measured or shown."""
+    b = Broker(root, Token(root))
+    want = b.call({"op": "wrap", "key": "aes", "plaintext": "AAAAAAAAAAAAAAAA"})["error"]
+    check(want["code"] == "bad_request" and len(want["message"]) > 20, "the broker refuses 12 bytes: %s" % want)
+    for op in ("wrap", "datakey", "unwrap-hit", "unwrap-miss", "rewrap", "mixed"):
+        p = b.cli("bench", "--key", "aes", "--op", op, "--size", "12", "--requests", "20", "--warmup", "0")
+        err = p.stderr.decode()
+        check(p.returncode == 1, "%s: exit %d, want 1: %s" % (op, p.returncode, err))
+        check(err == "keybroker: bad_request: %s\n" % want["message"],
+              "%s: the broker's code and whole message: %r" % (op, err))
+        check(p.stdout == b"", "%s: no throughput or latency for a run that failed: %r" % (op, p.stdout))
 
 
 def bench_plot_and_csv_hold_one_series(root):
