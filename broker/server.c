@@ -45,7 +45,7 @@ typedef struct server {
 	int sigfd;
 	int timerfd;
 	bool activated;     /* the socket came from systemd */
-	const char *path;
+	char path[108];     /* our copy: a reload frees the config it came from */
 	kb_conn *conns;
 	kb_conn *dead;          /* unreferenced, freed after the current batch of events */
 	uint64_t next_serial;
@@ -614,7 +614,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	server s = { .b = b, .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
 	kb_code rc;
 
-	s.path = b->cfg->socket;
+	snprintf(s.path, sizeof(s.path), "%s", b->cfg->socket);
 	the_server = &s;
 	if ((rc = setup(&s, err)) != KB_OK) {
 		teardown(&s);
