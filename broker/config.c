@@ -183,8 +183,8 @@ static int fail(parse_state *st, const char *section, const char *name, const ch
 	char why[256];
 
 	snprintf(why, sizeof(why), fmt, value);
-	kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: [%s] %s: %s", st->cfg->file, st->line, section,
-		   name, why);
+	kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: [%s] %s: %s%s", st->cfg->file, st->line, section,
+		   name, why, kb_conf_comment_hint(value));
 	st->failed = true;
 	st->fail_line = st->line;
 	return 0;
@@ -197,6 +197,14 @@ static void fail_line(parse_state *st, const char *what)
 	st->failed = true;
 	st->fail_line = st->line;
 }
+
+/* the [broker] options broker_option() reads, for "did you mean" */
+static const char *const broker_options[] = {
+	"socket", "socket_mode", "socket_group", "workers", "max_request_bytes", "log_level",
+	"cache_ttl", "cache_capacity", "allow_unlocked_memory", "max_connections", "max_inflight",
+	"idle_timeout", "client_timeout", "request_timeout", "allow_uids", "allow_gids",
+	"admin_uids", "admin_gids", "audit_log",
+};
 
 static int broker_option(parse_state *st, const char *name, const char *value)
 {
@@ -221,6 +229,9 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 			return fail(st, "broker", name, "\"%s\" gives access to every user on the host; use 0600 or 0660 with socket_group", value);
 		c->socket_mode = (mode_t)m;
 	} else if (!strcmp(name, "socket_group")) {
+		/* the server gives the socket to this group by name at startup */
+		if (getgrnam(value) == NULL)
+			return fail(st, "broker", name, "no group named \"%s\": create it, or name an existing group", value);
 		free(c->socket_group);
 		c->socket_group = xstrdup(value);
 	} else if (!strcmp(name, "workers")) {
@@ -280,6 +291,10 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 		free(c->audit_log);
 		c->audit_log = xstrdup(value);
 	} else {
+		const char *near = kb_conf_nearest(name, broker_options,
+						   (int)(sizeof(broker_options) / sizeof(broker_options[0])));
+		if (near)
+			return fail(st, "broker", name, "unknown option; did you mean %s?", near);
 		return fail(st, "broker", name, "unknown option%s", "");
 	}
 	return 1;
@@ -321,13 +336,11 @@ static kb_keyconf *key_section(parse_state *st, const char *section)
 static int key_option(parse_state *st, const char *section, kb_keyconf *kc, const char *name,
 		      const char *value)
 {
-	static const char *const core[] = { "backend", "alg", "cache_ttl", "cache_refresh_fraction",
-					    "datakey_max_age", "datakey_max_uses", "datakey_max_bytes" };
 	double f;
 	char *end;
 
-	for (unsigned i = 0; i < sizeof(core) / sizeof(core[0]); i++) {
-		if (strcmp(name, core[i]) == 0) {
+	for (unsigned i = 0; i < KB_KEYCONF_NCORE; i++) {
+		if (strcmp(name, kb_keyconf_core[i]) == 0) {
 			if (kc->core_set & (1u << i))
 				return fail(st, section, name, "is set twice in this section%s", "");
 			kc->core_set |= 1u << i;
@@ -400,6 +413,25 @@ static int handler(void *user, const char *section, const char *name, const char
 }
 
 /*
+ * strip_inline_comment ends line at a # or ; that follows a space or tab, as
+ * the docs write comments after values. inih itself would take only the ;
+ * (and leave a # in the value), so the one rule is applied here, to every
+ * line, before inih sees it.
+ */
+static void strip_inline_comment(char *line)
+{
+	if (*line == '\0')
+		return;
+	for (char *p = line + 1; *p; p++) {
+		if ((*p == '#' || *p == ';') && (p[-1] == ' ' || p[-1] == '\t')) {
+			p[0] = '\n';
+			p[1] = '\0';
+			return;
+		}
+	}
+}
+
+/*
  * check_line looks at each line before inih does, for what inih would get
  * wrong: it splits lines longer than its buffer, truncates long section
  * names, does not report section headers (so empty sections and their line
@@ -415,6 +447,7 @@ static char *check_line(parse_state *st, char *str, bool at_end)
 		fail_line(st, "the line is longer than 199 characters, the most the config parser reads");
 		return NULL;
 	}
+	strip_inline_comment(str);
 	while (*p == ' ' || *p == '\t')
 		p++;
 	if (*p != '[')
