@@ -124,6 +124,7 @@ static int check(kb_broker *b, kb_config *cfg)
 		if (info)
 			free(info->public_pem);
 		free(info);
+		fflush(stdout); /* the lines stay in key order when stdout and stderr meet */
 	}
 	printf("%s: %s (%d key%s)\n", b->cfg->file, failed ? "FAILED" : "ok", b->nkeys,
 	       b->nkeys == 1 ? "" : "s");
