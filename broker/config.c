@@ -17,6 +17,8 @@ typedef struct parse_state {
 	kb_config *cfg;
 	FILE *fp;          /* file input, or NULL for text */
 	const char *text;  /* text input */
+	char *buf;         /* the whole line most recently read */
+	size_t bufcap;
 	int line;          /* line most recently read */
 	kb_err *err;
 	bool failed;
@@ -413,17 +415,15 @@ static int handler(void *user, const char *section, const char *name, const char
 }
 
 /*
- * strip_inline_comment ends line at a # or ; that follows a space or tab, as
- * the docs write comments after values. inih itself would take only the ;
+ * strip_inline_comment ends line at a # or ; that starts it or follows a space
+ * or tab, as the docs write comments after values. inih itself would take only the ;
  * (and leave a # in the value), so the one rule is applied here, to every
  * line, before inih sees it.
  */
 static void strip_inline_comment(char *line)
 {
-	if (*line == '\0')
-		return;
-	for (char *p = line + 1; *p; p++) {
-		if ((*p == '#' || *p == ';') && (p[-1] == ' ' || p[-1] == '\t')) {
+	for (char *p = line; *p; p++) {
+		if ((*p == '#' || *p == ';') && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
 			p[0] = '\n';
 			p[1] = '\0';
 			return;
@@ -432,22 +432,24 @@ static void strip_inline_comment(char *line)
 }
 
 /*
- * check_line looks at each line before inih does, for what inih would get
- * wrong: it splits lines longer than its buffer, truncates long section
- * names, does not report section headers (so empty sections and their line
- * numbers would be lost), and goes on after a broken header. Returns str, or
- * NULL (ending the parse) after recording a failure.
+ * check_line looks at each whole line (in st->buf) before inih does, for what
+ * inih would get wrong: it splits lines longer than its buffer, truncates
+ * long section names, does not report section headers (so empty sections and
+ * their line numbers would be lost), and goes on after a broken header. It
+ * drops the line's inline comment first, so a comment never makes a line too
+ * long. Returns str holding the line for inih (capacity num), or NULL (ending
+ * the parse) after recording a failure.
  */
-static char *check_line(parse_state *st, char *str, bool at_end)
+static char *check_line(parse_state *st, char *str, int num)
 {
-	size_t n = strlen(str);
-	char *p = str, *close;
+	char *p, *close;
 
-	if (n > 0 && str[n - 1] != '\n' && !at_end) {
-		fail_line(st, "the line is longer than 199 characters, the most the config parser reads");
+	strip_inline_comment(st->buf);
+	if (strlen(st->buf) > (size_t)num - 1) {
+		fail_line(st, "the line is longer than 199 characters (not counting a comment), the most the config parser reads");
 		return NULL;
 	}
-	strip_inline_comment(str);
+	p = strcpy(str, st->buf);
 	while (*p == ' ' || *p == '\t')
 		p++;
 	if (*p != '[')
@@ -472,15 +474,11 @@ static char *check_line(parse_state *st, char *str, bool at_end)
 static char *read_file_line(char *str, int num, void *stream)
 {
 	parse_state *st = stream;
-	char *r;
 
-	if (st->failed)
-		return NULL;
-	r = fgets(str, num, st->fp);
-	if (r == NULL)
+	if (st->failed || getline(&st->buf, &st->bufcap, st->fp) < 0)
 		return NULL;
 	st->line++;
-	return check_line(st, r, feof(st->fp) != 0);
+	return check_line(st, str, num);
 }
 
 static char *read_text_line(char *str, int num, void *stream)
@@ -493,13 +491,18 @@ static char *read_text_line(char *str, int num, void *stream)
 		return NULL;
 	nl = strchr(st->text, '\n');
 	n = nl ? (size_t)(nl - st->text) + 1 : strlen(st->text);
-	if (n > (size_t)num - 1)
-		n = (size_t)num - 1;
-	memcpy(str, st->text, n);
-	str[n] = '\0';
+	if (n + 1 > st->bufcap) {
+		char *b = realloc(st->buf, n + 1);
+		if (b == NULL)
+			abort(); /* config parsing at startup: nothing sensible to do */
+		st->buf = b;
+		st->bufcap = n + 1;
+	}
+	memcpy(st->buf, st->text, n);
+	st->buf[n] = '\0';
 	st->text += n;
 	st->line++;
-	return check_line(st, str, *st->text == '\0');
+	return check_line(st, str, num);
 }
 
 static kb_config *config_new(const char *name)
@@ -563,6 +566,7 @@ kb_code kb_config_load(const char *path, kb_config **out, kb_err *err)
 	st.cfg = config_new(path);
 	rc = ini_parse_stream(read_file_line, &st, handler, &st);
 	fclose(st.fp);
+	free(st.buf);
 	return finish(&st, rc, out, err);
 }
 
@@ -573,6 +577,7 @@ kb_code kb_config_parse_string(const char *text, const char *name, kb_config **o
 
 	st.cfg = config_new(name);
 	rc = ini_parse_stream(read_text_line, &st, handler, &st);
+	free(st.buf);
 	return finish(&st, rc, out, err);
 }
 

@@ -77,9 +77,9 @@ static void harden(void)
 }
 
 /*
- * check is `--check`: one line per key, "ok" with what the key service says of
- * it (stdout) or the reason it cannot be used (stderr), then a summary. Returns the exit status:
- * 0 when every key opened and is enabled, else 1.
+ * check is `--check`: one line per key, "ok" with what the key service says
+ * of it (stdout) or the reason it cannot be used (stderr), then a summary.
+ * Returns the exit status: 0 when every key opened and is enabled, else 1.
  */
 static int check(kb_broker *b, kb_config *cfg)
 {
@@ -247,7 +247,11 @@ int main(int argc, char **argv)
 			kb_config_free(cfg);
 			return 1;
 		}
-		cfg->socket = strdup(sock);
+		if ((cfg->socket = strdup(sock)) == NULL) {
+			fprintf(stderr, "keybrokerd: out of memory\n");
+			kb_config_free(cfg);
+			return 1;
+		}
 	}
 	b.uid = getuid();
 	b.gid = getgid();

@@ -515,6 +515,18 @@ static void config_inline_comments_after_a_space_or_tab_are_ignored(void **state
 	assert_int_equal(cfg->keys[0].opts[1].line, 9);
 }
 
+static void config_long_comment_after_a_value_does_not_make_the_line_too_long(void **state)
+{
+	char text[1000], comment[400];
+
+	memset(comment, 'c', 300);
+	comment[300] = '\0';
+	snprintf(text, sizeof(text), "[broker]\nworkers = 4   # %s\n# %s\ncache_ttl = 1m\n", comment, comment);
+	expect_ok(text);
+	assert_int_equal(cfg->workers, 4);
+	assert_int_equal(cfg->cache_ttl_ms, 60000);
+}
+
 static void config_comment_without_a_space_before_it_is_refused_with_a_hint(void **state)
 {
 	expect_error("[broker]\ncache_ttl = 5m#five minutes\n", 2, "\"5m#five minutes\"", "a comment starts with #");
@@ -624,6 +636,7 @@ static const struct CMUnitTest tests[] = {
 	T(config_long_option_line_is_read_whole_or_refused),
 	T(config_load_reads_a_file_with_the_same_line_numbers),
 	T(config_inline_comments_after_a_space_or_tab_are_ignored),
+	T(config_long_comment_after_a_value_does_not_make_the_line_too_long),
 	T(config_comment_without_a_space_before_it_is_refused_with_a_hint),
 	T(config_backend_error_about_a_value_with_a_comment_gets_the_hint),
 	T(config_socket_group_must_name_an_existing_group),
