@@ -17,6 +17,8 @@ typedef struct parse_state {
 	kb_config *cfg;
 	FILE *fp;          /* file input, or NULL for text */
 	const char *text;  /* text input */
+	char *buf;         /* the whole line most recently read */
+	size_t bufcap;
 	int line;          /* line most recently read */
 	kb_err *err;
 	bool failed;
@@ -183,8 +185,8 @@ static int fail(parse_state *st, const char *section, const char *name, const ch
 	char why[256];
 
 	snprintf(why, sizeof(why), fmt, value);
-	kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: [%s] %s: %s", st->cfg->file, st->line, section,
-		   name, why);
+	kb_err_set(st->err, KB_E_BAD_REQUEST, "%s:%d: [%s] %s: %s%s", st->cfg->file, st->line, section,
+		   name, why, kb_conf_comment_hint(value));
 	st->failed = true;
 	st->fail_line = st->line;
 	return 0;
@@ -197,6 +199,14 @@ static void fail_line(parse_state *st, const char *what)
 	st->failed = true;
 	st->fail_line = st->line;
 }
+
+/* the [broker] options broker_option() reads, for "did you mean" */
+static const char *const broker_options[] = {
+	"socket", "socket_mode", "socket_group", "workers", "max_request_bytes", "log_level",
+	"cache_ttl", "cache_capacity", "allow_unlocked_memory", "max_connections", "max_inflight",
+	"idle_timeout", "client_timeout", "request_timeout", "allow_uids", "allow_gids",
+	"admin_uids", "admin_gids", "audit_log",
+};
 
 static int broker_option(parse_state *st, const char *name, const char *value)
 {
@@ -221,6 +231,9 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 			return fail(st, "broker", name, "\"%s\" gives access to every user on the host; use 0600 or 0660 with socket_group", value);
 		c->socket_mode = (mode_t)m;
 	} else if (!strcmp(name, "socket_group")) {
+		/* the server gives the socket to this group by name at startup */
+		if (getgrnam(value) == NULL)
+			return fail(st, "broker", name, "no group named \"%s\": create it, or name an existing group", value);
 		free(c->socket_group);
 		c->socket_group = xstrdup(value);
 	} else if (!strcmp(name, "workers")) {
@@ -280,6 +293,10 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 		free(c->audit_log);
 		c->audit_log = xstrdup(value);
 	} else {
+		const char *near = kb_conf_nearest(name, broker_options,
+						   (int)(sizeof(broker_options) / sizeof(broker_options[0])));
+		if (near)
+			return fail(st, "broker", name, "unknown option; did you mean %s?", near);
 		return fail(st, "broker", name, "unknown option%s", "");
 	}
 	return 1;
@@ -321,13 +338,11 @@ static kb_keyconf *key_section(parse_state *st, const char *section)
 static int key_option(parse_state *st, const char *section, kb_keyconf *kc, const char *name,
 		      const char *value)
 {
-	static const char *const core[] = { "backend", "alg", "cache_ttl", "cache_refresh_fraction",
-					    "datakey_max_age", "datakey_max_uses", "datakey_max_bytes" };
 	double f;
 	char *end;
 
-	for (unsigned i = 0; i < sizeof(core) / sizeof(core[0]); i++) {
-		if (strcmp(name, core[i]) == 0) {
+	for (unsigned i = 0; i < KB_KEYCONF_NCORE; i++) {
+		if (strcmp(name, kb_keyconf_core[i]) == 0) {
 			if (kc->core_set & (1u << i))
 				return fail(st, section, name, "is set twice in this section%s", "");
 			kc->core_set |= 1u << i;
@@ -400,21 +415,41 @@ static int handler(void *user, const char *section, const char *name, const char
 }
 
 /*
- * check_line looks at each line before inih does, for what inih would get
- * wrong: it splits lines longer than its buffer, truncates long section
- * names, does not report section headers (so empty sections and their line
- * numbers would be lost), and goes on after a broken header. Returns str, or
- * NULL (ending the parse) after recording a failure.
+ * strip_inline_comment ends line at a # or ; that starts it or follows a space
+ * or tab, as the docs write comments after values. inih itself would take only the ;
+ * (and leave a # in the value), so the one rule is applied here, to every
+ * line, before inih sees it.
  */
-static char *check_line(parse_state *st, char *str, bool at_end)
+static void strip_inline_comment(char *line)
 {
-	size_t n = strlen(str);
-	char *p = str, *close;
+	for (char *p = line; *p; p++) {
+		if ((*p == '#' || *p == ';') && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+			p[0] = '\n';
+			p[1] = '\0';
+			return;
+		}
+	}
+}
 
-	if (n > 0 && str[n - 1] != '\n' && !at_end) {
-		fail_line(st, "the line is longer than 199 characters, the most the config parser reads");
+/*
+ * check_line looks at each whole line (in st->buf) before inih does, for what
+ * inih would get wrong: it splits lines longer than its buffer, truncates
+ * long section names, does not report section headers (so empty sections and
+ * their line numbers would be lost), and goes on after a broken header. It
+ * drops the line's inline comment first, so a comment never makes a line too
+ * long. Returns str holding the line for inih (capacity num), or NULL (ending
+ * the parse) after recording a failure.
+ */
+static char *check_line(parse_state *st, char *str, int num)
+{
+	char *p, *close;
+
+	strip_inline_comment(st->buf);
+	if (strlen(st->buf) > (size_t)num - 1) {
+		fail_line(st, "the line is longer than 199 characters (not counting a comment), the most the config parser reads");
 		return NULL;
 	}
+	p = strcpy(str, st->buf);
 	while (*p == ' ' || *p == '\t')
 		p++;
 	if (*p != '[')
@@ -439,15 +474,11 @@ static char *check_line(parse_state *st, char *str, bool at_end)
 static char *read_file_line(char *str, int num, void *stream)
 {
 	parse_state *st = stream;
-	char *r;
 
-	if (st->failed)
-		return NULL;
-	r = fgets(str, num, st->fp);
-	if (r == NULL)
+	if (st->failed || getline(&st->buf, &st->bufcap, st->fp) < 0)
 		return NULL;
 	st->line++;
-	return check_line(st, r, feof(st->fp) != 0);
+	return check_line(st, str, num);
 }
 
 static char *read_text_line(char *str, int num, void *stream)
@@ -460,13 +491,18 @@ static char *read_text_line(char *str, int num, void *stream)
 		return NULL;
 	nl = strchr(st->text, '\n');
 	n = nl ? (size_t)(nl - st->text) + 1 : strlen(st->text);
-	if (n > (size_t)num - 1)
-		n = (size_t)num - 1;
-	memcpy(str, st->text, n);
-	str[n] = '\0';
+	if (n + 1 > st->bufcap) {
+		char *b = realloc(st->buf, n + 1);
+		if (b == NULL)
+			abort(); /* config parsing at startup: nothing sensible to do */
+		st->buf = b;
+		st->bufcap = n + 1;
+	}
+	memcpy(st->buf, st->text, n);
+	st->buf[n] = '\0';
 	st->text += n;
 	st->line++;
-	return check_line(st, str, *st->text == '\0');
+	return check_line(st, str, num);
 }
 
 static kb_config *config_new(const char *name)
@@ -530,6 +566,7 @@ kb_code kb_config_load(const char *path, kb_config **out, kb_err *err)
 	st.cfg = config_new(path);
 	rc = ini_parse_stream(read_file_line, &st, handler, &st);
 	fclose(st.fp);
+	free(st.buf);
 	return finish(&st, rc, out, err);
 }
 
@@ -540,6 +577,7 @@ kb_code kb_config_parse_string(const char *text, const char *name, kb_config **o
 
 	st.cfg = config_new(name);
 	rc = ini_parse_stream(read_text_line, &st, handler, &st);
+	free(st.buf);
 	return finish(&st, rc, out, err);
 }
 

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,16 +33,6 @@ kb_key *kb_key_find(kb_broker *b, const char *name)
 		if (strcmp(b->keys[i].conf->name, name) == 0)
 			return &b->keys[i];
 	return NULL;
-}
-
-static kb_code check_all_taken(const kb_keyconf *kc, kb_err *err)
-{
-	for (int i = 0; i < kc->nopts; i++)
-		if (!kc->opts[i].taken)
-			return kb_err_set(err, KB_E_BAD_REQUEST,
-					  "%s:%d: [key:%s] %s: unknown option for backend %s", kc->file,
-					  kc->opts[i].line, kc->name, kc->opts[i].name, kc->backend);
-	return KB_OK;
 }
 
 /* take_acls reads the per-key policy options, which the core owns. */
@@ -79,27 +70,47 @@ static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *er
 		return rc;
 	rc = k->ops->open(kc, nslots, &k->state, err);
 	if (rc != KB_OK) {
+		kb_err typo;
+
 		k->state = NULL;
+		/* "pin_file: missing" is often a misspelt pin_file: say so too */
+		if (err && kb_keyconf_unknown(kc, &typo) != KB_OK && strstr(typo.msg, "did you mean")) {
+			size_t n = strlen(err->msg);
+			snprintf(err->msg + n, sizeof(err->msg) - n, "; and %s", typo.msg);
+		}
 		return rc;
 	}
-	if ((rc = check_all_taken(kc, err)) != KB_OK)
+	if ((rc = kb_keyconf_unknown(kc, err)) != KB_OK)
 		return rc;
 	k->healthy = true;
 	return KB_OK;
 }
 
-kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err)
+/*
+ * keyset_new makes a keyset that owns cfg, with a zeroed key for each section;
+ * NULL (cfg freed) when out of memory.
+ */
+static kb_keyset *keyset_new(kb_config *cfg)
 {
 	kb_keyset *ks = calloc(1, sizeof(*ks));
-	kb_code rc = KB_OK;
 
 	if (ks == NULL || (ks->keys = calloc((size_t)(cfg->nkeys ? cfg->nkeys : 1), sizeof(*ks->keys))) == NULL) {
 		free(ks);
 		kb_config_free(cfg);
-		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+		return NULL;
 	}
 	ks->cfg = cfg;
 	ks->refs = 1;
+	return ks;
+}
+
+kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err)
+{
+	kb_keyset *ks = keyset_new(cfg);
+	kb_code rc = KB_OK;
+
+	if (ks == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	for (int i = 0; i < cfg->nkeys && rc == KB_OK; i++) {
 		rc = open_key(cfg, i, nslots, &ks->keys[i], err);
 		ks->nkeys = i + 1; /* so the unref below closes what opened */
@@ -110,6 +121,26 @@ kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err)
 	}
 	*out = ks;
 	return KB_OK;
+}
+
+kb_code kb_keyset_open_each(kb_config *cfg, int nslots, kb_keyset **out, kb_err *errs)
+{
+	kb_keyset *ks = keyset_new(cfg);
+	kb_code rc = KB_OK;
+
+	*out = ks;
+	if (ks == NULL)
+		return KB_E_INTERNAL;
+	ks->nkeys = cfg->nkeys;
+	for (int i = 0; i < cfg->nkeys; i++) {
+		kb_err_clear(&errs[i]);
+		if (open_key(cfg, i, nslots, &ks->keys[i], &errs[i]) != KB_OK) {
+			ks->keys[i].healthy = false;
+			if (rc == KB_OK)
+				rc = errs[i].code;
+		}
+	}
+	return rc;
 }
 
 void kb_keyset_unref(kb_keyset *ks)

@@ -15,6 +15,15 @@
  */
 kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err);
 
+/*
+ * kb_keyset_open_each is kb_keyset_open for `keybrokerd --check`: it tries
+ * every key, also after one failed, and hands back the keyset in *out either
+ * way (NULL only when out of memory). errs (cfg->nkeys of them) says, per key,
+ * KB_OK or why it did not open; a key that did not open must not be used.
+ * Returns KB_OK when every key opened, else the first failure's code.
+ */
+kb_code kb_keyset_open_each(kb_config *cfg, int nslots, kb_keyset **out, kb_err *errs);
+
 /* kb_keyset_unref drops a reference; the last one closes the backends and frees all. */
 void kb_keyset_unref(kb_keyset *ks);
 

@@ -1,9 +1,11 @@
 /*
  * keybrokerd: the key broker daemon. See docs/ and `keybrokerd --help`.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +33,27 @@ static void usage(FILE *out)
 		"with key-encryption keys in a PKCS#11 token or Azure Key Vault / Managed HSM.\n"
 		"\n"
 		"  -c, --config FILE  the INI configuration (see docs/configuration.md)\n"
-		"      --check        validate the config, check every key is reachable, exit 0 or 1\n"
+		"      --check        validate the config and every key: a line per key, exit 0 or 1\n"
 		"  -h, --help         this help\n"
 		"      --version      print the version\n"
 		"\n"
-		"Runs in the foreground and logs to stderr. SIGTERM or SIGINT stops it gracefully.\n");
+		"Runs in the foreground and logs to stderr. SIGTERM or SIGINT stops it gracefully;\n"
+		"SIGHUP reloads the config. Exit status: 0 done, 1 a config, key or runtime error,\n"
+		"2 a command-line error.\n");
+}
+
+/* usage_error says what is wrong with the command line, then how to use it; returns 2. */
+static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("keybrokerd: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n\n", stderr);
+	usage(stderr);
+	return 2;
 }
 
 /* wiping_free: cJSON's buffers held request fields, plaintexts among them */
@@ -53,29 +71,48 @@ static void harden(void)
 	struct rlimit none = { 0, 0 };
 
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-		kb_warn("cannot mark the process non-dumpable");
+		kb_warn("cannot mark the process non-dumpable: %s", strerror(errno));
 	if (setrlimit(RLIMIT_CORE, &none) != 0)
-		kb_warn("cannot set RLIMIT_CORE to 0");
+		kb_warn("cannot set RLIMIT_CORE to 0: %s", strerror(errno));
 }
 
+/*
+ * check is `--check`: one line per key, "ok" with what the key service says
+ * of it (stdout) or the reason it cannot be used (stderr), then a summary.
+ * Returns the exit status: 0 when every key opened and is enabled, else 1.
+ */
 static int check(kb_broker *b, kb_config *cfg)
 {
+	int nkeys = cfg->nkeys, failed = 0;
+	kb_err *errs = calloc((size_t)(nkeys ? nkeys : 1), sizeof(*errs));
 	kb_keyset *ks;
 	kb_err err;
-	int failed = 0;
 
-	if (kb_keyset_open(cfg, 1, &ks, &err) != KB_OK) {
-		fprintf(stderr, "keybrokerd: %s\n", err.msg);
+	if (errs == NULL) {
+		kb_config_free(cfg);
+		fprintf(stderr, "keybrokerd: out of memory\n");
+		return 1;
+	}
+	failed = kb_keyset_open_each(cfg, 1, &ks, errs) != KB_OK;
+	if (ks == NULL) {
+		fprintf(stderr, "keybrokerd: out of memory\n");
+		free(errs);
 		return 1;
 	}
 	kb_broker_use_keyset(b, ks);
 	for (int i = 0; i < b->nkeys; i++) {
 		kb_key *k = &b->keys[i];
-		kb_key_info *info = calloc(1, sizeof(*info));
+		kb_key_info *info;
 
+		if (errs[i].code != KB_OK) {
+			fprintf(stderr, "key %s: FAIL: %s: %s\n", k->conf->name, kb_code_name(errs[i].code),
+				errs[i].msg);
+			continue;
+		}
+		info = calloc(1, sizeof(*info));
 		if (info == NULL || k->ops->describe(k->state, 0, info, &err) != KB_OK) {
-			fprintf(stderr, "key %s: FAIL: %s: %s\n", k->conf->name, kb_code_name(err.code),
-				info ? err.msg : "out of memory");
+			fprintf(stderr, "key %s: FAIL: %s: %s\n", k->conf->name,
+				info ? kb_code_name(err.code) : "internal", info ? err.msg : "out of memory");
 			failed = 1;
 		} else {
 			printf("key %s: ok: %s %s %d-bit, %d version%s, latest %s, alg %s%s\n",
@@ -87,10 +124,12 @@ static int check(kb_broker *b, kb_config *cfg)
 		if (info)
 			free(info->public_pem);
 		free(info);
+		fflush(stdout); /* the lines stay in key order when stdout and stderr meet */
 	}
 	printf("%s: %s (%d key%s)\n", b->cfg->file, failed ? "FAILED" : "ok", b->nkeys,
 	       b->nkeys == 1 ? "" : "s");
 	kb_keyset_unref(ks);
+	free(errs);
 	return failed;
 }
 
@@ -174,19 +213,27 @@ int main(int argc, char **argv)
 	kb_err err;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	opterr = 0; /* usage_error says what is wrong, in our words */
+	while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': path = optarg; break;
 		case 'C': check_only = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("keybrokerd %s\n", KB_VERSION); return 0;
-		default: usage(stderr); return 2;
+		case ':': return usage_error("%s needs a value (-c FILE)", argv[optind - 1]);
+		default:
+			/* a long option given a value it does not take reports as its letter */
+			if (optopt && strncmp(argv[optind - 1], "--", 2) == 0)
+				return usage_error("%s takes no value", argv[optind - 1]);
+			if (optopt)
+				return usage_error("unknown option -%c", optopt);
+			return usage_error("unknown option %s", argv[optind - 1]);
 		}
 	}
-	if (path == NULL || optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind != argc)
+		return usage_error("unexpected argument \"%s\" (options start with -)", argv[optind]);
+	if (path == NULL)
+		return usage_error("no configuration given: name it with -c FILE");
 	harden();
 	cJSON_InitHooks(&hooks);
 	if (kb_config_load(path, &cfg, &err) != KB_OK) {
@@ -200,7 +247,11 @@ int main(int argc, char **argv)
 			kb_config_free(cfg);
 			return 1;
 		}
-		cfg->socket = strdup(sock);
+		if ((cfg->socket = strdup(sock)) == NULL) {
+			fprintf(stderr, "keybrokerd: out of memory\n");
+			kb_config_free(cfg);
+			return 1;
+		}
 	}
 	b.uid = getuid();
 	b.gid = getgid();

@@ -20,6 +20,10 @@ static void warn_fixed(const kb_config *old, const kb_config *new)
 {
 	if (strcmp(old->socket, new->socket ? new->socket : old->socket) != 0)
 		kb_warn("reload: socket changed; restart keybrokerd to move it");
+	if (old->socket_mode != new->socket_mode ||
+	    (old->socket_group == NULL) != (new->socket_group == NULL) ||
+	    (old->socket_group && strcmp(old->socket_group, new->socket_group) != 0))
+		kb_warn("reload: socket_mode and socket_group apply at the next restart");
 	if (old->workers != new->workers)
 		kb_warn("reload: workers changed; restart keybrokerd to apply it");
 	if (old->cache_capacity != new->cache_capacity || old->allow_unlocked_memory != new->allow_unlocked_memory)
@@ -45,7 +49,11 @@ void kb_reload(kb_broker *b)
 	warn_fixed(old->cfg, cfg);
 	/* settings only a restart applies keep their running values */
 	free(cfg->socket);
-	cfg->socket = strdup(old->cfg->socket);
+	if ((cfg->socket = strdup(old->cfg->socket)) == NULL) {
+		kb_error("SIGHUP: out of memory; the running config stays");
+		kb_config_free(cfg);
+		return;
+	}
 	cfg->workers = old->cfg->workers;
 	cfg->cache_capacity = old->cfg->cache_capacity;
 	cfg->allow_unlocked_memory = old->cfg->allow_unlocked_memory;

@@ -45,7 +45,7 @@ typedef struct server {
 	int sigfd;
 	int timerfd;
 	bool activated;     /* the socket came from systemd */
-	const char *path;
+	char *path;         /* our own copy: a reload frees the config it came from */
 	kb_conn *conns;
 	kb_conn *dead;          /* unreferenced, freed after the current batch of events */
 	uint64_t next_serial;
@@ -564,6 +564,8 @@ static void teardown(server *s)
 		close(s->sigfd);
 	if (s->timerfd >= 0)
 		close(s->timerfd);
+	free(s->path);
+	s->path = NULL;
 }
 
 static void loop_once(server *s)
@@ -614,7 +616,8 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	server s = { .b = b, .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
 	kb_code rc;
 
-	s.path = b->cfg->socket;
+	if ((s.path = strdup(b->cfg->socket)) == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	the_server = &s;
 	if ((rc = setup(&s, err)) != KB_OK) {
 		teardown(&s);

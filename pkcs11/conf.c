@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
+#include "log.h"
 #include "p11.h"
 
 static char *dup_or_null(const char *s)
@@ -74,10 +76,37 @@ kb_code kb_p11_conf_take(kb_keyconf *kc, kb_p11_conf *conf, kb_err *err)
 		rc = kb_err_set(err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
+	if (conf->pin.file) {
+		char detail[512], fix[512];
+
+		/* doctor reports the same; startup and --check must not stay silent */
+		if (kb_p11_pin_file_check(&conf->pin, detail, fix, sizeof(detail)) == KB_P11_PIN_FILE_EXPOSED)
+			kb_warn("key %s: %s: %s", kc->name, detail, fix);
+	}
 	return KB_OK;
 fail:
 	kb_p11_conf_free(conf);
 	return rc;
+}
+
+kb_p11_pin_file kb_p11_pin_file_check(const kb_p11_pin_src *src, char *detail, char *fix, size_t cap)
+{
+	struct stat st;
+
+	*detail = *fix = '\0';
+	if (src->file == NULL)
+		return KB_P11_PIN_FILE_NONE;
+	if (stat(src->file, &st) != 0) {
+		snprintf(detail, cap, "pin_file %s cannot be read: %s", src->file, strerror(errno));
+		snprintf(fix, cap, "create it holding the token's user PIN, mode 0600");
+		return KB_P11_PIN_FILE_MISSING;
+	}
+	snprintf(detail, cap, "pin_file %s, mode %04o", src->file, (unsigned)(st.st_mode & 07777));
+	if (st.st_mode & 077) {
+		snprintf(fix, cap, "chmod 600 %s: other users can read the PIN", src->file);
+		return KB_P11_PIN_FILE_EXPOSED;
+	}
+	return KB_P11_PIN_FILE_PRIVATE;
 }
 
 void kb_p11_conf_free(kb_p11_conf *conf)

@@ -4,7 +4,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -15,24 +14,15 @@
 
 static void check_pin_file(kb_p11_call *c, kb_p11_emit emit, void *ctx)
 {
-	const char *file = c->key->conf.pin.file;
+	static const char *const result[] = {
+		[KB_P11_PIN_FILE_PRIVATE] = "pass", [KB_P11_PIN_FILE_EXPOSED] = "warn",
+		[KB_P11_PIN_FILE_MISSING] = "fail",
+	};
 	char detail[LINE], fix[LINE];
-	struct stat st;
+	kb_p11_pin_file r = kb_p11_pin_file_check(&c->key->conf.pin, detail, fix, sizeof(detail));
 
-	if (file == NULL)
-		return;
-	if (stat(file, &st) != 0) {
-		snprintf(detail, sizeof(detail), "pin_file %s cannot be read", file);
-		emit(ctx, "pin file", "fail", detail, "create it holding the token's user PIN, mode 0600");
-		return;
-	}
-	snprintf(detail, sizeof(detail), "pin_file %s, mode %04o", file, (unsigned)(st.st_mode & 07777));
-	if (st.st_mode & 077) {
-		snprintf(fix, sizeof(fix), "chmod 600 %s: other users can read the PIN", file);
-		emit(ctx, "pin file", "warn", detail, fix);
-		return;
-	}
-	emit(ctx, "pin file", "pass", detail, NULL);
+	if (r != KB_P11_PIN_FILE_NONE)
+		emit(ctx, "pin file", result[r], detail, fix[0] ? fix : NULL);
 }
 
 static bool check_token(kb_p11_call *c, kb_p11_emit emit, void *ctx)

@@ -57,6 +57,21 @@ void kb_p11_conf_free(kb_p11_conf *conf);
 kb_code kb_p11_pin_read(const kb_p11_pin_src *src, const char *key, char *pin, size_t cap,
 			kb_err *err);
 
+/* What kb_p11_pin_file_check found. */
+typedef enum kb_p11_pin_file {
+	KB_P11_PIN_FILE_NONE = 0,   /* the PIN comes from pin_env */
+	KB_P11_PIN_FILE_PRIVATE,    /* only its owner may read it */
+	KB_P11_PIN_FILE_EXPOSED,    /* group or others have access: a warning */
+	KB_P11_PIN_FILE_MISSING,    /* it cannot be stat'ed */
+} kb_p11_pin_file;
+
+/*
+ * kb_p11_pin_file_check looks at the mode of src's pin_file; detail and fix
+ * (capacity cap each) receive what to report and what to do ("" when
+ * nothing). Startup, --check and doctor all judge the file through it.
+ */
+kb_p11_pin_file kb_p11_pin_file_check(const kb_p11_pin_src *src, char *detail, char *fix, size_t cap);
+
 /* kb_p11_pin_describe writes "pin_file PATH" or "pin_env VAR" to buf, for messages. */
 void kb_p11_pin_describe(const kb_p11_pin_src *src, char *buf, size_t cap);
 

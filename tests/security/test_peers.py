@@ -132,12 +132,14 @@ def admin_operations_are_refused_for_non_admins(root):
         {"op": "flush", "key": "rsa"},
         {"op": "wrap", "key": "aes", "plaintext": b64(pt)},
         {"op": "get", "key": "aes"},
+        {"op": "doctor", "key": "aes"},
     ])
     denied(a[0], "rotate")
     denied(a[1], "flush")
     denied(a[2], "flush")
     ok(a[3], "a non-admin still wraps")
     check(ok(a[4], "get")["latest"] == "01", "the refused rotate made no version")
+    denied(a[5], "doctor")
     # root is an admin by default, and so is the daemon's own uid
     check(kb.ok({"op": "rotate", "key": "aes"})["version"] == "02", "root rotates")
     kb.ok({"op": "flush"})

@@ -120,5 +120,18 @@ def sighup_reloads_policy(root):
     check(unb64(kb.ok({"op": "unwrap", "blob": blob})["plaintext"]) == pt, "root still served")
 
 
+def sigterm_after_sighup_removes_the_socket(root):
+    token = Token(root)
+    kb = Broker(root, token)
+    for n in range(1, 4):
+        hup(kb)
+        wait_for(lambda: kb.log_text().count("SIGHUP: reloaded") == n, 10, "reload %d in the log" % n)
+    kb.ok({"op": "status"})
+    check(kb.stop() == 0, "SIGTERM after SIGHUP exits 0")
+    # the server keeps its own copy of the path: the config it came from was freed by the reload
+    check(not os.path.exists(kb.sock), "the socket is gone after SIGTERM: %s" % os.listdir(root))
+    check("no longer accepting" in kb.log_text(), "the stop was the graceful one")
+
+
 if __name__ == "__main__":
     run(globals())

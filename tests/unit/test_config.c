@@ -89,7 +89,7 @@ static void config_every_broker_option_takes_its_valid_values(void **state)
 	expect_ok("[broker]\n"
 		  "socket = /run/kb/kb.sock\n"
 		  "socket_mode = 0660\n"
-		  "socket_group = kbusers\n"
+		  "socket_group = nogroup\n"
 		  "workers = 8\n"
 		  "max_request_bytes = 1m\n"
 		  "log_level = debug\n"
@@ -106,7 +106,7 @@ static void config_every_broker_option_takes_its_valid_values(void **state)
 		  "audit_log = -\n");
 	assert_string_equal(cfg->socket, "/run/kb/kb.sock");
 	assert_int_equal(cfg->socket_mode, 0660);
-	assert_string_equal(cfg->socket_group, "kbusers");
+	assert_string_equal(cfg->socket_group, "nogroup");
 	assert_int_equal(cfg->workers, 8);
 	assert_int_equal(cfg->max_request_bytes, 1024 * 1024);
 	assert_int_equal(cfg->log_level, KB_LOG_DEBUG);
@@ -495,6 +495,121 @@ static void config_load_reads_a_file_with_the_same_line_numbers(void **state)
 	assert_non_null(strstr(err.msg, "/nonexistent/kb.conf"));
 }
 
+static void config_inline_comments_after_a_space_or_tab_are_ignored(void **state)
+{
+	expect_ok("[broker]   # the daemon\n"
+		  "socket = /run/kb/kb.sock    # holds: the socket\n"
+		  "workers = 4\t; four threads\n"
+		  "  # an indented comment line\n"
+		  "cache_ttl = 5m # five minutes\n"
+		  "[key:rsa] ; the RSA key\n"
+		  "backend = pkcs11   # or azure\n"
+		  "module = /usr/lib/softhsm/libsofthsm2.so\t# SoftHSM\n"
+		  "uri = pkcs11:token=kb;object=rsa   ; the ; inside the URI stays\n");
+	assert_string_equal(cfg->socket, "/run/kb/kb.sock");
+	assert_int_equal(cfg->workers, 4);
+	assert_int_equal(cfg->cache_ttl_ms, 300000);
+	assert_string_equal(cfg->keys[0].backend, "pkcs11");
+	assert_string_equal(cfg->keys[0].opts[0].value, "/usr/lib/softhsm/libsofthsm2.so");
+	assert_string_equal(cfg->keys[0].opts[1].value, "pkcs11:token=kb;object=rsa");
+	assert_int_equal(cfg->keys[0].opts[1].line, 9);
+}
+
+static void config_long_comment_after_a_value_does_not_make_the_line_too_long(void **state)
+{
+	char text[1000], comment[400];
+
+	memset(comment, 'c', 300);
+	comment[300] = '\0';
+	snprintf(text, sizeof(text), "[broker]\nworkers = 4   # %s\n# %s\ncache_ttl = 1m\n", comment, comment);
+	expect_ok(text);
+	assert_int_equal(cfg->workers, 4);
+	assert_int_equal(cfg->cache_ttl_ms, 60000);
+}
+
+static void config_comment_without_a_space_before_it_is_refused_with_a_hint(void **state)
+{
+	expect_error("[broker]\ncache_ttl = 5m#five minutes\n", 2, "\"5m#five minutes\"", "a comment starts with #");
+	expect_error("[broker]\nworkers = 4; four\n", 2, "workers", "a comment starts with #");
+	expect_error("[broker]\nworkers = 4 // four\n", 2, "workers", "a comment starts with #");
+	/* a wrong value with nothing like a comment in it gets no hint */
+	expect_error("[broker]\nworkers = four\n", 2, "workers", NULL);
+	assert_null(strstr(err.msg, "comment"));
+}
+
+static void config_backend_error_about_a_value_with_a_comment_gets_the_hint(void **state)
+{
+	expect_ok("[key:k]\nbackend = pkcs11\npin_file = /etc/kb/pin#secret\n");
+	assert_int_equal(kb_keyconf_bad(&cfg->keys[0], "pin_file", &err, "cannot read it"), KB_E_BAD_REQUEST);
+	assert_non_null(strstr(err.msg, NAME ":3: [key:k] pin_file: cannot read it"));
+	assert_non_null(strstr(err.msg, "a comment starts with #"));
+	/* a PKCS#11 URI's own ; is no comment */
+	expect_ok("[key:k]\nbackend = pkcs11\nuri = pkcs11:token=kb;object=x\n");
+	kb_keyconf_bad(&cfg->keys[0], "uri", &err, "no such token");
+	assert_null(strstr(err.msg, "comment"));
+}
+
+static void config_socket_group_must_name_an_existing_group(void **state)
+{
+	expect_error("[broker]\nsocket_mode = 0660\nsocket_group = nosuchgroup-kb\n", 3,
+		     "socket_group", "no group named \"nosuchgroup-kb\"");
+	expect_ok("[broker]\nsocket_mode = 0660\nsocket_group = root\n");
+	assert_string_equal(cfg->socket_group, "root");
+}
+
+static void config_misspelt_broker_option_suggests_the_nearest(void **state)
+{
+	expect_error("[broker]\ncache_tll = 5m\n", 2, "cache_tll: unknown option", "did you mean cache_ttl?");
+	expect_error("[broker]\nmax_conections = 5\n", 2, "max_conections", "did you mean max_connections?");
+	expect_error("[broker]\nallow_uid = root\n", 2, "allow_uid", "did you mean allow_uids?");
+	/* nothing near: no guess */
+	expect_error("[broker]\ncolour = blue\n", 2, "colour: unknown option", NULL);
+	assert_null(strstr(err.msg, "did you mean"));
+}
+
+static void config_misspelt_key_option_suggests_a_core_or_backend_option(void **state)
+{
+	kb_keyconf *kc;
+
+	expect_ok("[key:k]\nbackend = pkcs11\ncache_tll = 5m\n");
+	assert_int_equal(kb_keyconf_unknown(&cfg->keys[0], &err), KB_E_BAD_REQUEST);
+	assert_non_null(strstr(err.msg, NAME ":3: [key:k] cache_tll: unknown option for backend pkcs11"));
+	assert_non_null(strstr(err.msg, "did you mean cache_ttl?"));
+
+	/* the backend's own options are known by what it asked for */
+	expect_ok("[key:k]\nbackend = pkcs11\nmodule = /m.so\npin_flie = /p\n");
+	kc = &cfg->keys[0];
+	kb_keyconf_take(kc, "module", NULL);
+	kb_keyconf_take(kc, "pin_file", NULL);
+	kb_keyconf_take(kc, "pin_env", NULL);
+	assert_int_equal(kb_keyconf_unknown(kc, &err), KB_E_BAD_REQUEST);
+	assert_non_null(strstr(err.msg, NAME ":4: [key:k] pin_flie: unknown option"));
+	assert_non_null(strstr(err.msg, "did you mean pin_file?"));
+
+	expect_ok("[key:k]\nbackend = pkcs11\ncolour = blue\n");
+	kb_keyconf_unknown(&cfg->keys[0], &err);
+	assert_null(strstr(err.msg, "did you mean"));
+
+	/* every option taken: nothing to report */
+	expect_ok("[key:k]\nbackend = pkcs11\nmodule = /m.so\n");
+	kb_keyconf_take(&cfg->keys[0], "module", NULL);
+	assert_int_equal(kb_keyconf_unknown(&cfg->keys[0], &err), KB_OK);
+}
+
+static void config_nearest_name_is_one_slip_away_in_short_words(void **state)
+{
+	static const char *const names[] = { "alg", "uri", "module", "cache_ttl", "datakey_max_uses" };
+
+	assert_string_equal(kb_conf_nearest("algg", names, 5), "alg");
+	assert_string_equal(kb_conf_nearest("urI", names, 5), "uri");
+	assert_string_equal(kb_conf_nearest("moduel", names, 5), "module");     /* a swap counts once */
+	assert_string_equal(kb_conf_nearest("datakey_max_use", names, 5), "datakey_max_uses");
+	assert_string_equal(kb_conf_nearest("url", names, 5), "uri");
+	assert_null(kb_conf_nearest("arx", names, 5));                          /* two slips in three letters */
+	assert_null(kb_conf_nearest("uri", names, 5));                          /* itself is no suggestion */
+	assert_null(kb_conf_nearest("backend", names, 5));
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 static const struct CMUnitTest tests[] = {
 	T(config_defaults_apply_to_an_empty_file),
@@ -520,6 +635,14 @@ static const struct CMUnitTest tests[] = {
 	T(config_core_key_option_set_twice_is_refused),
 	T(config_long_option_line_is_read_whole_or_refused),
 	T(config_load_reads_a_file_with_the_same_line_numbers),
+	T(config_inline_comments_after_a_space_or_tab_are_ignored),
+	T(config_long_comment_after_a_value_does_not_make_the_line_too_long),
+	T(config_comment_without_a_space_before_it_is_refused_with_a_hint),
+	T(config_backend_error_about_a_value_with_a_comment_gets_the_hint),
+	T(config_socket_group_must_name_an_existing_group),
+	T(config_misspelt_broker_option_suggests_the_nearest),
+	T(config_misspelt_key_option_suggests_a_core_or_backend_option),
+	T(config_nearest_name_is_one_slip_away_in_short_words),
 };
 
 UNIT_MAIN("config", tests)
