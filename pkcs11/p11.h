@@ -2,7 +2,7 @@
  * p11.h: the shared types of the PKCS#11 backend's files.
  *
  *   conf.c      the [key:NAME] options and the PIN source
- *   registry.c  loaded modules and tokens, shared by all keys, refcounted
+ *   registry.c  loaded modules (one function list each) and tokens, refcounted
  *   session.c   one session per slot, reopened and logged in after a fault
  *   errmap.c    the one place that turns CKR_* into kb_codes
  *   versions.c  the key's versions (objects sharing a label) and their handles

@@ -17,6 +17,7 @@ void test_deleted_version(void **state);
 void test_wrong_pin(void **state);
 void test_missing_label(void **state);
 void test_options(void **state);
+void test_softhsm_conf_named(void **state);
 void test_describe(void **state);
 void test_doctor(void **state);
 void test_random(void **state);
