@@ -238,6 +238,24 @@ kb_code kb_p11_aes_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *
 kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *ct, size_t ctlen,
 			  uint8_t *pt, size_t *ptlen, kb_err *err);
 
+#define KB_P11_AES_ALGS 3
+
+/* kb_p11_is_aes_alg is true for the AES algorithms of aes.c. */
+bool kb_p11_is_aes_alg(kb_alg alg);
+
+/* kb_p11_aes_ckm names alg's PKCS#11 mechanism, for messages. */
+const char *kb_p11_aes_ckm(kb_alg alg);
+
+/*
+ * kb_p11_aes_offered writes the AES algorithms the token offers (from
+ * C_GetMechanismList, with the flags each needs) to out, preferred first,
+ * and returns their count; 0 with *rv set when the list cannot be read.
+ */
+int kb_p11_aes_offered(kb_p11_key *k, kb_alg out[KB_P11_AES_ALGS], CK_RV *rv);
+
+/* kb_p11_aes_describe writes "AES-KWP, AES-GCM" (or "none of ...") for messages. */
+void kb_p11_aes_describe(const kb_alg *algs, int n, char *buf, size_t cap);
+
 /*
  * kb_p11_rsa_probe / kb_p11_aes_probe tell whether the token can unwrap
  * c->alg with version v; the answer is cached per key. KB_OK or the error a

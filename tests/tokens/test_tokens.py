@@ -86,9 +86,11 @@ def p11kit_aes_refused_clearly(root):
     tok = P11KitRemote(root)
     try:
         out = refused_at_start(root, tok, [("aes", "aes-kek")])
-        check("keybrokerd.conf:" in out and "[key:aes]" in out, "names the config line: %s" % out)
-        check("AES-KWP" in out and "mechanism_unsupported" in out or "does not support" in out,
-              "says the token lacks AES-KWP: %s" % out)
+        check("keybrokerd.conf:" in out and "[key:aes]:" in out and "offers none of AES-KWP, AES-GCM, AES-KW" in out
+              and "another alg" not in out, "no alg: names the section, what the token lacks, no other alg: %s" % out)
+        out = refused_at_start(root, tok, [("aes", "aes-kek", "AES-GCM")])
+        check("[key:aes] alg = AES-GCM:" in out and "CKM_AES_GCM" in out and "offers none" in out,
+              "alg set: names the alg line and the mechanism: %s" % out)
     finally:
         tok.stop()
 
