@@ -14,6 +14,8 @@ static const struct {
 	{ KB_ALG_A128KW, "A128KW" },
 	{ KB_ALG_A192KW, "A192KW" },
 	{ KB_ALG_A256KW, "A256KW" },
+	{ KB_ALG_AES_GCM, "AES-GCM" },
+	{ KB_ALG_AES_KW, "AES-KW" },
 	{ KB_ALG_AES_KWP, "CKM_AES_KEY_WRAP_PAD" },
 };
 

@@ -18,6 +18,8 @@ typedef enum kb_alg {
 	KB_ALG_A128KW,        /* RFC 3394 AES key wrap, 128-bit KEK */
 	KB_ALG_A192KW,
 	KB_ALG_A256KW,
+	KB_ALG_AES_GCM,       /* AES-GCM in a PKCS#11 token: 96-bit IV || ct || 128-bit tag */
+	KB_ALG_AES_KW,        /* RFC 3394 AES key wrap in a PKCS#11 token, any KEK size */
 	KB_ALG_COUNT
 } kb_alg;
 

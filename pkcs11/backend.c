@@ -69,12 +69,13 @@ static kb_code check_alg(const kb_p11_call *c, kb_err *err)
 
 	if (k->kty == CKK_RSA && (c->alg == KB_ALG_RSA_OAEP || c->alg == KB_ALG_RSA_OAEP_256))
 		return KB_OK;
-	if (k->kty == CKK_AES && c->alg == KB_ALG_AES_KWP)
+	if (k->kty == CKK_AES && kb_p11_is_aes_alg(c->alg))
 		return KB_OK;
 	return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
 			  "key %s is an %s key on PKCS#11 token %s: it does %s, not %s",
 			  k->name, k->kty == CKK_RSA ? "RSA" : "AES", k->tok->label,
-			  k->kty == CKK_RSA ? "RSA-OAEP (and RSA-OAEP-256 where the token can)" : "AES-KWP",
+			  k->kty == CKK_RSA ? "RSA-OAEP (and RSA-OAEP-256 where the token can)"
+					    : "AES-KWP, AES-GCM or AES-KW (where the token can)",
 			  kb_alg_name(c->alg)[0] ? kb_alg_name(c->alg) : "that algorithm");
 }
 
@@ -309,26 +310,66 @@ static void p11_close(void *state)
 	free(k);
 }
 
-/* choose_alg settles the key's default algorithm against its type. */
+/*
+ * choose_aes settles an AES key's algorithm against what the token offers:
+ * the configured alg if offered, else the first offered. A refusal names the
+ * alg line when there is one, else the key's section, and what would work.
+ */
+static kb_code choose_aes(kb_keyconf *kc, kb_p11_key *k, kb_err *err)
+{
+	kb_alg offered[KB_P11_AES_ALGS];
+	char list[96];
+	CK_RV rv;
+	int n = kb_p11_aes_offered(k, offered, &rv);
+
+	if (n == 0 && rv != CKR_OK) {
+		kb_p11_call c = { .key = k, .op = KB_P11_OP_OPEN };
+
+		return kb_p11_error(&c, "C_GetMechanismList", rv, err);
+	}
+	kb_p11_aes_describe(offered, n, list, sizeof(list));
+	for (int i = 0; i < n; i++)
+		if (kc->alg == KB_ALG_NONE || offered[i] == kc->alg) {
+			k->alg = offered[i];
+			return KB_OK;
+		}
+	if (kc->alg != KB_ALG_NONE)
+		return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
+				  "%s:%d: [key:%s] alg = %s: token %s does not offer %s for AES key %s; it offers %s (C_GetMechanismList): %s",
+				  kc->file ? kc->file : "config", kc->line, kc->name, kb_alg_name(kc->alg),
+				  k->tok->label, kb_p11_aes_ckm(kc->alg), k->conf.label, list,
+				  n ? "set alg to one of those" : "use an RSA key on this token, or a token that does AES key wrap or AES-GCM");
+	return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
+			  "%s:%d: [key:%s]: %s is an AES key, and token %s (%s) offers %s for it (C_GetMechanismList): use an RSA key on this token, or a token that does AES key wrap or AES-GCM",
+			  kc->file ? kc->file : "config", kc->line, kc->name, k->conf.label, k->tok->label,
+			  k->tok->library, list);
+}
+
+/* choose_alg settles the key's default algorithm against its type and the token. */
 static kb_code choose_alg(kb_keyconf *kc, kb_p11_key *k, kb_err *err)
 {
 	bool rsa = k->kty == CKK_RSA;
+	kb_code rc = KB_OK;
 
-	k->alg = kc->alg;
-	if (k->alg == KB_ALG_NONE)
-		k->alg = rsa ? KB_ALG_RSA_OAEP : KB_ALG_AES_KWP;
-	kc->alg = k->alg; /* the core reports the algorithm settled on */
-	if (rsa && (k->alg == KB_ALG_RSA_OAEP || k->alg == KB_ALG_RSA_OAEP_256))
+	if (!rsa) {
+		if (kc->alg != KB_ALG_NONE && !kb_p11_is_aes_alg(kc->alg))
+			return kb_keyconf_bad(kc, "alg", err, "%s does not fit: %s on token %s is an AES key; use AES-KWP, AES-GCM or AES-KW",
+					      kb_alg_name(kc->alg), k->conf.label, k->tok->label);
+		rc = choose_aes(kc, k, err);
+		if (rc == KB_OK)
+			kc->alg = k->alg; /* the core reports the algorithm settled on */
+		return rc;
+	}
+	k->alg = kc->alg == KB_ALG_NONE ? KB_ALG_RSA_OAEP : kc->alg;
+	kc->alg = k->alg;
+	if (k->alg == KB_ALG_RSA_OAEP || k->alg == KB_ALG_RSA_OAEP_256)
 		return KB_OK;
-	if (!rsa && k->alg == KB_ALG_AES_KWP)
-		return KB_OK;
-	return kb_keyconf_bad(kc, "alg", err, "%s does not fit: %s on token %s is an %s key; use %s",
-			      kb_alg_name(k->alg), k->conf.label, k->tok->label, rsa ? "RSA" : "AES",
-			      rsa ? "RSA-OAEP" : "AES-KWP");
+	return kb_keyconf_bad(kc, "alg", err, "%s does not fit: %s on token %s is an RSA key; use RSA-OAEP",
+			      kb_alg_name(k->alg), k->conf.label, k->tok->label);
 }
 
 /* probe_default refuses at startup a default algorithm the token cannot reverse. */
-static kb_code probe_default(kb_keyconf *kc, kb_p11_call *c, kb_err *err)
+static kb_code probe_default(kb_keyconf *kc, bool configured, kb_p11_call *c, kb_err *err)
 {
 	kb_p11_version v;
 	kb_code rc;
@@ -345,8 +386,11 @@ static kb_code probe_default(kb_keyconf *kc, kb_p11_call *c, kb_err *err)
 		char why[KB_ERR_MSG_MAX];
 
 		snprintf(why, sizeof(why), "%s", err->msg);
-		return kb_err_set(err, rc, "%s:%d: [key:%s] alg: %s", kc->file ? kc->file : "config",
-				  kc->line, kc->name, why);
+		if (configured)
+			return kb_err_set(err, rc, "%s:%d: [key:%s] alg = %s: %s", kc->file ? kc->file : "config",
+					  kc->line, kc->name, kb_alg_name(c->key->alg), why);
+		return kb_err_set(err, rc, "%s:%d: [key:%s] (no alg, so the default %s): %s",
+				  kc->file ? kc->file : "config", kc->line, kc->name, kb_alg_name(c->key->alg), why);
 	}
 	return KB_OK; /* anything else is for the first wrap to report */
 }
@@ -355,6 +399,7 @@ static kb_code p11_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 {
 	kb_p11_key *k = calloc(1, sizeof(*k));
 	kb_p11_call c = { .key = k, .slot = nslots - 1, .op = KB_P11_OP_OPEN };
+	bool configured;
 	kb_code rc;
 
 	*state = NULL;
@@ -393,9 +438,10 @@ static kb_code p11_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 				k->conf.module, k->tok->label, k->conf.label);
 		goto fail;
 	}
+	configured = kc->alg != KB_ALG_NONE;
 	rc = choose_alg(kc, k, err);
 	if (rc == KB_OK)
-		rc = probe_default(kc, &c, err);
+		rc = probe_default(kc, configured, &c, err);
 	if (rc != KB_OK)
 		goto fail;
 	*state = k;

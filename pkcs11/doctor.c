@@ -155,12 +155,20 @@ static void check_mechanism(kb_p11_call *c, const kb_p11_version *l, kb_p11_emit
 	kb_err e;
 
 	if (k->kty == CKK_AES) {
-		ok = probe(c, l, KB_ALG_AES_KWP, &e);
-		snprintf(detail, sizeof(detail), "CKM_AES_KEY_WRAP_PAD (AES-KWP, RFC 5649): %s%s",
-			 ok ? "wrap and unwrap supported" : e.msg,
-			 ok && k->kwp_pads ? " (note: the token's unwrap keeps the RFC 5649 padding, as SoftHSM 2.6.1 does, so wraps take multiples of 8 bytes)" : "");
-		emit(ctx, "mechanism supported", ok ? "pass" : "fail", detail,
-		     ok ? NULL : "use a token that supports CKM_AES_KEY_WRAP_PAD for C_WrapKey and C_UnwrapKey");
+		kb_alg offered[KB_P11_AES_ALGS];
+		char list[96];
+		CK_RV rv;
+		int n = kb_p11_aes_offered(k, offered, &rv);
+
+		kb_p11_aes_describe(offered, n, list, sizeof(list));
+		ok = probe(c, l, k->alg, &e);
+		snprintf(detail, sizeof(detail), "token offers %s; alg %s (%s): %s%s", list, kb_alg_name(k->alg),
+			 kb_p11_aes_ckm(k->alg), ok ? "supported" : e.msg,
+			 ok && k->alg == KB_ALG_AES_KWP && k->kwp_pads ? " (note: the token's unwrap keeps the RFC 5649 padding, as SoftHSM 2.6.1 does, so AES-KWP wraps take multiples of 8 bytes; AES-GCM takes any length)" : "");
+		if (!ok)
+			snprintf(fix, sizeof(fix), n ? "set alg = %s for this key" : "use an RSA key on this token, or a token that does AES key wrap or AES-GCM",
+				 n ? kb_alg_name(offered[0]) : "");
+		emit(ctx, "mechanism supported", ok ? "pass" : "fail", detail, ok ? NULL : fix);
 		return;
 	}
 	bool sha1 = probe(c, l, KB_ALG_RSA_OAEP, &e);

@@ -52,7 +52,36 @@ static const struct {
 	{ CKR_WRAPPING_KEY_TYPE_INCONSISTENT, "CKR_WRAPPING_KEY_TYPE_INCONSISTENT" },
 	{ CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL" },
 	{ CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED" },
+	{ CKR_ATTRIBUTE_TYPE_INVALID, "CKR_ATTRIBUTE_TYPE_INVALID" },
+	{ CKR_ATTRIBUTE_VALUE_INVALID, "CKR_ATTRIBUTE_VALUE_INVALID" },
+	{ CKR_ATTRIBUTE_READ_ONLY, "CKR_ATTRIBUTE_READ_ONLY" },
+	{ CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED" },
+	{ CKR_KEY_SIZE_RANGE, "CKR_KEY_SIZE_RANGE" },
+	{ CKR_USER_TYPE_INVALID, "CKR_USER_TYPE_INVALID" },
+	{ CKR_CANT_LOCK, "CKR_CANT_LOCK" },
 };
+
+/* op_name is what the user asked for, as the CLI and protocol name it. */
+static const char *op_name(kb_p11_op op)
+{
+	switch (op) {
+	case KB_P11_OP_OPEN:
+		return "startup";
+	case KB_P11_OP_DESCRIBE:
+		return "get";
+	case KB_P11_OP_WRAP:
+		return "wrap";
+	case KB_P11_OP_UNWRAP:
+		return "unwrap";
+	case KB_P11_OP_ROTATE:
+		return "rotate";
+	case KB_P11_OP_RANDOM:
+		return "datakey (random bytes)";
+	case KB_P11_OP_DOCTOR:
+		return "doctor";
+	}
+	return "?";
+}
 
 const char *kb_p11_rv_name(CK_RV rv)
 {
@@ -195,8 +224,19 @@ kb_code kb_p11_error(const kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err
 					  tok, rvs, fn);
 		break;
 	}
-	return kb_err_set(err, KB_E_INTERNAL, "key %s: token %s answered %s to %s while doing %s",
-			  k->name, tok, rvs, fn, alg[0] ? alg : "its work");
+	/* the token refused without a specific reason: name the call and the likely fix */
+	if (strcmp(fn, "C_Login") == 0)
+		return kb_err_set(err, KB_E_AUTH_FAILED,
+				  "key %s: token %s refused the login during %s (%s from C_Login): check the token's state and the PIN in %s",
+				  k->name, tok, op_name(c->op), rvs,
+				  (kb_p11_pin_describe(&k->conf.pin, pin, sizeof(pin)), pin));
+	if (strncmp(fn, "C_GenerateKey", 13) == 0)
+		return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
+				  "key %s: token %s cannot make the next version during rotate (%s from %s, also without the optional attributes): create it with the token's own tool (same label %s, the next CKA_ID) and the broker finds it",
+				  k->name, tok, rvs, fn, k->conf.label);
+	return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+			  "key %s: token %s answered %s to %s during %s%s%s: see the token's own log; the broker retries on the next request",
+			  k->name, tok, rvs, fn, op_name(c->op), alg[0] ? " with " : "", alg);
 }
 
 kb_code kb_p11_fail(kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err)

@@ -2,7 +2,7 @@
  * p11.h: the shared types of the PKCS#11 backend's files.
  *
  *   conf.c      the [key:NAME] options and the PIN source
- *   registry.c  loaded modules and tokens, shared by all keys, refcounted
+ *   registry.c  loaded modules (one function list each) and tokens, refcounted
  *   session.c   one session per slot, reopened and logged in after a fault
  *   errmap.c    the one place that turns CKR_* into kb_codes
  *   versions.c  the key's versions (objects sharing a label) and their handles
@@ -252,6 +252,24 @@ kb_code kb_p11_aes_wrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *
 			uint8_t *ct, size_t *ctlen, kb_err *err);
 kb_code kb_p11_aes_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t *ct, size_t ctlen,
 			  uint8_t *pt, size_t *ptlen, kb_err *err);
+
+#define KB_P11_AES_ALGS 3
+
+/* kb_p11_is_aes_alg is true for the AES algorithms of aes.c. */
+bool kb_p11_is_aes_alg(kb_alg alg);
+
+/* kb_p11_aes_ckm names alg's PKCS#11 mechanism, for messages. */
+const char *kb_p11_aes_ckm(kb_alg alg);
+
+/*
+ * kb_p11_aes_offered writes the AES algorithms the token offers (from
+ * C_GetMechanismList, with the flags each needs) to out, preferred first,
+ * and returns their count; 0 with *rv set when the list cannot be read.
+ */
+int kb_p11_aes_offered(kb_p11_key *k, kb_alg out[KB_P11_AES_ALGS], CK_RV *rv);
+
+/* kb_p11_aes_describe writes "AES-KWP, AES-GCM" (or "none of ...") for messages. */
+void kb_p11_aes_describe(const kb_alg *algs, int n, char *buf, size_t cap);
 
 /*
  * kb_p11_rsa_probe / kb_p11_aes_probe tell whether the token can unwrap

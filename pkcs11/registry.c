@@ -3,9 +3,11 @@
  * tokens. Several [key:...] sections may name one module and token; they
  * share one load, one C_Initialize and one login.
  *
- * libp11 loads the module and lists its slots. It keeps the function list
- * private, so the module is dlopen'ed a second time (the loader hands back
- * the same library) for the raw calls that libp11 has no API for.
+ * Each module is dlopen'ed once and asked for its function list once, and
+ * that one list serves every call. A second C_GetFunctionList is not
+ * guaranteed to return the same list: p11-kit-client.so and p11-kit-proxy.so
+ * hand out a fresh, uninitialized list per call. (libp11 keeps its list
+ * private, so it cannot share it; the slot walk is a few raw calls.)
  */
 #include <dlfcn.h>
 #include <limits.h>
@@ -13,17 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libp11.h>
-
 #include "p11.h"
+
+#define SLOTS_MAX 64
 
 typedef struct module {
 	char path[PATH_MAX];    /* realpath, the registry's key */
-	PKCS11_CTX *ctx;
-	PKCS11_SLOT *slots;
-	unsigned int nslots;
 	void *dl;
 	CK_FUNCTION_LIST *f;
+	bool finalize;          /* we initialized it, so we finalize it */
 	int refs;               /* tokens holding it */
 	struct module *next;
 } module;
@@ -54,12 +54,8 @@ static void pkcs11_str(char *dst, size_t cap, const unsigned char *src, size_t l
 
 static void module_free(module *m)
 {
-	if (m->ctx) {
-		if (m->slots)
-			PKCS11_release_all_slots(m->ctx, m->slots, m->nslots);
-		PKCS11_CTX_unload(m->ctx);
-		PKCS11_CTX_free(m->ctx);
-	}
+	if (m->f && m->finalize)
+		m->f->C_Finalize(NULL);
 	if (m->dl)
 		dlclose(m->dl);
 	free(m);
@@ -76,66 +72,157 @@ static void module_drop(module *m)
 	module_free(m);
 }
 
-/* module_load loads path through libp11 and fetches the raw function list. */
+/* init_hint says what a module's failed C_Initialize most likely needs. */
+static const char *init_hint(const char *path)
+{
+	if (strstr(path, "p11-kit-client"))
+		return "set P11_KIT_SERVER_ADDRESS to the address p11-kit server printed, and check that the server runs";
+	if (strstr(path, "softhsm"))
+		return "set SOFTHSM2_CONF to a readable softhsm2.conf whose directories.tokendir exists";
+	if (strstr(path, "tpm2"))
+		return "set TPM2_PKCS11_TCTI to a reachable TPM (e.g. swtpm:port=2321) and TPM2_PKCS11_STORE to a writable directory";
+	return "check the module's own configuration and its documentation";
+}
+
+/* module_load opens path, takes its one function list and initializes it. */
 static kb_code module_load(const char *path, const char *real, const char *key, module **out,
 			   kb_err *err)
 {
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
 	CK_C_GetFunctionList getf;
 	module *m = calloc(1, sizeof(*m));
+	const char *rvs;
+	CK_RV rv;
 
 	if (m == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	snprintf(m->path, sizeof(m->path), "%s", real);
-	m->ctx = PKCS11_CTX_new();
-	if (m->ctx == NULL || PKCS11_CTX_load(m->ctx, real) != 0) {
-		if (m->ctx)
-			PKCS11_CTX_free(m->ctx);
-		m->ctx = NULL;
-		module_free(m);
-		return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
-				  "key %s: cannot load PKCS#11 module %s: check the module path and that its configuration (e.g. SOFTHSM2_CONF) is readable",
-				  key, path);
-	}
 	m->dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
-	getf = m->dl ? (CK_C_GetFunctionList)dlsym(m->dl, "C_GetFunctionList") : NULL;
+	if (m->dl == NULL) {
+		kb_err_set(err, KB_E_BACKEND_UNAVAILABLE, "key %s: cannot load PKCS#11 module %s: %s", key,
+			   path, dlerror());
+		module_free(m);
+		return err->code;
+	}
+	getf = (CK_C_GetFunctionList)dlsym(m->dl, "C_GetFunctionList");
 	if (getf == NULL || getf(&m->f) != CKR_OK || m->f == NULL) {
+		m->f = NULL;
 		module_free(m);
 		return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 				  "key %s: %s has no usable C_GetFunctionList: is it a PKCS#11 module?", key, path);
 	}
-	if (PKCS11_enumerate_slots(m->ctx, &m->slots, &m->nslots) != 0) {
-		m->slots = NULL;
+	rv = m->f->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		rvs = kb_p11_rv_name(rv);
+		kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+			   "key %s: PKCS#11 module %s failed to initialize (%s%s from C_Initialize): %s", key,
+			   path, rvs ? rvs : "CKR ", rvs ? "" : "error", init_hint(path));
+		m->f = NULL;
 		module_free(m);
-		return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE, "key %s: cannot list the slots of %s", key, path);
+		return err->code;
 	}
+	m->finalize = rv == CKR_OK; /* someone else in the process owns an earlier init */
 	*out = m;
 	return KB_OK;
 }
 
-/* module_find_token returns the first initialized token matching uri. */
-static bool module_find_token(module *m, P11KitUri *uri, CK_SLOT_ID *slot_id, CK_TOKEN_INFO *ti)
-{
-	CK_INFO mi;
+/* A module's tokens, as seen when none matched: for the message. */
+typedef struct survey {
+	int initialized;
+	char labels[256];       /* "a, b" of the initialized tokens */
+} survey;
 
+static bool uri_matches_token(module *m, P11KitUri *uri, CK_SLOT_ID id, CK_TOKEN_INFO *ti)
+{
+	CK_SLOT_INFO si;
+
+	return m->f->C_GetSlotInfo(id, &si) == CKR_OK && p11_kit_uri_match_slot_info(uri, &si) &&
+	       p11_kit_uri_match_token_info(uri, ti);
+}
+
+/*
+ * module_find_token returns the first initialized token matching uri, or
+ * fills s with what the module does have.
+ */
+static bool module_find_token(module *m, P11KitUri *uri, CK_SLOT_ID *slot_id, CK_TOKEN_INFO *ti,
+			      survey *s)
+{
+	CK_SLOT_ID ids[SLOTS_MAX];
+	CK_ULONG n = SLOTS_MAX;
+	CK_INFO mi;
+	size_t off = 0;
+
+	memset(s, 0, sizeof(*s));
 	if (m->f->C_GetInfo(&mi) != CKR_OK || !p11_kit_uri_match_module_info(uri, &mi))
 		return false;
-	for (unsigned int i = 0; i < m->nslots; i++) {
-		PKCS11_SLOT *s = &m->slots[i];
-		CK_SLOT_ID id = PKCS11_get_slotid_from_slot(s);
-		CK_SLOT_INFO si;
+	if (m->f->C_GetSlotList(CK_TRUE, ids, &n) != CKR_OK)
+		return false;
+	for (CK_ULONG i = 0; i < n; i++) {
+		char label[33];
 
-		if (s->token == NULL || !s->token->initialized)
+		if (m->f->C_GetTokenInfo(ids[i], ti) != CKR_OK || !(ti->flags & CKF_TOKEN_INITIALIZED))
 			continue;
-		if (m->f->C_GetSlotInfo(id, &si) != CKR_OK || !p11_kit_uri_match_slot_info(uri, &si))
-			continue;
-		if (m->f->C_GetTokenInfo(id, ti) != CKR_OK || !p11_kit_uri_match_token_info(uri, ti))
-			continue;
-		*slot_id = id;
-		return true;
+		if (uri_matches_token(m, uri, ids[i], ti)) {
+			*slot_id = ids[i];
+			return true;
+		}
+		pkcs11_str(label, sizeof(label), ti->label, sizeof(ti->label));
+		if (off < sizeof(s->labels))
+			off += (size_t)snprintf(s->labels + off, sizeof(s->labels) - off, "%s%s",
+						s->initialized ? ", " : "", label);
+		s->initialized++;
 	}
 	return false;
 }
 
+/* is_softhsm tells SoftHSM by its manufacturer, whatever the file is called. */
+static bool is_softhsm(module *m)
+{
+	CK_INFO mi;
+	char man[33];
+
+	if (m->f->C_GetInfo(&mi) != CKR_OK)
+		return false;
+	pkcs11_str(man, sizeof(man), mi.manufacturerID, sizeof(mi.manufacturerID));
+	return strstr(man, "SoftHSM") != NULL;
+}
+
+/*
+ * no_token_error names the likeliest cause of a missing token: an empty
+ * token directory (SoftHSM), an unreachable server (p11-kit remoting), an
+ * uninitialized token, or the uri.
+ */
+static kb_code no_token_error(module *m, const kb_p11_conf *conf, const char *key, const survey *s,
+			      kb_err *err)
+{
+	const char *mod = conf->module, *conf_env = getenv("SOFTHSM2_CONF");
+	char env[PATH_MAX + 64];
+
+	if (is_softhsm(m)) {
+		if (conf_env)
+			snprintf(env, sizeof(env), "SOFTHSM2_CONF is %s", conf_env);
+		else
+			snprintf(env, sizeof(env), "SOFTHSM2_CONF is unset, so SoftHSM reads /etc/softhsm/softhsm2.conf");
+		if (s->initialized == 0)
+			return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+					  "key %s: SoftHSM (%s) has no initialized token in its token directory (%s): set SOFTHSM2_CONF to the softhsm2.conf whose directories.tokendir holds the token, e.g. DIR/softhsm2.conf from scripts/softhsm-token",
+					  key, mod, env);
+		return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+				  "key %s: SoftHSM (%s) has no token matching %s; it has %s (%s): check token= in uri, or point SOFTHSM2_CONF at the right token directory",
+				  key, mod, conf->uri_text, s->labels, env);
+	}
+	if (strstr(m->path, "p11-kit-client") && s->initialized == 0)
+		return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+				  "key %s: %s reaches no initialized token (P11_KIT_SERVER_ADDRESS is %s): start p11-kit server --provider MODULE and set P11_KIT_SERVER_ADDRESS to the address it prints",
+				  key, mod, getenv("P11_KIT_SERVER_ADDRESS") ? getenv("P11_KIT_SERVER_ADDRESS") : "unset");
+	if (s->initialized == 0)
+		return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+				  "key %s: module %s has no initialized token: initialize one (pkcs11-tool --module %s --init-token --label LABEL --so-pin env:VAR) and check the module's configuration",
+				  key, mod, mod);
+	return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+			  "key %s: module %s has no initialized token matching %s; it has %s: check token= in uri (pkcs11-tool --module %s --list-tokens)",
+			  key, mod, conf->uri_text, s->labels, mod);
+}
 static void library_describe(module *m, char *buf, size_t cap)
 {
 	CK_INFO mi;
@@ -154,6 +241,7 @@ static kb_code token_find(const kb_p11_conf *conf, const char *key, token **out,
 	char real[PATH_MAX];
 	CK_TOKEN_INFO ti;
 	CK_SLOT_ID slot_id;
+	survey sv;
 	module *m;
 	token *t;
 	kb_code rc;
@@ -171,10 +259,8 @@ static kb_code token_find(const kb_p11_conf *conf, const char *key, token **out,
 		m->next = modules;
 		modules = m;
 	}
-	if (!module_find_token(m, conf->uri, &slot_id, &ti)) {
-		rc = kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
-				"key %s: module %s has no initialized token matching %s: check token= in uri (pkcs11-tool --module %s --list-tokens)",
-				key, conf->module, conf->uri_text, conf->module);
+	if (!module_find_token(m, conf->uri, &slot_id, &ti, &sv)) {
+		rc = no_token_error(m, conf, key, &sv, err);
 		goto unused;
 	}
 	for (t = tokens; t; t = t->next)

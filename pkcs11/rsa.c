@@ -28,6 +28,8 @@ size_t kb_p11_max_plaintext(kb_alg alg, int bits)
 		max = k > 66 ? k - 66 : 0;      /* k - 2*SHA256_LEN - 2 */
 		break;
 	case KB_ALG_AES_KWP:
+	case KB_ALG_AES_KW:
+	case KB_ALG_AES_GCM:
 		max = KB_SECRET_MAX;
 		break;
 	default:

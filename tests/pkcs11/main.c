@@ -14,10 +14,10 @@ static const struct {
 	const char *name;
 	CMUnitTestFunction fn;
 } all[] = {
-	T(rsa_round_trip), T(aes_round_trip), T(rsa_sizes), T(aes_sizes),
+	T(rsa_round_trip), T(aes_round_trip), T(rsa_sizes), T(aes_sizes), T(gcm_sizes), T(gcm_binds_key_and_version), T(kw_sizes),
 	T(oaep256_unsupported), T(tampered_is_bad_blob), T(alg_mismatch),
 	T(rotate), T(odd_id), T(unknown_version), T(found_on_miss), T(deleted_version),
-	T(wrong_pin), T(missing_label), T(options),
+	T(wrong_pin), T(missing_label), T(options), T(softhsm_conf_named),
 	T(describe), T(doctor), T(random), T(session_recovery),
 	T(interop_openssl), T(interop_pkcs11_tool), T(concurrency),
 };

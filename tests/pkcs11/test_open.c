@@ -63,6 +63,37 @@ void test_missing_label(void **state)
 	fx_close(&k);
 }
 
+/*
+ * A SoftHSM that reads another token directory (SOFTHSM2_CONF unset or
+ * wrong) has no initialized token: the message names SOFTHSM2_CONF, not the uri.
+ */
+void test_softhsm_conf_named(void **state)
+{
+	fx *f = *state;
+	char dir[PATH_MAX + 16], conf[PATH_MAX + 32], saved[PATH_MAX + 32];
+	kb_err err;
+	fx_key k;
+	FILE *fp;
+
+	snprintf(saved, sizeof(saved), "%s", getenv("SOFTHSM2_CONF"));
+	snprintf(dir, sizeof(dir), "%s/empty", f->dir);
+	assert_int_equal(fx_sh("mkdir -p '%s/tokens'", dir), 0);
+	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
+	fp = fopen(conf, "w");
+	assert_non_null(fp);
+	fprintf(fp, "directories.tokendir = %s/tokens\nobjectstore.backend = file\n", dir);
+	fclose(fp);
+	setenv("SOFTHSM2_CONF", conf, 1);
+
+	fx_conf(f, &k, "kek", "rsa-kek");
+	assert_int_equal(fx_open(&k, &err), KB_E_BACKEND_UNAVAILABLE);
+	if (strstr(err.msg, "SOFTHSM2_CONF is ") == NULL || strstr(err.msg, conf) == NULL ||
+	    strstr(err.msg, "token directory") == NULL || strstr(err.msg, "check token=") != NULL)
+		fail_msg("want the token directory and SOFTHSM2_CONF named, not the uri: %s", err.msg);
+	fx_close(&k);
+	setenv("SOFTHSM2_CONF", saved, 1);
+}
+
 /* open_bad asserts that open fails with a config error about option. */
 static void open_bad(fx_key *k, const char *option, const char *why)
 {

@@ -126,7 +126,7 @@ void test_oaep256_unsupported(void **state)
 	fx_conf(*state, &k, "kek256", "rsa-kek");
 	k.kc.alg = KB_ALG_RSA_OAEP_256;
 	assert_int_equal(fx_open(&k, &err), KB_E_MECHANISM_UNSUPPORTED);
-	assert_non_null(strstr(err.msg, "test.conf:9: [key:kek256] alg:"));
+	assert_non_null(strstr(err.msg, "test.conf:9: [key:kek256] alg = RSA-OAEP-256:"));
 	fx_close(&k);
 }
 
@@ -179,5 +179,73 @@ void test_alg_mismatch(void **state)
 	assert_int_equal(kb_pkcs11_backend.wrap(k.state, 0, NULL, KB_ALG_RSA_OAEP, dek, sizeof(dek), ct, &ctlen,
 						version, &used, &err), KB_E_MECHANISM_UNSUPPORTED);
 	assert_non_null(strstr(err.msg, "AES key"));
+	fx_close(&k);
+}
+
+/* AES-GCM in the token takes any length 1..1024; each wrap has its own IV. */
+void test_gcm_sizes(void **state)
+{
+	uint8_t dek[20] = "twenty bytes of dek.", ct1[KB_WRAPPED_MAX], ct2[KB_WRAPPED_MAX];
+	char version[KB_VERSION_MAX + 1];
+	size_t n1, n2;
+	fx_key k;
+
+	sizes(*state, "aes-kek", KB_ALG_AES_GCM, 1, KB_SECRET_MAX);
+	fx_open_ok(*state, &k, "kek", "aes-kek");
+	n1 = fx_wrap(&k, 0, NULL, KB_ALG_AES_GCM, dek, sizeof(dek), ct1, version);
+	n2 = fx_wrap(&k, 0, NULL, KB_ALG_AES_GCM, dek, sizeof(dek), ct2, version);
+	assert_int_equal(n1, 12 + sizeof(dek) + 16);
+	assert_int_equal(n2, n1);
+	assert_memory_not_equal(ct1, ct2, 12); /* a fresh IV per wrap */
+	fx_close(&k);
+}
+
+/* The key name and version are AAD: the same ciphertext under another name fails its tag. */
+void test_gcm_binds_key_and_version(void **state)
+{
+	uint8_t dek[32] = { 7 }, ct[KB_WRAPPED_MAX], pt[KB_SECRET_MAX];
+	char version[KB_VERSION_MAX + 1];
+	size_t ctlen, ptlen = sizeof(pt);
+	kb_err err;
+	fx_key a, b;
+
+	fx_open_ok(*state, &a, "kek", "aes-kek");
+	fx_open_ok(*state, &b, "other", "aes-kek"); /* the same token object, another key name */
+	ctlen = fx_wrap(&a, 0, NULL, KB_ALG_AES_GCM, dek, sizeof(dek), ct, version);
+	assert_int_equal(kb_pkcs11_backend.unwrap(b.state, 0, version, KB_ALG_AES_GCM, ct, ctlen, pt, &ptlen,
+						  &err), KB_E_BAD_BLOB);
+	ct[ctlen - 1] ^= 1;
+	ptlen = sizeof(pt);
+	assert_int_equal(kb_pkcs11_backend.unwrap(a.state, 0, version, KB_ALG_AES_GCM, ct, ctlen, pt, &ptlen,
+						  &err), KB_E_BAD_BLOB);
+	fx_close(&a);
+	fx_close(&b);
+}
+
+/* AES-KW (RFC 3394) wraps 16..1024 bytes in multiples of 8 and says so for the rest. */
+void test_kw_sizes(void **state)
+{
+	uint8_t dek[KB_SECRET_MAX + 8] = { 3 }, ct[KB_WRAPPED_MAX], pt[KB_SECRET_MAX];
+	char version[KB_VERSION_MAX + 1];
+	size_t ctlen;
+	kb_alg used;
+	kb_err err;
+	fx_key k;
+
+	fx_open_ok(*state, &k, "kek", "aes-kek");
+	for (size_t n = 16; n <= KB_SECRET_MAX; n += 8) {
+		ctlen = fx_wrap(&k, 0, NULL, KB_ALG_AES_KW, dek, n, ct, version);
+		assert_int_equal(ctlen, n + 8);
+		assert_int_equal(fx_unwrap(&k, 0, version, KB_ALG_AES_KW, ct, ctlen, pt), n);
+		assert_memory_equal(pt, dek, n);
+	}
+	for (size_t n = 1; n < KB_SECRET_MAX + 8; n += n < 24 ? 1 : 1000) {
+		if (n % 8 == 0 && n >= 16 && n <= KB_SECRET_MAX)
+			continue;
+		ctlen = sizeof(ct);
+		assert_int_equal(kb_pkcs11_backend.wrap(k.state, 0, NULL, KB_ALG_AES_KW, dek, n, ct, &ctlen,
+							version, &used, &err), KB_E_BAD_REQUEST);
+		assert_non_null(strstr(err.msg, "16 to 1024 bytes in multiples of 8"));
+	}
 	fx_close(&k);
 }

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""keybroker on PKCS#11 tokens other than a local SoftHSM: each test starts its token
+(p11-kit server in front of SoftHSM, or swtpm under tpm2-pkcs11) and the real keybrokerd."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tokenkit import PROXY_MODULE, P11KitRemote, Tpm, key_section  # noqa: E402
+from kbtest import Broker, b64, blob_fields, check, run, unb64  # noqa: E402
+
+
+def broker(root, tok, keys):
+    return Broker(root, tok, keys="".join(key_section(tok, *k) for k in keys))
+
+
+def refused_at_start(root, tok, keys):
+    """Starts keybrokerd expecting it to refuse; returns its output."""
+    kb = Broker(root, tok, keys="".join(key_section(tok, *k) for k in keys), start=False)
+    check(kb.start(expect_fail=True) != 0, "keybrokerd started; it should have refused")
+    return kb.log_text()
+
+
+def doctor_passes(kb):
+    checks = json.loads(kb.cli("--json", "doctor", "rsa", check_rc=0).stdout)["checks"]
+    bad = [c for c in checks if c["status"] == "fail"]
+    check(not bad and any(c["check"] == "wrap/unwrap round trip" for c in checks), "doctor passes: %s" % bad)
+
+
+def rsa_operations(kb, tok, alg, rotates=True):
+    """datakey, unwrap after a flush, 16 and 20 bytes, get, rotate, old blob, rewrap, doctor.
+    On a token that cannot make a key pair in the broker's process, rotate's refusal is checked."""
+    d = kb.ok({"op": "datakey", "key": "rsa"})
+    check(blob_fields(d["blob"])["alg"] == alg, "datakey under %s: %s" % (alg, d["blob"][:40]))
+    kb.ok({"op": "flush"})
+    u = kb.ok({"op": "unwrap", "blob": d["blob"]})
+    check(unb64(u["plaintext"]) == unb64(d["plaintext"]) and u["cached"] is False,
+          "the datakey blob unwraps from the token after a flush")
+    old = {}
+    for n in (16, 20):
+        pt = os.urandom(n)
+        old[n] = (pt, kb.ok({"op": "wrap", "key": "rsa", "alg": alg, "plaintext": b64(pt)})["blob"])
+        kb.ok({"op": "flush"})
+        check(unb64(kb.ok({"op": "unwrap", "blob": old[n][1]})["plaintext"]) == pt, "%d bytes round trip" % n)
+    g = kb.ok({"op": "get", "key": "rsa"})
+    check(g["kty"] == "RSA" and g["bits"] == 2048 and g["latest"] == "01" and "BEGIN PUBLIC KEY" in g["public_key_pem"],
+          "get: %s" % {k: g[k] for k in ("kty", "bits", "latest")})
+    doctor_passes(kb)
+    if not rotates:
+        r = kb.err({"op": "rotate", "key": "rsa"}, "mechanism_unsupported")["error"]["message"]
+        check("rotate" in r and "C_GenerateKeyPair" in r and "label rsa-kek" in r and "internal" not in r,
+              "rotate's refusal names the operation, the call and the fix: %s" % r)
+        return
+    r = kb.ok({"op": "rotate", "key": "rsa"})
+    check(r["version"] == "02", "rotate made version %s" % r["version"])
+    check([v["version"] for v in kb.ok({"op": "get", "key": "rsa"})["versions"]] == ["01", "02"],
+          "get lists both versions after rotate")
+    new = kb.ok({"op": "wrap", "key": "rsa", "alg": alg, "plaintext": b64(b"n" * 32)})
+    check(new["version"] == "02", "new wraps use the new version")
+    kb.ok({"op": "flush"})
+    for pt, blob in old.values():
+        check(unb64(kb.ok({"op": "unwrap", "blob": blob})["plaintext"]) == pt, "a blob of 01 unwraps after rotate")
+    rw = kb.ok({"op": "rewrap", "blob": old[16][1]})
+    check(blob_fields(rw["blob"])["version"] == "02", "rewrap moves the blob to 02")
+    kb.ok({"op": "flush"})
+    check(unb64(kb.ok({"op": "unwrap", "blob": rw["blob"]})["plaintext"]) == old[16][0], "the rewrapped blob unwraps")
+    doctor_passes(kb)
+
+
+def p11kit_rsa_operations(root):
+    tok = P11KitRemote(root)
+    try:
+        kb = broker(root, tok, [("rsa", "rsa-kek")])
+        # SoftHSM behind the server: RSA-OAEP (SHA-1) only, as locally
+        r = kb.err({"op": "wrap", "key": "rsa", "alg": "RSA-OAEP-256", "plaintext": b64(b"k" * 32)},
+                   "mechanism_unsupported")
+        check("SHA-1" in r["error"]["message"], "names what the token can do: %s" % r["error"])
+        rsa_operations(kb, tok, "RSA-OAEP")
+        kb.stop()
+    finally:
+        tok.stop()
+
+
+def p11kit_aes_refused_clearly(root):
+    """p11-kit 0.24's remoting passes no AES wrap mechanism: AES keys are refused at startup."""
+    tok = P11KitRemote(root)
+    try:
+        out = refused_at_start(root, tok, [("aes", "aes-kek")])
+        check("keybrokerd.conf:" in out and "[key:aes]:" in out and "offers none of AES-KWP, AES-GCM, AES-KW" in out
+              and "another alg" not in out, "no alg: names the section, what the token lacks, no other alg: %s" % out)
+        out = refused_at_start(root, tok, [("aes", "aes-kek", "AES-GCM")])
+        check("[key:aes] alg = AES-GCM:" in out and "CKM_AES_GCM" in out and "offers none" in out,
+              "alg set: names the alg line and the mechanism: %s" % out)
+    finally:
+        tok.stop()
+
+
+def p11kit_server_gone_names_the_address(root):
+    tok = P11KitRemote(root)
+    tok.stop()
+    out = refused_at_start(root, tok, [("rsa", "rsa-kek")])
+    check("P11_KIT_SERVER_ADDRESS" in out and tok.address in out and "check token=" not in out,
+          "names the server address, not the uri: %s" % out)
+
+
+def p11kit_proxy_module(root):
+    """p11-kit-proxy.so (the system's registered modules, SoftHSM among them) hands out a fresh list per call."""
+    from kbtest import Token
+    tok = Token(root)
+    tok.module = PROXY_MODULE
+    kb = broker(root, tok, [("rsa", "rsa-kek")])
+    pt = os.urandom(20)
+    blob = kb.ok({"op": "wrap", "key": "rsa", "plaintext": b64(pt)})["blob"]
+    kb.ok({"op": "flush"})
+    check(unb64(kb.ok({"op": "unwrap", "blob": blob})["plaintext"]) == pt, "round trip through the proxy")
+
+
+def tpm_rsa_operations(root):
+    tok = Tpm(root)
+    try:
+        kb = broker(root, tok, [("rsa", "rsa-kek")])
+        # swtpm holds 3 loaded objects and has no resource manager: C_GenerateKeyPair inside
+        # the broker's process finds the TPM full (tpm:warn out of memory for object contexts)
+        rsa_operations(kb, tok, "RSA-OAEP", rotates=False)
+        kb.stop()
+    finally:
+        tok.stop()
+
+
+def tpm_rsa_oaep_256_operations(root):
+    tok = Tpm(root)
+    try:
+        kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP-256")])
+        rsa_operations(kb, tok, "RSA-OAEP-256", rotates=False)
+        kb.stop()
+    finally:
+        tok.stop()
+
+
+def tpm_aes_refused_clearly(root):
+    """tpm2-pkcs11 makes no AES key through C_GenerateKey, and offers no AES wrap mechanism."""
+    tok = Tpm(root)
+    try:
+        p = tok.tool("--keygen", "--key-type", "AES:32", "--label", "aes-kek", "--id", "01", check_rc=False)
+        check(p.returncode != 0 and b"CKR_FUNCTION_NOT_SUPPORTED" in p.stderr,
+              "tpm2-pkcs11 1.9 refuses AES keygen through PKCS#11: %s" % p.stderr.decode())
+        mechs = tok.p11("-M").stdout.decode()
+        for absent in ("AES-KEY-WRAP", "AES-GCM"):
+            check(absent not in mechs, "the TPM token offers %s after all:\n%s" % (absent, mechs))
+    finally:
+        tok.stop()
+
+
+if __name__ == "__main__":
+    run(globals())
