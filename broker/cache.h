@@ -39,19 +39,20 @@ typedef enum kb_evict_cause {
 } kb_evict_cause;
 
 typedef struct kb_cache_entry {
+	/* a lookup walks digest and hash_next, so they share the first cache line with the LRU links */
 	uint8_t digest[KB_DIGEST_LEN];
-	int key_index;                     /* the blob's key, for flush {key} */
-	char version[KB_VERSION_MAX + 1];
-	uint8_t *dek;                      /* arena slot */
-	uint32_t deklen;
 	int64_t expires_ms;                /* monotonic */
-	int64_t ttl_ms;
-	uint64_t used_seq;                 /* the cache's use counter at its last put or hit */
-	bool refreshing;                   /* a refresh-ahead call is out */
-	int8_t cls;                        /* arena class of dek */
-	int32_t lru_prev, lru_next;        /* -1 ends; within its class */
 	int32_t hash_next;                 /* -1 ends; free list when unused */
+	int32_t lru_prev, lru_next;        /* -1 ends; within its class */
+	uint32_t deklen;
+	uint8_t *dek;                      /* arena slot */
+	uint64_t used_seq;                 /* the cache's use counter at its last put or hit */
+	int64_t ttl_ms;
+	int key_index;                     /* the blob's key, for flush {key} */
+	int8_t cls;                        /* arena class of dek */
+	bool refreshing;                   /* a refresh-ahead call is out */
 	bool used;
+	char version[KB_VERSION_MAX + 1];
 } kb_cache_entry;
 
 typedef struct kb_cache {
