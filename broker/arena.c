@@ -1,4 +1,3 @@
-#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,7 +216,8 @@ void kb_arena_free(kb_arena *a, uint8_t *p)
 	i = off / c->stride;
 	if (off % c->stride != 0 || i >= c->nslots)
 		abort(); /* not a slot of ours: a bug that must not go on */
-	assert(c->nfree < c->nslots);
+	if (c->nfree == c->nslots)
+		abort(); /* every slot is already free: p was freed twice */
 	OPENSSL_cleanse(p, c->slot_bytes);
 	memcpy(&v, p - CANARY_BYTES, CANARY_BYTES);
 	if (v != canary_of(a, k, i)) {
