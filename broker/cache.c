@@ -17,16 +17,18 @@ static uint32_t bucket_of(const kb_cache *c, const uint8_t *digest)
  * larger classes together cost about 30 locked bytes per entry (see
  * docs/cache.md for the arithmetic against an 8 MiB RLIMIT_MEMLOCK).
  */
-const kb_cache_class kb_cache_classes[KB_CACHE_CLASSES] = {
+static const struct {
+	size_t bytes; /* the largest DEK of the class */
+	size_t share; /* the class has capacity / share slots, rounded up */
+} classes[KB_CACHE_CLASSES] = {
 	{ 32, 1 }, { 64, 16 }, { 128, 32 }, { 256, 64 }, { KB_SECRET_MAX, 64 },
 };
 
-void kb_cache_spec(int capacity, kb_arena_spec spec[KB_CACHE_CLASSES])
+static void cache_spec(int capacity, kb_arena_spec spec[KB_CACHE_CLASSES])
 {
 	for (int k = 0; k < KB_CACHE_CLASSES; k++) {
-		spec[k].slot_bytes = kb_cache_classes[k].bytes;
-		spec[k].nslots = ((size_t)capacity + (size_t)kb_cache_classes[k].share - 1) /
-				 (size_t)kb_cache_classes[k].share;
+		spec[k].slot_bytes = classes[k].bytes;
+		spec[k].nslots = ((size_t)capacity + classes[k].share - 1) / classes[k].share;
 	}
 }
 
@@ -38,7 +40,7 @@ kb_code kb_cache_init(kb_cache *c, int capacity, bool allow_unlocked, kb_err *er
 	memset(c, 0, sizeof(*c));
 	if (capacity < 1)
 		return kb_err_set(err, KB_E_INTERNAL, "cache capacity %d is not positive", capacity);
-	kb_cache_spec(capacity, spec);
+	cache_spec(capacity, spec);
 	rc = kb_arena_init(&c->arena, spec, KB_CACHE_CLASSES, allow_unlocked, err);
 	if (rc != KB_OK)
 		return rc;

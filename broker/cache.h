@@ -69,19 +69,7 @@ typedef struct kb_cache {
 	uint64_t evictions[KB_EVICT_CAUSES];
 } kb_cache;
 
-/* the size classes: DEKs up to `bytes` get capacity / share slots (rounded up) */
-#define KB_CACHE_CLASSES 5
-typedef struct kb_cache_class {
-	size_t bytes;
-	int share;
-} kb_cache_class;
-extern const kb_cache_class kb_cache_classes[KB_CACHE_CLASSES];
-
-/*
- * kb_cache_spec fills spec[KB_CACHE_CLASSES] with the arena classes of a
- * cache of capacity entries (capacity >= 1).
- */
-void kb_cache_spec(int capacity, kb_arena_spec spec[KB_CACHE_CLASSES]);
+#define KB_CACHE_CLASSES 5 /* 32, 64, 128, 256 and 1024-byte DEKs (cache.c) */
 
 /*
  * kb_cache_init sizes the cache for capacity entries of up to KB_SECRET_MAX
