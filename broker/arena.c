@@ -24,16 +24,30 @@ static size_t round_up(size_t n, size_t to)
 	return (n + to - 1) / to * to;
 }
 
-size_t kb_arena_bytes_needed(size_t nslots, size_t slot_bytes)
+/* a stride of 8 keeps every canary aligned; a 32-byte DEK takes 40 bytes */
+static size_t stride_of(size_t slot_bytes)
 {
-	size_t stride = round_up(CANARY_BYTES + slot_bytes, 16);
-	return round_up(stride * nslots, page_size());
+	return round_up(CANARY_BYTES + slot_bytes, CANARY_BYTES);
 }
 
-static uint64_t canary_of(const kb_arena *a, size_t i)
+static size_t class_bytes(const kb_arena_spec *s)
+{
+	return round_up(stride_of(s->slot_bytes) * s->nslots, page_size());
+}
+
+size_t kb_arena_bytes_needed(const kb_arena_spec *spec, int nclasses)
+{
+	size_t n = 0;
+
+	for (int k = 0; k < nclasses; k++)
+		n += class_bytes(&spec[k]);
+	return n;
+}
+
+static uint64_t canary_of(const kb_arena *a, int k, size_t i)
 {
 	/* per-slot value: an overrun from slot i-1 cannot copy a valid canary */
-	return a->canary ^ ((uint64_t)i * 0x9e3779b97f4a7c15ULL);
+	return a->canary ^ ((((uint64_t)k << 40) + i + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
 static void memlock_advice(size_t need, kb_err *err)
@@ -53,39 +67,92 @@ static void memlock_advice(size_t need, kb_err *err)
 		   need, cur, (need + 1023) / 1024 + 64, need + 65536);
 }
 
-kb_code kb_arena_init(kb_arena *a, size_t nslots, size_t slot_bytes, bool allow_unlocked,
+static bool spec_valid(const kb_arena_spec *spec, int nclasses)
+{
+	if (nclasses < 1 || nclasses > KB_ARENA_MAX_CLASSES)
+		return false;
+	for (int k = 0; k < nclasses; k++)
+		if (spec[k].nslots == 0 || spec[k].nslots > UINT32_MAX || spec[k].slot_bytes == 0 ||
+		    (k > 0 && spec[k].slot_bytes <= spec[k - 1].slot_bytes))
+			return false;
+	return true;
+}
+
+/* lock_classes mlocks each class; guard pages stay unlocked, as they hold nothing. */
+static bool lock_classes(kb_arena *a)
+{
+	for (int k = 0; k < a->nclasses; k++) {
+		if (mlock(a->cls[k].slots, a->cls[k].bytes) != 0) {
+			while (k-- > 0)
+				munlock(a->cls[k].slots, a->cls[k].bytes);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* fill_class writes every slot's canary and stacks the slots, lowest on top. */
+static bool fill_class(kb_arena *a, int k)
+{
+	kb_arena_class *c = &a->cls[k];
+
+	c->free_list = malloc(sizeof(*c->free_list) * c->nslots);
+	if (c->free_list == NULL)
+		return false;
+	for (size_t i = 0; i < c->nslots; i++) {
+		uint64_t v = canary_of(a, k, i);
+		memcpy(c->slots + i * c->stride, &v, CANARY_BYTES);
+		c->free_list[c->nfree++] = (uint32_t)(c->nslots - 1 - i);
+	}
+	return true;
+}
+
+kb_code kb_arena_init(kb_arena *a, const kb_arena_spec *spec, int nclasses, bool allow_unlocked,
 		      kb_err *err)
 {
-	size_t pg = page_size(), body;
+	size_t pg = page_size();
+	uint8_t *at;
 
 	memset(a, 0, sizeof(*a));
-	a->slot_bytes = slot_bytes;
-	a->stride = round_up(CANARY_BYTES + slot_bytes, 16);
-	a->nslots = nslots;
-	body = kb_arena_bytes_needed(nslots, slot_bytes);
-	a->map_len = body + 2 * pg;
+	if (!spec_valid(spec, nclasses))
+		return kb_err_set(err, KB_E_INTERNAL, "invalid size classes for the DEK cache");
+	a->nclasses = nclasses;
+	a->bytes = kb_arena_bytes_needed(spec, nclasses);
+	a->map_len = a->bytes + (size_t)(nclasses + 1) * pg;
 	a->map = mmap(NULL, a->map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (a->map == MAP_FAILED) {
 		a->map = NULL;
 		return kb_err_set(err, KB_E_INTERNAL, "cannot map %zu bytes for the DEK cache: %s",
 				  a->map_len, strerror(errno));
 	}
-	a->slots = a->map + pg;
-	if (mprotect(a->slots, body, PROT_READ | PROT_WRITE) != 0) {
-		kb_err_set(err, KB_E_INTERNAL, "cannot open the DEK cache pages: %s", strerror(errno));
-		goto fail;
+	/* [guard][class 0][guard][class 1][guard] ... [class n-1][guard] */
+	at = a->map + pg;
+	for (int k = 0; k < nclasses; k++) {
+		kb_arena_class *c = &a->cls[k];
+
+		c->slot_bytes = spec[k].slot_bytes;
+		c->stride = stride_of(spec[k].slot_bytes);
+		c->nslots = spec[k].nslots;
+		c->bytes = class_bytes(&spec[k]);
+		c->slots = at;
+		if (mprotect(c->slots, c->bytes, PROT_READ | PROT_WRITE) != 0) {
+			kb_err_set(err, KB_E_INTERNAL, "cannot open the DEK cache pages: %s", strerror(errno));
+			goto fail;
+		}
+		at += c->bytes + pg;
 	}
 	/* keep DEKs out of core dumps and out of a forked child */
-	if (madvise(a->slots, body, MADV_DONTDUMP) != 0 || madvise(a->slots, body, MADV_DONTFORK) != 0) {
+	if (madvise(a->map, a->map_len, MADV_DONTDUMP) != 0 ||
+	    madvise(a->map, a->map_len, MADV_DONTFORK) != 0) {
 		kb_err_set(err, KB_E_INTERNAL, "cannot exclude the DEK cache from core dumps: %s",
 			   strerror(errno));
 		goto fail;
 	}
-	if (mlock(a->slots, body) == 0) {
+	if (lock_classes(a)) {
 		a->locked = true;
-		a->locked_bytes = body;
+		a->locked_bytes = a->bytes;
 	} else if (!allow_unlocked) {
-		memlock_advice(body, err);
+		memlock_advice(a->bytes, err);
 		goto fail;
 	} else {
 		kb_warn("the DEK cache runs in UNLOCKED memory (allow_unlocked_memory = yes): DEKs may "
@@ -95,61 +162,88 @@ kb_code kb_arena_init(kb_arena *a, size_t nslots, size_t slot_bytes, bool allow_
 		kb_err_set(err, KB_E_INTERNAL, "cannot draw a random canary");
 		goto fail;
 	}
-	a->free_list = malloc(sizeof(*a->free_list) * nslots);
-	if (a->free_list == NULL) {
-		kb_err_set(err, KB_E_INTERNAL, "out of memory");
-		goto fail;
-	}
-	for (size_t i = 0; i < nslots; i++) {
-		uint64_t c = canary_of(a, i);
-		memcpy(a->slots + i * a->stride, &c, CANARY_BYTES);
-		a->free_list[a->nfree++] = (uint32_t)(nslots - 1 - i);
+	for (int k = 0; k < nclasses; k++) {
+		if (!fill_class(a, k)) {
+			kb_err_set(err, KB_E_INTERNAL, "out of memory");
+			goto fail;
+		}
 	}
 	return KB_OK;
 fail:
-	munmap(a->map, a->map_len);
-	a->map = NULL;
+	kb_arena_destroy(a);
 	return err ? err->code : KB_E_INTERNAL;
 }
 
-uint8_t *kb_arena_alloc(kb_arena *a)
+int kb_arena_class_of(const kb_arena *a, size_t len)
 {
-	if (a->nfree == 0)
+	for (int k = 0; k < a->nclasses; k++)
+		if (len <= a->cls[k].slot_bytes)
+			return k;
+	return -1;
+}
+
+uint8_t *kb_arena_alloc(kb_arena *a, size_t len)
+{
+	int k = kb_arena_class_of(a, len);
+	kb_arena_class *c;
+
+	if (k < 0)
 		return NULL;
-	return a->slots + a->free_list[--a->nfree] * a->stride + CANARY_BYTES;
+	c = &a->cls[k];
+	if (c->nfree == 0)
+		return NULL;
+	return c->slots + c->free_list[--c->nfree] * c->stride + CANARY_BYTES;
 }
 
 void kb_arena_free(kb_arena *a, uint8_t *p)
 {
+	kb_arena_class *c = NULL;
 	size_t off, i;
-	uint64_t c;
+	uint64_t v;
+	int k;
 
 	if (p == NULL)
 		return;
-	off = (size_t)(p - CANARY_BYTES - a->slots);
-	i = off / a->stride;
-	if (off % a->stride != 0 || i >= a->nslots)
+	for (k = 0; k < a->nclasses; k++) {
+		if (p >= a->cls[k].slots + CANARY_BYTES && p < a->cls[k].slots + a->cls[k].bytes) {
+			c = &a->cls[k];
+			break;
+		}
+	}
+	if (c == NULL)
+		abort(); /* not in any class: a bug that must not go on */
+	off = (size_t)(p - CANARY_BYTES - c->slots);
+	i = off / c->stride;
+	if (off % c->stride != 0 || i >= c->nslots)
 		abort(); /* not a slot of ours: a bug that must not go on */
-	OPENSSL_cleanse(p, a->slot_bytes);
-	memcpy(&c, p - CANARY_BYTES, CANARY_BYTES);
-	if (c != canary_of(a, i)) {
-		kb_error("DEK arena canary of slot %zu is damaged: memory corruption, aborting", i);
+	if (c->nfree == c->nslots)
+		abort(); /* every slot is already free: p was freed twice */
+	OPENSSL_cleanse(p, c->slot_bytes);
+	memcpy(&v, p - CANARY_BYTES, CANARY_BYTES);
+	if (v != canary_of(a, k, i)) {
+		kb_error("DEK arena canary of slot %zu of the %zu-byte class is damaged: memory "
+			 "corruption, aborting", i, c->slot_bytes);
 		abort();
 	}
-	a->free_list[a->nfree++] = (uint32_t)i;
+	c->free_list[c->nfree++] = (uint32_t)i;
 }
 
 void kb_arena_destroy(kb_arena *a)
 {
-	size_t body;
-
 	if (a->map == NULL)
 		return;
-	body = a->map_len - 2 * page_size();
-	OPENSSL_cleanse(a->slots, body);
-	if (a->locked)
-		munlock(a->slots, body);
+	for (int k = 0; k < a->nclasses; k++) {
+		kb_arena_class *c = &a->cls[k];
+
+		if (c->slots == NULL)
+			continue;
+		/* a class whose mprotect failed is still PROT_NONE: nothing was written there */
+		if (c->free_list != NULL)
+			OPENSSL_cleanse(c->slots, c->bytes);
+		if (a->locked)
+			munlock(c->slots, c->bytes);
+		free(c->free_list);
+	}
 	munmap(a->map, a->map_len);
-	free(a->free_list);
 	memset(a, 0, sizeof(*a));
 }

@@ -12,12 +12,36 @@ static uint32_t bucket_of(const kb_cache *c, const uint8_t *digest)
 	return h & (c->nbuckets - 1);
 }
 
+/*
+ * 256-bit DEKs are the common case, so their class has a slot per entry; the
+ * larger classes together cost about 30 locked bytes per entry (see
+ * docs/cache.md for the arithmetic against an 8 MiB RLIMIT_MEMLOCK).
+ */
+static const struct {
+	size_t bytes; /* the largest DEK of the class */
+	size_t share; /* the class has capacity / share slots, rounded up */
+} classes[KB_CACHE_CLASSES] = {
+	{ 32, 1 }, { 64, 16 }, { 128, 32 }, { 256, 64 }, { KB_SECRET_MAX, 64 },
+};
+
+static void cache_spec(int capacity, kb_arena_spec spec[KB_CACHE_CLASSES])
+{
+	for (int k = 0; k < KB_CACHE_CLASSES; k++) {
+		spec[k].slot_bytes = classes[k].bytes;
+		spec[k].nslots = ((size_t)capacity + classes[k].share - 1) / classes[k].share;
+	}
+}
+
 kb_code kb_cache_init(kb_cache *c, int capacity, bool allow_unlocked, kb_err *err)
 {
+	kb_arena_spec spec[KB_CACHE_CLASSES];
 	kb_code rc;
 
 	memset(c, 0, sizeof(*c));
-	rc = kb_arena_init(&c->arena, (size_t)capacity, KB_SECRET_MAX, allow_unlocked, err);
+	if (capacity < 1)
+		return kb_err_set(err, KB_E_INTERNAL, "cache capacity %d is not positive", capacity);
+	cache_spec(capacity, spec);
+	rc = kb_arena_init(&c->arena, spec, KB_CACHE_CLASSES, allow_unlocked, err);
 	if (rc != KB_OK)
 		return rc;
 	c->capacity = capacity;
@@ -35,7 +59,8 @@ kb_code kb_cache_init(kb_cache *c, int capacity, bool allow_unlocked, kb_err *er
 	for (int i = 0; i < capacity; i++)
 		c->entries[i].hash_next = i + 1 < capacity ? i + 1 : -1;
 	c->free_head = 0;
-	c->lru_head = c->lru_tail = -1;
+	for (int k = 0; k < KB_ARENA_MAX_CLASSES; k++)
+		c->lru_head[k] = c->lru_tail[k] = -1;
 	return KB_OK;
 }
 
@@ -57,24 +82,40 @@ static void lru_unlink(kb_cache *c, int32_t i)
 	if (e->lru_prev >= 0)
 		c->entries[e->lru_prev].lru_next = e->lru_next;
 	else
-		c->lru_head = e->lru_next;
+		c->lru_head[e->cls] = e->lru_next;
 	if (e->lru_next >= 0)
 		c->entries[e->lru_next].lru_prev = e->lru_prev;
 	else
-		c->lru_tail = e->lru_prev;
+		c->lru_tail[e->cls] = e->lru_prev;
 }
 
+/* lru_push_front makes i the most recently used entry of its class. */
 static void lru_push_front(kb_cache *c, int32_t i)
 {
 	kb_cache_entry *e = &c->entries[i];
+	int k = e->cls;
 
+	e->used_seq = ++c->seq;
 	e->lru_prev = -1;
-	e->lru_next = c->lru_head;
-	if (c->lru_head >= 0)
-		c->entries[c->lru_head].lru_prev = i;
-	c->lru_head = i;
-	if (c->lru_tail < 0)
-		c->lru_tail = i;
+	e->lru_next = c->lru_head[k];
+	if (c->lru_head[k] >= 0)
+		c->entries[c->lru_head[k]].lru_prev = i;
+	c->lru_head[k] = i;
+	if (c->lru_tail[k] < 0)
+		c->lru_tail[k] = i;
+}
+
+/* lru_oldest returns the least recently used entry of the whole cache, or -1. */
+static int32_t lru_oldest(const kb_cache *c)
+{
+	int32_t best = -1;
+
+	for (int k = 0; k < c->arena.nclasses; k++) {
+		int32_t t = c->lru_tail[k];
+		if (t >= 0 && (best < 0 || c->entries[t].used_seq < c->entries[best].used_seq))
+			best = t;
+	}
+	return best;
 }
 
 static void evict(kb_cache *c, int32_t i, kb_evict_cause cause)
@@ -112,9 +153,11 @@ kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 		evict(c, i, KB_EVICT_TTL);
 		return NULL;
 	}
-	if (c->lru_head != i) {
+	if (c->lru_head[c->entries[i].cls] != i) {
 		lru_unlink(c, i);
 		lru_push_front(c, i);
+	} else {
+		c->entries[i].used_seq = ++c->seq;
 	}
 	return &c->entries[i];
 }
@@ -131,22 +174,30 @@ kb_cache_entry *kb_cache_put(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 			     int64_t now_ms)
 {
 	int32_t i = find(c, digest);
+	int k = kb_arena_class_of(&c->arena, deklen);
 	kb_cache_entry *e;
+	uint8_t *slot;
 	uint32_t b;
 
-	if (deklen > KB_SECRET_MAX)
+	if (deklen > KB_SECRET_MAX || k < 0)
 		return NULL;
 	if (i >= 0)
 		evict(c, i, KB_EVICT_REPLACE);
+	slot = kb_arena_alloc(&c->arena, deklen);
+	if (slot == NULL) {
+		/* the class is full, so every one of its slots is an entry on its list */
+		evict(c, c->lru_tail[k], KB_EVICT_LRU);
+		slot = kb_arena_alloc(&c->arena, deklen);
+		if (slot == NULL)
+			abort();
+	}
 	if (c->free_head < 0)
-		evict(c, c->lru_tail, KB_EVICT_LRU);
+		evict(c, lru_oldest(c), KB_EVICT_LRU);
 	i = c->free_head;
 	e = &c->entries[i];
 	c->free_head = e->hash_next;
-	e->dek = kb_arena_alloc(&c->arena);
-	/* the arena has exactly one slot per entry, so this cannot fail */
-	if (e->dek == NULL)
-		abort();
+	e->dek = slot;
+	e->cls = (int8_t)k;
 	memcpy(e->dek, dek, deklen);
 	e->deklen = (uint32_t)deklen;
 	memcpy(e->digest, digest, KB_DIGEST_LEN);

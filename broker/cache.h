@@ -5,8 +5,16 @@
  * them, and the TTL is the revocation point: once it passes, the next use asks
  * the key service again. A lookup never returns an expired entry. The cache
  * holds at most `capacity` entries and evicts the least recently used one to
- * make room. DEK bytes live in the arena (arena.h); everything else here is
- * not secret.
+ * make room. DEK bytes live in the arena (arena.h), in the smallest size
+ * class that holds them; everything else here (digest, key, version, expiry,
+ * LRU links) is not secret and lives in ordinary memory.
+ *
+ * Size classes (KB_CACHE_CLASSES): the 32-byte class has a slot for every
+ * entry, so a cache of 256-bit DEKs fills to capacity; the larger classes get
+ * a share of it (capacity / share slots). When a DEK's class is full, the
+ * least recently used entry of that class makes room (cause lru), even if the
+ * cache as a whole is not. Each class keeps its own LRU list; the cache's
+ * least recently used entry is the oldest of the lists' tails.
  *
  * Not thread-safe: the event loop owns the cache, so a hit never takes a lock.
  */
@@ -31,17 +39,20 @@ typedef enum kb_evict_cause {
 } kb_evict_cause;
 
 typedef struct kb_cache_entry {
+	/* a lookup walks digest and hash_next, so they share the first cache line with the LRU links */
 	uint8_t digest[KB_DIGEST_LEN];
-	int key_index;                     /* the blob's key, for flush {key} */
-	char version[KB_VERSION_MAX + 1];
-	uint8_t *dek;                      /* arena slot */
-	uint32_t deklen;
 	int64_t expires_ms;                /* monotonic */
-	int64_t ttl_ms;
-	bool refreshing;                   /* a refresh-ahead call is out */
-	int32_t lru_prev, lru_next;        /* -1 ends */
 	int32_t hash_next;                 /* -1 ends; free list when unused */
+	int32_t lru_prev, lru_next;        /* -1 ends; within its class */
+	uint32_t deklen;
+	uint8_t *dek;                      /* arena slot */
+	uint64_t used_seq;                 /* the cache's use counter at its last put or hit */
+	int64_t ttl_ms;
+	int key_index;                     /* the blob's key, for flush {key} */
+	int8_t cls;                        /* arena class of dek */
+	bool refreshing;                   /* a refresh-ahead call is out */
 	bool used;
+	char version[KB_VERSION_MAX + 1];
 } kb_cache_entry;
 
 typedef struct kb_cache {
@@ -51,10 +62,14 @@ typedef struct kb_cache {
 	uint32_t nbuckets;                 /* power of two */
 	int capacity;
 	int count;
-	int32_t lru_head, lru_tail;        /* head: most recent */
+	int32_t lru_head[KB_ARENA_MAX_CLASSES]; /* per class; head: most recent */
+	int32_t lru_tail[KB_ARENA_MAX_CLASSES];
+	uint64_t seq;                      /* bumped by every put and hit */
 	int32_t free_head;
 	uint64_t evictions[KB_EVICT_CAUSES];
 } kb_cache;
+
+#define KB_CACHE_CLASSES 5 /* 32, 64, 128, 256 and 1024-byte DEKs (cache.c) */
 
 /*
  * kb_cache_init sizes the cache for capacity entries of up to KB_SECRET_MAX
@@ -76,8 +91,9 @@ kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN]);
 
 /*
  * kb_cache_put stores dek under digest for ttl_ms, replacing (and zeroing)
- * any entry already there and evicting the least recently used entry when
- * full. Returns the entry, or NULL if deklen is over KB_SECRET_MAX.
+ * any entry already there, evicting the least recently used entry when the
+ * cache is full and the least recently used of the DEK's class when that
+ * class is. Returns the entry, or NULL if deklen is over KB_SECRET_MAX.
  */
 kb_cache_entry *kb_cache_put(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int key_index,
 			     const char *version, const uint8_t *dek, size_t deklen, int64_t ttl_ms,

@@ -517,7 +517,7 @@ static kb_config *config_new(const char *name)
 	c->max_request_bytes = 65536;
 	c->log_level = KB_LOG_INFO;
 	c->cache_ttl_ms = 300 * 1000;
-	c->cache_capacity = 4096;
+	c->cache_capacity = 100000; /* 6.9 MB locked: inside the default 8 MiB RLIMIT_MEMLOCK (docs/cache.md) */
 	c->max_connections = 1024;
 	c->max_inflight = 128;
 	c->idle_timeout_ms = 0;

@@ -153,7 +153,7 @@ static int serve(kb_broker *b, kb_config *cfg)
 		return 1;
 	}
 	kb_info("DEK cache: %d entries, %zu bytes %s", b->cfg->cache_capacity,
-		b->cache.arena.locked ? b->cache.arena.locked_bytes : kb_arena_bytes_needed((size_t)b->cfg->cache_capacity, KB_SECRET_MAX),
+		b->cache.arena.bytes,
 		b->cache.arena.locked ? "locked" : "NOT locked");
 	b->nflights = 1024;
 	b->flights = calloc(b->nflights, sizeof(*b->flights));

@@ -20,6 +20,23 @@ static void field_u64(kb_buf *o, const char *name, uint64_t v)
 	kb_jw_i64(o, (int64_t)v);
 }
 
+/* cache_classes writes the arena's size classes: which DEKs each holds, and how full it is. */
+static void cache_classes(const kb_arena *a, kb_buf *o)
+{
+	kb_jw_key(o, "classes");
+	kb_jw_raw(o, "[");
+	for (int k = 0; k < a->nclasses; k++) {
+		const kb_arena_class *c = &a->cls[k];
+		kb_jw_raw(o, k ? ",{\"dek_bytes\":" : "{\"dek_bytes\":");
+		kb_jw_i64(o, (int64_t)c->slot_bytes);
+		field_u64(o, "slots", c->nslots);
+		field_u64(o, "entries", c->nslots - c->nfree);
+		field_u64(o, "locked_bytes", a->locked ? c->bytes : 0);
+		kb_jw_raw(o, "}");
+	}
+	kb_jw_raw(o, "]");
+}
+
 void kb_report_status(kb_broker *b, kb_buf *o)
 {
 	const kb_counters *n = &b->counters;
@@ -35,6 +52,7 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 	field_u64(o, "entries", (uint64_t)b->cache.count);
 	field_u64(o, "locked_bytes", b->cache.arena.locked_bytes);
 	field_u64(o, "ttl_s", (uint64_t)(b->cfg->cache_ttl_ms / 1000));
+	cache_classes(&b->cache.arena, o);
 	kb_jw_raw(o, "}");
 
 	kb_jw_key(o, "keys");

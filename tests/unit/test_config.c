@@ -70,7 +70,7 @@ static void config_defaults_apply_to_an_empty_file(void **state)
 		assert_int_equal(cfg->max_request_bytes, 65536);
 		assert_int_equal(cfg->log_level, KB_LOG_INFO);
 		assert_int_equal(cfg->cache_ttl_ms, 300000);
-		assert_int_equal(cfg->cache_capacity, 4096);
+		assert_int_equal(cfg->cache_capacity, 100000);
 		assert_false(cfg->allow_unlocked_memory);
 		assert_int_equal(cfg->max_connections, 1024);
 		assert_int_equal(cfg->max_inflight, 128);
