@@ -73,7 +73,9 @@ typedef struct az_conf {
 	const char *cloud;            /* "public", "China", "US Gov", NULL: another host */
 	char resource[AZ_URL_MAX];    /* token audience, e.g. https://vault.azure.net */
 	char authority[AZ_URL_MAX];   /* e.g. https://login.microsoftonline.com, "" unknown */
+	bool authority_from_cloud;    /* the cloud's, not authority_host */
 	char tenant[AZ_ID_MAX];       /* "" until known */
+	bool tenant_from_challenge;   /* tenant came from the 401 challenge */
 	char client_id[AZ_ID_MAX];    /* "" for none */
 	az_auth auth;
 	char *secret_file;            /* client_secret_file, NULL: AZURE_CLIENT_SECRET */
@@ -342,7 +344,8 @@ void az_key_url(const az_key *k, const char *version, const char *suffix, char *
 
 /*
  * az_challenge_probe asks the service for its 401 challenge and completes
- * service, resource, tenant and authority that conf does not set.
+ * service, resource and tenant that conf does not set. It never sets the
+ * authority: secrets go only to the configured or the cloud's (conf.c).
  */
 kb_code az_challenge_probe(az_key *k, int slot, kb_err *err);
 

@@ -287,7 +287,7 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		goto fail;
 	}
 	entra = k->conf.auth == AZ_AUTH_CLIENT_SECRET || k->conf.auth == AZ_AUTH_WORKLOAD_IDENTITY;
-	if (!k->conf.resource[0] || (entra && (!k->conf.tenant[0] || !k->conf.authority[0]))) {
+	if (!k->conf.resource[0] || (entra && !k->conf.tenant[0])) {
 		rc = az_challenge_probe(k, ctl, err);
 		if (rc == KB_OK)
 			rc = refuse_aes_on_vault(kc, k, err);

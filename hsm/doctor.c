@@ -67,6 +67,13 @@ static void check_service(doc *d)
 	say(d, "service", "pass", NULL, "%s %s (%s), tokens for %s", az_service_name(c->service), c->url.host,
 	    c->cloud ? c->cloud : "not an Azure-owned host: service from the config or the 401 challenge",
 	    c->resource);
+	if (c->auth != AZ_AUTH_CLIENT_SECRET && c->auth != AZ_AUTH_WORKLOAD_IDENTITY)
+		return;
+	/* conf.c refuses a key with no trusted authority, so one is always set here */
+	say(d, "authority", "pass", NULL, "the %s goes only to %s (%s), tenant %s (%s); never to an authority a 401 challenge names",
+	    c->auth == AZ_AUTH_CLIENT_SECRET ? "client secret" : "federated assertion", c->authority,
+	    c->authority_from_cloud ? "the cloud's" : "authority_host", c->tenant,
+	    c->tenant_from_challenge ? "from the 401 challenge" : "tenant_id");
 }
 
 static bool check_token(doc *d)

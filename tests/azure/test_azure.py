@@ -202,6 +202,101 @@ def auth_client_secret(root):
           "the message names method, tenant and authority:\n" + log)
 
 
+class Listener:
+    """A real HTTPS server on loopback with the emulator's certificate that
+    records every connection and request it gets. As a hostile vault it
+    answers every request 401 with a challenge whose authorization points
+    at evil (another Listener); as that evil authority it answers 400."""
+
+    def __init__(self, emu, challenge_to=None):
+        import http.server
+        import ssl
+        self.conns, self.requests = 0, []
+        me = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                me.requests.append((self.command, self.path, self.rfile.read(n).decode(errors="replace")))
+                if challenge_to:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Bearer authorization="https://localhost:%d/evil-tenant", '
+                                     'resource="https://vault.localhost"' % challenge_to.port)
+                else:
+                    self.send_response(400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            do_GET = do_POST = answer
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                me.conns += 1
+                return ctx.wrap_socket(sock, server_side=True), addr
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(emu.tls, "server.pem"), os.path.join(emu.tls, "server-key.pem"))
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def hostile_challenge_gets_nothing(root, auth, credential, env=None):
+    """A key host that is no Azure cloud's answers 401 pointing authorization
+    at another server: the broker sends the credential only to the configured
+    authority (here the real emulator), never where the challenge points, and
+    without authority_host it refuses to start, naming the option."""
+    emu = Emu(root)
+    evil = Listener(emu)
+    vault = Listener(emu, challenge_to=evil)
+    url = "https://kv.vault.localhost:%d/keys/rsa" % vault.port
+    base = key_section(emu, "k", auth=auth, root=root, authority=False).replace("url = %s" % emu.url(), "url = " + url)
+    try:
+        kb = broker(root, base, env=env, start=False)
+        check(kb.start(expect_fail=True) != 0, "no authority_host: startup refused")
+        log = kb.log_text()
+        check("authority_host" in log and "kv.vault.localhost" in log and "401 challenge" in log,
+              "the refusal names authority_host and the host:\n" + log)
+        check(vault.conns == 0, "refused before any request to the key host")
+        os.unlink(kb.log)
+        for tenant in (True, False):
+            keys = base.replace("auth = %s" % auth, "auth = %s\nauthority_host = https://localhost:%d" % (auth, emu.port))
+            if not tenant:
+                keys = keys.replace("tenant_id = %s\n" % TENANT, "")
+            kb = broker(root, keys, env=env, start=False)
+            check(kb.start(expect_fail=True) != 0, "the hostile vault refuses every token, so startup fails")
+            check(vault.requests, "the hostile vault was asked for its challenge")
+            want = TENANT if tenant else "evil-tenant"
+            check(emu.count(r"POST localhost:\d+/%s/oauth2/v2.0/token" % want) >= 1,
+                  "the token request went to the configured authority (tenant %s):\n%s" % (want, emu.log()))
+            kb.stop()
+            os.unlink(kb.log)
+        check(evil.conns == 0 and not evil.requests,
+              "nothing reached the authority the challenge named: %d connections, %s" % (evil.conns, evil.requests))
+        check(not any(credential in r[2] for r in vault.requests), "the key host never saw the %s" % auth)
+    finally:
+        vault.close()
+        evil.close()
+
+
+def hostile_challenge_gets_no_client_secret(root):
+    hostile_challenge_gets_nothing(root, "client_secret", "kb-secret")
+
+
+def hostile_challenge_gets_no_assertion(root):
+    fed = secret_file(root, "federated.token", ASSERTION)
+    hostile_challenge_gets_nothing(root, "workload_identity", ASSERTION, env={"AZURE_FEDERATED_TOKEN_FILE": fed})
+
+
 def auth_workload_identity(root):
     emu = Emu(root)
     fed = secret_file(root, "federated.token", ASSERTION)
@@ -469,7 +564,7 @@ def doctor_passes_healthy_key_and_warns_on_purge_protection(root):
     kb = broker(root, key_section(emu, "rsa", root=root) + key_section(emu, "aes", kind="mhsm", root=root))
     for key in ("rsa", "aes"):
         checks = doctor_json(kb, key, 0)
-        want = ["config", "service", "token", "get permission", "key enabled", "key type", "key_ops", "wrap",
+        want = ["config", "service", "authority", "token", "get permission", "key enabled", "key type", "key_ops", "wrap",
                 "unwrap", "soft delete", "versions"]
         check(list(checks) == want, "the checks in order: %s" % list(checks))
         s = checks.pop("soft delete")
@@ -486,7 +581,7 @@ def doctor_passes_every_check_with_purge_protection(root):
     for key, level, days in (("rsa", "Recoverable", 90), ("aes", "CustomizedRecoverable", 28)):
         checks = doctor_json(kb, key, 0)
         bad = [c for c in checks.values() if c["status"] != "pass"]
-        check(len(checks) == 11 and not bad, "every check passes in a purge-protected %s: %s" % (key, bad))
+        check(len(checks) == 12 and not bad, "every check passes in a purge-protected %s: %s" % (key, bad))
         s = checks["soft delete"]
         check(("recoveryLevel %s (%d days)" % (level, days)) in s["detail"] and "purge protection are on" in s["detail"],
               "soft delete names the level: %s" % s)
