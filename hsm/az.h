@@ -322,10 +322,14 @@ typedef struct az_key {
 	az_slot *slots;
 
 	pthread_mutex_t lock;         /* guards the fields below */
+	pthread_cond_t fetched;       /* a refresh of latest ended */
 	az_keymat latest;
 	bool have_latest;
 	bool refreshing;
-	int64_t fetched_ms;           /* monotonic, when latest was fetched */
+	bool distrusted;              /* a refusal came in during the refresh */
+	unsigned fetches;             /* refreshes ended, for waiters */
+	kb_err fetch_err;             /* the last refresh's failure */
+	int64_t fetched_ms;           /* monotonic, when the service last confirmed latest */
 } az_key;
 
 /* az_now_ms is a monotonic clock in ms. */
@@ -352,11 +356,25 @@ kb_code az_challenge_probe(az_key *k, int slot, kb_err *err);
 /* az_keymat_fetch GETs version (NULL: latest) into m. */
 kb_code az_keymat_fetch(az_key *k, int slot, const char *version, az_keymat *m, kb_err *err);
 
+/* az_keymat_sync_init / az_keymat_sync_destroy set up and tear down k's lock and condition. */
+void az_keymat_sync_init(az_key *k);
+void az_keymat_sync_destroy(az_key *k);
+
 /*
- * az_keymat_current copies the key's latest (or pinned) version into m,
- * fetching it again when it is older than version_refresh.
+ * az_keymat_current copies the key's latest (or pinned) version into m: only
+ * material the service confirmed less than version_refresh ago, else it asks
+ * again (one caller asks, the others wait), and returns the service's refusal.
  */
 kb_code az_keymat_current(az_key *k, int slot, az_keymat *m, kb_err *err);
+
+/* az_refuses_version is true for the answers that say a version cannot wrap or unwrap now. */
+bool az_refuses_version(kb_code rc);
+
+/*
+ * az_keymat_distrust drops the cached material when the service refused
+ * version (NULL or "": the current one), so the next wrap asks again.
+ */
+void az_keymat_distrust(az_key *k, const char *version);
 
 /* az_keymat_store makes m the cached latest (after a rotate or describe); it takes m's pkey. */
 void az_keymat_store(az_key *k, az_keymat *m);

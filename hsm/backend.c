@@ -91,6 +91,9 @@ static kb_code az_unwrap(void *state, int slot, const char *version, kb_alg alg,
 	if (version == NULL || *version == '\0')
 		return kb_err_set(err, KB_E_BAD_BLOB, "key %s: the blob names no key version", k->name);
 	rc = az_service_unwrap(k, slot, version, use, ct, ctlen, pt, ptlen, err);
+	/* the first sign that the version wraps use is refused: new wraps ask the service again */
+	if (az_refuses_version(rc))
+		az_keymat_distrust(k, rc == KB_E_UNKNOWN_KEY ? NULL : version);
 	if (rc == KB_E_UNKNOWN_VERSION) {
 		/* is the version gone, or the whole key (deleted)? */
 		if (az_keymat_fetch(k, slot, NULL, &m, &gone) == KB_E_UNKNOWN_KEY) {
@@ -235,7 +238,7 @@ static void az_close(void *state)
 	az_cred_release(k->cred);
 	az_keymat_clear(&k->latest);
 	az_conf_free(&k->conf);
-	pthread_mutex_destroy(&k->lock);
+	az_keymat_sync_destroy(k);
 	OPENSSL_cleanse(k, sizeof(*k));
 	free(k);
 }
@@ -271,7 +274,7 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 	if (k == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	snprintf(k->name, sizeof(k->name), "%s", kc->name);
-	pthread_mutex_init(&k->lock, NULL);
+	az_keymat_sync_init(k);
 	rc = az_conf_take(kc, &k->conf, err);
 	if (rc == KB_OK)
 		rc = refuse_aes_on_vault(kc, k, err);

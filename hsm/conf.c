@@ -282,7 +282,7 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	if ((rc = dup_opt(ca, &conf->ca_file, err)) != KB_OK)
 		return rc;
 	if ((rc = take_duration(kc, "timeout", 15000, 100, &conf->timeout_ms, err)) != KB_OK ||
-	    (rc = take_duration(kc, "version_refresh", 60000, 0, &conf->version_refresh_ms, err)) != KB_OK ||
+	    (rc = take_duration(kc, "version_refresh", 2000, 0, &conf->version_refresh_ms, err)) != KB_OK ||
 	    (rc = take_bool(kc, "local_wrap", true, &conf->local_wrap, err)) != KB_OK)
 		return rc;
 	conf->max_retries = 5;

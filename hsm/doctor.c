@@ -255,12 +255,18 @@ static void check_recovery(doc *d, const az_keymat *m)
 		    rl, m->recoverable_days);
 }
 
+/*
+ * check_versions looks at every version but the one in use (m, what get
+ * answered), by name: the list's order is the service's, and the newest
+ * listed one need not be the one the broker wraps under.
+ */
 static void check_versions(doc *d, const az_keymat *m)
 {
 	az_version_item items[KB_MAX_VERSIONS];
 	int n = 0, disabled = 0;
 	int64_t now = (int64_t)time(NULL), age;
 	char list[200] = "";
+	bool listed = false;
 	kb_err err;
 	kb_code rc = az_list_versions(d->k, d->slot, items, KB_MAX_VERSIONS, &n, &err);
 
@@ -270,28 +276,37 @@ static void check_versions(doc *d, const az_keymat *m)
 		return;
 	}
 	age = m->created ? now - m->created : -1;
-	for (int i = 0; i + 1 < n; i++) {
-		if (!items[i].enabled) {
-			size_t l = strlen(list);
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(list);
 
-			disabled++;
-			if (l + 40 < sizeof(list))
-				snprintf(list + l, sizeof(list) - l, "%s%.36s", l ? ", " : "", items[i].version);
+		if (strcasecmp(items[i].version, m->version) == 0) {
+			listed = true;
+			continue;
 		}
+		if (items[i].enabled)
+			continue;
+		disabled++;
+		if (l + 40 < sizeof(list))
+			snprintf(list + l, sizeof(list) - l, "%s%.36s", l ? ", " : "", items[i].version);
+	}
+	if (!listed) {
+		say(d, "versions", "warn", "run doctor again; if it persists, check the key's versions in the portal",
+		    "%d versions listed, but not %s, the one get answered: the key changed while doctor ran", n, m->version);
+		return;
 	}
 	if (disabled) {
 		say(d, "versions", "warn",
 		    "re-enable old versions until every blob under them is rewrapped (keybroker rewrap); Azure asks for at least 24 hours",
-		    "%d versions; the latest, %s, is %lld h old; %d older versions are disabled, and blobs under them no longer unwrap: %s",
+		    "%d versions; the one in use, %s, is %lld h old; %d others are disabled, and blobs under them no longer unwrap: %s",
 		    n, m->version, (long long)(age / 3600), disabled, list);
 		return;
 	}
 	if (n > 1 && age >= 0 && age < MIN_OLD_VERSION_S)
 		say(d, "versions", "pass", NULL,
-		    "%d versions, all older ones enabled; the latest, %s, is %lld min old: keep the old ones enabled for at least 24 hours",
+		    "%d versions, all others enabled; the one in use, %s, is %lld min old: keep the others enabled for at least 24 hours",
 		    n, m->version, (long long)(age / 60));
 	else
-		say(d, "versions", "pass", NULL, "%d version%s, all enabled; the latest, %s, is %lld days old", n,
+		say(d, "versions", "pass", NULL, "%d version%s, all enabled; the one in use, %s, is %lld days old", n,
 		    n == 1 ? "" : "s", m->version, (long long)(age >= 0 ? age / DAY : 0));
 }
 

@@ -58,7 +58,7 @@ static kb_code forbidden(const az_conf *conf, const az_what *w, const az_resp *r
 	if (has(msg, "disabled"))
 		return kb_err_set(err, KB_E_KEY_DISABLED,
 				  "key %s%s is disabled in %s (403 on %s, request id %s): enable it (az keyvault key set-attributes --enabled true) or rewrap under another key",
-				  w->key, ver, host, perm, r->request_id);
+				  w->key, *ver ? ver : "'s current version", host, perm, r->request_id);
 	if (has(msg, "not yet valid") || has(msg, "nbf"))
 		return kb_err_set(err, KB_E_KEY_NOT_YET_VALID,
 				  "key %s%s is not valid yet in %s: its nbf is in the future (403 on %s, request id %s): wait, or clear nbf",

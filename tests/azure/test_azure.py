@@ -145,6 +145,53 @@ def revocation_disable_key_at_cache_ttl(root):
     wait_for("wraps succeed again", lambda: kb.call({"op": "wrap", "key": "rsa", "plaintext": b64(DEK)})["ok"], 3)
 
 
+def disabled_current_version_is_never_wrapped_after_first_sign(root):
+    """The service's current version is disabled while an older one stays
+    enabled. Key "slow" (version_refresh 60s) keeps its confirmed copy until
+    the first sign, an unwrap the service refuses, then refuses wraps at once;
+    key "fast" (version_refresh 1s) has no sign and refuses them within 1s.
+    Neither ever falls back to the older version: both answer key_disabled,
+    as Azure does for the disabled current version."""
+    emu = Emu(root)
+    slow = key_section(emu, "slow", root=root).replace("version_refresh = 1s", "version_refresh = 60s")
+    kb = broker(root, slow + key_section(emu, "fast", root=root), broker_extra="cache_ttl = 1h")
+    v1 = wrap(kb, "slow")["version"]
+    v2 = kb.ok({"op": "rotate", "key": "slow"})["version"]
+    blob = wrap(kb, "slow")["blob"]
+    check(blob_fields(blob)["version"] == v2 != v1, "wraps use the new version at once")
+    wait_for("fast follows the rotation", lambda: wrap(kb, "fast")["version"] == v2, 3)
+    kb.ok({"op": "flush"})
+    emu.admin("/admin/keys/disable", {"vault": "kv", "key": "rsa", "version": v2})
+    t0 = time.time()
+    # the window docs/azure.md describes: before any sign, a copy confirmed less than version_refresh ago
+    check(wrap(kb, "slow")["version"] == v2, "slow: within version_refresh and before a sign, its confirmed copy")
+    e = kb.err({"op": "unwrap", "blob": blob}, "key_disabled")
+    check(v2 in e["error"]["message"], "the unwrap names the disabled version: %s" % e["error"])
+    for op in ({"op": "wrap", "key": "slow", "plaintext": b64(DEK)}, {"op": "datakey", "key": "slow", "bits": 256}):
+        e = kb.err(op, "key_disabled")
+        check("current version" in e["error"]["message"], "after the first sign, %s asks the service: %s" %
+              (op["op"], e["error"]))
+    versions = []
+
+    def fast_refuses():
+        r = kb.call({"op": "wrap", "key": "fast", "plaintext": b64(DEK)})
+        if r["ok"]:
+            versions.append(r["version"])
+            return None
+        return r
+    e = wait_for("fast refuses wraps within version_refresh", fast_refuses, 3)
+    check(time.time() - t0 < 2.0, "within version_refresh (1s) of the disable: %.2fs" % (time.time() - t0))
+    check(e["error"]["code"] == "key_disabled", "fast: key_disabled, not a fallback: %s" % e["error"])
+    check(set(versions) <= {v2}, "no blob ever named the older version: %s" % versions)
+    kb.err({"op": "get", "key": "fast"}, "key_disabled")
+    checks = doctor_json(kb, "fast", 1)
+    check(checks["key enabled"]["status"] == "fail" and "versions" not in checks,
+          "doctor fails the key and says nothing of older versions: %s" % checks)
+    emu.admin("/admin/keys/enable", {"vault": "kv", "key": "rsa", "version": v2})
+    check(wrap(kb, "slow")["version"] == v2, "re-enabled: slow wraps under it again at once")
+    check(unwrap_cold(kb, blob) == DEK, "the blob from before the disable unwraps again")
+
+
 def revocation_unwrap_permission_at_cache_ttl(root):
     emu = Emu(root)
     kb = broker(root, key_section(emu, "rsa", root=root), broker_extra="cache_ttl = 2s")

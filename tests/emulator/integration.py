@@ -262,6 +262,31 @@ def case_forbidden_states():
         check(st == 200, st, d)
 
 
+def case_disabled_current_version_stays_current():
+    """As in Azure: disabling the newest version does not make an older one
+    current; versionless get, wrapkey and unwrapkey answer 403 Forbidden."""
+    with Emulator() as emu:
+        tok = emu.token()
+        old = create(emu, tok, "cur", {"kty": "RSA"})["key"]["kid"]
+        st, _, d = emu.request("POST", emu.host(), "/keys/cur/rotate" + API, None, tok)
+        check(st == 200, st, d)
+        new = d["key"]["kid"]
+        st, _, d = emu.request("PATCH", emu.host(), path_of(new) + API, {"attributes": {"enabled": False}}, tok)
+        check(st == 200 and d["attributes"]["enabled"] is False, st, d)
+        st, _, d = emu.request("GET", emu.host(), "/keys/cur" + API, token=tok)
+        check(st == 403 and d["error"]["code"] == "Forbidden" and
+              d["error"]["message"] == "Operation get is not allowed on a disabled key.",
+              "versionless get of a disabled current version", st, d)
+        dek = b64u(os.urandom(32))
+        st, _, d = op(emu, tok, "/keys/cur", "wrapkey", "RSA-OAEP", dek)
+        check(st == 403 and "disabled" in d["error"]["message"], "versionless wrapkey", st, d)
+        st, _, d = op(emu, tok, path_of(old), "wrapkey", "RSA-OAEP", dek)
+        check(st == 200 and d["kid"] == old, "the older version still works by name", st, d)
+        st, _, d = emu.request("PATCH", emu.host(), path_of(new) + API, {"attributes": {"enabled": True}}, tok)
+        st, _, d = emu.request("GET", emu.host(), "/keys/cur" + API, token=tok)
+        check(st == 200 and d["key"]["kid"] == new, "enabled again, it answers", st, d)
+
+
 def case_not_found():
     with Emulator() as emu:
         tok = emu.token()
