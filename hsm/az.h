@@ -126,6 +126,7 @@ typedef struct az_bundle {
 	int64_t nbf, exp, created, updated; /* 0: absent */
 	char recovery[48];            /* recoveryLevel, "" if absent */
 	int recoverable_days;
+	int key_size;                 /* key.key_size in bits (oct-HSM), 0 if absent */
 } az_bundle;
 
 /* az_parse_bundle parses a KeyBundle. false with why on anything malformed. */
@@ -302,7 +303,7 @@ typedef struct az_keymat {
 	char version[KB_VERSION_MAX + 1];
 	char kty[16];
 	bool rsa;
-	int bits;                     /* 0 unknown (oct-HSM keys do not say) */
+	int bits;                     /* 0 unknown: an oct-HSM key without key_size */
 	unsigned ops;
 	char ops_text[128];
 	bool enabled;

@@ -259,7 +259,7 @@ static kb_code refuse_aes_on_vault(kb_keyconf *kc, const az_key *k, kb_err *err)
 		return KB_OK;
 	return kb_keyconf_bad(kc, "alg", err,
 			      "%s needs an oct-HSM key on a Managed HSM; %s is a key vault, whose keys are RSA: use RSA-OAEP-256 (the default) or RSA-OAEP",
-			      kb_alg_name(kc->alg), k->conf.url.host);
+			      az_alg_wire(kc->alg), k->conf.url.host);
 }
 
 static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
@@ -292,10 +292,11 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 	entra = k->conf.auth == AZ_AUTH_CLIENT_SECRET || k->conf.auth == AZ_AUTH_WORKLOAD_IDENTITY;
 	if (!k->conf.resource[0] || (entra && !k->conf.tenant[0])) {
 		rc = az_challenge_probe(k, ctl, err);
-		if (rc == KB_OK)
-			rc = refuse_aes_on_vault(kc, k, err);
 		if (rc != KB_OK)
 			goto fail_where;
+		/* kb_keyconf_bad names the location itself */
+		if ((rc = refuse_aes_on_vault(kc, k, err)) != KB_OK)
+			goto fail;
 	}
 	if ((k->cred = az_cred_acquire(&k->conf, err)) == NULL) {
 		rc = err->code;
@@ -314,8 +315,9 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		rc = kb_keyconf_bad(kc, "alg", err, "%s", why);
 		goto fail;
 	}
-	kb_info("azure key %s: %s %s version %s (%s %d), alg %s, %s wraps", k->name, az_service_name(k->conf.service),
-		k->conf.url.host, m.version, m.kty, m.bits, kb_alg_name(k->alg),
+	kb_info("azure key %s: %s %s version %s (%s, %d bits%s), alg %s, %s wraps", k->name,
+		az_service_name(k->conf.service), k->conf.url.host, m.version, m.kty, m.bits,
+		m.bits ? "" : ": size unknown", az_alg_wire(k->alg),
 		k->rsa && k->conf.local_wrap ? "local" : "service");
 	az_keymat_store(k, &m);
 	*state = k;

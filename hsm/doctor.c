@@ -152,9 +152,12 @@ static void check_type(doc *d, const az_keymat *m)
 		say(d, "key type", "fail", "rotate to an RSA key of 2048 bits or more", "%s of %d bits is too small",
 		    m->kty, m->bits);
 	else if (m->rsa)
-		say(d, "key type", "pass", NULL, "%s %d bits, alg %s", m->kty, m->bits, kb_alg_name(k->alg));
+		say(d, "key type", "pass", NULL, "%s %d bits, alg %s", m->kty, m->bits, az_alg_wire(k->alg));
+	else if (m->bits)
+		say(d, "key type", "pass", NULL, "%s AES-%d, alg %s", m->kty, m->bits, az_alg_wire(k->alg));
 	else
-		say(d, "key type", "pass", NULL, "%s (AES), alg %s", m->kty, kb_alg_name(k->alg));
+		say(d, "key type", "pass", NULL, "%s (AES, size unknown: the service did not send key_size), alg %s", m->kty,
+		    az_alg_wire(k->alg));
 }
 
 static void check_ops(doc *d, const az_keymat *m)
@@ -211,7 +214,7 @@ static void check_wrap_unwrap(doc *d)
 		rc = az_service_wrap(k, d->slot, ver, alg, pt, sizeof(pt), sct, &sctlen, sver, &err);
 		if (rc == KB_OK)
 			say(d, "wrap", "pass", NULL, "wrapped a test DEK locally under version %s with %s; the service allows wrapKey too",
-			    ver, kb_alg_name(alg));
+			    ver, az_alg_wire(alg));
 		else {
 			snprintf(fix, sizeof(fix), "%s", err.msg);
 			say(d, "wrap", "warn", fix_for(k, rc, "wrapKey", fix, sizeof(fix)),
@@ -219,7 +222,7 @@ static void check_wrap_unwrap(doc *d)
 			    ver, err.msg);
 		}
 	} else {
-		say(d, "wrap", "pass", NULL, "the service wrapped a test DEK under version %s with %s", ver, kb_alg_name(alg));
+		say(d, "wrap", "pass", NULL, "the service wrapped a test DEK under version %s with %s", ver, az_alg_wire(alg));
 	}
 	rc = az_service_unwrap(k, d->slot, ver, alg, ct, ctlen, back, &backlen, &err);
 	if (rc != KB_OK) {

@@ -69,7 +69,9 @@ static kb_code keymat_from(const az_key *k, const az_bundle *b, az_keymat *m, kb
 			return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 					  "key %s: %s sent an RSA public key OpenSSL cannot use", k->name, k->conf.url.host);
 		m->bits = EVP_PKEY_get_bits(m->pkey);
-	} else if (strncmp(b->kty, "oct", 3) != 0) {
+	} else if (strncmp(b->kty, "oct", 3) == 0) {
+		m->bits = b->key_size;
+	} else {
 		return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
 				  "key %s is a %s key: keybroker wraps with RSA keys, or oct-HSM keys on a Managed HSM",
 				  k->name, b->kty);
@@ -249,7 +251,7 @@ kb_code az_check_alg(const az_key *k, bool rsa, kb_alg alg, kb_err *err)
 	return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
 			  "key %s is an %s key: it does %s, not %s", k->name, rsa ? "RSA" : "AES (oct-HSM)",
 			  rsa ? "RSA-OAEP-256, RSA-OAEP or RSA1_5" : "A128KW, A192KW, A256KW or CKM_AES_KEY_WRAP_PAD",
-			  kb_alg_name(alg)[0] ? kb_alg_name(alg) : "that algorithm");
+			  az_alg_wire(alg)[0] ? az_alg_wire(alg) : "that algorithm");
 }
 
 kb_code az_local_wrap(const az_key *k, const az_keymat *m, kb_alg alg, const uint8_t *pt,
