@@ -82,7 +82,7 @@ def mhsm_aes_round_trips(root):
     r = kb.err({"op": "wrap", "key": "a256kw", "plaintext": b64(os.urandom(20))}, "bad_request")
     check("CKM_AES_KEY_WRAP_PAD" in r["error"]["message"], "A256KW names the padded alternative: %s" % r["error"])
     g = kb.ok({"op": "get", "key": "kwp"})
-    check(g["kty"] == "oct-HSM" and "Managed HSM" in g["detail"], "get: %s" % g)
+    check(g["kty"] == "oct-HSM" and g["bits"] == 256 and "Managed HSM" in g["detail"], "get: %s" % g)
     check(emu.count(r"hsm.managedhsm.localhost:\d+/keys/aes/wrapkey 200") >= 8, "AES wraps go to the service")
 
 
@@ -97,12 +97,15 @@ def config_refusals(root):
         (key_section(emu, "k", auth="token_file"), "token_file"),
         (key_section(emu, "k", auth="workload_identity"), "AZURE_FEDERATED_TOKEN_FILE"),
         (key_section(emu, "k", key="nope", root=root), "unknown_key|has no key nope"),
+        (key_section(emu, "k", root=root).replace("ca_file = %s\n" % emu.ca, ""), "set ca_file to that CA's PEM file"),
+        (key_section(emu, "k", root=root, extra="alg = CKM_AES_KEY_WRAP_PAD"), "alg: CKM_AES_KEY_WRAP_PAD needs"),
     ]
     for keys, want in cases:
         kb = broker(root, keys, start=False)
         rc = kb.start(expect_fail=True)
         log = kb.log_text()
         check(rc != 0 and any(w in log for w in want.split("|")), "refused with %r: rc %s\n%s" % (want, rc, log))
+        check(all(ln.count("keybrokerd.conf:") <= 1 for ln in log.splitlines()), "the location once:\n" + log)
         os.unlink(kb.log)
 
 
@@ -619,6 +622,8 @@ def doctor_passes_healthy_key_and_warns_on_purge_protection(root):
               and s["fix"], "warns: %s" % s)
         bad = [c for c in checks.values() if c["status"] != "pass"]
         check(not bad, "every other check passes on a healthy key: %s" % bad)
+        size = "RSA 2048 bits" if key == "rsa" else "oct-HSM AES-256, alg CKM_AES_KEY_WRAP_PAD"
+        check(size in checks["key type"]["detail"], "doctor names the size: %s" % checks["key type"])
 
 
 def doctor_passes_every_check_with_purge_protection(root):
