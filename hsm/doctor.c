@@ -238,24 +238,42 @@ static void check_wrap_unwrap(doc *d)
 	OPENSSL_cleanse(back, sizeof(back));
 }
 
+/* purge_fix writes the command that turns purge protection on for the key's vault or Managed HSM. */
+static void purge_fix(const az_key *k, const char *what, char *buf, size_t cap)
+{
+	int vn = (int)strcspn(k->conf.url.host, ".");
+
+	if (vn > 60)
+		vn = 60;
+	if (k->conf.service == AZ_SVC_MHSM)
+		snprintf(buf, cap, "turn on %s: az keyvault update-hsm --hsm-name %.*s --enable-purge-protection true", what,
+			 vn, k->conf.url.host);
+	else
+		snprintf(buf, cap, "turn on %s: az keyvault update --name %.*s --enable-purge-protection true", what, vn,
+			 k->conf.url.host);
+}
+
 static void check_recovery(doc *d, const az_keymat *m)
 {
 	const char *rl = m->recovery;
+	char fix[200];
 
-	if (!rl[0])
+	if (!rl[0]) {
 		say(d, "soft delete", "warn", "check the vault's soft-delete and purge protection in the portal",
 		    "the service did not report recoveryLevel");
-	else if (strcasecmp(rl, "Purgeable") == 0)
-		say(d, "soft delete", "fail",
-		    "turn on soft delete and purge protection (az keyvault update --enable-purge-protection true)",
+	} else if (strcasecmp(rl, "Purgeable") == 0) {
+		purge_fix(d->k, "soft delete and purge protection", fix, sizeof(fix));
+		say(d, "soft delete", "fail", fix,
 		    "recoveryLevel %s: a deleted key is gone at once, and every DEK it wrapped with it", rl);
-	else if (strcasestr(rl, "Purgeable"))
-		say(d, "soft delete", "warn", "turn on purge protection (az keyvault update --enable-purge-protection true)",
+	} else if (strcasestr(rl, "Purgeable")) {
+		purge_fix(d->k, "purge protection", fix, sizeof(fix));
+		say(d, "soft delete", "warn", fix,
 		    "recoveryLevel %s (%d days): soft delete is on but purge protection is off, so a purged key makes its data unrecoverable",
 		    rl, m->recoverable_days);
-	else
+	} else {
 		say(d, "soft delete", "pass", NULL, "recoveryLevel %s (%d days): soft delete and purge protection are on",
 		    rl, m->recoverable_days);
+	}
 }
 
 /*

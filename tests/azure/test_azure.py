@@ -620,6 +620,8 @@ def doctor_passes_healthy_key_and_warns_on_purge_protection(root):
         s = checks.pop("soft delete")
         check(s["status"] == "warn" and "purge protection" in s["detail"] and "Recoverable+Purgeable" in s["detail"]
               and s["fix"], "warns: %s" % s)
+        cmd = ("az keyvault update --name kv " if key == "rsa" else "az keyvault update-hsm --hsm-name hsm ")
+        check(cmd + "--enable-purge-protection true" in s["fix"], "the fix is the command for this service: %s" % s)
         bad = [c for c in checks.values() if c["status"] != "pass"]
         check(not bad, "every other check passes on a healthy key: %s" % bad)
         size = "RSA 2048 bits" if key == "rsa" else "oct-HSM AES-256, alg CKM_AES_KEY_WRAP_PAD"

@@ -287,6 +287,42 @@ def case_disabled_current_version_stays_current():
         check(st == 200 and d["key"]["kid"] == new, "enabled again, it answers", st, d)
 
 
+def run_emulator(*args, timeout=20):
+    import subprocess
+    return subprocess.run([os.environ.get("AKV_EMULATOR", "akv-emulator")] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def case_cli_help_version_and_usage_reasons():
+    p = run_emulator("--help")
+    check(p.returncode == 0 and p.stdout.startswith("usage: akv-emulator"), "--help", p)
+    p = run_emulator("--version")
+    check(p.returncode == 0 and p.stdout.startswith("akv-emulator "), "--version", p)
+    p = run_emulator("--init-only")
+    check(p.returncode == 2 and "--init-only needs --init-tls DIR" in p.stderr, "--init-only alone says why", p)
+    p = run_emulator("stray")
+    check(p.returncode == 2 and "unexpected argument 'stray'" in p.stderr, "a stray argument is named", p)
+
+
+def case_port_in_use_names_the_port():
+    import tempfile
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            p = run_emulator("--init-tls", os.path.join(d, "tls"), "--listen", "127.0.0.1:%d" % port)
+            check(p.returncode == 1 and ("port %d is in use" % port) in p.stderr and "--listen 127.0.0.1:PORT" in p.stderr
+                  and "Failed to bind" not in p.stderr, "names the port and the way out", p)
+            p = run_emulator("--init-tls", os.path.join(d, "tls"), "--listen", "127.0.0.1:0",
+                             "--admin", "127.0.0.1:%d" % port)
+            check(p.returncode == 1 and ("port %d is in use" % port) in p.stderr and "--admin 127.0.0.1:PORT" in p.stderr,
+                  "the admin endpoint's too", p)
+    finally:
+        busy.close()
+
+
 def case_not_found():
     with Emulator() as emu:
         tok = emu.token()
