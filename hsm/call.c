@@ -127,8 +127,12 @@ kb_code az_challenge_probe(az_key *k, int slot, kb_err *err)
 	if (c->authority[0] && strcasecmp(ch.authority, c->authority) != 0)
 		kb_info("azure key %s: %s names the authority %s in its challenge; tokens come from %s, the configured one",
 			k->name, c->url.host, ch.authority, c->authority);
-	kb_info("azure key %s: %s is a %s; tokens for %s from %s/%s", k->name, c->url.host,
-		az_service_name(c->service), c->resource, c->authority[0] ? c->authority : "(no authority)", c->tenant);
+	if (c->authority[0])
+		kb_info("azure key %s: %s is a %s; tokens for %s from %s/%s", k->name, c->url.host,
+			az_service_name(c->service), c->resource, c->authority, c->tenant);
+	else
+		kb_info("azure key %s: %s is a %s; tokens for %s", k->name, c->url.host, az_service_name(c->service),
+			c->resource);
 	return KB_OK;
 }
 
