@@ -144,6 +144,9 @@ static cJSON *bundle(struct ctx *c, const struct emu_key *k, const struct emu_ve
 			free(e);
 		}
 	}
+	/* Managed HSM names an oct-HSM key's size, which has no public part to tell it */
+	if (ver->kty == EMU_KTY_OCT_HSM)
+		cJSON_AddNumberToObject(key, "key_size", ver->bits);
 	cJSON_AddItemToObject(root, "attributes", attrs_json(c->v, ver));
 	if (ver->tags)
 		cJSON_AddItemToObject(root, "tags", cJSON_Duplicate(ver->tags, 1));

@@ -58,7 +58,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	int o;
 
 	memset(c, 0, sizeof(*c));
-	while ((o = getopt_long(argc, argv, "c:l:t:i:s:a:qh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:l:t:i:s:a:qhV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': c->config = optarg; break;
 		case 'l': c->listen = optarg; break;
@@ -73,8 +73,14 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		default: usage(stderr); return -1;
 		}
 	}
-	if (optind != argc || (c->init_only && !c->init_tls)) {
+	if (optind != argc) {
+		fprintf(stderr, "akv-emulator: unexpected argument '%s': every option has a -- name\n", argv[optind]);
 		usage(stderr);
+		return -1;
+	}
+	if (c->init_only && !c->init_tls) {
+		fprintf(stderr,
+			"akv-emulator: --init-only needs --init-tls DIR, the directory to write the CA and server certificate to, e.g. --init-tls ~/.local/state/akv-emulator/tls --init-only\n");
 		return -1;
 	}
 	return 0;

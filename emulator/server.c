@@ -1,9 +1,11 @@
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -352,6 +354,38 @@ void emu_http_stop(struct MHD_Daemon *d)
 	}
 }
 
+/*
+ * bind_listen binds and listens on ss itself, so a failure names the port
+ * and errno (libmicrohttpd reports "Failed to bind to port 0" for an
+ * address it was handed); -1 with err set.
+ */
+static int bind_listen(const struct sockaddr_storage *ss, const char *addr, const char *log_tag, char *err,
+		       size_t errlen)
+{
+	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, e;
+	unsigned port = ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port :
+			      ((const struct sockaddr_in *)ss)->sin_port);
+	const char *opt = strcmp(log_tag, "admin") == 0 ? "--admin" : "--listen";
+
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+	    bind(fd, (const struct sockaddr *)ss, len) == 0 && listen(fd, 128) == 0)
+		return fd;
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (e == EADDRINUSE)
+		snprintf(err, errlen,
+			 "cannot listen on %s: port %u is in use (another akv-emulator?): stop that one, or pick a free port with %s 127.0.0.1:PORT (port 0 picks one and the banner names it)",
+			 addr, port, opt);
+	else if (e == EADDRNOTAVAIL)
+		snprintf(err, errlen, "cannot listen on %s: not an address of this machine: use %s 127.0.0.1:%u", addr,
+			 opt, port);
+	else
+		snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(e));
+	return -1;
+}
+
 struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const char *cert,
 				  const char *key, emu_handler handler, const char *log_tag,
 				  unsigned *port, char *err, size_t errlen)
@@ -360,6 +394,7 @@ struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const c
 	struct endpoint *ep;
 	struct MHD_Daemon *d;
 	const union MHD_DaemonInfo *info;
+	int fd;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_ERROR_LOG;
 
@@ -367,9 +402,13 @@ struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const c
 		snprintf(err, errlen, "bad listen address '%s' (want ADDR:PORT)", addr);
 		return NULL;
 	}
-	ep = calloc(1, sizeof(*ep));
-	if (!ep)
+	if ((fd = bind_listen(&ss, addr, log_tag, err, errlen)) < 0)
 		return NULL;
+	ep = calloc(1, sizeof(*ep));
+	if (!ep) {
+		close(fd);
+		return NULL;
+	}
 	ep->w = w;
 	ep->handler = handler;
 	ep->tag = log_tag;
@@ -378,7 +417,7 @@ struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const c
 	if (cert)
 		flags |= MHD_USE_TLS;
 	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, ep,
-			     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+			     MHD_OPTION_LISTEN_SOCKET, fd,
 			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
@@ -386,7 +425,8 @@ struct MHD_Daemon *emu_http_serve(struct emu_world *w, const char *addr, const c
 			     MHD_OPTION_HTTPS_MEM_KEY, key,
 			     MHD_OPTION_END);
 	if (!d) {
-		snprintf(err, errlen, "cannot listen on %s (in use, or not a local address?)", addr);
+		snprintf(err, errlen, "cannot serve on %s: libmicrohttpd did not start (see the line above)", addr);
+		close(fd);
 		free(ep);
 		return NULL;
 	}

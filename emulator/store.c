@@ -137,12 +137,9 @@ struct emu_version *emu_store_latest(const struct emu_key *k)
 
 struct emu_version *emu_store_resolve(struct emu_key *k, const char *version)
 {
-	if (!version || !*version) {
-		for (size_t i = k->nv; i-- > 0;)
-			if (k->v[i]->enabled)
-				return k->v[i];
+	/* as in Azure, a disabled current version stays current: callers answer 403 */
+	if (!version || !*version)
 		return emu_store_latest(k);
-	}
 	for (size_t i = 0; i < k->nv; i++)
 		if (strcasecmp(k->v[i]->id, version) == 0)
 			return k->v[i];

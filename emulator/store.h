@@ -33,7 +33,8 @@ void emu_store_remove_key(struct emu_vault *v, struct emu_key *k);
 
 /*
  * emu_store_resolve returns the version named version (case-insensitive) or,
- * for "" the newest enabled version, else the newest one. NULL if none.
+ * for "", the newest version, enabled or not: Azure keeps a disabled current
+ * version current, and a versionless request to it gets 403. NULL if none.
  */
 struct emu_version *emu_store_resolve(struct emu_key *k, const char *version);
 

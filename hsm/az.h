@@ -73,7 +73,9 @@ typedef struct az_conf {
 	const char *cloud;            /* "public", "China", "US Gov", NULL: another host */
 	char resource[AZ_URL_MAX];    /* token audience, e.g. https://vault.azure.net */
 	char authority[AZ_URL_MAX];   /* e.g. https://login.microsoftonline.com, "" unknown */
+	bool authority_from_cloud;    /* the cloud's, not authority_host */
 	char tenant[AZ_ID_MAX];       /* "" until known */
+	bool tenant_from_challenge;   /* tenant came from the 401 challenge */
 	char client_id[AZ_ID_MAX];    /* "" for none */
 	az_auth auth;
 	char *secret_file;            /* client_secret_file, NULL: AZURE_CLIENT_SECRET */
@@ -124,6 +126,7 @@ typedef struct az_bundle {
 	int64_t nbf, exp, created, updated; /* 0: absent */
 	char recovery[48];            /* recoveryLevel, "" if absent */
 	int recoverable_days;
+	int key_size;                 /* key.key_size in bits (oct-HSM), 0 if absent */
 } az_bundle;
 
 /* az_parse_bundle parses a KeyBundle. false with why on anything malformed. */
@@ -300,7 +303,7 @@ typedef struct az_keymat {
 	char version[KB_VERSION_MAX + 1];
 	char kty[16];
 	bool rsa;
-	int bits;                     /* 0 unknown (oct-HSM keys do not say) */
+	int bits;                     /* 0 unknown: an oct-HSM key without key_size */
 	unsigned ops;
 	char ops_text[128];
 	bool enabled;
@@ -320,10 +323,14 @@ typedef struct az_key {
 	az_slot *slots;
 
 	pthread_mutex_t lock;         /* guards the fields below */
+	pthread_cond_t fetched;       /* a refresh of latest ended */
 	az_keymat latest;
 	bool have_latest;
 	bool refreshing;
-	int64_t fetched_ms;           /* monotonic, when latest was fetched */
+	bool distrusted;              /* a refusal came in during the refresh */
+	unsigned fetches;             /* refreshes ended, for waiters */
+	kb_err fetch_err;             /* the last refresh's failure */
+	int64_t fetched_ms;           /* monotonic, when the service last confirmed latest */
 } az_key;
 
 /* az_now_ms is a monotonic clock in ms. */
@@ -342,18 +349,33 @@ void az_key_url(const az_key *k, const char *version, const char *suffix, char *
 
 /*
  * az_challenge_probe asks the service for its 401 challenge and completes
- * service, resource, tenant and authority that conf does not set.
+ * service, resource and tenant that conf does not set. It never sets the
+ * authority: secrets go only to the configured or the cloud's (conf.c).
  */
 kb_code az_challenge_probe(az_key *k, int slot, kb_err *err);
 
 /* az_keymat_fetch GETs version (NULL: latest) into m. */
 kb_code az_keymat_fetch(az_key *k, int slot, const char *version, az_keymat *m, kb_err *err);
 
+/* az_keymat_sync_init / az_keymat_sync_destroy set up and tear down k's lock and condition. */
+void az_keymat_sync_init(az_key *k);
+void az_keymat_sync_destroy(az_key *k);
+
 /*
- * az_keymat_current copies the key's latest (or pinned) version into m,
- * fetching it again when it is older than version_refresh.
+ * az_keymat_current copies the key's latest (or pinned) version into m: only
+ * material the service confirmed less than version_refresh ago, else it asks
+ * again (one caller asks, the others wait), and returns the service's refusal.
  */
 kb_code az_keymat_current(az_key *k, int slot, az_keymat *m, kb_err *err);
+
+/* az_refuses_version is true for the answers that say a version cannot wrap or unwrap now. */
+bool az_refuses_version(kb_code rc);
+
+/*
+ * az_keymat_distrust drops the cached material when the service refused
+ * version (NULL or "": the current one), so the next wrap asks again.
+ */
+void az_keymat_distrust(az_key *k, const char *version);
 
 /* az_keymat_store makes m the cached latest (after a rotate or describe); it takes m's pkey. */
 void az_keymat_store(az_key *k, az_keymat *m);

@@ -91,6 +91,9 @@ static kb_code az_unwrap(void *state, int slot, const char *version, kb_alg alg,
 	if (version == NULL || *version == '\0')
 		return kb_err_set(err, KB_E_BAD_BLOB, "key %s: the blob names no key version", k->name);
 	rc = az_service_unwrap(k, slot, version, use, ct, ctlen, pt, ptlen, err);
+	/* the first sign that the version wraps use is refused: new wraps ask the service again */
+	if (az_refuses_version(rc))
+		az_keymat_distrust(k, rc == KB_E_UNKNOWN_KEY ? NULL : version);
 	if (rc == KB_E_UNKNOWN_VERSION) {
 		/* is the version gone, or the whole key (deleted)? */
 		if (az_keymat_fetch(k, slot, NULL, &m, &gone) == KB_E_UNKNOWN_KEY) {
@@ -235,7 +238,7 @@ static void az_close(void *state)
 	az_cred_release(k->cred);
 	az_keymat_clear(&k->latest);
 	az_conf_free(&k->conf);
-	pthread_mutex_destroy(&k->lock);
+	az_keymat_sync_destroy(k);
 	OPENSSL_cleanse(k, sizeof(*k));
 	free(k);
 }
@@ -256,7 +259,7 @@ static kb_code refuse_aes_on_vault(kb_keyconf *kc, const az_key *k, kb_err *err)
 		return KB_OK;
 	return kb_keyconf_bad(kc, "alg", err,
 			      "%s needs an oct-HSM key on a Managed HSM; %s is a key vault, whose keys are RSA: use RSA-OAEP-256 (the default) or RSA-OAEP",
-			      kb_alg_name(kc->alg), k->conf.url.host);
+			      az_alg_wire(kc->alg), k->conf.url.host);
 }
 
 static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
@@ -271,7 +274,7 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 	if (k == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	snprintf(k->name, sizeof(k->name), "%s", kc->name);
-	pthread_mutex_init(&k->lock, NULL);
+	az_keymat_sync_init(k);
 	rc = az_conf_take(kc, &k->conf, err);
 	if (rc == KB_OK)
 		rc = refuse_aes_on_vault(kc, k, err);
@@ -287,12 +290,13 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		goto fail;
 	}
 	entra = k->conf.auth == AZ_AUTH_CLIENT_SECRET || k->conf.auth == AZ_AUTH_WORKLOAD_IDENTITY;
-	if (!k->conf.resource[0] || (entra && (!k->conf.tenant[0] || !k->conf.authority[0]))) {
+	if (!k->conf.resource[0] || (entra && !k->conf.tenant[0])) {
 		rc = az_challenge_probe(k, ctl, err);
-		if (rc == KB_OK)
-			rc = refuse_aes_on_vault(kc, k, err);
 		if (rc != KB_OK)
 			goto fail_where;
+		/* kb_keyconf_bad names the location itself */
+		if ((rc = refuse_aes_on_vault(kc, k, err)) != KB_OK)
+			goto fail;
 	}
 	if ((k->cred = az_cred_acquire(&k->conf, err)) == NULL) {
 		rc = err->code;
@@ -311,8 +315,9 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		rc = kb_keyconf_bad(kc, "alg", err, "%s", why);
 		goto fail;
 	}
-	kb_info("azure key %s: %s %s version %s (%s %d), alg %s, %s wraps", k->name, az_service_name(k->conf.service),
-		k->conf.url.host, m.version, m.kty, m.bits, kb_alg_name(k->alg),
+	kb_info("azure key %s: %s %s version %s (%s, %d bits%s), alg %s, %s wraps", k->name,
+		az_service_name(k->conf.service), k->conf.url.host, m.version, m.kty, m.bits,
+		m.bits ? "" : ": size unknown", az_alg_wire(k->alg),
 		k->rsa && k->conf.local_wrap ? "local" : "service");
 	az_keymat_store(k, &m);
 	*state = k;

@@ -115,12 +115,24 @@ kb_code az_challenge_probe(az_key *k, int slot, kb_err *err)
 	if (c->service == AZ_SVC_UNKNOWN)
 		c->service = strncasecmp(host, "managedhsm.", 11) == 0 ? AZ_SVC_MHSM : AZ_SVC_VAULT;
 	snprintf(c->resource, sizeof(c->resource), "%s", ch.resource);
-	if (!c->tenant[0])
+	/*
+	 * Only the tenant is taken from the challenge, as Azure's SDKs do: the
+	 * authority a secret or assertion goes to comes from the configuration
+	 * or the cloud (conf.c), never from whoever answered on the key's host.
+	 */
+	if (!c->tenant[0]) {
 		snprintf(c->tenant, sizeof(c->tenant), "%s", ch.tenant);
-	if (!c->authority[0])
-		snprintf(c->authority, sizeof(c->authority), "%s", ch.authority);
-	kb_info("azure key %s: %s is a %s; tokens for %s from %s/%s", k->name, c->url.host,
-		az_service_name(c->service), c->resource, c->authority, c->tenant);
+		c->tenant_from_challenge = true;
+	}
+	if (c->authority[0] && strcasecmp(ch.authority, c->authority) != 0)
+		kb_info("azure key %s: %s names the authority %s in its challenge; tokens come from %s, the configured one",
+			k->name, c->url.host, ch.authority, c->authority);
+	if (c->authority[0])
+		kb_info("azure key %s: %s is a %s; tokens for %s from %s/%s", k->name, c->url.host,
+			az_service_name(c->service), c->resource, c->authority, c->tenant);
+	else
+		kb_info("azure key %s: %s is a %s; tokens for %s", k->name, c->url.host, az_service_name(c->service),
+			c->resource);
 	return KB_OK;
 }
 

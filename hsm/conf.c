@@ -42,8 +42,10 @@ void az_cloud_of(az_conf *conf)
 		conf->cloud = c->name;
 		conf->service = mhsm ? AZ_SVC_MHSM : AZ_SVC_VAULT;
 		snprintf(conf->resource, sizeof(conf->resource), "https://%s", mhsm ? c->mhsm : c->vault);
-		if (!conf->authority[0])
+		if (!conf->authority[0]) {
 			snprintf(conf->authority, sizeof(conf->authority), "%s", c->authority);
+			conf->authority_from_cloud = true;
+		}
 		return;
 	}
 }
@@ -193,6 +195,23 @@ static kb_code take_auth(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	return KB_OK;
 }
 
+/*
+ * need_authority refuses a client secret or assertion with nowhere trusted to
+ * send it. As Azure's SDKs do, the authority comes from the configuration or
+ * the key's cloud, never from a 401 challenge: whoever answers on a host that
+ * is not Azure's (a private-endpoint name, a DNS or CA compromise) would
+ * otherwise receive the long-lived credential itself.
+ */
+static kb_code need_authority(kb_keyconf *kc, const az_conf *conf, kb_err *err)
+{
+	if (conf->authority[0] || (conf->auth != AZ_AUTH_CLIENT_SECRET && conf->auth != AZ_AUTH_WORKLOAD_IDENTITY))
+		return KB_OK;
+	return kb_keyconf_bad(kc, "authority_host", err,
+			      "missing: %s is no Azure cloud's host, so auth = %s needs a trusted authority for its %s, never the one a 401 challenge names: set authority_host or AZURE_AUTHORITY_HOST, e.g. https://login.microsoftonline.com",
+			      conf->url.host, az_auth_name(conf->auth),
+			      conf->auth == AZ_AUTH_CLIENT_SECRET ? "secret" : "assertion");
+}
+
 static kb_code take_duration(kb_keyconf *kc, const char *name, int64_t def, int64_t min, int64_t *out,
 			     kb_err *err)
 {
@@ -244,6 +263,8 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	if ((rc = take_auth(kc, conf, err)) != KB_OK)
 		return rc;
 	az_cloud_of(conf);
+	if ((rc = need_authority(kc, conf, err)) != KB_OK)
+		return rc;
 	if (service) {
 		az_service s = !strcmp(service, "vault") ? AZ_SVC_VAULT :
 			       !strcmp(service, "managedhsm") ? AZ_SVC_MHSM : AZ_SVC_UNKNOWN;
@@ -261,7 +282,7 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	if ((rc = dup_opt(ca, &conf->ca_file, err)) != KB_OK)
 		return rc;
 	if ((rc = take_duration(kc, "timeout", 15000, 100, &conf->timeout_ms, err)) != KB_OK ||
-	    (rc = take_duration(kc, "version_refresh", 60000, 0, &conf->version_refresh_ms, err)) != KB_OK ||
+	    (rc = take_duration(kc, "version_refresh", 2000, 0, &conf->version_refresh_ms, err)) != KB_OK ||
 	    (rc = take_bool(kc, "local_wrap", true, &conf->local_wrap, err)) != KB_OK)
 		return rc;
 	conf->max_retries = 5;

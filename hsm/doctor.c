@@ -67,6 +67,13 @@ static void check_service(doc *d)
 	say(d, "service", "pass", NULL, "%s %s (%s), tokens for %s", az_service_name(c->service), c->url.host,
 	    c->cloud ? c->cloud : "not an Azure-owned host: service from the config or the 401 challenge",
 	    c->resource);
+	if (c->auth != AZ_AUTH_CLIENT_SECRET && c->auth != AZ_AUTH_WORKLOAD_IDENTITY)
+		return;
+	/* conf.c refuses a key with no trusted authority, so one is always set here */
+	say(d, "authority", "pass", NULL, "the %s goes only to %s (%s), tenant %s (%s); never to an authority a 401 challenge names",
+	    c->auth == AZ_AUTH_CLIENT_SECRET ? "client secret" : "federated assertion", c->authority,
+	    c->authority_from_cloud ? "the cloud's" : "authority_host", c->tenant,
+	    c->tenant_from_challenge ? "from the 401 challenge" : "tenant_id");
 }
 
 static bool check_token(doc *d)
@@ -145,9 +152,12 @@ static void check_type(doc *d, const az_keymat *m)
 		say(d, "key type", "fail", "rotate to an RSA key of 2048 bits or more", "%s of %d bits is too small",
 		    m->kty, m->bits);
 	else if (m->rsa)
-		say(d, "key type", "pass", NULL, "%s %d bits, alg %s", m->kty, m->bits, kb_alg_name(k->alg));
+		say(d, "key type", "pass", NULL, "%s %d bits, alg %s", m->kty, m->bits, az_alg_wire(k->alg));
+	else if (m->bits)
+		say(d, "key type", "pass", NULL, "%s AES-%d, alg %s", m->kty, m->bits, az_alg_wire(k->alg));
 	else
-		say(d, "key type", "pass", NULL, "%s (AES), alg %s", m->kty, kb_alg_name(k->alg));
+		say(d, "key type", "pass", NULL, "%s (AES, size unknown: the service did not send key_size), alg %s", m->kty,
+		    az_alg_wire(k->alg));
 }
 
 static void check_ops(doc *d, const az_keymat *m)
@@ -204,7 +214,7 @@ static void check_wrap_unwrap(doc *d)
 		rc = az_service_wrap(k, d->slot, ver, alg, pt, sizeof(pt), sct, &sctlen, sver, &err);
 		if (rc == KB_OK)
 			say(d, "wrap", "pass", NULL, "wrapped a test DEK locally under version %s with %s; the service allows wrapKey too",
-			    ver, kb_alg_name(alg));
+			    ver, az_alg_wire(alg));
 		else {
 			snprintf(fix, sizeof(fix), "%s", err.msg);
 			say(d, "wrap", "warn", fix_for(k, rc, "wrapKey", fix, sizeof(fix)),
@@ -212,7 +222,7 @@ static void check_wrap_unwrap(doc *d)
 			    ver, err.msg);
 		}
 	} else {
-		say(d, "wrap", "pass", NULL, "the service wrapped a test DEK under version %s with %s", ver, kb_alg_name(alg));
+		say(d, "wrap", "pass", NULL, "the service wrapped a test DEK under version %s with %s", ver, az_alg_wire(alg));
 	}
 	rc = az_service_unwrap(k, d->slot, ver, alg, ct, ctlen, back, &backlen, &err);
 	if (rc != KB_OK) {
@@ -228,32 +238,56 @@ static void check_wrap_unwrap(doc *d)
 	OPENSSL_cleanse(back, sizeof(back));
 }
 
+/* purge_fix writes the command that turns purge protection on for the key's vault or Managed HSM. */
+static void purge_fix(const az_key *k, const char *what, char *buf, size_t cap)
+{
+	int vn = (int)strcspn(k->conf.url.host, ".");
+
+	if (vn > 60)
+		vn = 60;
+	if (k->conf.service == AZ_SVC_MHSM)
+		snprintf(buf, cap, "turn on %s: az keyvault update-hsm --hsm-name %.*s --enable-purge-protection true", what,
+			 vn, k->conf.url.host);
+	else
+		snprintf(buf, cap, "turn on %s: az keyvault update --name %.*s --enable-purge-protection true", what, vn,
+			 k->conf.url.host);
+}
+
 static void check_recovery(doc *d, const az_keymat *m)
 {
 	const char *rl = m->recovery;
+	char fix[200];
 
-	if (!rl[0])
+	if (!rl[0]) {
 		say(d, "soft delete", "warn", "check the vault's soft-delete and purge protection in the portal",
 		    "the service did not report recoveryLevel");
-	else if (strcasecmp(rl, "Purgeable") == 0)
-		say(d, "soft delete", "fail",
-		    "turn on soft delete and purge protection (az keyvault update --enable-purge-protection true)",
+	} else if (strcasecmp(rl, "Purgeable") == 0) {
+		purge_fix(d->k, "soft delete and purge protection", fix, sizeof(fix));
+		say(d, "soft delete", "fail", fix,
 		    "recoveryLevel %s: a deleted key is gone at once, and every DEK it wrapped with it", rl);
-	else if (strcasestr(rl, "Purgeable"))
-		say(d, "soft delete", "warn", "turn on purge protection (az keyvault update --enable-purge-protection true)",
+	} else if (strcasestr(rl, "Purgeable")) {
+		purge_fix(d->k, "purge protection", fix, sizeof(fix));
+		say(d, "soft delete", "warn", fix,
 		    "recoveryLevel %s (%d days): soft delete is on but purge protection is off, so a purged key makes its data unrecoverable",
 		    rl, m->recoverable_days);
-	else
+	} else {
 		say(d, "soft delete", "pass", NULL, "recoveryLevel %s (%d days): soft delete and purge protection are on",
 		    rl, m->recoverable_days);
+	}
 }
 
+/*
+ * check_versions looks at every version but the one in use (m, what get
+ * answered), by name: the list's order is the service's, and the newest
+ * listed one need not be the one the broker wraps under.
+ */
 static void check_versions(doc *d, const az_keymat *m)
 {
 	az_version_item items[KB_MAX_VERSIONS];
 	int n = 0, disabled = 0;
 	int64_t now = (int64_t)time(NULL), age;
 	char list[200] = "";
+	bool listed = false;
 	kb_err err;
 	kb_code rc = az_list_versions(d->k, d->slot, items, KB_MAX_VERSIONS, &n, &err);
 
@@ -263,28 +297,37 @@ static void check_versions(doc *d, const az_keymat *m)
 		return;
 	}
 	age = m->created ? now - m->created : -1;
-	for (int i = 0; i + 1 < n; i++) {
-		if (!items[i].enabled) {
-			size_t l = strlen(list);
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(list);
 
-			disabled++;
-			if (l + 40 < sizeof(list))
-				snprintf(list + l, sizeof(list) - l, "%s%.36s", l ? ", " : "", items[i].version);
+		if (strcasecmp(items[i].version, m->version) == 0) {
+			listed = true;
+			continue;
 		}
+		if (items[i].enabled)
+			continue;
+		disabled++;
+		if (l + 40 < sizeof(list))
+			snprintf(list + l, sizeof(list) - l, "%s%.36s", l ? ", " : "", items[i].version);
+	}
+	if (!listed) {
+		say(d, "versions", "warn", "run doctor again; if it persists, check the key's versions in the portal",
+		    "%d versions listed, but not %s, the one get answered: the key changed while doctor ran", n, m->version);
+		return;
 	}
 	if (disabled) {
 		say(d, "versions", "warn",
 		    "re-enable old versions until every blob under them is rewrapped (keybroker rewrap); Azure asks for at least 24 hours",
-		    "%d versions; the latest, %s, is %lld h old; %d older versions are disabled, and blobs under them no longer unwrap: %s",
+		    "%d versions; the one in use, %s, is %lld h old; %d others are disabled, and blobs under them no longer unwrap: %s",
 		    n, m->version, (long long)(age / 3600), disabled, list);
 		return;
 	}
 	if (n > 1 && age >= 0 && age < MIN_OLD_VERSION_S)
 		say(d, "versions", "pass", NULL,
-		    "%d versions, all older ones enabled; the latest, %s, is %lld min old: keep the old ones enabled for at least 24 hours",
+		    "%d versions, all others enabled; the one in use, %s, is %lld min old: keep the others enabled for at least 24 hours",
 		    n, m->version, (long long)(age / 60));
 	else
-		say(d, "versions", "pass", NULL, "%d version%s, all enabled; the latest, %s, is %lld days old", n,
+		say(d, "versions", "pass", NULL, "%d version%s, all enabled; the one in use, %s, is %lld days old", n,
 		    n == 1 ? "" : "s", m->version, (long long)(age >= 0 ? age / DAY : 0));
 }
 

@@ -58,7 +58,7 @@ static kb_code forbidden(const az_conf *conf, const az_what *w, const az_resp *r
 	if (has(msg, "disabled"))
 		return kb_err_set(err, KB_E_KEY_DISABLED,
 				  "key %s%s is disabled in %s (403 on %s, request id %s): enable it (az keyvault key set-attributes --enabled true) or rewrap under another key",
-				  w->key, ver, host, perm, r->request_id);
+				  w->key, *ver ? ver : "'s current version", host, perm, r->request_id);
 	if (has(msg, "not yet valid") || has(msg, "nbf"))
 		return kb_err_set(err, KB_E_KEY_NOT_YET_VALID,
 				  "key %s%s is not valid yet in %s: its nbf is in the future (403 on %s, request id %s): wait, or clear nbf",
@@ -84,6 +84,24 @@ static kb_code forbidden(const az_conf *conf, const az_what *w, const az_resp *r
 			  who, perm, w->key, host, r->request_id, perm);
 }
 
+/*
+ * tls_refused maps a TLS verification failure, which no retry mends, to a
+ * message naming ca_file; false for any other failure.
+ */
+static bool tls_refused(const az_conf *conf, const char *who, const char *host, const az_resp *r, kb_err *err)
+{
+	if (r->status != 0 || (r->cc != CURLE_PEER_FAILED_VERIFICATION && r->cc != CURLE_SSL_CACERT_BADFILE))
+		return false;
+	if (r->cc == CURLE_SSL_CACERT_BADFILE)
+		kb_err_set(err, KB_E_BACKEND_UNAVAILABLE, "%s: cannot use ca_file %s: %.120s (request id %s): name a readable PEM file of CA certificates",
+			   who, conf->ca_file ? conf->ca_file : "(the system's CAs)", r->neterr, r->request_id);
+	else
+		kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+			   "%s: TLS verification of %s failed: %.120s (request id %s): if a CA the system does not trust signed its certificate (a private endpoint, the emulator), set ca_file to that CA's PEM file%s",
+			   who, host, r->neterr, r->request_id, conf->ca_file ? "; ca_file is set, so check it holds that CA" : "");
+	return true;
+}
+
 /* token_error maps a failed token request. */
 static kb_code token_error(const az_conf *conf, const az_resp *r, const char *code, const char *msg,
 			   kb_err *err)
@@ -91,6 +109,8 @@ static kb_code token_error(const az_conf *conf, const az_resp *r, const char *co
 	char id[300];
 
 	az_identity(conf, id, sizeof(id));
+	if (tls_refused(conf, "no token", conf->auth == AZ_AUTH_MANAGED_IDENTITY ? conf->imds : conf->authority, r, err))
+		return err->code;
 	if (r->status == 0 || r->status == 429 || r->status >= 500)
 		return kb_err_set(err, r->status == 429 ? KB_E_THROTTLED : KB_E_BACKEND_UNAVAILABLE,
 				  "no token: %s answered %s%ld after %d attempts in %lldms (%s, request id %s)",
@@ -113,6 +133,9 @@ kb_code az_error(const az_conf *conf, const az_what *w, const az_resp *r, kb_err
 		return token_error(conf, r, code, msg, err);
 	if (w->version && *w->version)
 		snprintf(ver, sizeof(ver), " version %s", w->version);
+	snprintf(id, sizeof(id), "key %s", w->key);
+	if (tls_refused(conf, id, host, r, err))
+		return err->code;
 	if (r->status == 0)
 		return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 				  "key %s: no answer from %s after %d attempts in %lldms: %.120s (request id %s): check the network; timeout and max_retries set how long the broker tries",

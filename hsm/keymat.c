@@ -1,13 +1,16 @@
 /*
  * keymat.c: what the broker knows of the key's latest (or pinned) version:
- * its type, key_ops, attributes and RSA public key. It is fetched again when
- * older than version_refresh, so new wraps follow a rotation made in the
- * service within that interval. RSA wraps are done here, locally, as Azure's
+ * its type, key_ops, attributes and RSA public key. Local wraps use it only
+ * while the service confirmed it less than version_refresh ago, and any
+ * refusal of that version drops it at once, so a blob is never wrapped under
+ * a version the service was seen to refuse, and new wraps follow a rotation
+ * within that interval. RSA wraps are done here, locally, as Azure's
  * SDKs do them, after the same checks the service would make.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/bn.h>
@@ -66,7 +69,9 @@ static kb_code keymat_from(const az_key *k, const az_bundle *b, az_keymat *m, kb
 			return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 					  "key %s: %s sent an RSA public key OpenSSL cannot use", k->name, k->conf.url.host);
 		m->bits = EVP_PKEY_get_bits(m->pkey);
-	} else if (strncmp(b->kty, "oct", 3) != 0) {
+	} else if (strncmp(b->kty, "oct", 3) == 0) {
+		m->bits = b->key_size;
+	} else {
 		return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
 				  "key %s is a %s key: keybroker wraps with RSA keys, or oct-HSM keys on a Managed HSM",
 				  k->name, b->kty);
@@ -94,6 +99,8 @@ kb_code az_keymat_fetch(az_key *k, int slot, const char *version, az_keymat *m, 
 		rc = keymat_from(k, b, m, err);
 	if (rc != KB_OK)
 		az_keymat_clear(m);
+	if (az_refuses_version(rc))
+		az_keymat_distrust(k, rc == KB_E_UNKNOWN_KEY ? NULL : version);
 	free(b);
 	az_resp_free(&r);
 	return rc;
@@ -106,38 +113,123 @@ static void copy_out(const az_keymat *src, az_keymat *dst)
 		EVP_PKEY_up_ref(dst->pkey);
 }
 
+void az_keymat_sync_init(az_key *k)
+{
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&k->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&k->fetched, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+void az_keymat_sync_destroy(az_key *k)
+{
+	pthread_cond_destroy(&k->fetched);
+	pthread_mutex_destroy(&k->lock);
+}
+
+/* usable is true when the cached material may wrap now: confirmed by the service within the bound. */
+static bool usable(const az_key *k, int64_t now)
+{
+	return k->have_latest && now - k->fetched_ms < k->conf.version_refresh_ms;
+}
+
+/*
+ * az_keymat_current hands out material the service confirmed (a GET that
+ * answered 200, so the version was current and enabled) less than
+ * version_refresh ago, never older: a version disabled in the service stops
+ * local wraps within that bound, or at once on the first sign (see
+ * az_keymat_distrust). One caller refreshes from half the bound on while the
+ * others keep wrapping with the still-valid copy, so under load no wrap waits
+ * for the GET; past the bound the others wait for it.
+ */
 kb_code az_keymat_current(az_key *k, int slot, az_keymat *m, kb_err *err)
 {
+	int64_t deadline = az_now_ms() + k->conf.timeout_ms, now;
 	az_keymat fresh;
-	int64_t now = az_now_ms();
+	unsigned seen;
 	kb_code rc;
 
 	pthread_mutex_lock(&k->lock);
-	if (k->have_latest && (now - k->fetched_ms < k->conf.version_refresh_ms || k->refreshing)) {
-		copy_out(&k->latest, m);
-		pthread_mutex_unlock(&k->lock);
-		return KB_OK;
+	seen = k->fetches;
+	for (;;) {
+		now = az_now_ms();
+		if (usable(k, now) && (k->refreshing || now - k->fetched_ms < k->conf.version_refresh_ms / 2)) {
+			copy_out(&k->latest, m);
+			pthread_mutex_unlock(&k->lock);
+			return KB_OK;
+		}
+		if (k->fetches != seen && k->fetch_err.code != KB_OK) {
+			/* the refresh we waited for failed: report it rather than ask again at once */
+			*err = k->fetch_err;
+			pthread_mutex_unlock(&k->lock);
+			return err->code;
+		}
+		if (!k->refreshing)
+			break;
+		struct timespec ts = { (time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L };
+		if (pthread_cond_timedwait(&k->fetched, &k->lock, &ts) != 0 && az_now_ms() >= deadline) {
+			pthread_mutex_unlock(&k->lock);
+			return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+					  "key %s: the key's current version was not confirmed within timeout %lldms (another request's get is still running)",
+					  k->name, (long long)k->conf.timeout_ms);
+		}
 	}
 	k->refreshing = true;
-	pthread_mutex_unlock(&k->lock);
-
-	rc = az_keymat_fetch(k, slot, k->conf.url.version[0] ? k->conf.url.version : NULL, &fresh, err);
-
-	pthread_mutex_lock(&k->lock);
+	for (int tries = 0;; tries++) {
+		k->distrusted = false;
+		pthread_mutex_unlock(&k->lock);
+		rc = az_keymat_fetch(k, slot, k->conf.url.version[0] ? k->conf.url.version : NULL, &fresh, err);
+		pthread_mutex_lock(&k->lock);
+		/* a refusal of this version came in while the GET was out, which may predate it: ask once more */
+		if (rc != KB_OK || !k->distrusted || tries > 0)
+			break;
+		az_keymat_clear(&fresh);
+	}
+	if (rc == KB_OK && k->distrusted) {
+		az_keymat_clear(&fresh);
+		rc = kb_err_set(err, KB_E_KEY_UNAVAILABLE,
+				"key %s: the service keeps refusing the key's current version while confirming it; try again",
+				k->name);
+	}
 	k->refreshing = false;
+	k->fetches++;
+	kb_err_clear(&k->fetch_err);
 	if (rc == KB_OK) {
 		az_keymat_clear(&k->latest);
 		k->latest = fresh;
 		k->have_latest = true;
 		k->fetched_ms = az_now_ms();
 		copy_out(&k->latest, m);
-	} else if (rc != KB_E_BACKEND_UNAVAILABLE && rc != KB_E_THROTTLED) {
-		/* the service refused (disabled, deleted, permission): forget what it said before */
-		az_keymat_clear(&k->latest);
-		k->have_latest = false;
+	} else if ((rc == KB_E_BACKEND_UNAVAILABLE || rc == KB_E_THROTTLED) && usable(k, az_now_ms())) {
+		/* an early refresh that failed for want of an answer: the copy is still within its bound */
+		copy_out(&k->latest, m);
+		rc = KB_OK;
+	} else {
+		k->fetch_err = *err;
 	}
+	pthread_cond_broadcast(&k->fetched);
 	pthread_mutex_unlock(&k->lock);
 	return rc;
+}
+
+void az_keymat_distrust(az_key *k, const char *version)
+{
+	pthread_mutex_lock(&k->lock);
+	if (version == NULL || !*version || (k->have_latest && strcasecmp(version, k->latest.version) == 0)) {
+		az_keymat_clear(&k->latest);
+		k->have_latest = false;
+		k->distrusted = true;
+	}
+	pthread_mutex_unlock(&k->lock);
+}
+
+bool az_refuses_version(kb_code rc)
+{
+	return rc == KB_E_KEY_DISABLED || rc == KB_E_KEY_EXPIRED || rc == KB_E_KEY_NOT_YET_VALID ||
+	       rc == KB_E_UNKNOWN_VERSION || rc == KB_E_UNKNOWN_KEY;
 }
 
 void az_keymat_store(az_key *k, az_keymat *m)
@@ -159,7 +251,7 @@ kb_code az_check_alg(const az_key *k, bool rsa, kb_alg alg, kb_err *err)
 	return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
 			  "key %s is an %s key: it does %s, not %s", k->name, rsa ? "RSA" : "AES (oct-HSM)",
 			  rsa ? "RSA-OAEP-256, RSA-OAEP or RSA1_5" : "A128KW, A192KW, A256KW or CKM_AES_KEY_WRAP_PAD",
-			  kb_alg_name(alg)[0] ? kb_alg_name(alg) : "that algorithm");
+			  az_alg_wire(alg)[0] ? az_alg_wire(alg) : "that algorithm");
 }
 
 kb_code az_local_wrap(const az_key *k, const az_keymat *m, kb_alg alg, const uint8_t *pt,

@@ -217,6 +217,8 @@ bool az_parse_bundle(const char *json, size_t n, az_bundle *out, char *why, size
 			goto out;
 		}
 	}
+	if (num(key, "key_size", &days) && days > 0 && days <= 16384)
+		out->key_size = (int)days;
 	out->enabled = true;
 	a = field(root, "attributes");
 	if (cJSON_IsObject(a)) {

@@ -192,10 +192,13 @@ def secret_file(root, name="client.secret", value=SECRET):
 
 
 def key_section(emu, name, kind="vault", key=None, auth="client_secret", extra="", root=None,
-                client=CLIENT, ids=True, timeout="5s", max_retries=6):
+                client=CLIENT, ids=True, timeout="5s", max_retries=6, authority=True):
     lines = ["[key:%s]" % name, "backend = azure", "url = %s" % emu.url(kind, key),
              "ca_file = %s" % emu.ca, "auth = %s" % auth, "timeout = %s" % timeout,
              "max_retries = %d" % max_retries, "version_refresh = 1s"]
+    if authority and auth in ("client_secret", "workload_identity"):
+        # the emulator's hosts are no Azure cloud's: secrets go only to a configured authority
+        lines.append("authority_host = https://localhost:%d" % emu.port)
     if ids and auth in ("client_secret", "workload_identity"):
         lines += ["tenant_id = %s" % TENANT, "client_id = %s" % client]
     if auth == "client_secret" and root:

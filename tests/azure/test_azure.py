@@ -82,7 +82,7 @@ def mhsm_aes_round_trips(root):
     r = kb.err({"op": "wrap", "key": "a256kw", "plaintext": b64(os.urandom(20))}, "bad_request")
     check("CKM_AES_KEY_WRAP_PAD" in r["error"]["message"], "A256KW names the padded alternative: %s" % r["error"])
     g = kb.ok({"op": "get", "key": "kwp"})
-    check(g["kty"] == "oct-HSM" and "Managed HSM" in g["detail"], "get: %s" % g)
+    check(g["kty"] == "oct-HSM" and g["bits"] == 256 and "Managed HSM" in g["detail"], "get: %s" % g)
     check(emu.count(r"hsm.managedhsm.localhost:\d+/keys/aes/wrapkey 200") >= 8, "AES wraps go to the service")
 
 
@@ -97,12 +97,15 @@ def config_refusals(root):
         (key_section(emu, "k", auth="token_file"), "token_file"),
         (key_section(emu, "k", auth="workload_identity"), "AZURE_FEDERATED_TOKEN_FILE"),
         (key_section(emu, "k", key="nope", root=root), "unknown_key|has no key nope"),
+        (key_section(emu, "k", root=root).replace("ca_file = %s\n" % emu.ca, ""), "set ca_file to that CA's PEM file"),
+        (key_section(emu, "k", root=root, extra="alg = CKM_AES_KEY_WRAP_PAD"), "alg: CKM_AES_KEY_WRAP_PAD needs"),
     ]
     for keys, want in cases:
         kb = broker(root, keys, start=False)
         rc = kb.start(expect_fail=True)
         log = kb.log_text()
         check(rc != 0 and any(w in log for w in want.split("|")), "refused with %r: rc %s\n%s" % (want, rc, log))
+        check(all(ln.count("keybrokerd.conf:") <= 1 for ln in log.splitlines()), "the location once:\n" + log)
         os.unlink(kb.log)
 
 
@@ -143,6 +146,53 @@ def revocation_disable_key_at_cache_ttl(root):
     emu.admin("/admin/keys/enable", {"vault": "kv", "key": "rsa"})
     check(unb64(kb.ok({"op": "unwrap", "blob": blob})["plaintext"]) == DEK, "re-enabled: unwraps succeed again")
     wait_for("wraps succeed again", lambda: kb.call({"op": "wrap", "key": "rsa", "plaintext": b64(DEK)})["ok"], 3)
+
+
+def disabled_current_version_is_never_wrapped_after_first_sign(root):
+    """The service's current version is disabled while an older one stays
+    enabled. Key "slow" (version_refresh 60s) keeps its confirmed copy until
+    the first sign, an unwrap the service refuses, then refuses wraps at once;
+    key "fast" (version_refresh 1s) has no sign and refuses them within 1s.
+    Neither ever falls back to the older version: both answer key_disabled,
+    as Azure does for the disabled current version."""
+    emu = Emu(root)
+    slow = key_section(emu, "slow", root=root).replace("version_refresh = 1s", "version_refresh = 60s")
+    kb = broker(root, slow + key_section(emu, "fast", root=root), broker_extra="cache_ttl = 1h")
+    v1 = wrap(kb, "slow")["version"]
+    v2 = kb.ok({"op": "rotate", "key": "slow"})["version"]
+    blob = wrap(kb, "slow")["blob"]
+    check(blob_fields(blob)["version"] == v2 != v1, "wraps use the new version at once")
+    wait_for("fast follows the rotation", lambda: wrap(kb, "fast")["version"] == v2, 3)
+    kb.ok({"op": "flush"})
+    emu.admin("/admin/keys/disable", {"vault": "kv", "key": "rsa", "version": v2})
+    t0 = time.time()
+    # the window docs/azure.md describes: before any sign, a copy confirmed less than version_refresh ago
+    check(wrap(kb, "slow")["version"] == v2, "slow: within version_refresh and before a sign, its confirmed copy")
+    e = kb.err({"op": "unwrap", "blob": blob}, "key_disabled")
+    check(v2 in e["error"]["message"], "the unwrap names the disabled version: %s" % e["error"])
+    for op in ({"op": "wrap", "key": "slow", "plaintext": b64(DEK)}, {"op": "datakey", "key": "slow", "bits": 256}):
+        e = kb.err(op, "key_disabled")
+        check("current version" in e["error"]["message"], "after the first sign, %s asks the service: %s" %
+              (op["op"], e["error"]))
+    versions = []
+
+    def fast_refuses():
+        r = kb.call({"op": "wrap", "key": "fast", "plaintext": b64(DEK)})
+        if r["ok"]:
+            versions.append(r["version"])
+            return None
+        return r
+    e = wait_for("fast refuses wraps within version_refresh", fast_refuses, 3)
+    check(time.time() - t0 < 2.0, "within version_refresh (1s) of the disable: %.2fs" % (time.time() - t0))
+    check(e["error"]["code"] == "key_disabled", "fast: key_disabled, not a fallback: %s" % e["error"])
+    check(set(versions) <= {v2}, "no blob ever named the older version: %s" % versions)
+    kb.err({"op": "get", "key": "fast"}, "key_disabled")
+    checks = doctor_json(kb, "fast", 1)
+    check(checks["key enabled"]["status"] == "fail" and "versions" not in checks,
+          "doctor fails the key and says nothing of older versions: %s" % checks)
+    emu.admin("/admin/keys/enable", {"vault": "kv", "key": "rsa", "version": v2})
+    check(wrap(kb, "slow")["version"] == v2, "re-enabled: slow wraps under it again at once")
+    check(unwrap_cold(kb, blob) == DEK, "the blob from before the disable unwraps again")
 
 
 def revocation_unwrap_permission_at_cache_ttl(root):
@@ -200,6 +250,101 @@ def auth_client_secret(root):
     log = kb2.log_text().split("SIGTERM")[-1]
     check("client_secret" in log and TENANT in log and "https://localhost:%d" % emu.port in log,
           "the message names method, tenant and authority:\n" + log)
+
+
+class Listener:
+    """A real HTTPS server on loopback with the emulator's certificate that
+    records every connection and request it gets. As a hostile vault it
+    answers every request 401 with a challenge whose authorization points
+    at evil (another Listener); as that evil authority it answers 400."""
+
+    def __init__(self, emu, challenge_to=None):
+        import http.server
+        import ssl
+        self.conns, self.requests = 0, []
+        me = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                me.requests.append((self.command, self.path, self.rfile.read(n).decode(errors="replace")))
+                if challenge_to:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Bearer authorization="https://localhost:%d/evil-tenant", '
+                                     'resource="https://vault.localhost"' % challenge_to.port)
+                else:
+                    self.send_response(400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            do_GET = do_POST = answer
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                me.conns += 1
+                return ctx.wrap_socket(sock, server_side=True), addr
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(emu.tls, "server.pem"), os.path.join(emu.tls, "server-key.pem"))
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def hostile_challenge_gets_nothing(root, auth, credential, env=None):
+    """A key host that is no Azure cloud's answers 401 pointing authorization
+    at another server: the broker sends the credential only to the configured
+    authority (here the real emulator), never where the challenge points, and
+    without authority_host it refuses to start, naming the option."""
+    emu = Emu(root)
+    evil = Listener(emu)
+    vault = Listener(emu, challenge_to=evil)
+    url = "https://kv.vault.localhost:%d/keys/rsa" % vault.port
+    base = key_section(emu, "k", auth=auth, root=root, authority=False).replace("url = %s" % emu.url(), "url = " + url)
+    try:
+        kb = broker(root, base, env=env, start=False)
+        check(kb.start(expect_fail=True) != 0, "no authority_host: startup refused")
+        log = kb.log_text()
+        check("authority_host" in log and "kv.vault.localhost" in log and "401 challenge" in log,
+              "the refusal names authority_host and the host:\n" + log)
+        check(vault.conns == 0, "refused before any request to the key host")
+        os.unlink(kb.log)
+        for tenant in (True, False):
+            keys = base.replace("auth = %s" % auth, "auth = %s\nauthority_host = https://localhost:%d" % (auth, emu.port))
+            if not tenant:
+                keys = keys.replace("tenant_id = %s\n" % TENANT, "")
+            kb = broker(root, keys, env=env, start=False)
+            check(kb.start(expect_fail=True) != 0, "the hostile vault refuses every token, so startup fails")
+            check(vault.requests, "the hostile vault was asked for its challenge")
+            want = TENANT if tenant else "evil-tenant"
+            check(emu.count(r"POST localhost:\d+/%s/oauth2/v2.0/token" % want) >= 1,
+                  "the token request went to the configured authority (tenant %s):\n%s" % (want, emu.log()))
+            kb.stop()
+            os.unlink(kb.log)
+        check(evil.conns == 0 and not evil.requests,
+              "nothing reached the authority the challenge named: %d connections, %s" % (evil.conns, evil.requests))
+        check(not any(credential in r[2] for r in vault.requests), "the key host never saw the %s" % auth)
+    finally:
+        vault.close()
+        evil.close()
+
+
+def hostile_challenge_gets_no_client_secret(root):
+    hostile_challenge_gets_nothing(root, "client_secret", "kb-secret")
+
+
+def hostile_challenge_gets_no_assertion(root):
+    fed = secret_file(root, "federated.token", ASSERTION)
+    hostile_challenge_gets_nothing(root, "workload_identity", ASSERTION, env={"AZURE_FEDERATED_TOKEN_FILE": fed})
 
 
 def auth_workload_identity(root):
@@ -469,14 +614,18 @@ def doctor_passes_healthy_key_and_warns_on_purge_protection(root):
     kb = broker(root, key_section(emu, "rsa", root=root) + key_section(emu, "aes", kind="mhsm", root=root))
     for key in ("rsa", "aes"):
         checks = doctor_json(kb, key, 0)
-        want = ["config", "service", "token", "get permission", "key enabled", "key type", "key_ops", "wrap",
+        want = ["config", "service", "authority", "token", "get permission", "key enabled", "key type", "key_ops", "wrap",
                 "unwrap", "soft delete", "versions"]
         check(list(checks) == want, "the checks in order: %s" % list(checks))
         s = checks.pop("soft delete")
         check(s["status"] == "warn" and "purge protection" in s["detail"] and "Recoverable+Purgeable" in s["detail"]
               and s["fix"], "warns: %s" % s)
+        cmd = ("az keyvault update --name kv " if key == "rsa" else "az keyvault update-hsm --hsm-name hsm ")
+        check(cmd + "--enable-purge-protection true" in s["fix"], "the fix is the command for this service: %s" % s)
         bad = [c for c in checks.values() if c["status"] != "pass"]
         check(not bad, "every other check passes on a healthy key: %s" % bad)
+        size = "RSA 2048 bits" if key == "rsa" else "oct-HSM AES-256, alg CKM_AES_KEY_WRAP_PAD"
+        check(size in checks["key type"]["detail"], "doctor names the size: %s" % checks["key type"])
 
 
 def doctor_passes_every_check_with_purge_protection(root):
@@ -486,7 +635,7 @@ def doctor_passes_every_check_with_purge_protection(root):
     for key, level, days in (("rsa", "Recoverable", 90), ("aes", "CustomizedRecoverable", 28)):
         checks = doctor_json(kb, key, 0)
         bad = [c for c in checks.values() if c["status"] != "pass"]
-        check(len(checks) == 11 and not bad, "every check passes in a purge-protected %s: %s" % (key, bad))
+        check(len(checks) == 12 and not bad, "every check passes in a purge-protected %s: %s" % (key, bad))
         s = checks["soft delete"]
         check(("recoveryLevel %s (%d days)" % (level, days)) in s["detail"] and "purge protection are on" in s["detail"],
               "soft delete names the level: %s" % s)

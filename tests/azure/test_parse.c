@@ -176,6 +176,15 @@ static void bundle_oct_and_defaults(void **state)
 	assert_int_equal(b.ops, AZ_KOP_WRAP);
 	assert_string_equal(b.recovery, "");
 	assert_int_equal(b.nbf, 0);
+	assert_int_equal(b.key_size, 0);
+
+	/* Managed HSM's key_size gives an oct-HSM key's size; an absurd one is ignored */
+	j = J("{'key':{'kid':'https://h.managedhsm.azure.net/keys/aes/abc','kty':'oct-HSM','key_size':256}}");
+	assert_true(az_parse_bundle(j, strlen(j), &b, NULL, 0));
+	assert_int_equal(b.key_size, 256);
+	j = J("{'key':{'kid':'https://h.managedhsm.azure.net/keys/aes/abc','kty':'oct-HSM','key_size':-8}}");
+	assert_true(az_parse_bundle(j, strlen(j), &b, NULL, 0));
+	assert_int_equal(b.key_size, 0);
 
 	/* enabled false, numbers as strings, unknown ops and a non-string op ignored */
 	j = J("{'key':{'kid':'https://h.managedhsm.azure.net/keys/aes/abc','kty':'oct-HSM',"

@@ -262,6 +262,67 @@ def case_forbidden_states():
         check(st == 200, st, d)
 
 
+def case_disabled_current_version_stays_current():
+    """As in Azure: disabling the newest version does not make an older one
+    current; versionless get, wrapkey and unwrapkey answer 403 Forbidden."""
+    with Emulator() as emu:
+        tok = emu.token()
+        old = create(emu, tok, "cur", {"kty": "RSA"})["key"]["kid"]
+        st, _, d = emu.request("POST", emu.host(), "/keys/cur/rotate" + API, None, tok)
+        check(st == 200, st, d)
+        new = d["key"]["kid"]
+        st, _, d = emu.request("PATCH", emu.host(), path_of(new) + API, {"attributes": {"enabled": False}}, tok)
+        check(st == 200 and d["attributes"]["enabled"] is False, st, d)
+        st, _, d = emu.request("GET", emu.host(), "/keys/cur" + API, token=tok)
+        check(st == 403 and d["error"]["code"] == "Forbidden" and
+              d["error"]["message"] == "Operation get is not allowed on a disabled key.",
+              "versionless get of a disabled current version", st, d)
+        dek = b64u(os.urandom(32))
+        st, _, d = op(emu, tok, "/keys/cur", "wrapkey", "RSA-OAEP", dek)
+        check(st == 403 and "disabled" in d["error"]["message"], "versionless wrapkey", st, d)
+        st, _, d = op(emu, tok, path_of(old), "wrapkey", "RSA-OAEP", dek)
+        check(st == 200 and d["kid"] == old, "the older version still works by name", st, d)
+        st, _, d = emu.request("PATCH", emu.host(), path_of(new) + API, {"attributes": {"enabled": True}}, tok)
+        st, _, d = emu.request("GET", emu.host(), "/keys/cur" + API, token=tok)
+        check(st == 200 and d["key"]["kid"] == new, "enabled again, it answers", st, d)
+
+
+def run_emulator(*args, timeout=20):
+    import subprocess
+    return subprocess.run([os.environ.get("AKV_EMULATOR", "akv-emulator")] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def case_cli_help_version_and_usage_reasons():
+    p = run_emulator("--help")
+    check(p.returncode == 0 and p.stdout.startswith("usage: akv-emulator"), "--help", p)
+    p = run_emulator("--version")
+    check(p.returncode == 0 and p.stdout.startswith("akv-emulator "), "--version", p)
+    p = run_emulator("--init-only")
+    check(p.returncode == 2 and "--init-only needs --init-tls DIR" in p.stderr, "--init-only alone says why", p)
+    p = run_emulator("stray")
+    check(p.returncode == 2 and "unexpected argument 'stray'" in p.stderr, "a stray argument is named", p)
+
+
+def case_port_in_use_names_the_port():
+    import tempfile
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            p = run_emulator("--init-tls", os.path.join(d, "tls"), "--listen", "127.0.0.1:%d" % port)
+            check(p.returncode == 1 and ("port %d is in use" % port) in p.stderr and "--listen 127.0.0.1:PORT" in p.stderr
+                  and "Failed to bind" not in p.stderr, "names the port and the way out", p)
+            p = run_emulator("--init-tls", os.path.join(d, "tls"), "--listen", "127.0.0.1:0",
+                             "--admin", "127.0.0.1:%d" % port)
+            check(p.returncode == 1 and ("port %d is in use" % port) in p.stderr and "--admin 127.0.0.1:PORT" in p.stderr,
+                  "the admin endpoint's too", p)
+    finally:
+        busy.close()
+
+
 def case_not_found():
     with Emulator() as emu:
         tok = emu.token()
