@@ -76,6 +76,12 @@ struct kb_io {
 	/* timer_arm makes t due at monotonic ms at (-1: disarm it). */
 	void (*timer_arm)(kb_io_timer *t, int64_t at_ms);
 	void (*timer_free)(kb_io_timer *t);
+	/*
+	 * offload runs work(ctx, slot) on a worker, with that worker's backend
+	 * slot, then done(ctx) on the loop: for a rare step that has only a
+	 * blocking form (a token fetch). Returns 0, or -1 without memory.
+	 */
+	int (*offload)(void *loop, void (*work)(void *ctx, int slot), void (*done)(void *ctx), void *ctx);
 };
 
 /*

@@ -161,6 +161,11 @@ typedef struct kb_job {
 	kb_async async;
 	size_t async_len;
 	int64_t async_t0;
+
+	/* a backend's blocking step lent a worker (kb_io.offload): no request waits on it */
+	void (*work)(void *ctx, int slot);
+	void (*work_done)(void *ctx);
+	void *work_ctx;
 	kb_key_info *info;      /* get */
 	kb_buf text;            /* doctor: rendered checks */
 

@@ -209,6 +209,11 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 	int64_t now = kb_now_ms();
 	kb_code rc = j->err.code;
 
+	if (j->work_done) {
+		j->work_done(j->work_ctx);
+		kb_job_free(j);
+		return;
+	}
 	count_calls(b, j);
 	if (j->op == KB_OP_UNWRAP)
 		kb_flight_remove(b, j);

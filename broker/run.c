@@ -125,6 +125,10 @@ void kb_job_run(kb_broker *b, kb_job *j, int slot)
 	int64_t t0;
 	(void)b;
 
+	if (j->work) {
+		j->work(j->work_ctx, slot);
+		return;
+	}
 	kb_err_clear(&j->err);
 	switch (j->op) {
 	case KB_OP_GET:

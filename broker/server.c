@@ -32,6 +32,7 @@
 #include "policy.h"
 #include "pool.h"
 #include "reload.h"
+#include "jobs.h"
 #include "keys.h"
 #include "server.h"
 
@@ -559,6 +560,20 @@ static void io_timer_free(kb_io_timer *t)
 	free(t);
 }
 
+static int io_offload(void *loop, void (*work)(void *ctx, int slot), void (*done)(void *ctx), void *ctx)
+{
+	server *s = loop;
+	kb_job *j = kb_job_new(s->b, KB_OP_NONE, NULL);
+
+	if (j == NULL)
+		return -1;
+	j->work = work;
+	j->work_done = done;
+	j->work_ctx = ctx;
+	kb_pool_submit(s->b->pool, j);
+	return 0;
+}
+
 /* next_timer_ms is the epoll timeout the backends' timers allow (-1: none armed). */
 static int next_timer_ms(const server *s, int64_t now)
 {
@@ -651,7 +666,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 
 	s.conns.count = &b->nconns;
 	s.io = (kb_io){ .loop = &s, .watch = io_watch, .timer_new = io_timer_new,
-			.timer_arm = io_timer_arm, .timer_free = io_timer_free };
+			.timer_arm = io_timer_arm, .timer_free = io_timer_free, .offload = io_offload };
 	if ((s.path = strdup(b->cfg->socket)) == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	if ((rc = setup(&s, err)) != KB_OK) {
