@@ -44,8 +44,9 @@ enum { TAG_LISTEN = 1, TAG_POOL, TAG_SIGNAL, TAG_TIMER };
 
 struct kb_io_watch {
 	int fd;
-	void (*cb)(void *ctx, int fd, unsigned ready);
+	void (*cb)(void *ctx, int fd, unsigned ready); /* NULL once ended */
 	void *ctx;
+	struct kb_io_watch *next_dead;
 };
 
 struct kb_io_timer {
@@ -71,6 +72,7 @@ typedef struct server {
 	int64_t spin_until_us;  /* end of the current polling spell, or 0 */
 	kb_io io;               /* lent to backends that wait on the network */
 	kb_io_timer *timers;
+	kb_io_watch *dead_watches; /* ended, freed after the current batch of events */
 } server;
 
 /* epoll data of a backend's watch: its pointer with the low bit set (conns are plain pointers) */
@@ -498,8 +500,11 @@ static int io_watch(void *loop, kb_io_watch **wp, int fd, unsigned events,
 
 	if (events == 0) {
 		if (w) {
+			/* epoll may have handed the loop more events for w in this batch */
 			epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, NULL);
-			free(w);
+			w->cb = NULL;
+			w->next_dead = s->dead_watches;
+			s->dead_watches = w;
 			*wp = NULL;
 		}
 		return 0;
@@ -522,6 +527,15 @@ static int io_watch(void *loop, kb_io_watch **wp, int fd, unsigned events,
 	w->cb = cb;
 	w->ctx = ctx;
 	return 0;
+}
+
+static void bury_watches(server *s)
+{
+	while (s->dead_watches) {
+		kb_io_watch *w = s->dead_watches;
+		s->dead_watches = w->next_dead;
+		free(w);
+	}
 }
 
 static kb_io_timer *io_timer_new(void *loop, void (*cb)(void *ctx), void *ctx)
@@ -646,7 +660,8 @@ static void loop_once(server *s)
 			kb_io_watch *w = (kb_io_watch *)(uintptr_t)(tag & ~(uint64_t)WATCH_BIT);
 			unsigned ready = ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ? KB_IO_IN : 0u) |
 					 ((evs[i].events & (EPOLLOUT | EPOLLERR)) ? KB_IO_OUT : 0u);
-			w->cb(w->ctx, w->fd, ready);
+			if (w->cb)
+				w->cb(w->ctx, w->fd, ready);
 		} else {
 			kb_conn *c = evs[i].data.ptr;
 			if (c->fd >= 0 && (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
@@ -657,6 +672,7 @@ static void loop_once(server *s)
 	}
 	run_timers(s);
 	kb_connset_bury(&s->conns);
+	bury_watches(s);
 }
 
 kb_code kb_server_run(kb_broker *b, kb_err *err)
@@ -688,6 +704,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	kb_broker_attach_io(b, NULL);
 	teardown(&s);
 	kb_connset_bury(&s.conns);
+	bury_watches(&s);
 	free(s.path);
 	return KB_OK;
 }
