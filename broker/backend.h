@@ -51,6 +51,58 @@ typedef struct kb_key_info {
 	char detail[256];          /* backend-specific summary, e.g. token label */
 } kb_key_info;
 
+/*
+ * kb_io is what the event loop lends a backend that waits on the network, so
+ * that it never blocks a thread on a round trip. Everything here, and every
+ * callback it makes, runs on the loop thread.
+ */
+enum { KB_IO_IN = 1, KB_IO_OUT = 2 };
+
+typedef struct kb_io kb_io;
+typedef struct kb_io_watch kb_io_watch;
+typedef struct kb_io_timer kb_io_timer;
+
+struct kb_io {
+	void *loop;
+	/*
+	 * watch calls cb(ctx, ready) whenever fd is ready for events (KB_IO_*).
+	 * With *w NULL it starts a watch and sets *w; else it changes *w's
+	 * events, and events 0 ends the watch and sets *w to NULL. Returns 0 or -1.
+	 */
+	int (*watch)(void *loop, kb_io_watch **w, int fd, unsigned events,
+		     void (*cb)(void *ctx, int fd, unsigned ready), void *ctx);
+	/* timer_new makes a timer that calls cb(ctx) once when armed and due; NULL without memory. */
+	kb_io_timer *(*timer_new)(void *loop, void (*cb)(void *ctx), void *ctx);
+	/* timer_arm makes t due at monotonic ms at (-1: disarm it). */
+	void (*timer_arm)(kb_io_timer *t, int64_t at_ms);
+	void (*timer_free)(kb_io_timer *t);
+	/*
+	 * offload runs work(ctx, slot) on a worker, with that worker's backend
+	 * slot, then done(ctx) on the loop: for a rare step that has only a
+	 * blocking form (a token fetch). Returns 0, or -1 without memory.
+	 */
+	int (*offload)(void *loop, void (*work)(void *ctx, int slot), void (*done)(void *ctx), void *ctx);
+};
+
+/*
+ * One backend call that finishes later. The core fills the inputs, the
+ * backend the outputs; done runs on the loop thread when the call is over,
+ * never from inside the start function that was given it.
+ */
+typedef struct kb_async {
+	const char *version;           /* unwrap: the blob's version; wrap: NULL for latest */
+	kb_alg alg;
+	const uint8_t *in;
+	size_t inlen;
+	uint8_t *out;                  /* capacity *outlen (KB_SECRET_MAX or KB_WRAPPED_MAX) */
+	size_t *outlen;
+	char *version_out;             /* wrap: the version used, KB_VERSION_MAX + 1 */
+	kb_alg *alg_out;               /* wrap: the algorithm used */
+	kb_err *err;
+	void (*done)(struct kb_async *a, kb_code rc);
+	void *ctx;
+} kb_async;
+
 typedef struct kb_backend_ops {
 	const char *name;
 
@@ -113,6 +165,18 @@ typedef struct kb_backend_ops {
 	 * names this key, so the core can route a raw blob. May be NULL.
 	 */
 	int (*match_kid)(void *state, const char *kid);
+
+	/*
+	 * For a backend that waits on a network; all three may be NULL, and
+	 * then its calls run on workers. attach hands it the loop's kb_io
+	 * (before any start). unwrap_start and wrap_start begin the call and
+	 * return KB_OK, with a->done to follow; any other code means it did not
+	 * start (err filled, done never called). wrap_start may refuse with
+	 * KB_E_BUSY a wrap it would rather make on a worker (a local wrap).
+	 */
+	void (*attach)(void *state, const kb_io *io);
+	kb_code (*unwrap_start)(void *state, kb_async *a);
+	kb_code (*wrap_start)(void *state, kb_async *a);
 } kb_backend_ops;
 
 /* kb_backend_find returns the backend registered under name, or NULL. */

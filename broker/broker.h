@@ -54,6 +54,7 @@ typedef struct kb_key {
 	kb_keyconf *conf;
 	const kb_backend_ops *ops;
 	void *state;
+	bool async;             /* the backend has the loop's kb_io: its calls do not block */
 	int index;
 	int64_t ttl_ms;
 	kb_acl acl[KB_ACL_COUNT];
@@ -92,8 +93,12 @@ typedef struct kb_keyset {
 	int refs;
 } kb_keyset;
 
+struct kb_connset;
+typedef struct kb_batch kb_batch;
+
 typedef struct kb_conn {
 	int fd;                 /* -1 once closed */
+	struct kb_connset *set; /* the loop's connections it belongs to; NULL: none */
 	uint64_t serial;
 	pid_t pid;
 	uid_t uid;
@@ -123,6 +128,8 @@ typedef struct kb_waiter {
 	char key[KB_KEY_NAME_MAX + 1];     /* "" when the request names none */
 	uint8_t digest[KB_DIGEST_LEN];     /* of the blob, when has_digest */
 	bool has_digest;
+	kb_batch *batch;                   /* the batch this is item `item` of, or NULL */
+	int item;
 } kb_waiter;
 
 typedef struct kb_job {
@@ -148,6 +155,17 @@ typedef struct kb_job {
 	kb_err err;
 	char version[KB_VERSION_MAX + 1];
 	char blob_out[KB_BLOB_MAX + 1];
+
+	/* a call that does not block (kb_async): started by the loop, finished by it */
+	struct kb_broker *broker;
+	kb_async async;
+	size_t async_len;
+	int64_t async_t0;
+
+	/* a backend's blocking step lent a worker (kb_io.offload): no request waits on it */
+	void (*work)(void *ctx, int slot);
+	void (*work_done)(void *ctx);
+	void *work_ctx;
 	kb_key_info *info;      /* get */
 	kb_buf text;            /* doctor: rendered checks */
 
@@ -182,6 +200,8 @@ struct kb_pool;
 
 struct kb_audit;
 
+struct kb_broker;
+
 typedef struct kb_broker {
 	kb_keyset *ks;             /* the current keyset; cfg, keys, nkeys mirror it */
 	kb_config *cfg;
@@ -190,6 +210,7 @@ typedef struct kb_broker {
 	struct kb_audit *audit;
 	kb_cache cache;
 	struct kb_pool *pool;
+	const kb_io *io;           /* the loop's services, lent to backends that do not block */
 	kb_counters counters;
 	kb_job **flights;          /* single-flight table, by digest */
 	uint32_t nflights;         /* buckets, power of two */

@@ -268,6 +268,10 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 		if (!parse_int(value, 1, 100000, &v))
 			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
 		c->max_inflight = (int)v;
+	} else if (!strcmp(name, "max_batch")) {
+		if (!parse_int(value, 1, 100000, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
+		c->max_batch = (int)v;
 	} else if (!strcmp(name, "idle_timeout")) {
 		if (!kb_parse_duration(value, &c->idle_timeout_ms))
 			return fail(st, "broker", name, "\"%s\" is not a duration (0 turns it off)", value);
@@ -520,6 +524,7 @@ static kb_config *config_new(const char *name)
 	c->cache_capacity = 100000; /* 6.9 MB locked: inside the default 8 MiB RLIMIT_MEMLOCK (docs/cache.md) */
 	c->max_connections = 1024;
 	c->max_inflight = 128;
+	c->max_batch = 1024;
 	c->idle_timeout_ms = 0;
 	c->client_timeout_ms = 30 * 1000;
 	c->request_timeout_ms = 30 * 1000;

@@ -42,6 +42,7 @@ typedef struct kb_config {
 	/* limits */
 	int max_connections;
 	int max_inflight;             /* per connection */
+	int max_batch;                /* blobs in one batch request */
 	int64_t idle_timeout_ms;      /* 0: none */
 	int64_t client_timeout_ms;    /* partial line or undrained output */
 	int64_t request_timeout_ms;   /* deadline of one backend call */

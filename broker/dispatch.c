@@ -4,59 +4,16 @@
 #include <openssl/crypto.h>
 #include "digest.h"
 
+#include "answer.h"
 #include "audit.h"
+#include "batch.h"
 #include "dispatch.h"
 #include "jobs.h"
 #include "jsonw.h"
 #include "log.h"
 #include "policy.h"
-#include "pool.h"
 #include "report.h"
-#include "server.h"
-
-void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
-{
-	kb_err aerr;
-
-	b->counters.errors[w->op]++;
-	/* an error answer goes out even if the audit log is down: it does nothing */
-	if (kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
-		kb_error("%s", aerr.msg);
-	kb_jw_error(&w->conn->out, w->id_json, err);
-	kb_conn_send(b, w->conn);
-}
-
-bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int cache,
-		     const char *request_id)
-{
-	kb_err err;
-	/* status and metrics only read the broker's own counters: not audited */
-	bool audited = w->op != KB_OP_STATUS && w->op != KB_OP_METRICS;
-
-	if (audited && kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
-		kb_error("%s", err.msg);
-		b->counters.errors[w->op]++;
-		kb_jw_error(&w->conn->out, w->id_json, &err);
-		kb_conn_send(b, w->conn);
-		return false;
-	}
-	kb_jw_begin(&w->conn->out, w->id_json);
-	return true;
-}
-
-void kb_answer_end(kb_broker *b, const kb_waiter *w)
-{
-	kb_jw_end(&w->conn->out);
-	kb_conn_send(b, w->conn);
-}
-
-static void reply_code(kb_broker *b, const kb_waiter *w, kb_code code, const char *msg)
-{
-	kb_err err;
-
-	kb_err_set(&err, code, "%s", msg);
-	kb_reply_error(b, w, &err);
-}
+#include "submit.h"
 
 /*
  * resolve_blob_key finds the configured key a decoded blob belongs to: by
@@ -105,15 +62,16 @@ static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache
 	e->refreshing = true;
 	b->counters.refreshes++;
 	kb_flight_add(b, j);
-	kb_pool_submit(b->pool, j);
+	kb_job_submit(b, j);
 }
 
 static void answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e)
 {
-	kb_buf *o = &w->conn->out;
+	kb_buf *o;
 
 	if (!kb_answer_begin(b, w, e->version, 1, NULL))
 		return;
+	o = kb_answer_out(w);
 	kb_jw_key(o, "plaintext");
 	kb_jw_b64(o, e->dek, e->deklen);
 	kb_jw_key(o, "key");
@@ -129,7 +87,7 @@ static void answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const 
  * of the blob (the entry knows its key and version), so the hit path neither
  * decodes nor validates it again.
  */
-static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
+static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t len)
 {
 	kb_blob *blob = NULL;
 	kb_cache_entry *e;
@@ -138,7 +96,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 	kb_err err;
 	int64_t now = w->start_us / 1000;
 
-	kb_sha256((const uint8_t *)req->blob, req->bloblen, w->digest);
+	kb_sha256((const uint8_t *)text, len, w->digest);
 	w->has_digest = true;
 	e = kb_cache_get(&b->cache, w->digest, now);
 	if (e) {
@@ -149,7 +107,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 		b->counters.hits++;
 		answer_hit(b, w, k, e);
 		if (k->conf->cache_refresh_fraction > 0 && (blob = malloc(sizeof(*blob))) != NULL &&
-		    kb_blob_decode(req->blob, req->bloblen, blob, &err) == KB_OK)
+		    kb_blob_decode(text, len, blob, &err) == KB_OK)
 			maybe_refresh(b, k, blob, e, now);
 		free(blob);
 		return;
@@ -158,7 +116,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
-	if (kb_blob_decode(req->blob, req->bloblen, blob, &err) != KB_OK)
+	if (kb_blob_decode(text, len, blob, &err) != KB_OK)
 		goto fail;
 	if ((k = resolve_blob_key(b, blob, &err)) == NULL)
 		goto fail;
@@ -186,7 +144,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 	j->blob = *blob;
 	memcpy(j->digest, w->digest, KB_DIGEST_LEN);
 	kb_flight_add(b, j);
-	kb_pool_submit(b->pool, j);
+	kb_job_submit(b, j);
 	free(blob);
 	return;
 fail:
@@ -223,7 +181,7 @@ static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb
 		memcpy(w->digest, k->dk.digest, KB_DIGEST_LEN);
 		w->has_digest = true;
 		if (kb_answer_begin(b, w, k->dk.version, -1, NULL)) {
-			kb_buf *o = &w->conn->out;
+			kb_buf *o = kb_answer_out(w);
 			kb_jw_key(o, "plaintext");
 			kb_jw_b64(o, e->dek, e->deklen);
 			kb_jw_key(o, "blob");
@@ -240,15 +198,15 @@ static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb
 	j = kb_job_new(b, KB_OP_DATAKEY, k);
 	if (j == NULL || kb_job_add_waiter(j, w) != KB_OK) {
 		kb_job_free(j);
-		reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the request");
+		kb_reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the request");
 		return;
 	}
 	j->bits = req->bits;
 	j->bytes = req->bytes; /* the request that makes a DEK counts against it too */
-	kb_pool_submit(b->pool, j);
+	kb_job_submit(b, j);
 }
 
-static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req)
+static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req, const char *text, size_t len)
 {
 	kb_job *j = kb_job_new(b, KB_OP_REWRAP, NULL);
 	kb_cache_entry *e;
@@ -259,9 +217,9 @@ static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
-	if (kb_blob_decode(req->blob, req->bloblen, &j->blob, &err) != KB_OK)
+	if (kb_blob_decode(text, len, &j->blob, &err) != KB_OK)
 		goto fail;
-	kb_sha256((const uint8_t *)req->blob, req->bloblen, j->digest);
+	kb_sha256((const uint8_t *)text, len, j->digest);
 	memcpy(w->digest, j->digest, KB_DIGEST_LEN);
 	w->has_digest = true;
 	if ((src = resolve_blob_key(b, &j->blob, &err)) == NULL)
@@ -291,7 +249,7 @@ static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req)
 		kb_err_set(&err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
-	kb_pool_submit(b->pool, j);
+	kb_job_submit(b, j);
 	return;
 fail:
 	kb_job_free(j);
@@ -311,8 +269,8 @@ static void handle_flush(kb_broker *b, kb_waiter *w, kb_key *k)
 			b->keys[i].dk.valid = false;
 	kb_info("flushed %d cached DEK%s%s%s", n, n == 1 ? "" : "s", k ? " of key " : "",
 		k ? k->conf->name : "");
-	kb_jw_key(&w->conn->out, "flushed");
-	kb_jw_i64(&w->conn->out, n);
+	kb_jw_key(kb_answer_out(w), "flushed");
+	kb_jw_i64(kb_answer_out(w), n);
 	kb_answer_end(b, w);
 }
 
@@ -332,7 +290,7 @@ static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, 
 
 	if (j == NULL || kb_job_add_waiter(j, w) != KB_OK) {
 		kb_job_free(j);
-		reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the request");
+		kb_reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the request");
 		return;
 	}
 	j->alg = req->alg;
@@ -341,7 +299,44 @@ static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, 
 		j->ptlen = req->ptlen;
 		j->have_pt = true;
 	}
-	kb_pool_submit(b->pool, j);
+	kb_job_submit(b, j);
+}
+
+/*
+ * handle_batch answers each blob of a batch as a request of its own, into
+ * the batch's slot for it; the batch answers when the last item is in.
+ */
+static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
+{
+	kb_batch *bt;
+	kb_err err;
+
+	if (req->nblobs > b->cfg->max_batch) {
+		kb_err_set(&err, KB_E_TOO_LARGE, "the batch has %d blobs, more than max_batch (%d): split it",
+			   req->nblobs, b->cfg->max_batch);
+		kb_reply_error(b, w, &err);
+		return;
+	}
+	if ((bt = kb_batch_new(w, req->nblobs)) == NULL) {
+		kb_reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the batch");
+		return;
+	}
+	for (int i = 0; i < req->nblobs; i++) {
+		kb_waiter item = *w;
+		const char *text = req->blobs[i];
+
+		item.batch = bt;
+		item.item = i;
+		item.start_us = kb_now_us();
+		if (text == NULL)
+			kb_reply_code(b, &item, KB_E_BAD_BLOB,
+				      "this item is not a blob: each must be a kb1 string or Azure's raw {kid, alg, value}");
+		else if (req->op == KB_OP_UNWRAP)
+			handle_unwrap(b, &item, text, strlen(text));
+		else
+			handle_rewrap(b, &item, req, text, strlen(text));
+	}
+	kb_batch_item_done(bt, -1);
 }
 
 void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
@@ -384,13 +379,13 @@ void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
 	switch (req.op) {
 	case KB_OP_STATUS:
 		if (kb_answer_begin(b, &w, NULL, -1, NULL)) {
-			kb_report_status(b, &c->out);
+			kb_report_status(b, kb_answer_out(&w));
 			kb_answer_end(b, &w);
 		}
 		break;
 	case KB_OP_METRICS:
 		if (kb_answer_begin(b, &w, NULL, -1, NULL)) {
-			kb_report_metrics(b, &c->out);
+			kb_report_metrics(b, kb_answer_out(&w));
 			kb_answer_end(b, &w);
 		}
 		break;
@@ -398,10 +393,13 @@ void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
 		handle_flush(b, &w, k);
 		break;
 	case KB_OP_UNWRAP:
-		handle_unwrap(b, &w, &req);
-		break;
 	case KB_OP_REWRAP:
-		handle_rewrap(b, &w, &req);
+		if (req.nblobs >= 0)
+			handle_batch(b, &w, &req);
+		else if (req.op == KB_OP_UNWRAP)
+			handle_unwrap(b, &w, req.blob, req.bloblen);
+		else
+			handle_rewrap(b, &w, &req, req.blob, req.bloblen);
 		break;
 	case KB_OP_DATAKEY:
 		handle_datakey(b, &w, &req, k);

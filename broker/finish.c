@@ -7,11 +7,12 @@
 
 #include "digest.h"
 
-#include "dispatch.h"
+#include "answer.h"
+#include "conn.h"
+#include "finish.h"
 #include "jobs.h"
 #include "jsonw.h"
 #include "log.h"
-#include "server.h"
 
 static int hist_bucket(int64_t us)
 {
@@ -156,8 +157,8 @@ static const char *doctor_result(const kb_buf *t)
 static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 {
 	const kb_key *k = j->op == KB_OP_UNWRAP ? j->src : j->key;
-	kb_buf *o = &waiter->conn->out;
 	kb_waiter issued = *waiter, *w = &issued;
+	kb_buf *o;
 
 	/* a wrap, datakey or rewrap is recorded under the blob it hands out */
 	if (j->blob_out[0]) {
@@ -166,6 +167,7 @@ static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 	}
 	if (!kb_answer_begin(b, w, j->version, j->op == KB_OP_UNWRAP ? 0 : -1, j->err.request_id))
 		return;
+	o = kb_answer_out(w);
 	switch (j->op) {
 	case KB_OP_UNWRAP:
 	case KB_OP_DATAKEY:
@@ -207,6 +209,11 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 	int64_t now = kb_now_ms();
 	kb_code rc = j->err.code;
 
+	if (j->work_done) {
+		j->work_done(j->work_ctx);
+		kb_job_free(j);
+		return;
+	}
 	count_calls(b, j);
 	if (j->op == KB_OP_UNWRAP)
 		kb_flight_remove(b, j);
@@ -231,13 +238,14 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 		kb_conn *c = w->conn;
 
 		c->inflight--;
-		if (c->fd >= 0) {
+		/* a batch item is always answered: its batch counts on it */
+		if (c->fd >= 0 || w->batch) {
 			if (rc == KB_OK)
 				answer(b, j, w);
 			else
 				kb_reply_error(b, w, &j->err);
 		}
-		kb_conn_unref(b, c);
+		kb_conn_unref(c);
 	}
 	kb_job_free(j);
 }

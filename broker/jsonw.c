@@ -85,13 +85,27 @@ void kb_jw_end(kb_buf *b)
 	kb_buf_append(b, "}\n", 2);
 }
 
+/* error_tail writes "ok":false,"error":{...}} : the end of an error object. */
+static void error_tail(kb_buf *b, const kb_err *err)
+{
+	kb_jw_raw(b, "\"ok\":false,\"error\":{\"code\":");
+	kb_jw_str(b, kb_code_name(err->code));
+	kb_jw_raw(b, ",\"message\":");
+	kb_jw_str(b, err->msg);
+	kb_jw_raw(b, "}}");
+}
+
 void kb_jw_error(kb_buf *b, const char *id_json, const kb_err *err)
 {
 	kb_jw_raw(b, "{\"id\":");
 	kb_jw_raw(b, id_json);
-	kb_jw_raw(b, ",\"ok\":false,\"error\":{\"code\":");
-	kb_jw_str(b, kb_code_name(err->code));
-	kb_jw_raw(b, ",\"message\":");
-	kb_jw_str(b, err->msg);
-	kb_jw_raw(b, "}}\n");
+	kb_jw_raw(b, ",");
+	error_tail(b, err);
+	kb_buf_append(b, "\n", 1);
+}
+
+void kb_jw_item_error(kb_buf *b, const kb_err *err)
+{
+	kb_jw_raw(b, "{");
+	error_tail(b, err);
 }

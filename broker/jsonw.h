@@ -40,4 +40,7 @@ void kb_jw_end(kb_buf *b);
 /* kb_jw_error appends a whole failure response for err. */
 void kb_jw_error(kb_buf *b, const char *id_json, const kb_err *err);
 
+/* kb_jw_item_error appends a batch item's failure object (no id, no newline). */
+void kb_jw_item_error(kb_buf *b, const kb_err *err);
+
 #endif

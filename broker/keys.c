@@ -155,10 +155,30 @@ void kb_keyset_unref(kb_keyset *ks)
 	free(ks);
 }
 
+static void attach_keys(kb_keyset *ks, const kb_io *io)
+{
+	for (int i = 0; i < ks->nkeys; i++) {
+		kb_key *k = &ks->keys[i];
+
+		if (k->ops->attach && k->state) {
+			k->ops->attach(k->state, io);
+			k->async = io != NULL;
+		}
+	}
+}
+
 void kb_broker_use_keyset(kb_broker *b, kb_keyset *ks)
 {
 	b->ks = ks;
 	b->cfg = ks->cfg;
 	b->keys = ks->keys;
 	b->nkeys = ks->nkeys;
+	if (b->io)
+		attach_keys(ks, b->io);
+}
+
+void kb_broker_attach_io(kb_broker *b, const kb_io *io)
+{
+	b->io = io;
+	attach_keys(b->ks, io);
 }

@@ -27,7 +27,17 @@ kb_code kb_keyset_open_each(kb_config *cfg, int nslots, kb_keyset **out, kb_err 
 /* kb_keyset_unref drops a reference; the last one closes the backends and frees all. */
 void kb_keyset_unref(kb_keyset *ks);
 
-/* kb_broker_use_keyset makes ks current (taking over the caller's reference). */
+/*
+ * kb_broker_use_keyset makes ks current (taking over the caller's
+ * reference), lending its keys the loop's kb_io if the broker has one.
+ */
 void kb_broker_use_keyset(kb_broker *b, kb_keyset *ks);
+
+/*
+ * kb_broker_attach_io lends io to the current keyset's backends (NULL: takes
+ * it back; every call still in flight on them is dropped), and to every
+ * keyset made current after.
+ */
+void kb_broker_attach_io(kb_broker *b, const kb_io *io);
 
 #endif

@@ -17,7 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "audit.h"
-#include "dispatch.h"
+#include "finish.h"
 #include "keybroker.h"
 #include "keys.h"
 #include "log.h"

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "pool.h"
+#include "run.h"
 
 typedef struct worker {
 	kb_pool *pool;

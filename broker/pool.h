@@ -37,7 +37,4 @@ bool kb_pool_should_spin(const kb_pool *p);
  */
 kb_job *kb_pool_stop(kb_pool *p);
 
-/* kb_job_run does j's backend work on slot; defined by the dispatcher (ops.c). */
-void kb_job_run(kb_broker *b, kb_job *j, int slot);
-
 #endif

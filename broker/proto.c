@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -146,6 +147,47 @@ static kb_code parse_blob(const cJSON *root, kb_request *req, kb_err *err)
 	return KB_OK;
 }
 
+/* blob_text copies one blob (a string, or Azure's raw form as an object) into a malloc'd string. */
+static char *blob_text(const cJSON *v)
+{
+	if (cJSON_IsObject(v))
+		return cJSON_PrintUnformatted(v);
+	if (cJSON_IsString(v) && strlen(v->valuestring) <= KB_BLOB_MAX)
+		return strdup(v->valuestring);
+	return NULL;
+}
+
+/*
+ * parse_blobs reads a batch: "blobs" is an array of blobs. An item that is
+ * not a blob is left NULL, to fail on its own; the request stands.
+ */
+static kb_code parse_blobs(const cJSON *arr, kb_request *req, kb_err *err)
+{
+	int n = cJSON_GetArraySize(arr), i = 0;
+	const cJSON *v;
+
+	req->blobs = calloc((size_t)(n ? n : 1), sizeof(*req->blobs));
+	if (req->blobs == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	req->nblobs = n;
+	cJSON_ArrayForEach(v, arr)
+		req->blobs[i++] = blob_text(v);
+	return KB_OK;
+}
+
+static kb_code parse_blob_or_blobs(const cJSON *root, kb_request *req, kb_err *err)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "blobs");
+
+	if (arr == NULL)
+		return parse_blob(root, req, err);
+	if (cJSON_GetObjectItemCaseSensitive(root, "blob"))
+		return kb_err_set(err, KB_E_BAD_REQUEST, "give \"blob\" or \"blobs\", not both");
+	if (!cJSON_IsArray(arr))
+		return kb_err_set(err, KB_E_BAD_REQUEST, "field \"blobs\" must be an array of blobs");
+	return parse_blobs(arr, req, err);
+}
+
 static kb_code parse_plaintext(const cJSON *root, kb_request *req, kb_err *err)
 {
 	const char *s;
@@ -211,9 +253,9 @@ static kb_code parse_fields(const cJSON *root, kb_request *req, kb_err *err)
 			return rc;
 		return parse_plaintext(root, req, err);
 	case KB_OP_UNWRAP:
-		return parse_blob(root, req, err);
+		return parse_blob_or_blobs(root, req, err);
 	case KB_OP_REWRAP:
-		if ((rc = parse_blob(root, req, err)) != KB_OK)
+		if ((rc = parse_blob_or_blobs(root, req, err)) != KB_OK)
 			return rc;
 		return parse_key(root, 0, req, err);
 	case KB_OP_DATAKEY:
@@ -251,6 +293,8 @@ kb_code kb_proto_parse(const char *line, size_t n, kb_request *req, kb_err *err)
 	req->blob[0] = '\0';
 	req->ptlen = 0;
 	req->has_plaintext = 0;
+	req->nblobs = -1;
+	req->blobs = NULL;
 
 	root = kb_json_parse_whole(line, n);
 	if (root == NULL)
@@ -286,4 +330,9 @@ void kb_request_wipe(kb_request *req)
 {
 	OPENSSL_cleanse(req->plaintext, sizeof(req->plaintext));
 	req->ptlen = 0;
+	for (int i = 0; req->blobs && i < req->nblobs; i++)
+		free(req->blobs[i]);
+	free(req->blobs);
+	req->blobs = NULL;
+	req->nblobs = -1;
 }

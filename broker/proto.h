@@ -41,6 +41,9 @@ typedef struct kb_request {
 	int64_t bytes;                /* datakey: bytes the caller will protect */
 	char blob[KB_BLOB_MAX + 1];   /* unwrap, rewrap */
 	size_t bloblen;
+	/* a batch: "blobs" instead of "blob" (malloc'd; kb_request_wipe frees them) */
+	int nblobs;                   /* -1: not a batch */
+	char **blobs;                 /* each a copy, or NULL when that item is not a blob */
 	uint8_t plaintext[KB_SECRET_MAX];
 	size_t ptlen;
 	int has_plaintext;
@@ -56,7 +59,7 @@ const char *kb_op_name(kb_op op);
  */
 kb_code kb_proto_parse(const char *line, size_t n, kb_request *req, kb_err *err);
 
-/* kb_request_wipe zeroes the secret parts of req. */
+/* kb_request_wipe zeroes the secret parts of req and frees a batch's blobs. */
 void kb_request_wipe(kb_request *req);
 
 #endif

@@ -23,20 +23,39 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "answer.h"
+#include "conn.h"
 #include "dispatch.h"
+#include "finish.h"
 #include "jsonw.h"
 #include "log.h"
 #include "policy.h"
 #include "pool.h"
 #include "reload.h"
+#include "jobs.h"
+#include "keys.h"
 #include "server.h"
 
 /* epoll tags for the fixed sources; connections are tagged with their pointer */
 enum { TAG_LISTEN = 1, TAG_POOL, TAG_SIGNAL, TAG_TIMER };
 
 #define READ_CHUNK 16384
-#define OUT_HIGH_WATER (4u << 20) /* stop reading a client that does not drain its answers */
 #define DRAIN_DEADLINE_MS 30000
+
+struct kb_io_watch {
+	int fd;
+	void (*cb)(void *ctx, int fd, unsigned ready); /* NULL once ended */
+	void *ctx;
+	struct kb_io_watch *next_dead;
+};
+
+struct kb_io_timer {
+	struct server *s;
+	int64_t at_ms;          /* -1: disarmed */
+	void (*cb)(void *ctx);
+	void *ctx;
+	kb_io_timer *prev, *next;
+};
 
 typedef struct server {
 	kb_broker *b;
@@ -45,118 +64,19 @@ typedef struct server {
 	int sigfd;
 	int timerfd;
 	bool activated;     /* the socket came from systemd */
-	char *path;         /* our own copy: a reload frees the config it came from */
-	kb_conn *conns;
-	kb_conn *dead;          /* unreferenced, freed after the current batch of events */
+	char *path;         /* our own copy: a reload frees the config's */
+	kb_connset conns;
 	uint64_t next_serial;
 	bool stopping;
 	int64_t stop_deadline_ms;
 	int64_t spin_until_us;  /* end of the current polling spell, or 0 */
+	kb_io io;               /* lent to backends that wait on the network */
+	kb_io_timer *timers;
+	kb_io_watch *dead_watches; /* ended, freed after the current batch of events */
 } server;
 
-static server *the_server; /* the one loop; kb_conn_send needs it from dispatch */
-
-static void update_events(server *s, kb_conn *c)
-{
-	struct epoll_event ev = { .data.ptr = c };
-
-	ev.events = c->want_write ? EPOLLOUT : 0;
-	/* reading pauses while a client leaves its answers unread, or while stopping */
-	if (!c->close_after_flush && !s->stopping && c->out.len < OUT_HIGH_WATER)
-		ev.events |= EPOLLIN;
-	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-}
-
-static void conn_close(server *s, kb_conn *c)
-{
-	if (c->fd < 0)
-		return;
-	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	c->fd = -1;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	s->b->nconns--;
-	kb_buf_free(&c->in);
-	kb_buf_free(&c->out);
-	kb_conn_unref(s->b, c);
-}
-
-static void conn_free(kb_conn *c)
-{
-	kb_buf_free(&c->in);
-	kb_buf_free(&c->out);
-	free(c);
-}
-
-void kb_conn_unref(kb_broker *b, kb_conn *c)
-{
-	(void)b;
-	if (--c->refs > 0)
-		return;
-	/*
-	 * epoll may have handed the loop more events for c in the batch it is
-	 * working through: c stays (closed, fd -1) until the batch is done.
-	 */
-	if (the_server) {
-		c->next = the_server->dead;
-		the_server->dead = c;
-	} else {
-		conn_free(c);
-	}
-}
-
-static void bury_dead(server *s)
-{
-	while (s->dead) {
-		kb_conn *c = s->dead;
-		s->dead = c->next;
-		conn_free(c);
-	}
-}
-
-void kb_conn_send(kb_broker *b, kb_conn *c)
-{
-	server *s = the_server;
-	bool was = c->want_write;
-	(void)b;
-
-	if (c->fd < 0) {
-		kb_buf_consume(&c->out, c->out.len);
-		return;
-	}
-	if (c->out.oom) {
-		kb_error("out of memory writing to a client; closing its connection");
-		conn_close(s, c);
-		return;
-	}
-	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			kb_buf_consume(&c->out, (size_t)n);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		conn_close(s, c); /* the peer went away; its answers have nowhere to go */
-		return;
-	}
-	c->want_write = c->out.len > 0;
-	if (c->want_write && !was)
-		c->blocked_since_ms = kb_now_ms();
-	else if (!c->want_write)
-		c->blocked_since_ms = 0;
-	if (c->want_write != was || c->out.len >= OUT_HIGH_WATER)
-		update_events(s, c);
-	if (!c->want_write && c->close_after_flush && c->inflight == 0)
-		conn_close(s, c);
-}
+/* epoll data of a backend's watch: its pointer with the low bit set (conns are plain pointers) */
+#define WATCH_BIT 1u
 
 /* refuse_conn answers a connection we will not serve with one error line, then closes it. */
 static void refuse_conn(int fd, kb_code code, const char *msg)
@@ -225,6 +145,7 @@ static void accept_conns(server *s)
 			continue;
 		}
 		c->fd = fd;
+		c->set = &s->conns;
 		c->serial = ++s->next_serial;
 		c->pid = cred.pid;
 		c->uid = cred.uid;
@@ -239,10 +160,10 @@ static void accept_conns(server *s)
 			free(c);
 			continue;
 		}
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
+		c->next = s->conns.list;
+		if (s->conns.list)
+			s->conns.list->prev = c;
+		s->conns.list = c;
 		b->nconns++;
 		b->counters.conns_accepted++;
 	}
@@ -261,7 +182,7 @@ static void too_large(server *s, kb_conn *c)
 	c->close_after_flush = true;
 	kb_reply_error(s->b, &w, &err);
 	if (c->fd >= 0)
-		update_events(s, c);
+		kb_conn_update_events(c);
 }
 
 static void read_conn(server *s, kb_conn *c, bool hangup)
@@ -271,7 +192,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 	ssize_t n;
 
 	if (!kb_buf_reserve(&c->in, READ_CHUNK)) {
-		conn_close(s, c);
+		kb_conn_close(c);
 		return;
 	}
 	/* never read further into a line than the limit allows */
@@ -283,12 +204,12 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 		 */
 		c->close_after_flush = true;
 		kb_buf_consume(&c->in, c->in.len);
-		update_events(s, c);
+		kb_conn_update_events(c);
 		return;
 	}
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
 		/* the peer is gone, or owed nothing: close */
-		conn_close(s, c);
+		kb_conn_close(c);
 		return;
 	}
 	if (n < 0)
@@ -323,7 +244,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 			too_large(s, c);
 		c->partial_since_ms = c->in.len ? (c->partial_since_ms ? c->partial_since_ms : kb_now_ms()) : 0;
 	}
-	kb_conn_unref(s->b, c);
+	kb_conn_unref(c);
 }
 
 static void check_timeouts(server *s, int64_t now)
@@ -331,7 +252,7 @@ static void check_timeouts(server *s, int64_t now)
 	const kb_config *cfg = s->b->cfg;
 	kb_conn *next;
 
-	for (kb_conn *c = s->conns; c; c = next) {
+	for (kb_conn *c = s->conns.list; c; c = next) {
 		const char *why = NULL;
 
 		next = c->next;
@@ -346,7 +267,7 @@ static void check_timeouts(server *s, int64_t now)
 			kb_info("closing the connection of pid %d (uid %u): it %s", (int)c->pid,
 				(unsigned)c->uid, why);
 			s->b->counters.conns_closed_limit++;
-			conn_close(s, c);
+			kb_conn_close(c);
 		}
 	}
 }
@@ -380,12 +301,13 @@ static void begin_stop(server *s, const char *why)
 	kb_info("%s: no longer accepting; finishing requests in flight", why);
 	sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing requests in flight");
 	s->stopping = true;
+	s->conns.stopping = true;
 	s->b->draining = true;
 	s->stop_deadline_ms = kb_now_ms() + DRAIN_DEADLINE_MS;
 	remove_socket(s);
 	/* stop reading new requests; answers still owed go out */
-	for (kb_conn *c = s->conns; c; c = c->next)
-		update_events(s, c);
+	for (kb_conn *c = s->conns.list; c; c = c->next)
+		kb_conn_update_events(c);
 }
 
 static void on_signal(server *s)
@@ -403,7 +325,7 @@ static void on_signal(server *s)
 /* drained tells whether every request has been answered and written out. */
 static bool drained(server *s)
 {
-	for (kb_conn *c = s->conns; c; c = c->next)
+	for (kb_conn *c = s->conns.list; c; c = c->next)
 		if (c->inflight > 0 || c->out.len > 0)
 			return false;
 	return true;
@@ -555,8 +477,8 @@ static kb_code setup(server *s, kb_err *err)
 
 static void teardown(server *s)
 {
-	while (s->conns)
-		conn_close(s, s->conns);
+	while (s->conns.list)
+		kb_conn_close(s->conns.list);
 	remove_socket(s);
 	if (s->epfd >= 0)
 		close(s->epfd);
@@ -568,11 +490,147 @@ static void teardown(server *s)
 	s->path = NULL;
 }
 
+/* ---- the loop's services to backends (kb_io) ---- */
+
+static int io_watch(void *loop, kb_io_watch **wp, int fd, unsigned events,
+		    void (*cb)(void *ctx, int fd, unsigned ready), void *ctx)
+{
+	server *s = loop;
+	kb_io_watch *w = *wp;
+	struct epoll_event ev = { .events = ((events & KB_IO_IN) ? EPOLLIN : 0u) |
+					    ((events & KB_IO_OUT) ? EPOLLOUT : 0u) };
+
+	if (events == 0) {
+		if (w) {
+			/* epoll may have handed the loop more events for w in this batch */
+			epoll_ctl(s->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+			w->cb = NULL;
+			w->next_dead = s->dead_watches;
+			s->dead_watches = w;
+			*wp = NULL;
+		}
+		return 0;
+	}
+	if (w == NULL) {
+		if ((w = calloc(1, sizeof(*w))) == NULL)
+			return -1;
+		w->fd = fd;
+		ev.data.u64 = (uint64_t)(uintptr_t)w | WATCH_BIT;
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			free(w);
+			return -1;
+		}
+		*wp = w;
+	} else {
+		ev.data.u64 = (uint64_t)(uintptr_t)w | WATCH_BIT;
+		if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+			return -1;
+	}
+	w->cb = cb;
+	w->ctx = ctx;
+	return 0;
+}
+
+static void bury_watches(server *s)
+{
+	while (s->dead_watches) {
+		kb_io_watch *w = s->dead_watches;
+		s->dead_watches = w->next_dead;
+		free(w);
+	}
+}
+
+static kb_io_timer *io_timer_new(void *loop, void (*cb)(void *ctx), void *ctx)
+{
+	server *s = loop;
+	kb_io_timer *t = calloc(1, sizeof(*t));
+
+	if (t == NULL)
+		return NULL;
+	t->s = s;
+	t->at_ms = -1;
+	t->cb = cb;
+	t->ctx = ctx;
+	t->next = s->timers;
+	if (s->timers)
+		s->timers->prev = t;
+	s->timers = t;
+	return t;
+}
+
+static void io_timer_arm(kb_io_timer *t, int64_t at_ms)
+{
+	t->at_ms = at_ms;
+}
+
+static void io_timer_free(kb_io_timer *t)
+{
+	if (t == NULL)
+		return;
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		t->s->timers = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	free(t);
+}
+
+static int io_offload(void *loop, void (*work)(void *ctx, int slot), void (*done)(void *ctx), void *ctx)
+{
+	server *s = loop;
+	kb_job *j = kb_job_new(s->b, KB_OP_NONE, NULL);
+
+	if (j == NULL)
+		return -1;
+	j->work = work;
+	j->work_done = done;
+	j->work_ctx = ctx;
+	kb_pool_submit(s->b->pool, j);
+	return 0;
+}
+
+/* next_timer_ms is the epoll timeout the backends' timers allow (-1: none armed). */
+static int next_timer_ms(const server *s, int64_t now)
+{
+	int64_t first = -1;
+
+	for (const kb_io_timer *t = s->timers; t; t = t->next)
+		if (t->at_ms >= 0 && (first < 0 || t->at_ms < first))
+			first = t->at_ms;
+	if (first < 0)
+		return -1;
+	return first <= now ? 0 : (int)(first - now > 60000 ? 60000 : first - now);
+}
+
+/* run_timers fires the timers that are due; a callback may arm, disarm or free any timer. */
+static void run_timers(server *s)
+{
+	int64_t now = kb_now_ms();
+	bool again = true;
+
+	while (again) {
+		again = false;
+		for (kb_io_timer *t = s->timers; t; t = t->next) {
+			if (t->at_ms >= 0 && t->at_ms <= now) {
+				t->at_ms = -1;
+				t->cb(t->ctx);
+				again = true; /* the list may have changed under us */
+				break;
+			}
+		}
+	}
+}
+
 static void loop_once(server *s)
 {
 	struct epoll_event evs[64];
-	int timeout = s->stopping ? 100 : -1;
+	int timeout = s->stopping ? 100 : -1, tt;
 	int n;
+
+	tt = next_timer_ms(s, kb_now_ms());
+	if (tt >= 0 && (timeout < 0 || tt < timeout))
+		timeout = tt;
 
 	/* poll, not sleep, for a short while when a job may finish any moment (pool.c) */
 	if (kb_pool_should_spin(s->b->pool)) {
@@ -600,15 +658,23 @@ static void loop_once(server *s)
 			on_signal(s);
 		} else if (tag == TAG_TIMER) {
 			on_timer(s);
+		} else if (tag & WATCH_BIT) {
+			kb_io_watch *w = (kb_io_watch *)(uintptr_t)(tag & ~(uint64_t)WATCH_BIT);
+			unsigned ready = ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ? KB_IO_IN : 0u) |
+					 ((evs[i].events & (EPOLLOUT | EPOLLERR)) ? KB_IO_OUT : 0u);
+			if (w->cb)
+				w->cb(w->ctx, w->fd, ready);
 		} else {
 			kb_conn *c = evs[i].data.ptr;
 			if (c->fd >= 0 && (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-				kb_conn_send(s->b, c);
+				kb_conn_send(c);
 			if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 				read_conn(s, c, (evs[i].events & (EPOLLHUP | EPOLLERR)) != 0);
 		}
 	}
-	bury_dead(s);
+	run_timers(s);
+	kb_connset_bury(&s->conns);
+	bury_watches(s);
 }
 
 kb_code kb_server_run(kb_broker *b, kb_err *err)
@@ -616,14 +682,18 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	server s = { .b = b, .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
 	kb_code rc;
 
+	s.conns.count = &b->nconns;
+	s.io = (kb_io){ .loop = &s, .watch = io_watch, .timer_new = io_timer_new,
+			.timer_arm = io_timer_arm, .timer_free = io_timer_free, .offload = io_offload };
 	if ((s.path = strdup(b->cfg->socket)) == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
-	the_server = &s;
 	if ((rc = setup(&s, err)) != KB_OK) {
 		teardown(&s);
-		the_server = NULL;
+		free(s.path);
 		return rc;
 	}
+	s.conns.epfd = s.epfd;
+	kb_broker_attach_io(b, &s.io);
 	kb_info("listening on %s with %d worker%s", s.activated ? "the systemd socket" : s.path,
 		b->cfg->workers, b->cfg->workers == 1 ? "" : "s");
 	sd_notifyf(0, "READY=1\nSTATUS=Serving %d key%s on %s", b->nkeys, b->nkeys == 1 ? "" : "s",
@@ -632,8 +702,11 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		loop_once(&s);
 	if (!drained(&s))
 		kb_warn("gave up waiting for requests in flight after %d s", DRAIN_DEADLINE_MS / 1000);
+	/* backends let go of the loop before it goes */
+	kb_broker_attach_io(b, NULL);
 	teardown(&s);
-	bury_dead(&s);
-	the_server = NULL;
+	kb_connset_bury(&s.conns);
+	bury_watches(&s);
+	free(s.path);
 	return KB_OK;
 }

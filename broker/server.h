@@ -21,10 +21,4 @@ kb_code kb_server_run(kb_broker *b, kb_err *err);
  */
 void kb_server_block_signals(void);
 
-/* kb_conn_send writes what c->out holds, arming EPOLLOUT for the rest. */
-void kb_conn_send(kb_broker *b, kb_conn *c);
-
-/* kb_conn_unref drops one reference; the last one frees c. */
-void kb_conn_unref(kb_broker *b, kb_conn *c);
-
 #endif

@@ -86,6 +86,8 @@ typedef struct az_conf {
 	char *ca_file;
 	int64_t timeout_ms;           /* one operation, retries included */
 	int max_retries;
+	int max_in_flight;            /* requests on the wire at once, per key */
+	int http_connections;         /* kept-alive connections to the key's host */
 	bool local_wrap;
 	int64_t version_refresh_ms;
 } az_conf;
@@ -239,6 +241,24 @@ void az_slots_free(az_slot *s, int n);
  */
 void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp);
 
+/*
+ * The pieces of az_http_do, for the engine that drives many requests at
+ * once (multi.c):
+ * az_http_headers resets resp, gives it a request id and returns the
+ * header list of rq (NULL without memory; it may hold a token: free it with
+ * az_http_headers_free, which wipes it). az_http_prepare sets h up to send
+ * rq with at most remaining_ms to finish; az_http_collect takes the outcome
+ * cc of that attempt into r. az_http_next_wait says how long to wait before
+ * attempt n+1, or -1 to stop (not retryable, retries spent, or the wait
+ * would pass deadline_ms: then r->gave_up_early).
+ */
+struct curl_slist *az_http_headers(const az_req *rq, az_resp *resp);
+void az_http_headers_free(struct curl_slist *h);
+void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *rq, struct curl_slist *hdrs,
+		     int64_t remaining_ms, az_resp *r);
+void az_http_collect(CURL *h, const char *errbuf, CURLcode cc, az_resp *r);
+int64_t az_http_next_wait(const az_conf *conf, bool idempotent, az_resp *r, int n, int64_t deadline_ms);
+
 /* az_resp_reset wipes and empties resp for another request; az_resp_free releases it. */
 void az_resp_reset(az_resp *r);
 void az_resp_free(az_resp *r);
@@ -263,6 +283,14 @@ void az_cred_release(az_cred *c);
  */
 kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, unsigned *gen,
 		     bool *fresh, kb_err *err);
+
+/*
+ * az_token_cached is az_token_get without waiting: KB_OK with a cached
+ * token, KB_E_BUSY when one must be fetched first (err untouched), or the
+ * failure of reading a token_file.
+ */
+kb_code az_token_cached(az_cred *c, const az_conf *conf, char **token, unsigned *gen, bool *fresh,
+			kb_err *err);
 
 /* az_token_reject drops token generation gen after the service refused it. */
 void az_token_reject(az_cred *c, unsigned gen);
@@ -313,6 +341,8 @@ typedef struct az_keymat {
 	EVP_PKEY *pkey;               /* RSA */
 } az_keymat;
 
+typedef struct az_engine az_engine;
+
 typedef struct az_key {
 	char name[KB_KEY_NAME_MAX + 1];
 	az_conf conf;
@@ -321,6 +351,7 @@ typedef struct az_key {
 	bool rsa;                     /* an RSA key; else oct-HSM (AES) */
 	int nslots;
 	az_slot *slots;
+	az_engine *engine;            /* calls that do not block, once the loop lent its kb_io */
 
 	pthread_mutex_t lock;         /* guards the fields below */
 	pthread_cond_t fetched;       /* a refresh of latest ended */
@@ -406,6 +437,25 @@ kb_code az_list_versions(az_key *k, int slot, az_version_item *items, int cap, i
 kb_code az_wrap_op(az_key *k, int slot, const char *version, kb_alg alg, const uint8_t *pt,
 		   size_t ptlen, uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
 		   kb_alg *alg_out, kb_err *err);
+
+/* ---- multi.c: calls that do not block ---- */
+
+/* az_engine_new makes k's engine on the loop's io; NULL without memory. */
+az_engine *az_engine_new(az_key *k, const kb_io *io);
+
+/*
+ * az_engine_unwrap starts a->in's unwrap at a->version and returns KB_OK,
+ * with a->done to follow on the loop thread; otherwise it did not start.
+ */
+kb_code az_engine_unwrap(az_engine *e, kb_async *a);
+
+/*
+ * az_engine_free lets go of the loop, dropping every call in flight without
+ * a done. If a step offloaded to a worker still runs, the engine lives until
+ * it ends and then calls free_key(k) (if not NULL); returns true then, and
+ * the caller must not free k itself.
+ */
+bool az_engine_free(az_engine *e, void (*free_key)(az_key *k));
 
 typedef void (*az_emit)(void *ctx, const char *check, const char *status, const char *detail,
 			const char *fix);

@@ -228,12 +228,8 @@ static int az_match_kid(void *state, const char *kid)
 	       strcasecmp(id.name, k->conf.url.name) == 0;
 }
 
-static void az_close(void *state)
+static void key_free(az_key *k)
 {
-	az_key *k = state;
-
-	if (k == NULL)
-		return;
 	az_slots_free(k->slots, k->nslots);
 	az_cred_release(k->cred);
 	az_keymat_clear(&k->latest);
@@ -241,6 +237,46 @@ static void az_close(void *state)
 	az_keymat_sync_destroy(k);
 	OPENSSL_cleanse(k, sizeof(*k));
 	free(k);
+}
+
+static void az_close(void *state)
+{
+	az_key *k = state;
+	az_engine *e;
+
+	if (k == NULL)
+		return;
+	e = k->engine;
+	k->engine = NULL;
+	if (az_engine_free(e, key_free))
+		return; /* a worker still uses k: the engine frees it after */
+	key_free(k);
+}
+
+static void az_attach(void *state, const kb_io *io)
+{
+	az_key *k = state;
+
+	if (k->engine) {
+		az_engine_free(k->engine, NULL);
+		k->engine = NULL;
+	}
+	if (io && (k->engine = az_engine_new(k, io)) == NULL)
+		kb_warn("azure key %s: out of memory for its request engine: its unwraps go to workers", k->name);
+}
+
+static kb_code az_unwrap_start(void *state, kb_async *a)
+{
+	az_key *k = state;
+	kb_alg use = a->alg == KB_ALG_NONE ? k->alg : a->alg;
+	kb_code rc;
+
+	if (k->engine == NULL)
+		return kb_err_set(a->err, KB_E_INTERNAL, "key %s: no request engine", k->name);
+	if ((rc = az_check_alg(k, k->rsa, use, a->err)) != KB_OK)
+		return rc;
+	a->alg = use;
+	return az_engine_unwrap(k->engine, a);
 }
 
 /* where prefixes err's message with the config location. */
@@ -341,4 +377,6 @@ const kb_backend_ops kb_azure_backend = {
 	.random = NULL,
 	.doctor = az_doctor_op,
 	.match_kid = az_match_kid,
+	.attach = az_attach,
+	.unwrap_start = az_unwrap_start,
 };

@@ -242,13 +242,30 @@ static kb_code take_bool(kb_keyconf *kc, const char *name, bool def, bool *out, 
 	return KB_OK;
 }
 
+/* take_count reads a whole number from min to max (value NULL: def). */
+static kb_code take_count(const char *name, const char *value, int def, long min, long max, int *out,
+			  kb_keyconf *kc, kb_err *err)
+{
+	char *end;
+	long v;
+
+	*out = def;
+	if (value == NULL)
+		return KB_OK;
+	v = strtol(value, &end, 10);
+	if (*value < '0' || *value > '9' || *end || v < min || v > max)
+		return kb_keyconf_bad(kc, name, err, "\"%s\" is not a number from %ld to %ld", value, min, max);
+	*out = (int)v;
+	return KB_OK;
+}
+
 kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 {
 	const char *url = kb_keyconf_take(kc, "url", NULL);
 	const char *service = kb_keyconf_take(kc, "service", NULL);
 	const char *ca = kb_keyconf_take(kc, "ca_file", NULL);
 	const char *retries = kb_keyconf_take(kc, "max_retries", NULL);
-	char why[128], *end;
+	char why[128];
 	kb_code rc;
 
 	memset(conf, 0, sizeof(*conf));
@@ -285,14 +302,12 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	    (rc = take_duration(kc, "version_refresh", 2000, 0, &conf->version_refresh_ms, err)) != KB_OK ||
 	    (rc = take_bool(kc, "local_wrap", true, &conf->local_wrap, err)) != KB_OK)
 		return rc;
-	conf->max_retries = 5;
-	if (retries) {
-		long v = strtol(retries, &end, 10);
-
-		if (*retries < '0' || *retries > '9' || *end || v > 50)
-			return kb_keyconf_bad(kc, "max_retries", err, "\"%s\" is not a number from 0 to 50", retries);
-		conf->max_retries = (int)v;
-	}
+	if ((rc = take_count("max_retries", retries, 5, 0, 50, &conf->max_retries, kc, err)) != KB_OK ||
+	    (rc = take_count("max_in_flight", kb_keyconf_take(kc, "max_in_flight", NULL), 256, 1, 100000,
+			     &conf->max_in_flight, kc, err)) != KB_OK ||
+	    (rc = take_count("http_connections", kb_keyconf_take(kc, "http_connections", NULL), 32, 1, 1024,
+			     &conf->http_connections, kc, err)) != KB_OK)
+		return rc;
 	return KB_OK;
 }
 

@@ -257,7 +257,7 @@ static struct curl_slist *headers(const az_req *rq, const char *rid)
 	return h;
 }
 
-static void headers_free(struct curl_slist *h)
+void az_http_headers_free(struct curl_slist *h)
 {
 	for (struct curl_slist *p = h; p; p = p->next)
 		if (p->data)
@@ -265,12 +265,9 @@ static void headers_free(struct curl_slist *h)
 	curl_slist_free_all(h);
 }
 
-/* attempt sends rq once, with at most remaining_ms to finish. */
-static void attempt(const az_conf *conf, az_slot *s, const az_req *rq, struct curl_slist *hdrs,
-		    int64_t remaining_ms, az_resp *r)
+void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *rq, struct curl_slist *hdrs,
+		     int64_t remaining_ms, az_resp *r)
 {
-	CURL *h = s->h;
-
 	r->len = 0;
 	if (r->body)
 		r->body[0] = '\0';
@@ -278,7 +275,7 @@ static void attempt(const az_conf *conf, az_slot *s, const az_req *rq, struct cu
 	r->www_auth[0] = '\0';
 	r->retry_after_ms = -1;
 	r->too_big = false;
-	s->errbuf[0] = '\0';
+	errbuf[0] = '\0';
 	curl_easy_reset(h); /* keeps the connections alive; forgets the last request's options */
 	curl_easy_setopt(h, CURLOPT_URL, rq->url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, rq->plain_http ? "http,https" : "https");
@@ -298,7 +295,7 @@ static void attempt(const az_conf *conf, az_slot *s, const az_req *rq, struct cu
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	if (strcmp(rq->method, "GET") == 0) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
@@ -308,12 +305,16 @@ static void attempt(const az_conf *conf, az_slot *s, const az_req *rq, struct cu
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(rq->body ? rq->body_len : 0));
 	}
 	r->attempts++;
-	r->cc = curl_easy_perform(h);
+}
+
+void az_http_collect(CURL *h, const char *errbuf, CURLcode cc, az_resp *r)
+{
+	r->cc = cc;
 	if (r->cc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 		r->neterr[0] = '\0';
 	} else {
-		snprintf(r->neterr, sizeof(r->neterr), "%s", s->errbuf[0] ? s->errbuf : curl_easy_strerror(r->cc));
+		snprintf(r->neterr, sizeof(r->neterr), "%s", errbuf[0] ? errbuf : curl_easy_strerror(r->cc));
 		if (r->too_big)
 			snprintf(r->neterr, sizeof(r->neterr), "the answer is larger than %d bytes", AZ_BODY_MAX);
 	}
@@ -322,14 +323,36 @@ static void attempt(const az_conf *conf, az_slot *s, const az_req *rq, struct cu
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 }
 
+int64_t az_http_next_wait(const az_conf *conf, bool idempotent, az_resp *r, int n, int64_t deadline_ms)
+{
+	int64_t wait;
+
+	if (r->cc == CURLE_OK ? !status_retryable(r->status) : !net_retryable(r->cc, idempotent))
+		return -1;
+	if (r->cc == CURLE_OK && r->status != 429 && r->status != 503 && !idempotent)
+		return -1;
+	if (n >= conf->max_retries)
+		return -1;
+	wait = r->cc == CURLE_OK && r->retry_after_ms >= 0 ? r->retry_after_ms : jitter_ms(n);
+	if (az_now_ms() + wait >= deadline_ms) {
+		r->gave_up_early = true;
+		return -1;
+	}
+	return wait;
+}
+
+struct curl_slist *az_http_headers(const az_req *rq, az_resp *resp)
+{
+	az_resp_reset(resp);
+	request_id(resp->request_id);
+	return headers(rq, resp->request_id);
+}
+
 void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp)
 {
 	int64_t start = az_now_ms(), deadline = start + conf->timeout_ms, now, wait;
-	struct curl_slist *hdrs;
+	struct curl_slist *hdrs = az_http_headers(rq, resp);
 
-	az_resp_reset(resp);
-	request_id(resp->request_id);
-	hdrs = headers(rq, resp->request_id);
 	if (hdrs == NULL) {
 		resp->cc = CURLE_OUT_OF_MEMORY;
 		snprintf(resp->neterr, sizeof(resp->neterr), "out of memory");
@@ -339,23 +362,14 @@ void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp
 		now = az_now_ms();
 		if (now >= deadline)
 			break;
-		attempt(conf, s, rq, hdrs, deadline - now, resp);
-		if (resp->cc == CURLE_OK ? !status_retryable(resp->status) :
-		    !net_retryable(resp->cc, rq->idempotent))
+		az_http_prepare(conf, s->h, s->errbuf, rq, hdrs, deadline - now, resp);
+		az_http_collect(s->h, s->errbuf, curl_easy_perform(s->h), resp);
+		if ((wait = az_http_next_wait(conf, rq->idempotent, resp, n, deadline)) < 0)
 			break;
-		if (resp->cc == CURLE_OK && resp->status != 429 && resp->status != 503 && !rq->idempotent)
-			break;
-		if (n >= conf->max_retries)
-			break;
-		wait = resp->cc == CURLE_OK && resp->retry_after_ms >= 0 ? resp->retry_after_ms : jitter_ms(n);
-		if (az_now_ms() + wait >= deadline) {
-			resp->gave_up_early = true;
-			break;
-		}
 		sleep_ms(wait);
 	}
 	resp->elapsed_ms = az_now_ms() - start;
-	headers_free(hdrs);
+	az_http_headers_free(hdrs);
 }
 
 bool az_urlencode(const char *s, char *out, size_t cap)

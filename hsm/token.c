@@ -440,3 +440,23 @@ void az_token_reject(az_cred *c, unsigned gen)
 	}
 	pthread_mutex_unlock(&c->lock);
 }
+
+kb_code az_token_cached(az_cred *c, const az_conf *conf, char **token, unsigned *gen, bool *fresh,
+			kb_err *err)
+{
+	int64_t now = az_now_ms();
+	kb_code rc = KB_E_BUSY;
+
+	*token = NULL;
+	*fresh = false;
+	pthread_mutex_lock(&c->lock);
+	if (conf->auth == AZ_AUTH_TOKEN_FILE) {
+		rc = file_token(c, conf, token, gen, fresh, err);
+	} else if (c->token && (now < c->refresh_ms || (c->fetching && now < c->expires_ms))) {
+		*token = strdup(c->token);
+		*gen = c->gen;
+		rc = *token ? KB_OK : kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}

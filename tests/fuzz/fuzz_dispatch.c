@@ -12,10 +12,11 @@
 
 #include <openssl/sha.h>
 
+#include "conn.h"
 #include "dispatch.h"
+#include "finish.h"
 #include "keys.h"
 #include "pool.h"
-#include "server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -94,6 +95,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			kb_job_finish(&b, j);
 		}
 	}
-	kb_conn_unref(&b, c);
+	kb_conn_unref(c);
 	return 0;
 }

@@ -1,0 +1,84 @@
+/*
+ * answer.c: audit, then render, then send (see answer.h). A request inside
+ * a batch renders into its item of the batch, which answers as a whole when
+ * its last item is in.
+ */
+#include "answer.h"
+#include "audit.h"
+#include "batch.h"
+#include "conn.h"
+#include "jsonw.h"
+#include "log.h"
+
+static kb_buf *out_of(const kb_waiter *w)
+{
+	return w->batch ? kb_batch_item(w->batch, w->item) : &w->conn->out;
+}
+
+void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
+{
+	kb_err aerr;
+
+	b->counters.errors[w->op]++;
+	/* an error answer goes out even if the audit log is down: it does nothing */
+	if (kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
+		kb_error("%s", aerr.msg);
+	if (w->batch) {
+		kb_jw_item_error(out_of(w), err);
+		kb_batch_item_done(w->batch, w->item);
+		return;
+	}
+	kb_jw_error(&w->conn->out, w->id_json, err);
+	kb_conn_send(w->conn);
+}
+
+void kb_reply_code(kb_broker *b, const kb_waiter *w, kb_code code, const char *msg)
+{
+	kb_err err;
+
+	kb_err_set(&err, code, "%s", msg);
+	kb_reply_error(b, w, &err);
+}
+
+bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int cache,
+		     const char *request_id)
+{
+	kb_err err;
+	/* status and metrics only read the broker's own counters: not audited */
+	bool audited = w->op != KB_OP_STATUS && w->op != KB_OP_METRICS;
+
+	if (audited && kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
+		kb_error("%s", err.msg);
+		b->counters.errors[w->op]++;
+		if (w->batch) {
+			kb_jw_item_error(out_of(w), &err);
+			kb_batch_item_done(w->batch, w->item);
+			return false;
+		}
+		kb_jw_error(&w->conn->out, w->id_json, &err);
+		kb_conn_send(w->conn);
+		return false;
+	}
+	if (w->batch)
+		kb_jw_raw(out_of(w), "{\"ok\":true");
+	else
+		kb_jw_begin(&w->conn->out, w->id_json);
+	return true;
+}
+
+kb_buf *kb_answer_out(const kb_waiter *w)
+{
+	return out_of(w);
+}
+
+void kb_answer_end(kb_broker *b, const kb_waiter *w)
+{
+	(void)b;
+	if (w->batch) {
+		kb_jw_raw(out_of(w), "}");
+		kb_batch_item_done(w->batch, w->item);
+		return;
+	}
+	kb_jw_end(&w->conn->out);
+	kb_conn_send(w->conn);
+}

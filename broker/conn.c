@@ -1,0 +1,113 @@
+/*
+ * conn.c: a connection's output and lifetime (see conn.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+
+void kb_conn_update_events(kb_conn *c)
+{
+	kb_connset *s = c->set;
+	struct epoll_event ev = { .data.ptr = c };
+
+	if (s == NULL || c->fd < 0)
+		return;
+	ev.events = c->want_write ? EPOLLOUT : 0;
+	/* reading pauses while a client leaves its answers unread, or while stopping */
+	if (!c->close_after_flush && !s->stopping && c->out.len < KB_CONN_OUT_HIGH_WATER)
+		ev.events |= EPOLLIN;
+	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void conn_free(kb_conn *c)
+{
+	kb_buf_free(&c->in);
+	kb_buf_free(&c->out);
+	free(c);
+}
+
+void kb_conn_close(kb_conn *c)
+{
+	kb_connset *s = c->set;
+
+	if (c->fd < 0)
+		return;
+	if (s) {
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			s->list = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		(*s->count)--;
+	}
+	close(c->fd);
+	c->fd = -1;
+	kb_buf_free(&c->in);
+	kb_buf_free(&c->out);
+	kb_conn_unref(c);
+}
+
+void kb_conn_unref(kb_conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	if (c->set) {
+		c->next = c->set->dead;
+		c->set->dead = c;
+	} else {
+		conn_free(c);
+	}
+}
+
+void kb_connset_bury(kb_connset *s)
+{
+	while (s->dead) {
+		kb_conn *c = s->dead;
+		s->dead = c->next;
+		conn_free(c);
+	}
+}
+
+void kb_conn_send(kb_conn *c)
+{
+	bool was = c->want_write;
+
+	if (c->fd < 0) {
+		kb_buf_consume(&c->out, c->out.len);
+		return;
+	}
+	if (c->out.oom) {
+		kb_error("out of memory writing to a client; closing its connection");
+		kb_conn_close(c);
+		return;
+	}
+	while (c->out.len > 0) {
+		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			kb_buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		kb_conn_close(c); /* the peer went away; its answers have nowhere to go */
+		return;
+	}
+	c->want_write = c->out.len > 0;
+	if (c->want_write && !was)
+		c->blocked_since_ms = kb_now_ms();
+	else if (!c->want_write)
+		c->blocked_since_ms = 0;
+	if (c->want_write != was || c->out.len >= KB_CONN_OUT_HIGH_WATER)
+		kb_conn_update_events(c);
+	if (!c->want_write && c->close_after_flush && c->inflight == 0)
+		kb_conn_close(c);
+}

@@ -1,0 +1,16 @@
+/*
+ * submit.h: where a job's backend work runs.
+ *
+ * A call to a backend that does not block (kb_async) starts on the loop and
+ * finishes on it; everything else goes to a worker. Either way the job ends
+ * in kb_job_finish on the loop thread.
+ */
+#ifndef KB_SUBMIT_H
+#define KB_SUBMIT_H
+
+#include "broker.h"
+
+/* kb_job_submit starts j's backend work. */
+void kb_job_submit(kb_broker *b, kb_job *j);
+
+#endif
