@@ -189,6 +189,21 @@ KB_API kb_code kb_metrics(kb_client *c, char **text, kb_error *err);
 /* kb_result_clear zeroes the plaintext, frees every field and zeroes *r. r may be NULL. */
 KB_API void kb_result_clear(kb_result *r);
 
+/*
+ * kb_unwrap_many unwraps n blobs in one request (a batch of at most the
+ * broker's max_batch, within its max_request_bytes). For each i, codes[i] is
+ * KB_OK with out[i] filled as kb_unwrap fills it, or item i's own error code
+ * with out[i] empty. Returns KB_OK when the broker answered the batch (some
+ * items may have failed), or the failure of the request as a whole. Release
+ * each out[i] with kb_result_clear.
+ */
+KB_API kb_code kb_unwrap_many(kb_client *c, const char *const *blobs, size_t n, kb_result *out,
+			      kb_code *codes, kb_error *err);
+
+/* kb_rewrap_many is kb_rewrap for n blobs in one request, reported as kb_unwrap_many does. */
+KB_API kb_code kb_rewrap_many(kb_client *c, const char *const *blobs, size_t n, const char *key,
+			      kb_result *out, kb_code *codes, kb_error *err);
+
 /* kb_free zeroes and frees a string returned by this library. s may be NULL. */
 KB_API void kb_free(char *s);
 

@@ -219,6 +219,75 @@ kb_code kb_unwrap(kb_client *c, const char *blob, kb_result *out, kb_error *err)
 			  err);
 }
 
+/*
+ * run_many carries a batch request of n blobs and fills out[i] and codes[i]
+ * from item i of its results: the common tail of kb_unwrap_many and
+ * kb_rewrap_many.
+ */
+static kb_code run_many(kb_client *c, const char *op, cJSON *req, const char *const *blobs, size_t n,
+			bool need_blob, bool need_pt, kb_result *out, kb_code *codes, kb_error *err)
+{
+	cJSON *arr = req ? cJSON_AddArrayToObject(req, "blobs") : NULL, *resp;
+	const cJSON *results, *item;
+	bool built = arr != NULL;
+	kb_code code;
+	size_t i = 0;
+
+	for (size_t k = 0; built && k < n; k++) {
+		cJSON *s = cJSON_CreateString(blobs[k]);
+		built = s != NULL && cJSON_AddItemToArray(arr, s);
+	}
+	code = send_request(c, req, built, &resp, err);
+	if (code != KB_OK)
+		return code;
+	results = cJSON_GetObjectItemCaseSensitive(resp, "results");
+	if (!cJSON_IsArray(results) || (size_t)cJSON_GetArraySize(results) != n) {
+		kbc_json_delete(resp);
+		return kbc_error(err, KB_E_PROTOCOL, "the %s response has no \"results\" with one item per blob", op);
+	}
+	cJSON_ArrayForEach(item, results) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(item, "error");
+		const cJSON *name = e ? cJSON_GetObjectItemCaseSensitive(e, "code") : NULL;
+
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item, "ok")))
+			codes[i] = result_from(op, item, need_blob, need_pt, &out[i], NULL);
+		else
+			codes[i] = cJSON_IsString(name) ? kb_code_from_name(name->valuestring) : KB_E_PROTOCOL;
+		i++;
+	}
+	kbc_json_delete(resp);
+	return KB_OK;
+}
+
+kb_code kb_unwrap_many(kb_client *c, const char *const *blobs, size_t n, kb_result *out, kb_code *codes,
+		       kb_error *err)
+{
+	check_args(c && (n == 0 || (blobs && out && codes)), "kb_unwrap_many", err);
+	if (out != NULL)
+		memset(out, 0, sizeof(*out) * n);
+	for (size_t i = 0; i < n; i++)
+		check_args(blobs[i] && *blobs[i], "kb_unwrap_many", err);
+	return run_many(c, "unwrap", request("unwrap"), blobs, n, false, true, out, codes, err);
+}
+
+kb_code kb_rewrap_many(kb_client *c, const char *const *blobs, size_t n, const char *key, kb_result *out,
+		       kb_code *codes, kb_error *err)
+{
+	cJSON *req;
+
+	check_args(c && (n == 0 || (blobs && out && codes)), "kb_rewrap_many", err);
+	if (out != NULL)
+		memset(out, 0, sizeof(*out) * n);
+	for (size_t i = 0; i < n; i++)
+		check_args(blobs[i] && *blobs[i], "kb_rewrap_many", err);
+	req = request("rewrap");
+	if (req && !add_str(req, "key", key)) {
+		kbc_json_delete(req);
+		req = NULL;
+	}
+	return run_many(c, "rewrap", req, blobs, n, true, false, out, codes, err);
+}
+
 kb_code kb_datakey(kb_client *c, const char *key, unsigned bits, kb_result *out, kb_error *err)
 {
 	cJSON *req;

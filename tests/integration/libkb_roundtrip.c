@@ -59,6 +59,39 @@ static void round_trip(kb_client *c, const char *key)
 	kb_result_clear(&x);
 }
 
+/* batch: kb_unwrap_many and kb_rewrap_many answer per item, in order, on the PKCS#11 worker path */
+static void batch(kb_client *c)
+{
+	kb_result d[2] = { 0 }, out[3], rw[3];
+	kb_code codes[3];
+	kb_error err;
+	const char *blobs[3];
+
+	EXPECT(kb_datakey(c, "aes", 256, &d[0], &err) == KB_OK && kb_datakey(c, "rsa", 256, &d[1], &err) == KB_OK,
+	       "two data keys: %s", err.message);
+	EXPECT(kb_flush(c, NULL, NULL, &err) == KB_OK, "flush: %s", err.message);
+	blobs[0] = d[0].blob;
+	blobs[1] = "kb1:aes:01:AES-KWP:AAAA:zzzzzzzz";
+	blobs[2] = d[1].blob;
+	EXPECT(kb_unwrap_many(c, blobs, 3, out, codes, &err) == KB_OK, "unwrap_many: %s", err.message);
+	EXPECT(codes[0] == KB_OK && out[0].plaintext_len == 32 && memcmp(out[0].plaintext, d[0].plaintext, 32) == 0,
+	       "item 0 unwraps to its DEK");
+	EXPECT(codes[1] == KB_E_BAD_BLOB && out[1].plaintext == NULL, "item 1 is bad_blob");
+	EXPECT(codes[2] == KB_OK && out[2].plaintext_len == 32 && memcmp(out[2].plaintext, d[1].plaintext, 32) == 0,
+	       "item 2 unwraps to its DEK");
+	EXPECT(kb_rewrap_many(c, blobs, 3, NULL, rw, codes, &err) == KB_OK, "rewrap_many: %s", err.message);
+	EXPECT(codes[0] == KB_OK && rw[0].blob && rw[0].plaintext == NULL && codes[1] == KB_E_BAD_BLOB &&
+		       codes[2] == KB_OK && rw[2].blob,
+	       "rewrap_many moves the good items and hands out no DEK");
+	EXPECT(kb_unwrap_many(c, blobs, 0, out, codes, &err) == KB_OK, "an empty batch is answered");
+	for (int i = 0; i < 3; i++) {
+		kb_result_clear(&out[i]);
+		kb_result_clear(&rw[i]);
+	}
+	kb_result_clear(&d[0]);
+	kb_result_clear(&d[1]);
+}
+
 int main(int argc, char **argv)
 {
 	kb_client *c = NULL;
@@ -80,6 +113,7 @@ int main(int argc, char **argv)
 	kb_free(json);
 	round_trip(c, "rsa");
 	round_trip(c, "aes");
+	batch(c);
 
 	EXPECT(kb_unwrap(c, "kb1:aes:01:AES-KWP:AAAA:zzzzzzzz", &res, &err) == KB_E_BAD_BLOB,
 	       "a broken blob gives KB_E_BAD_BLOB");

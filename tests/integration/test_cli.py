@@ -159,5 +159,34 @@ def get_shows_version_times_in_iso_8601_utc(root):
     check(not re.search(r"\b1[0-9]{9}\b", text), "no raw Unix time in the text:\n%s" % text)
 
 
+def rewrap_in_file_keeps_line_order_and_reports_failures(root):
+    kb = setup(root)
+    deks, lines = [], []
+    for i in range(300):  # more than one batch's bytes
+        r = kb.ok({"op": "datakey", "key": "aes" if i % 2 else "rsa"})
+        deks.append(r["plaintext"])
+        lines.append(r["blob"])
+    lines[7] = "kb1:aes:01:AES-KWP:AAAA:zzzzzzzz"
+    kb.ok({"op": "rotate", "key": "aes"})
+    kb.ok({"op": "rotate", "key": "rsa"})
+    path = os.path.join(root, "blobs.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    p = kb.cli("rewrap", "--in", path, check_rc=1)
+    out = p.stdout.decode().splitlines()
+    check(len(out) == 300, "one line out per line in (%d)" % len(out))
+    check(out[7] == lines[7], "the failed line is written out unchanged")
+    check("line 8: bad_blob" in p.stderr.decode() and "1 of 300 lines failed" in p.stderr.decode(),
+          "stderr names the failed line and the count: %r" % p.stderr.decode()[-300:])
+    kb.ok({"op": "flush"})
+    for i, blob in enumerate(out):
+        if i == 7:
+            continue
+        check(":02:" in blob, "line %d moved to version 02" % (i + 1))
+        check(kb.ok({"op": "unwrap", "blob": blob})["plaintext"] == deks[i], "line %d keeps its DEK" % (i + 1))
+    p = kb.cli("rewrap", "--in", "-", input=("\n".join(out[:3]) + "\n").encode(), check_rc=0)
+    check(len(p.stdout.decode().splitlines()) == 3, "--in - reads stdin")
+
+
 if __name__ == "__main__":
     azfix.run(globals())
