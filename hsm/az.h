@@ -423,6 +423,9 @@ kb_code az_check_alg(const az_key *k, bool rsa, kb_alg alg, kb_err *err);
 kb_code az_local_wrap(const az_key *k, const az_keymat *m, kb_alg alg, const uint8_t *pt,
 		      size_t ptlen, uint8_t *ct, size_t *ctlen, kb_err *err);
 
+/* az_op_body writes {"alg":ALG,"value":B64URL} of in into a malloc'd string the caller wipes (*cap its size). */
+char *az_op_body(kb_alg alg, const uint8_t *in, size_t n, size_t *cap);
+
 /* az_service_wrap / az_service_unwrap call wrapkey / unwrapkey. */
 kb_code az_service_wrap(az_key *k, int slot, const char *version, kb_alg alg, const uint8_t *pt,
 			size_t ptlen, uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],

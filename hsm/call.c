@@ -136,8 +136,7 @@ kb_code az_challenge_probe(az_key *k, int slot, kb_err *err)
 	return KB_OK;
 }
 
-/* op_body writes {"alg":ALG,"value":B64URL} into a malloc'd string the caller wipes. */
-static char *op_body(kb_alg alg, const uint8_t *in, size_t n, size_t *cap)
+char *az_op_body(kb_alg alg, const uint8_t *in, size_t n, size_t *cap)
 {
 	size_t enc = kb_b64_encoded_len(n, KB_B64_URL);
 	char *s;
@@ -161,7 +160,7 @@ static kb_code crypto_op(az_key *k, int slot, az_op op, const char *version, kb_
 	char url[AZ_URL_MAX], why[96], got[KB_VERSION_MAX + 1];
 	az_resp r = { 0 };
 	size_t cap;
-	char *body = op_body(alg, in, inlen, &cap);
+	char *body = az_op_body(alg, in, inlen, &cap);
 	kb_code rc;
 
 	if (body == NULL)

@@ -20,7 +20,6 @@
 #include <openssl/crypto.h>
 
 #include "az.h"
-#include "b64.h"
 #include "log.h"
 
 #define SPARE_HANDLES 64
@@ -454,22 +453,6 @@ static void begin(az_xfer *x)
 	e->offloaded++;
 }
 
-/* op_body writes {"alg":ALG,"value":B64URL} into a malloc'd string. */
-static char *op_body(kb_alg alg, const uint8_t *in, size_t n, size_t *cap)
-{
-	size_t enc = kb_b64_encoded_len(n, KB_B64_URL);
-	char *s;
-
-	*cap = enc + 64;
-	s = malloc(*cap);
-	if (s == NULL)
-		return NULL;
-	snprintf(s, *cap, "{\"alg\":\"%s\",\"value\":\"", az_alg_wire(alg));
-	kb_b64_encode(in, n, s + strlen(s), KB_B64_URL);
-	strcat(s, "\"}");
-	return s;
-}
-
 kb_code az_engine_unwrap(az_engine *e, kb_async *a)
 {
 	az_key *k = e->k;
@@ -484,7 +467,7 @@ kb_code az_engine_unwrap(az_engine *e, kb_async *a)
 	x->op = AZ_OP_UNWRAP;
 	x->deadline_ms = az_now_ms() + k->conf.timeout_ms;
 	x->resp.retry_after_ms = -1;
-	if ((x->body = op_body(a->alg, a->in, a->inlen, &x->bodycap)) == NULL) {
+	if ((x->body = az_op_body(a->alg, a->in, a->inlen, &x->bodycap)) == NULL) {
 		free(x);
 		return kb_err_set(a->err, KB_E_INTERNAL, "out of memory");
 	}
