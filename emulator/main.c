@@ -226,12 +226,12 @@ int main(int argc, char **argv)
 	if (emu_tls_load(w->cfg.tls_dir, &cert, &key, err, sizeof(err)) ||
 	    emu_state_load(w, err, sizeof(err)) || precreate(w, err, sizeof(err))) {
 		fprintf(stderr, "akv-emulator: %s\n", err);
-		return 1;
+		goto fail;
 	}
 	if (emu_state_save(w)) {
 		fprintf(stderr, "akv-emulator: cannot write the state file %s: %s\n", w->cfg.state,
 			strerror(errno));
-		return 1;
+		goto fail;
 	}
 	emu_faults_init(&w->cfg.faults);
 	signal(SIGPIPE, SIG_IGN);
@@ -242,7 +242,8 @@ int main(int argc, char **argv)
 	if (emu_server_start(w, cert, key, err, sizeof(err)) ||
 	    (w->cfg.admin[0] && emu_admin_start(w, w->cfg.admin, &admin_port, err, sizeof(err)))) {
 		fprintf(stderr, "akv-emulator: %s\n", err);
-		return 1;
+		emu_server_stop();
+		goto fail;
 	}
 	print_banner(w, admin_port);
 	sigwait(&sigs, &sig);
@@ -252,4 +253,8 @@ int main(int argc, char **argv)
 	free(cert);
 	free(key);
 	return 0;
+fail:
+	free(cert);
+	free(key);
+	return 1;
 }
