@@ -276,8 +276,25 @@ class Session:
         self.start(["scripts/start"], "start.log", answers)
         self.env["KEYBROKER_SOCKET"] = sock
 
+    def free_ports(self, fixed):
+        """Picks len(fixed) consecutive free loopback ports for the document's fixed ones."""
+        for _ in range(100):
+            base = free_port()
+            if base + len(fixed) > 65535:
+                continue
+            try:
+                for k in range(1, len(fixed)):
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", base + k))
+            except OSError:
+                continue
+            self.ports.update({p: base + k for k, p in enumerate(fixed)})
+            return
+        raise DocError("no %d consecutive free ports" % len(fixed))
+
     def emulator(self):
-        self.ports = {"8443": free_port(), "8444": free_port()}
+        if "8443" not in self.ports:
+            self.free_ports(["8443", "8444"])
         log = os.path.join(self.dir, "emulator.log")
 
         def ready(_proc):
@@ -287,11 +304,11 @@ class Session:
                     "--admin", "127.0.0.1:%d" % self.ports["8444"]], "emulator.log", ready)
 
     def subst(self, text):
-        """The harness's placeholders: free ports for the emulator's, our $HOME for /home/me."""
+        """The harness's placeholders: free ports for fixed ones, our $HOME for /home/me."""
         text = text.replace("/home/me", self.home)
         if self.ports:
-            text = re.sub(r"\b(8443|8444)\b", lambda m: str(self.ports[m.group(1)]), text)
-            if re.match(r"\s*akv-emulator(\s|$)", text) and "--listen" not in text:
+            text = re.sub(r"\b(%s)\b" % "|".join(self.ports), lambda m: str(self.ports[m.group(1)]), text)
+            if "8443" in self.ports and re.match(r"\s*akv-emulator(\s|$)", text) and "--listen" not in text:
                 text = re.sub(r"akv-emulator", "akv-emulator --listen 127.0.0.1:%d" % self.ports["8443"], text, 1)
         return text
 
@@ -359,6 +376,8 @@ def main():
     ap = argparse.ArgumentParser(description="Run a Markdown document's shell and INI blocks as written.")
     ap.add_argument("--broker", action="store_true", help="run scripts/start first")
     ap.add_argument("--emulator", action="store_true", help="run a zero-config akv-emulator first")
+    ap.add_argument("--free-ports", action="append", default=[], metavar="N,M,...",
+                    help="replace these fixed ports in the document by a run of free consecutive ones")
     ap.add_argument("doc", help="the document, relative to the source root")
     args = ap.parse_args()
     name = args.doc
@@ -377,6 +396,8 @@ def main():
         return 1
     session = Session()
     try:
+        for group in args.free_ports:
+            session.free_ports(group.split(","))
         if args.broker:
             session.broker()
         if args.emulator:
