@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """run_docs: run one Markdown document's shell and INI blocks as written.
 
-usage: run_docs.py [--broker] [--emulator] DOC
+usage: run_docs.py [--broker] [--emulator] [--free-ports N,M,...] DOC
 
 Every fenced block tagged sh, bash, shell or console (its "$ " lines) is run,
 and every block tagged ini is written to the file its marker names, in
 document order, as one reader's session: one bash process for the whole
 document, so the working directory and every variable carry over from block
 to block. Each complete command of a block must succeed (set -e and pipefail,
-and a failing "a && b" list counts too); an answer of the broker's protocol with
-"ok":false counts as a failure too. The first failure ends the run with the file, the block's line, the command's line and the block's
+and a failing "a && b" list counts too), and an answer of the broker's protocol
+with "ok":false in a block's output is a failure too. The first failure ends
+the run with the file, the block's line, the command's line and the block's
 output. Blocks of other kinds (json, c, python, untagged output) are not run.
 
 A Markdown comment on the line before a block (blank lines between are fine)
@@ -34,10 +35,11 @@ build tree, its own state/ and $HOME), with build/client, build and
 build/emulator on PATH (as after an install). --broker runs scripts/start
 there, as README.md's first command does, waits until the broker answers on
 state/keybroker.sock and exports KEYBROKER_SOCKET as README.md's tour does.
---emulator runs a zero-config akv-emulator with its admin endpoint. The
-emulator's documented ports, 8443 and 8444, are replaced by free ones (and an
-akv-emulator command without --listen gets one), which is what the docs tell
-a reader to do when 8443 is taken; /home/me becomes the session's $HOME.
+--emulator runs a zero-config akv-emulator with its admin endpoint. Fixed
+ports named with --free-ports (and the emulator's 8443 and 8444) are replaced
+in the blocks by free consecutive ones, and an akv-emulator command without
+--listen gets one, which is what the docs tell a reader to do when 8443 is
+taken; /home/me becomes the session's $HOME.
 Every process the session started (found by a variable only its processes
 carry) is stopped at the end, and the directory removed.
 """
@@ -165,7 +167,7 @@ def split_commands(lines):
         if not cur:
             first = n
         cur.append(t)
-        if complete("\n".join(cur) + "\n"):
+        if not t.rstrip().endswith("\\") and complete("\n".join(cur) + "\n"):
             groups.append((first, "\n".join(cur)))
             cur = []
     if cur:
