@@ -218,15 +218,7 @@ static kb_code gcm_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t
 	if (rv != CKR_OK)
 		return kb_p11_fail(c, "C_DecryptInit", rv, err);
 	rv = c->key->f->C_Decrypt(c->h, (CK_BYTE *)ct + GCM_IV, ctlen - GCM_IV, buf, &n);
-	if (rv != CKR_OK)
-		rc = kb_p11_fail(c, "C_Decrypt", rv, err);
-	else if (n > *ptlen)
-		rc = kb_err_set(err, KB_E_TOO_LARGE, "the unwrapped key is %lu bytes, over the %zu-byte buffer",
-				(unsigned long)n, *ptlen);
-	else {
-		memcpy(pt, buf, n);
-		*ptlen = n;
-	}
+	rc = kb_p11_decrypted(c, "C_Decrypt", rv, buf, n, pt, ptlen, err);
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return rc;
 }

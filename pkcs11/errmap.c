@@ -244,3 +244,16 @@ kb_code kb_p11_fail(kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err)
 	c->rv = rv;
 	return kb_p11_error(c, fn, rv, err);
 }
+
+kb_code kb_p11_decrypted(kb_p11_call *c, const char *fn, CK_RV rv, const CK_BYTE *buf, CK_ULONG n, uint8_t *pt,
+			 size_t *ptlen, kb_err *err)
+{
+	if (rv != CKR_OK)
+		return kb_p11_fail(c, fn, rv, err);
+	if (n > *ptlen)
+		return kb_err_set(err, KB_E_TOO_LARGE, "the unwrapped key is %lu bytes, over the %zu-byte buffer",
+				  (unsigned long)n, *ptlen);
+	memcpy(pt, buf, n);
+	*ptlen = n;
+	return KB_OK;
+}

@@ -180,6 +180,14 @@ kb_code kb_p11_error(const kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err
 /* kb_p11_fail records rv in c (for kb_p11_recovery) and maps it. */
 kb_code kb_p11_fail(kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err);
 
+/*
+ * kb_p11_decrypted ends a decrypt call fn that answered rv with buf[0..n):
+ * the plaintext goes to pt (capacity *ptlen, updated), or the failure to err.
+ * The caller wipes buf.
+ */
+kb_code kb_p11_decrypted(kb_p11_call *c, const char *fn, CK_RV rv, const CK_BYTE *buf, CK_ULONG n, uint8_t *pt,
+			 size_t *ptlen, kb_err *err);
+
 typedef enum kb_p11_recovery {
 	KB_P11_GIVE_UP,         /* the answer stands */
 	KB_P11_REOPEN,          /* the session is gone: reopen, log in, retry once */

@@ -189,15 +189,7 @@ kb_code kb_p11_rsa_unwrap(kb_p11_call *c, const kb_p11_version *v, const uint8_t
 				  "the ciphertext is %zu bytes; key %s version %s (RSA-%d) takes %zu: the blob is corrupt or truncated",
 				  ctlen, c->key->name, v->name, v->bits, k);
 	rv = oaep_decrypt(c, v->key, ct, ctlen, buf, &n, &fn);
-	if (rv != CKR_OK)
-		rc = kb_p11_fail(c, fn, rv, err);
-	else if (n > *ptlen)
-		rc = kb_err_set(err, KB_E_TOO_LARGE, "the unwrapped key is %lu bytes, over the %zu-byte buffer",
-				(unsigned long)n, *ptlen);
-	else {
-		memcpy(pt, buf, n);
-		*ptlen = n;
-	}
+	rc = kb_p11_decrypted(c, fn, rv, buf, n, pt, ptlen, err);
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return rc;
 }
