@@ -21,7 +21,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import kbtest  # noqa: E402
-from kbtest import Broker, check  # noqa: E402,F401
+from kbtest import Broker, check, free_port  # noqa: E402,F401
 
 AKV_EMULATOR = os.environ.get("AKV_EMULATOR", os.path.join(kbtest.BUILD, "emulator", "akv-emulator"))
 
@@ -73,14 +73,6 @@ size = 2048
 kty = oct-HSM
 size = 256
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Emu:

@@ -59,6 +59,9 @@ import time
 SRC = os.environ.get("KB_SOURCE_ROOT",
                      os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BUILD = os.environ.get("KB_BUILD_ROOT", os.path.join(SRC, "build"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+from kbtest import free_port  # noqa: E402
+
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
 INI_LANGS = {"ini"}
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(.*?)\s*-->\s*$")
@@ -218,14 +221,6 @@ def script_for(blocks, subst):
                 out.append("{ %s\n} || __kb_fail $? %d" % (t, n))
     out.append("__kb_block done")
     return "\n".join(out) + "\n"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Session:

@@ -24,6 +24,15 @@ CLI = os.environ.get("KB_CLI", os.path.join(BUILD, "client", "keybroker"))
 MODULE = os.environ.get("KB_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 
 
+def free_port():
+    """A TCP port on loopback that nothing listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Failure(AssertionError):
     pass
 
