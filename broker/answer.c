@@ -15,6 +15,18 @@ static kb_buf *out_of(const kb_waiter *w)
 	return w->batch ? kb_batch_item(w->batch, w->item) : &w->conn->out;
 }
 
+/* put_error renders err as w's answer (its batch item, or a line) and sends it on. */
+static void put_error(const kb_waiter *w, const kb_err *err)
+{
+	if (w->batch) {
+		kb_jw_item_error(out_of(w), err);
+		kb_batch_item_done(w->batch, w->item);
+		return;
+	}
+	kb_jw_error(&w->conn->out, w->id_json, err);
+	kb_conn_send(w->conn);
+}
+
 void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
 {
 	kb_err aerr;
@@ -23,13 +35,7 @@ void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
 	/* an error answer goes out even if the audit log is down: it does nothing */
 	if (kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
 		kb_error("%s", aerr.msg);
-	if (w->batch) {
-		kb_jw_item_error(out_of(w), err);
-		kb_batch_item_done(w->batch, w->item);
-		return;
-	}
-	kb_jw_error(&w->conn->out, w->id_json, err);
-	kb_conn_send(w->conn);
+	put_error(w, err);
 }
 
 void kb_reply_code(kb_broker *b, const kb_waiter *w, kb_code code, const char *msg)
@@ -50,13 +56,7 @@ bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int 
 	if (audited && kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
 		kb_error("%s", err.msg);
 		b->counters.errors[w->op]++;
-		if (w->batch) {
-			kb_jw_item_error(out_of(w), &err);
-			kb_batch_item_done(w->batch, w->item);
-			return false;
-		}
-		kb_jw_error(&w->conn->out, w->id_json, &err);
-		kb_conn_send(w->conn);
+		put_error(w, &err);
 		return false;
 	}
 	if (w->batch)
