@@ -122,7 +122,8 @@ def socket_activation_and_notify(root):
         return any(word in m for m in got)
 
     # like systemd, systemd-socket-activate starts the daemon on the first connection
-    wait_for(lambda: os.path.exists(kb.sock), 10, "the socket")
+    # the socket file exists from bind(); it takes connections once the tool says it listens
+    wait_for(lambda: "Listening on" in kb.log_text(), 10, "systemd-socket-activate to listen")
     c = Conn(kb.sock)
     check(c.call({"op": "status"})["ok"], "the first client is served on the passed socket")
     c.close()
