@@ -5,8 +5,10 @@
 
 #include "admin.h"
 #include "auth.h"
+#include "clock.h"
 #include "errors.h"
 #include "faults.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "perms.h"
 #include "server.h"
@@ -294,6 +296,42 @@ static void faults(const char *method, const cJSON *body, struct emu_reply *rep)
 	ok(rep, faults_json(&f));
 }
 
+static cJSON *clock_json(void)
+{
+	cJSON *j = cJSON_CreateObject();
+	int64_t now = emu_now(), off = emu_clock_offset();
+
+	cJSON_AddNumberToObject(j, "now", (double)now);
+	cJSON_AddNumberToObject(j, "offset_s", (double)off);
+	cJSON_AddNumberToObject(j, "real", (double)(now - off));
+	return j;
+}
+
+/*
+ * GET /admin/clock; POST /admin/clock {"advance_s": N}: move the emulator's
+ * clock forward, then let the keys catch up (rotations due, retention ended).
+ */
+static void clock_action(struct emu_world *w, const char *method, const cJSON *body, struct emu_reply *rep)
+{
+	const cJSON *adv = cJSON_GetObjectItemCaseSensitive(body, "advance_s");
+
+	if (!strcmp(method, "POST")) {
+		if (!cJSON_IsNumber(adv) || adv->valuedouble != (double)(int64_t)adv->valuedouble ||
+		    emu_clock_advance((int64_t)adv->valuedouble)) {
+			emu_error(rep, 400, "BadRequest", NULL,
+				  "Want {\"advance_s\": N}, N whole seconds from 0 to %lld; the clock never goes back.",
+				  (long long)EMU_CLOCK_STEP_MAX);
+			return;
+		}
+		emu_lifecycle_tick(w);
+		persist(w);
+	} else if (strcmp(method, "GET")) {
+		emu_error(rep, 405, "MethodNotAllowed", NULL, "Use GET or POST on /admin/clock.");
+		return;
+	}
+	ok(rep, clock_json());
+}
+
 static cJSON *state_json(struct emu_world *w)
 {
 	cJSON *root = cJSON_CreateObject(), *vaults = cJSON_AddArrayToObject(root, "vaults");
@@ -360,6 +398,9 @@ void emu_admin_handle(struct emu_world *w, const struct emu_req *rq, struct emu_
 		}
 	}
 	pthread_mutex_lock(&w->lock);
+	/* the admin sees keys as of the clock, as a keys request would */
+	if (emu_lifecycle_tick(w))
+		persist(w);
 	if (!strcmp(path, "/admin/health") && !strcmp(rq->method, "GET"))
 		ok(rep, NULL);
 	else if (!strcmp(path, "/admin/state") && !strcmp(rq->method, "GET"))
@@ -372,6 +413,8 @@ void emu_admin_handle(struct emu_world *w, const struct emu_req *rq, struct emu_
 		throttle(w, body, rep);
 	else if (!strcmp(path, "/admin/purge_protection") && post)
 		purge_protection(w, body, rep);
+	else if (!strcmp(path, "/admin/clock"))
+		clock_action(w, rq->method, body, rep);
 	else if (!strcmp(path, "/admin/faults"))
 		faults(rq->method, body, rep);
 	else if (!strcmp(path, "/admin/tokens/revoke") && post) {

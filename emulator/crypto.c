@@ -1,7 +1,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/param_build.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -334,4 +337,88 @@ EVP_PKEY *emu_pkey_from_der(const uint8_t *der, size_t n)
 	const unsigned char *p = der;
 
 	return d2i_AutoPrivateKey(NULL, &p, (long)n);
+}
+
+EVP_PKEY *emu_rsa_from_parts(const uint8_t *const parts[8], const size_t lens[8])
+{
+	static const char *const names[8] = {
+		OSSL_PKEY_PARAM_RSA_N, OSSL_PKEY_PARAM_RSA_E, OSSL_PKEY_PARAM_RSA_D,
+		OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_FACTOR2, OSSL_PKEY_PARAM_RSA_EXPONENT1,
+		OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
+	};
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL, *check = NULL;
+	EVP_PKEY *k = NULL;
+	BIGNUM *bn[8] = { 0 };
+	bool ok = bld != NULL;
+
+	for (int i = 0; ok && i < 8; i++)
+		ok = (bn[i] = BN_bin2bn(parts[i], (int)lens[i], NULL)) != NULL &&
+		     OSSL_PARAM_BLD_push_BN(bld, names[i], bn[i]);
+	ok = ok && (params = OSSL_PARAM_BLD_to_param(bld)) &&
+	     (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) && EVP_PKEY_fromdata_init(ctx) > 0 &&
+	     EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_KEYPAIR, params) > 0;
+	/* the parts must make one key: a typo in d or a p from another key is refused here */
+	if (ok && (!(check = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL)) || EVP_PKEY_check(check) != 1)) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	EVP_PKEY_CTX_free(check);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	for (int i = 0; i < 8; i++)
+		BN_clear_free(bn[i]);
+	return ok ? k : NULL;
+}
+
+int emu_aead_seal(const uint8_t key[32], const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t n,
+		  uint8_t **out, size_t *outn)
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	uint8_t *buf = malloc(12 + n + 16);
+	int len = 0, fin = 0, ok;
+
+	ok = c && buf && RAND_bytes(buf, 12) == 1 &&
+	     EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
+	     EVP_EncryptUpdate(c, NULL, &len, aad, (int)aadlen) == 1 &&
+	     EVP_EncryptUpdate(c, buf + 12, &len, in, (int)n) == 1 &&
+	     EVP_EncryptFinal_ex(c, buf + 12 + len, &fin) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, buf + 12 + n) == 1;
+	EVP_CIPHER_CTX_free(c);
+	if (!ok) {
+		free(buf);
+		return -1;
+	}
+	*out = buf;
+	*outn = 12 + n + 16;
+	return 0;
+}
+
+int emu_aead_open(const uint8_t key[32], const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t n,
+		  uint8_t **out, size_t *outn)
+{
+	EVP_CIPHER_CTX *c;
+	uint8_t *buf;
+	int len = 0, fin = 0, ok;
+
+	if (n < 12 + 16)
+		return -1;
+	c = EVP_CIPHER_CTX_new();
+	buf = malloc(n - 28 + 1);
+	ok = c && buf && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) == 1 &&
+	     EVP_DecryptUpdate(c, NULL, &len, aad, (int)aadlen) == 1 &&
+	     EVP_DecryptUpdate(c, buf, &len, in + 12, (int)(n - 28)) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + n - 16)) == 1 &&
+	     EVP_DecryptFinal_ex(c, buf + len, &fin) == 1;
+	EVP_CIPHER_CTX_free(c);
+	if (!ok) {
+		if (buf)
+			OPENSSL_clear_free(buf, n - 28 + 1);
+		return -1;
+	}
+	*out = buf;
+	*outn = n - 28;
+	return 0;
 }

@@ -79,12 +79,28 @@ int emu_aes_kw(const uint8_t *kek, size_t keklen, bool pad, bool wrap, const uin
 /* emu_rsa_generate makes an RSA key of bits with public exponent e. 0 or -1. */
 int emu_rsa_generate(int bits, unsigned long e, EVP_PKEY **out);
 
+/*
+ * emu_rsa_from_parts builds a private RSA key from the big-endian JWK
+ * members, in the order n, e, d, p, q, dp, dq, qi (parts[i], lens[i]), and
+ * checks that they belong together. NULL if they do not.
+ */
+EVP_PKEY *emu_rsa_from_parts(const uint8_t *const parts[8], const size_t lens[8]);
+
 /* emu_rsa_public returns fresh big-endian copies of n and e. 0 or -1. */
 int emu_rsa_public(EVP_PKEY *k, uint8_t **n, size_t *nlen, uint8_t **e, size_t *elen);
 
 /* emu_pkey_to_der / emu_pkey_from_der: private key as PKCS#8 DER, for --state. */
 int emu_pkey_to_der(EVP_PKEY *k, uint8_t **der, size_t *n);
 EVP_PKEY *emu_pkey_from_der(const uint8_t *der, size_t n);
+
+/*
+ * emu_aead_seal / emu_aead_open: AES-256-GCM with a random 12-byte nonce, as
+ * nonce || ciphertext || 16-byte tag. 0 or -1 (open: also when the tag fails).
+ */
+int emu_aead_seal(const uint8_t key[32], const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t n,
+		  uint8_t **out, size_t *outn);
+int emu_aead_open(const uint8_t key[32], const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t n,
+		  uint8_t **out, size_t *outn);
 
 /* emu_random fills p with n random bytes; 0 or -1. */
 int emu_random(void *p, size_t n);

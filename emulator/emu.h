@@ -35,7 +35,13 @@ enum emu_perm {
 	EMU_P_RECOVER = 1u << 8,
 	EMU_P_PURGE = 1u << 9,
 	EMU_P_ROTATE = 1u << 10,
-	EMU_P_ALL = (1u << 11) - 1,
+	EMU_P_IMPORT = 1u << 11,
+	EMU_P_BACKUP = 1u << 12,
+	EMU_P_RESTORE = 1u << 13,
+	EMU_P_GET_POLICY = 1u << 14, /* getrotationpolicy */
+	EMU_P_SET_POLICY = 1u << 15, /* setrotationpolicy */
+	EMU_P_RNG = 1u << 16,        /* Managed HSM's random number generator */
+	EMU_P_ALL = (1u << 17) - 1,
 };
 
 /* A key's key_ops (JWK operations). */
@@ -70,8 +76,28 @@ struct emu_version {
 	cJSON *tags;         /* object or NULL */
 };
 
+/* One lifetime action of a rotation policy: Rotate or Notify, and its trigger. */
+struct emu_lifetime_action {
+	bool rotate;           /* "Rotate"; false = "Notify" */
+	bool after_create;     /* trigger.timeAfterCreate; false = timeBeforeExpiry */
+	char iso[32];          /* the ISO 8601 duration as the client sent it */
+	int64_t secs;
+};
+
+/* A key's rotation policy (rotation.h); set false = Azure's default policy. */
+struct emu_policy {
+	bool set;
+	struct emu_lifetime_action act[2]; /* at most one Rotate and one Notify */
+	size_t nact;
+	char expiry_iso[32];   /* attributes.expiryTime, "" = none */
+	int64_t expiry_secs;
+	int64_t created, updated;
+	char notified[EMU_VERSION_LEN + 1]; /* the version a Notify was last logged for */
+};
+
 struct emu_key {
 	char name[EMU_NAME_MAX];
+	struct emu_policy policy;
 	struct emu_version **v; /* oldest first */
 	size_t nv;
 	bool deleted;
@@ -158,6 +184,9 @@ struct emu_world {
 	size_t nvaults;
 	struct emu_principal *principals;
 	size_t nprincipals;
+	/* seals key backups so they restore only here (backup.h); kept in --state */
+	uint8_t backup_key[32];
+	bool backup_key_set;
 };
 
 /* A parsed HTTP request, as handlers see it. Strings may be NULL. */
@@ -194,7 +223,10 @@ void emu_reply_free(struct emu_reply *rep);
 /* emu_reply_json sets status and body to the printed j, and deletes j. */
 void emu_reply_json(struct emu_reply *rep, unsigned status, cJSON *j);
 
-/* emu_now returns unix seconds; emu_now_ms a monotonic millisecond clock. */
+/*
+ * emu_now returns unix seconds on the emulator's movable clock (clock.h);
+ * emu_now_ms a real monotonic millisecond clock.
+ */
 int64_t emu_now(void);
 int64_t emu_now_ms(void);
 

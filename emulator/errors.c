@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "errors.h"
 
@@ -27,19 +26,6 @@ void emu_reply_json(struct emu_reply *rep, unsigned status, cJSON *j)
 	rep->status = status;
 	rep->body = j ? cJSON_PrintUnformatted(j) : NULL;
 	cJSON_Delete(j);
-}
-
-int64_t emu_now(void)
-{
-	return (int64_t)time(NULL);
-}
-
-int64_t emu_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void emu_error(struct emu_reply *rep, unsigned status, const char *code, const char *inner,

@@ -186,28 +186,58 @@ static enum emu_route_status route_login(const char *m, const struct segs *s, st
 	return EMU_ROUTE_NOT_FOUND;
 }
 
+/* unsupported_op: the Keys API operations the emulator leaves out (docs/emulator.md) */
+static bool unsupported_op(const struct segs *s, size_t i, bool get, bool post)
+{
+	return (post && (seg_is(s, i, "sign") || seg_is(s, i, "verify") || seg_is(s, i, "release"))) ||
+	       (get && seg_is(s, i, "attestation"));
+}
+
 static enum emu_route_status route_keys(const char *m, const struct segs *s, struct emu_route *r)
 {
 	bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
 	bool patch = strcmp(m, "PATCH") == 0, del = strcmp(m, "DELETE") == 0;
+	bool put = strcmp(m, "PUT") == 0;
 	enum emu_op op;
 
+	if (seg_is(s, 0, "rng") && s->count == 1) {
+		r->op = EMU_OP_RNG;
+		return post ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
+	}
 	if (seg_is(s, 0, "keys")) {
 		if (s->count == 1) {
 			r->op = EMU_OP_LIST_KEYS;
 			return get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
 		}
+		/* POST /keys/restore; GET /keys/restore is a key named "restore" */
+		if (s->count == 2 && post && seg_is(s, 1, "restore")) {
+			r->op = EMU_OP_RESTORE;
+			return EMU_ROUTE_OK;
+		}
 		if (!seg_copy(s, 1, r->key, sizeof(r->key)) || !emu_key_name_ok(r->key))
 			return EMU_ROUTE_BAD_NAME;
 		if (s->count == 2) {
-			r->op = get ? EMU_OP_GET : patch ? EMU_OP_UPDATE : del ? EMU_OP_DELETE : EMU_OP_NONE;
+			r->op = get ? EMU_OP_GET : patch ? EMU_OP_UPDATE : del ? EMU_OP_DELETE :
+				put ? EMU_OP_IMPORT : EMU_OP_NONE;
 			return r->op ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
+		}
+		if (s->count == 3 && seg_is(s, 2, "rotationpolicy")) {
+			r->op = get ? EMU_OP_GET_POLICY : put ? EMU_OP_SET_POLICY : EMU_OP_NONE;
+			return r->op ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
+		}
+		if ((s->count == 3 || s->count == 4) && unsupported_op(s, s->count - 1, get, post)) {
+			if (s->count == 4 && !seg_copy(s, 2, r->version, sizeof(r->version)))
+				return EMU_ROUTE_NOT_FOUND;
+			r->op = EMU_OP_UNSUPPORTED;
+			return EMU_ROUTE_OK;
 		}
 		if (s->count == 3 && post) {
 			if (seg_is(s, 2, "create"))
 				r->op = EMU_OP_CREATE;
 			else if (seg_is(s, 2, "rotate"))
 				r->op = EMU_OP_ROTATE;
+			else if (seg_is(s, 2, "backup"))
+				r->op = EMU_OP_BACKUP;
 			else
 				r->op = crypto_op(s, 2);
 			return r->op ? EMU_ROUTE_OK : EMU_ROUTE_NOT_FOUND;

@@ -29,6 +29,13 @@ enum emu_op {
 	EMU_OP_GET_DELETED,
 	EMU_OP_RECOVER,
 	EMU_OP_PURGE,
+	EMU_OP_GET_POLICY,     /* GET /keys/{name}/rotationpolicy */
+	EMU_OP_SET_POLICY,     /* PUT /keys/{name}/rotationpolicy */
+	EMU_OP_BACKUP,
+	EMU_OP_RESTORE,        /* POST /keys/restore */
+	EMU_OP_IMPORT,         /* PUT /keys/{name} */
+	EMU_OP_RNG,            /* POST /rng (Managed HSM) */
+	EMU_OP_UNSUPPORTED,    /* sign, verify, release, attestation: out of scope */
 	/* the login host (localhost) */
 	EMU_OP_TOKEN,
 	EMU_OP_OPENID,

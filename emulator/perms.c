@@ -7,7 +7,8 @@
 
 static const char *const perm_names[] = {
 	"get", "wrapKey", "unwrapKey", "encrypt", "decrypt", "create", "update", "delete",
-	"recover", "purge", "rotate",
+	"recover", "purge", "rotate", "import", "backup", "restore", "getrotationpolicy",
+	"setrotationpolicy", "rng",
 };
 #define NPERMS (sizeof(perm_names) / sizeof(perm_names[0]))
 

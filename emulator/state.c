@@ -9,8 +9,10 @@
 
 #include <openssl/crypto.h>
 
+#include "clock.h"
 #include "crypto.h"
 #include "parse.h"
+#include "rotation.h"
 #include "state.h"
 #include "store.h"
 
@@ -56,29 +58,38 @@ static cJSON *version_json(const struct emu_version *v)
 	return o;
 }
 
+cJSON *emu_state_key_json(const struct emu_key *k)
+{
+	cJSON *ko = cJSON_CreateObject(), *vers, *pol;
+
+	cJSON_AddStringToObject(ko, "name", k->name);
+	cJSON_AddBoolToObject(ko, "deleted", k->deleted);
+	cJSON_AddNumberToObject(ko, "deleted_at", (double)k->deleted_at);
+	cJSON_AddNumberToObject(ko, "purge_at", (double)k->purge_at);
+	if ((pol = emu_policy_state(&k->policy)))
+		cJSON_AddItemToObject(ko, "policy", pol);
+	vers = cJSON_AddArrayToObject(ko, "versions");
+	for (size_t n = 0; n < k->nv; n++)
+		cJSON_AddItemToArray(vers, version_json(k->v[n]));
+	return ko;
+}
+
 static cJSON *world_json(const struct emu_world *w)
 {
 	cJSON *root = cJSON_CreateObject(), *vaults = cJSON_AddArrayToObject(root, "vaults");
 
 	cJSON_AddNumberToObject(root, "format", STATE_FORMAT);
+	cJSON_AddNumberToObject(root, "clock_offset_s", (double)emu_clock_offset());
+	if (w->backup_key_set)
+		add_secret_b64(root, "backup_key", w->backup_key, sizeof(w->backup_key));
 	for (size_t i = 0; i < w->nvaults; i++) {
 		const struct emu_vault *v = w->vaults[i];
 		cJSON *vo = cJSON_CreateObject(), *keys = cJSON_AddArrayToObject(vo, "keys");
 
 		cJSON_AddStringToObject(vo, "kind", v->mhsm ? "mhsm" : "vault");
 		cJSON_AddStringToObject(vo, "name", v->name);
-		for (size_t j = 0; j < v->nkeys; j++) {
-			const struct emu_key *k = v->keys[j];
-			cJSON *ko = cJSON_CreateObject(), *vers = cJSON_AddArrayToObject(ko, "versions");
-
-			cJSON_AddStringToObject(ko, "name", k->name);
-			cJSON_AddBoolToObject(ko, "deleted", k->deleted);
-			cJSON_AddNumberToObject(ko, "deleted_at", (double)k->deleted_at);
-			cJSON_AddNumberToObject(ko, "purge_at", (double)k->purge_at);
-			for (size_t n = 0; n < k->nv; n++)
-				cJSON_AddItemToArray(vers, version_json(k->v[n]));
-			cJSON_AddItemToArray(keys, ko);
-		}
+		for (size_t j = 0; j < v->nkeys; j++)
+			cJSON_AddItemToArray(keys, emu_state_key_json(v->keys[j]));
 		cJSON_AddItemToArray(vaults, vo);
 	}
 	return root;
@@ -207,6 +218,31 @@ fail:
 	return NULL;
 }
 
+struct emu_key *emu_state_key_from(const cJSON *ko)
+{
+	const char *kname = str(ko, "name");
+	const cJSON *vj;
+	struct emu_key *k;
+
+	if (!kname || !emu_key_name_ok(kname) || !(k = calloc(1, sizeof(*k))))
+		return NULL;
+	strcpy(k->name, kname);
+	k->deleted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ko, "deleted"));
+	k->deleted_at = (int64_t)num(ko, "deleted_at");
+	k->purge_at = (int64_t)num(ko, "purge_at");
+	emu_policy_from_state(cJSON_GetObjectItemCaseSensitive(ko, "policy"), &k->policy);
+	cJSON_ArrayForEach(vj, cJSON_GetObjectItemCaseSensitive(ko, "versions")) {
+		struct emu_version *ver = version_from(vj);
+
+		if (!ver || emu_store_attach(k, ver)) {
+			emu_version_free(ver);
+			emu_store_free_key(k);
+			return NULL;
+		}
+	}
+	return k;
+}
+
 static int load_vault(struct emu_world *w, const cJSON *vo, char *err, size_t errlen)
 {
 	const char *kind = str(vo, "kind"), *name = str(vo, "name");
@@ -219,28 +255,18 @@ static int load_vault(struct emu_world *w, const cJSON *vo, char *err, size_t er
 	}
 	cJSON_ArrayForEach(ko, cJSON_GetObjectItemCaseSensitive(vo, "keys")) {
 		const char *kname = str(ko, "name");
-		const cJSON *vj;
 		struct emu_key *k;
 
-		if (!kname || !emu_key_name_ok(kname)) {
-			snprintf(err, errlen, "a key entry in %s is malformed", name);
+		if (kname && emu_store_key(v, kname))
+			continue;
+		if (!(k = emu_state_key_from(ko))) {
+			snprintf(err, errlen, "key %s in %s is malformed or has an unreadable version",
+				 kname ? kname : "(unnamed)", name);
 			return -1;
 		}
-		if (emu_store_key(v, kname))
-			continue;
-		if (!(k = emu_store_add_key(v, kname)))
+		if (emu_store_put_key(v, k)) {
+			emu_store_free_key(k);
 			return -1;
-		k->deleted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ko, "deleted"));
-		k->deleted_at = (int64_t)num(ko, "deleted_at");
-		k->purge_at = (int64_t)num(ko, "purge_at");
-		cJSON_ArrayForEach(vj, cJSON_GetObjectItemCaseSensitive(ko, "versions")) {
-			struct emu_version *ver = version_from(vj);
-
-			if (!ver || emu_store_attach(k, ver)) {
-				emu_version_free(ver);
-				snprintf(err, errlen, "key %s in %s has an unreadable version", kname, name);
-				return -1;
-			}
 		}
 	}
 	return 0;
@@ -253,6 +279,7 @@ int emu_state_load(struct emu_world *w, char *err, size_t errlen)
 	long size;
 	cJSON *root = NULL;
 	const cJSON *vo;
+	const char *bk;
 	int rc = -1;
 
 	if (!w->cfg.state[0])
@@ -276,6 +303,20 @@ int emu_state_load(struct emu_world *w, char *err, size_t errlen)
 		snprintf(err, errlen, "%s is not an akv-emulator state file (format %d)", w->cfg.state,
 			 STATE_FORMAT);
 		goto out;
+	}
+	emu_clock_set_offset((int64_t)num(root, "clock_offset_s"));
+	if ((bk = str(root, "backup_key"))) {
+		uint8_t *raw;
+		size_t n = 0;
+
+		if (!(raw = emu_b64url_decode(bk, &n)) || n != sizeof(w->backup_key)) {
+			free(raw);
+			snprintf(err, errlen, "%s has an unreadable backup_key", w->cfg.state);
+			goto out;
+		}
+		memcpy(w->backup_key, raw, n);
+		w->backup_key_set = true;
+		OPENSSL_clear_free(raw, n);
 	}
 	cJSON_ArrayForEach(vo, cJSON_GetObjectItemCaseSensitive(root, "vaults"))
 		if (load_vault(w, vo, err, errlen))

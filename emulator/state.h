@@ -1,7 +1,8 @@
 /*
  * state.h: --state FILE persistence of vaults, keys and versions.
  *
- * The file is JSON and holds private key material (mode 0600). It is written
+ * The file is JSON and holds private key material (mode 0600), the clock's
+ * offset and the secret that seals key backups. It is written
  * whole after every change: a temp file in the same directory, fsync, rename,
  * then fsync of the directory, so a crash at any point leaves either the old
  * or the new state, never a torn one.
@@ -10,6 +11,14 @@
 #define EMU_STATE_H
 
 #include "emu.h"
+
+/*
+ * emu_state_key_json / emu_state_key_from: one key with every version, its
+ * private material and its rotation policy, as the state file and key
+ * backups hold it. key_from returns a key on no vault's list, or NULL.
+ */
+cJSON *emu_state_key_json(const struct emu_key *k);
+struct emu_key *emu_state_key_from(const cJSON *ko);
 
 /* emu_state_save writes the state file (world->lock held). 0 (also with no --state), or -1. */
 int emu_state_save(struct emu_world *w);

@@ -97,22 +97,39 @@ struct emu_key *emu_store_key(struct emu_vault *v, const char *name)
 	return NULL;
 }
 
+int emu_store_put_key(struct emu_vault *v, struct emu_key *k)
+{
+	struct emu_key **grown = realloc(v->keys, (v->nkeys + 1) * sizeof(*grown));
+
+	if (!grown)
+		return -1;
+	v->keys = grown;
+	v->keys[v->nkeys++] = k;
+	return 0;
+}
+
 struct emu_key *emu_store_add_key(struct emu_vault *v, const char *name)
 {
-	struct emu_key *k, **grown;
+	struct emu_key *k;
 
-	if (strlen(name) >= sizeof(k->name))
-		return NULL;
-	grown = realloc(v->keys, (v->nkeys + 1) * sizeof(*grown));
-	if (!grown)
-		return NULL;
-	v->keys = grown;
-	k = calloc(1, sizeof(*k));
-	if (!k)
+	if (strlen(name) >= sizeof(k->name) || !(k = calloc(1, sizeof(*k))))
 		return NULL;
 	strcpy(k->name, name);
-	v->keys[v->nkeys++] = k;
+	if (emu_store_put_key(v, k)) {
+		free(k);
+		return NULL;
+	}
 	return k;
+}
+
+void emu_store_free_key(struct emu_key *k)
+{
+	if (!k)
+		return;
+	for (size_t i = 0; i < k->nv; i++)
+		emu_version_free(k->v[i]);
+	free(k->v);
+	free(k);
 }
 
 void emu_store_remove_key(struct emu_vault *v, struct emu_key *k)
@@ -124,10 +141,7 @@ void emu_store_remove_key(struct emu_vault *v, struct emu_key *k)
 		v->nkeys--;
 		break;
 	}
-	for (size_t i = 0; i < k->nv; i++)
-		emu_version_free(k->v[i]);
-	free(k->v);
-	free(k);
+	emu_store_free_key(k);
 }
 
 struct emu_version *emu_store_latest(const struct emu_key *k)

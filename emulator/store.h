@@ -28,6 +28,12 @@ struct emu_key *emu_store_key(struct emu_vault *v, const char *name);
 /* emu_store_add_key adds an empty key; NULL on ENOMEM. */
 struct emu_key *emu_store_add_key(struct emu_vault *v, const char *name);
 
+/* emu_store_put_key adds the made key k to v (takes ownership); -1 on ENOMEM. */
+int emu_store_put_key(struct emu_vault *v, struct emu_key *k);
+
+/* emu_store_free_key frees a key on no vault's list, with its versions. */
+void emu_store_free_key(struct emu_key *k);
+
 /* emu_store_remove_key removes k from v and frees it (purge). */
 void emu_store_remove_key(struct emu_vault *v, struct emu_key *k);
 

@@ -693,6 +693,287 @@ def case_request_log():
             check(secret not in log, "log leaks", secret[:12])
 
 
+DAY = 86400
+
+
+def advance(emu, seconds):
+    st, d = emu.admin("POST", "/admin/clock", {"advance_s": seconds})
+    check(st == 200 and d["ok"], "advance", st, d)
+    return d
+
+
+def case_clock():
+    with Emulator(admin=True) as emu:
+        st, d = emu.admin("GET", "/admin/clock")
+        check(st == 200 and d["offset_s"] == 0 and abs(d["now"] - time.time()) < 5, st, d)
+        for bad in ({"advance_s": -1}, {"advance_s": "1d"}, {"advance_s": 1.5}, {}):
+            st, d = emu.admin("POST", "/admin/clock", bad)
+            check(st == 400, "bad advance", bad, st, d)
+        tok = emu.token()
+        soon = int(time.time()) + 3600
+        k = create(emu, tok, "dated", {"kty": "RSA", "attributes": {"exp": soon}})
+        kid = path_of(k["key"]["kid"])
+        dek = b64u(os.urandom(32))
+        st, _, w = op(emu, tok, kid, "wrapkey", "RSA-OAEP-256", dek)
+        check(st == 200, st, w)
+        d = advance(emu, 2 * 3600)
+        check(d["offset_s"] == 7200 and abs(d["now"] - time.time() - 7200) < 5, d)
+        # the token was issued for token_lifetime (1 h) on the emulator's clock: it has run out
+        st, _, _ = op(emu, tok, kid, "unwrapkey", "RSA-OAEP-256", w["value"])
+        check(st == 401, "a token older than its lifetime on the moved clock", st)
+        tok = emu.token()
+        st, _, d = op(emu, tok, kid, "unwrapkey", "RSA-OAEP-256", w["value"])
+        check(st == 403 and "expired" in d["error"]["message"], "exp passed on the moved clock", st, d)
+        k2 = create(emu, tok, "later", {"kty": "RSA"})
+        check(abs(k2["attributes"]["created"] - (time.time() + 7200)) < 5, "created follows the clock", k2)
+        # soft-delete retention ends on the moved clock: the key is purged and its name is free
+        st, _, d = emu.request("DELETE", emu.host(), "/keys/later" + API, token=tok)
+        check(st == 200 and d["scheduledPurgeDate"] - d["deletedDate"] == 90 * DAY, st, d)
+        advance(emu, 89 * DAY)
+        tok = emu.token()
+        st, _, _ = emu.request("GET", emu.host(), "/deletedkeys/later" + API, token=tok)
+        check(st == 200, "still recoverable on day 89", st)
+        advance(emu, 2 * DAY)
+        tok = emu.token()
+        st, _, _ = emu.request("GET", emu.host(), "/deletedkeys/later" + API, token=tok)
+        check(st == 404, "purged once the retention ended", st)
+        create(emu, tok, "later", {"kty": "RSA"})
+        st, d = emu.admin("GET", "/admin/clock")
+        check(d["offset_s"] == 7200 + 91 * DAY, d)
+
+
+def policy(rotate=None, notify=None, expiry=None):
+    acts = []
+    if rotate:
+        acts.append({"trigger": rotate, "action": {"type": "Rotate"}})
+    if notify:
+        acts.append({"trigger": notify, "action": {"type": "Notify"}})
+    body = {"lifetimeActions": acts}
+    if expiry:
+        body["attributes"] = {"expiryTime": expiry}
+    return body
+
+
+def case_rotation_policy():
+    with Emulator(admin=True) as emu:
+        tok = emu.token()
+        k = create(emu, tok, "auto", {"kty": "RSA"})
+        path = "/keys/auto/rotationpolicy" + API
+        st, _, d = emu.request("GET", emu.host(), path, token=tok)
+        check(st == 200 and d["id"].endswith("/keys/auto/rotationpolicy") and d["lifetimeActions"] == [
+            {"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}], "default policy", st, d)
+        bad = [
+            (policy(rotate={"timeAfterCreate": "P6D"}), "7 days"),
+            (policy(rotate={"timeAfterCreate": "P90D"}, expiry="P27D"), "28 days"),
+            (policy(rotate={"timeAfterCreate": "P30D"}, expiry="P35D"), "7 days before the expiry"),
+            (policy(rotate={"timeAfterCreate": "P30D", "timeBeforeExpiry": "P30D"}), "exactly one"),
+            (policy(rotate={"timeAfterCreate": "90 days"}), "ISO 8601"),
+            (policy(notify={"timeBeforeExpiry": "P3D"}), "7 days"),
+            (policy(notify={"timeAfterCreate": "P30D"}), "Notify"),
+            ({"lifetimeActions": [{"trigger": {"timeAfterCreate": "P30D"}, "action": {"type": "Delete"}}]}, "Rotate"),
+        ]
+        for body, why in bad:
+            st, _, d = emu.request("PUT", emu.host(), path, body, tok)
+            check(st == 400 and d["error"]["code"] == "BadParameter" and why in d["error"]["message"], body, st, d)
+        good = policy(rotate={"timeAfterCreate": "P90D"}, notify={"timeBeforeExpiry": "P30D"}, expiry="P180D")
+        st, _, d = emu.request("PUT", emu.host(), path, good, tok)
+        check(st == 200 and d["lifetimeActions"] == good["lifetimeActions"] and
+              d["attributes"]["expiryTime"] == "P180D" and d["attributes"]["created"] > 0, st, d)
+        st, _, got = emu.request("GET", emu.host(), path, token=tok)
+        check(got == d, got, d)
+        dek = b64u(os.urandom(32))
+        st, _, w = op(emu, tok, path_of(k["key"]["kid"]), "wrapkey", "RSA-OAEP-256", dek)
+
+        def versions():
+            st, _, d = emu.request("GET", emu.host(), "/keys/auto/versions" + API, token=emu.token())
+            check(st == 200, st, d)
+            return d["value"]
+        advance(emu, 89 * DAY)
+        check(len(versions()) == 1, "no rotation before day 90")
+        advance(emu, 2 * DAY)
+        vs = versions()
+        check(len(vs) == 2, "rotated on day 90", vs)
+        tok = emu.token()
+        st, _, latest = emu.request("GET", emu.host(), "/keys/auto" + API, token=tok)
+        a = latest["attributes"]
+        check(latest["key"]["kid"] != k["key"]["kid"] and a["created"] == k["attributes"]["created"] + 90 * DAY and
+              a["exp"] == a["created"] + 180 * DAY, "the new version is dated when due, with the policy's expiry", latest)
+        st, _, d = op(emu, tok, path_of(k["key"]["kid"]), "unwrapkey", "RSA-OAEP-256", w["value"])
+        check(st == 200 and d["value"] == dek, "the old version still unwraps", st, d)
+        # a jump over several periods catches up, one version per period
+        advance(emu, 3 * 90 * DAY)
+        check(len(versions()) == 5, "caught up over 270 days", len(versions()))
+        # a rotation by hand also gets the policy's expiryTime
+        st, _, r = emu.request("POST", emu.host(), "/keys/auto/rotate" + API, None, emu.token())
+        check(st == 200 and r["attributes"]["exp"] == r["attributes"]["created"] + 180 * DAY, st, r)
+        # Notify: the service's notice 30 days before exp goes to the emulator's log (no Event Grid here)
+        tok = emu.token()
+        now = emu.admin("GET", "/admin/clock")[1]["now"]
+        create(emu, tok, "ending", {"kty": "RSA", "attributes": {"exp": now + 32 * DAY}})
+        st, _, _ = emu.request("PUT", emu.host(), "/keys/ending/rotationpolicy" + API,
+                               policy(notify={"timeBeforeExpiry": "P30D"}), tok)
+        check(st == 200 and "notify: dev/ending" not in emu.read_log(), st)
+        advance(emu, 3 * DAY)
+        emu.request("GET", emu.host(), "/keys/ending" + API, token=emu.token())
+        check(emu.read_log().count("notify: dev/ending") == 1, "notified once", emu.read_log()[-400:])
+        st, _, d = emu.request("GET", emu.host(), "/keys/nope/rotationpolicy" + API, token=emu.token())
+        check(st == 404 and d["error"]["code"] == "KeyNotFound", st, d)
+
+
+def case_rotation_policy_survives_restart():
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "state.json")
+        with Emulator(admin=True, state=state) as emu:
+            tok = emu.token()
+            create(emu, tok, "kept", {"kty": "RSA"})
+            st, _, _ = emu.request("PUT", emu.host(), "/keys/kept/rotationpolicy" + API,
+                                   policy(rotate={"timeAfterCreate": "P30D"}), tok)
+            check(st == 200, st)
+            advance(emu, 10 * DAY)
+        with Emulator(admin=True, state=state) as emu:
+            st, d = emu.admin("GET", "/admin/clock")
+            check(d["offset_s"] == 10 * DAY, "the clock's offset survives a restart", d)
+            st, _, d = emu.request("GET", emu.host(), "/keys/kept/rotationpolicy" + API, token=emu.token())
+            check(st == 200 and d["lifetimeActions"][0]["trigger"] == {"timeAfterCreate": "P30D"}, st, d)
+            advance(emu, 21 * DAY)
+            st, _, d = emu.request("GET", emu.host(), "/keys/kept/versions" + API, token=emu.token())
+            check(len(d["value"]) == 2, "rotated after the restart", d)
+
+
+def case_backup_restore():
+    with Emulator(admin=True) as emu, Emulator() as other:
+        tok = emu.token()
+        k1 = create(emu, tok, "safe", {"kty": "RSA"})
+        dek = b64u(os.urandom(32))
+        st, _, w = op(emu, tok, path_of(k1["key"]["kid"]), "wrapkey", "RSA-OAEP-256", dek)
+        st, _, k2 = emu.request("POST", emu.host(), "/keys/safe/rotate" + API, None, tok)
+        st, _, b = emu.request("POST", emu.host(), "/keys/safe/backup" + API, None, tok)
+        check(st == 200 and isinstance(b["value"], str) and "=" not in b["value"], st, b)
+        check(k1["key"]["n"] not in b["value"], "the blob is sealed")
+        st, _, d = emu.request("POST", emu.host(), "/keys/restore" + API, b, tok)
+        check(st == 409 and d["error"]["code"] == "Conflict", "restore over an existing key", st, d)
+        emu.request("DELETE", emu.host(), "/keys/safe" + API, token=tok)
+        st, _, d = emu.request("POST", emu.host(), "/keys/restore" + API, b, tok)
+        check(st == 409, "restore over a soft-deleted key", st, d)
+        st, _, _ = emu.request("DELETE", emu.host(), "/deletedkeys/safe" + API, token=tok)
+        check(st == 204, st)
+        st, _, d = emu.request("POST", emu.host(), "/keys/restore" + API, b, tok)
+        check(st == 200 and d["key"]["kid"] == k2["key"]["kid"], "restored, newest version current", st, d)
+        st, _, vs = emu.request("GET", emu.host(), "/keys/safe/versions" + API, token=tok)
+        check(sorted(v["kid"] for v in vs["value"]) == sorted([k1["key"]["kid"], k2["key"]["kid"]]), vs)
+        st, _, d = op(emu, tok, path_of(k1["key"]["kid"]), "unwrapkey", "RSA-OAEP-256", w["value"])
+        check(st == 200 and d["value"] == dek, "the restored key unwraps what the original wrapped", st, d)
+        # only into this emulator, and only into the kind it came from
+        st, _, d = emu.request("POST", emu.host("mhsm"), "/keys/restore" + API, b, emu.token("mhsm"))
+        check(st == 400 and d["error"]["code"] == "BadParameter", "vault backup into a managed HSM", st, d)
+        st, _, d = other.request("POST", other.host(), "/keys/restore" + API, b, other.token())
+        check(st == 400 and "not made by this" in d["error"]["message"], "backup into another emulator", st, d)
+        raw = bytearray(unb64u(b["value"]))
+        raw[40] ^= 1
+        emu.request("DELETE", emu.host(), "/keys/safe" + API, token=tok)
+        emu.request("DELETE", emu.host(), "/deletedkeys/safe" + API, token=tok)
+        st, _, d = emu.request("POST", emu.host(), "/keys/restore" + API, {"value": b64u(bytes(raw))}, tok)
+        check(st == 400, "a damaged blob", st, d)
+        st, _, d = emu.request("POST", emu.host(), "/keys/restore" + API, {}, tok)
+        check(st == 400, st, d)
+        # Managed HSM: an AES key's backup restores and unwraps
+        mt = emu.token("mhsm")
+        a = create(emu, mt, "aes", {"kty": "oct-HSM", "key_size": 256}, kind="mhsm")
+        st, _, w = op(emu, mt, path_of(a["key"]["kid"]), "wrapkey", "A256KW", dek, kind="mhsm")
+        st, _, b = emu.request("POST", emu.host("mhsm"), "/keys/aes/backup" + API, None, mt)
+        emu.request("DELETE", emu.host("mhsm"), "/keys/aes" + API, token=mt)
+        emu.request("DELETE", emu.host("mhsm"), "/deletedkeys/aes" + API, token=mt)
+        st, _, d = emu.request("POST", emu.host("mhsm"), "/keys/restore" + API, b, mt)
+        check(st == 200, st, d)
+        st, _, d = op(emu, mt, path_of(a["key"]["kid"]), "unwrapkey", "A256KW", w["value"], kind="mhsm")
+        check(st == 200 and d["value"] == dek, st, d)
+
+
+def rsa_jwk(key):
+    n = key.private_numbers()
+    pub = n.public_numbers
+
+    def enc(i):
+        return b64u(i.to_bytes((i.bit_length() + 7) // 8, "big"))
+    return {"kty": "RSA", "n": enc(pub.n), "e": enc(pub.e), "d": enc(n.d), "p": enc(n.p), "q": enc(n.q),
+            "dp": enc(n.dmp1), "dq": enc(n.dmq1), "qi": enc(n.iqmp)}
+
+
+def case_import_byok():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+    with Emulator() as emu:
+        tok = emu.token()
+        priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        dek = os.urandom(32)
+        outside = priv.public_key().encrypt(dek, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                             algorithm=hashes.SHA256(), label=None))
+        jwk = rsa_jwk(priv)
+        st, _, d = emu.request("PUT", emu.host(), "/keys/byok" + API, {"key": jwk}, tok)
+        check(st == 200 and d["key"]["kty"] == "RSA" and d["key"]["n"] == jwk["n"] and "d" not in d["key"], st, d)
+        st, _, u = op(emu, tok, path_of(d["key"]["kid"]), "unwrapkey", "RSA-OAEP-256", b64u(outside))
+        check(st == 200 and unb64u(u["value"]) == dek, "unwraps what was wrapped outside", st, u)
+        st, _, d2 = emu.request("PUT", emu.host(), "/keys/byok" + API, {"key": jwk, "Hsm": True}, tok)
+        check(st == 200 and d2["key"]["kty"] == "RSA-HSM" and d2["key"]["kid"] != d["key"]["kid"], st, d2)
+        st, _, vs = emu.request("GET", emu.host(), "/keys/byok/versions" + API, token=tok)
+        check(len(vs["value"]) == 2, "an import under an existing name adds a version", vs)
+        other = rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        for bad in (dict(jwk, d=other["d"]), {k: v for k, v in jwk.items() if k != "qi"}, dict(jwk, p="***")):
+            st, _, d = emu.request("PUT", emu.host(), "/keys/bad" + API, {"key": bad}, tok)
+            check(st == 400 and d["error"]["code"] == "BadParameter", "bad JWK", st, d)
+        small = rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+        st, _, d = emu.request("PUT", emu.host(), "/keys/bad" + API, {"key": small}, tok)
+        check(st == 400 and "2048" in d["error"]["message"], st, d)
+        k = os.urandom(32)
+        st, _, d = emu.request("PUT", emu.host(), "/keys/aes" + API, {"key": {"kty": "oct", "k": b64u(k)}}, tok)
+        check(st == 400 and d["error"]["innererror"]["code"] == "KeyTypeNotSupported", "oct on a vault", st, d)
+        mt = emu.token("mhsm")
+        st, _, d = emu.request("PUT", emu.host("mhsm"), "/keys/aes" + API,
+                               {"key": {"kty": "oct-HSM", "k": b64u(k), "key_ops": ["wrapKey", "unwrapKey"]}}, mt)
+        check(st == 200 and d["key"]["kty"] == "oct-HSM" and d["key"]["key_ops"] == ["wrapKey", "unwrapKey"] and
+              "k" not in d["key"], st, d)
+        wrapped = aes_key_wrap_with_padding(k, dek)
+        st, _, u = op(emu, mt, path_of(d["key"]["kid"]), "unwrapkey", "CKM_AES_KEY_WRAP_PAD", b64u(wrapped), kind="mhsm")
+        check(st == 200 and unb64u(u["value"]) == dek, st, u)
+        st, _, d = emu.request("PUT", emu.host("mhsm"), "/keys/aes" + API, {"key": {"kty": "oct", "k": b64u(k[:20])}}, mt)
+        check(st == 400, "an AES key of 20 bytes", st, d)
+
+
+def case_rng():
+    with Emulator() as emu:
+        mt = emu.token("mhsm")
+        for n in (1, 32, 128):
+            st, _, d = emu.request("POST", emu.host("mhsm"), "/rng" + API, {"count": n}, mt)
+            check(st == 200 and len(unb64u(d["value"])) == n, n, st, d)
+        st, _, a = emu.request("POST", emu.host("mhsm"), "/rng" + API, {"count": 32}, mt)
+        st, _, b = emu.request("POST", emu.host("mhsm"), "/rng" + API, {"count": 32}, mt)
+        check(a["value"] != b["value"], "two draws differ")
+        for bad in ({"count": 0}, {"count": 129}, {"count": 1.5}, {}):
+            st, _, d = emu.request("POST", emu.host("mhsm"), "/rng" + API, bad, mt)
+            check(st == 400 and "1 to 128" in d["error"]["message"], bad, st, d)
+        st, _, d = emu.request("POST", emu.host(), "/rng" + API, {"count": 8}, emu.token())
+        check(st == 400 and "Managed HSM" in d["error"]["message"], "rng on a vault", st, d)
+
+
+def case_unsupported_operations():
+    with Emulator() as emu:
+        tok = emu.token()
+        k = create(emu, tok, "rsa", {"kty": "RSA"})
+        kid = path_of(k["key"]["kid"])
+        for method, path, body in (("POST", kid + "/sign", {"alg": "RS256", "value": b64u(b"x" * 32)}),
+                                   ("POST", "/keys/rsa/verify", {"alg": "RS256", "digest": "", "value": ""}),
+                                   ("POST", kid + "/release", {"target": "x"}),
+                                   ("GET", "/keys/rsa/attestation", None)):
+            st, _, d = emu.request(method, emu.host(), path + API, body, tok)
+            check(st == 400 and d["error"]["code"] == "BadParameter" and
+                  d["error"]["innererror"]["code"] == "OperationNotSupported", path, st, d)
+        for kty in ("EC", "EC-HSM"):
+            st, _, d = emu.request("POST", emu.host(), "/keys/ec/create" + API, {"kty": kty, "crv": "P-256"}, tok)
+            check(st == 400 and d["error"]["innererror"]["code"] == "KeyTypeNotSupported", kty, st, d)
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":

@@ -40,6 +40,27 @@ static void routes_vault_and_mhsm_paths(void **state)
 	assert_int_equal(r.op, EMU_OP_PURGE);
 	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/deletedKeys/kek/Recover", &r), EMU_ROUTE_OK);
 	assert_int_equal(r.op, EMU_OP_RECOVER);
+
+	/* the calls a CMK operator adds: rotation policy, backup, restore, import, rng */
+	assert_int_equal(emu_route_parse("PUT", "dev.vault.localhost", "/keys/kek/RotationPolicy", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_SET_POLICY);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/kek/rotationpolicy", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_GET_POLICY);
+	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/keys/kek/backup", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_BACKUP);
+	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/keys/restore", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_RESTORE);
+	/* a key may be named "restore": only POST /keys/restore restores */
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/restore", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_GET);
+	assert_int_equal(emu_route_parse("PUT", "dev.vault.localhost", "/keys/byok", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_IMPORT);
+	assert_int_equal(emu_route_parse("POST", "dev.managedhsm.localhost", "/rng", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_RNG);
+	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/keys/kek//sign", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_UNSUPPORTED);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/kek/0123/attestation", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_UNSUPPORTED);
 }
 
 static void rejects_bad_hosts_names_and_methods(void **state)
@@ -52,7 +73,9 @@ static void rejects_bad_hosts_names_and_methods(void **state)
 	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost:84x3", "/keys/x", &r), EMU_ROUTE_BAD_HOST);
 	assert_int_equal(emu_route_parse("GET", NULL, "/keys/x", &r), EMU_ROUTE_BAD_HOST);
 	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/bad_name", &r), EMU_ROUTE_BAD_NAME);
-	assert_int_equal(emu_route_parse("PUT", "dev.vault.localhost", "/keys/x", &r), EMU_ROUTE_BAD_METHOD);
+	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/keys/x", &r), EMU_ROUTE_BAD_METHOD);
+	assert_int_equal(emu_route_parse("POST", "dev.vault.localhost", "/keys/x/rotationpolicy", &r), EMU_ROUTE_BAD_METHOD);
+	assert_int_equal(emu_route_parse("GET", "dev.managedhsm.localhost", "/rng", &r), EMU_ROUTE_BAD_METHOD);
 	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/secrets/x", &r), EMU_ROUTE_NOT_FOUND);
 	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/keys/x/1/2/3/4/5/6/7", &r), EMU_ROUTE_NOT_FOUND);
 }
