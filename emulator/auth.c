@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "crypto.h"
 #include "errors.h"
 #include "perms.h"
@@ -57,7 +58,7 @@ static bool issue(const char *principal, enum emu_kind kind, unsigned lifetime, 
 {
 	uint8_t raw[TOKEN_BYTES];
 	char *s;
-	int64_t now = emu_now();
+	int64_t now = emu_clock_real();
 	struct token *slot = NULL;
 
 	if (emu_random(raw, sizeof(raw)) || !(s = emu_b64url_encode(raw, sizeof(raw))))
@@ -85,7 +86,7 @@ static bool issue(const char *principal, enum emu_kind kind, unsigned lifetime, 
 static bool lookup(const char *value, enum emu_kind *kind, char *out, size_t cap)
 {
 	bool ok = false;
-	int64_t now = emu_now();
+	int64_t now = emu_clock_real();
 	size_t n = strlen(value);
 
 	if (n == 0 || n >= sizeof(tokens[0].value))
@@ -240,7 +241,7 @@ static void managed_token(struct emu_world *w, const struct emu_req *rq, struct 
 {
 	char client[EMU_NAME_MAX], token[64], num[32];
 	enum emu_kind kind;
-	int64_t now = emu_now();
+	int64_t now = emu_clock_real();
 	cJSON *j;
 
 	if (!rq->resource) {

@@ -25,6 +25,11 @@ int emu_clock_advance(int64_t seconds)
 	return 0;
 }
 
+int64_t emu_clock_real(void)
+{
+	return (int64_t)time(NULL);
+}
+
 int64_t emu_now(void)
 {
 	return (int64_t)time(NULL) + atomic_load(&offset);
