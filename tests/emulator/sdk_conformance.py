@@ -135,7 +135,173 @@ def main():
             assert e.status_code == 403 and "purge protection" in e.error.message, (e.status_code, e.error)
         keys.begin_recover_deleted_key("kept").wait()
         print("purge protection -> recoveryLevel Recoverable, purge HttpResponseError 403: ok")
+    failed = cmk_calls()
+    if failed:
+        sys.exit("SDK conformance: %d call(s) failed" % failed)
     print("SDK conformance: all ok")
+
+
+def cmk_calls():
+    """The calls a CMK operator adds (rotation policy, backup/restore, import,
+    random bytes) and the out-of-scope ones, one PASS/FAIL line per call, at the
+    SDK's default api-version. Returns the number that failed."""
+    import json
+    import urllib.parse
+    import urllib.request
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+    from azure.keyvault.keys import (JsonWebKey, KeyClient, KeyRotationLifetimeAction, KeyRotationPolicy,
+                                     KeyRotationPolicyAction)
+    from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm, SignatureAlgorithm
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    versions = set()
+
+    class RecordApiVersion(SansIOHTTPPolicy):
+        def on_request(self, request):
+            q = urllib.parse.parse_qs(urllib.parse.urlparse(request.http_request.url).query)
+            versions.update(q.get("api-version", []))
+
+    results = []
+
+    def call(name, fn):
+        try:
+            detail = fn()
+            results.append(True)
+            print("PASS %s%s" % (name, ": " + detail if detail else ""))
+        except Exception as e:  # noqa: BLE001 - every failure is reported, then counted
+            results.append(False)
+            print("FAIL %s: %s %s" % (name, type(e).__name__, e))
+
+    def unsupported(fn, inner):
+        try:
+            fn()
+        except HttpResponseError as e:
+            assert e.status_code == 400 and inner in str(e), (e.status_code, str(e)[:200])
+            return "400 " + e.error.code
+        raise AssertionError("an out-of-scope operation was accepted")
+
+    dek = os.urandom(32)
+    with Emulator(config=CONFIG, admin=True) as emu:
+        os.environ["REQUESTS_CA_BUNDLE"] = emu.ca
+        cred = credential(emu, "dev-client", "dev-secret")
+        keys = KeyClient("https://dev.vault.localhost:%d" % emu.port, cred, per_call_policies=[RecordApiVersion()])
+        hsm = KeyClient("https://dev.managedhsm.localhost:%d" % emu.port, cred, per_call_policies=[RecordApiVersion()])
+        first = keys.create_rsa_key("py-rsa", size=2048)
+        wrapped = CryptographyClient(first, cred).wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek).encrypted_key
+        state = {}
+
+        def advance(days):
+            req = urllib.request.Request("http://127.0.0.1:%d/admin/clock" % emu.admin_port,
+                                         data=json.dumps({"advance_s": days * 86400}).encode(), method="POST")
+            with urllib.request.urlopen(req) as r:
+                assert r.status == 200
+
+        def get_default_policy():
+            p = keys.get_key_rotation_policy("py-rsa")
+            a = p.lifetime_actions
+            assert len(a) == 1 and a[0].action == KeyRotationPolicyAction.notify and a[0].time_before_expiry == "P30D", a
+
+        def update_policy():
+            policy = KeyRotationPolicy(expires_in="P180D", lifetime_actions=[
+                KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_after_create="P90D")])
+            p = keys.update_key_rotation_policy("py-rsa", policy)
+            assert p.expires_in == "P180D" and p.lifetime_actions[0].time_after_create == "P90D", vars(p)
+
+        def bad_policy():
+            try:
+                keys.update_key_rotation_policy("py-rsa", KeyRotationPolicy(lifetime_actions=[
+                    KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_after_create="P6D")]))
+            except HttpResponseError as e:
+                assert e.status_code == 400, e.status_code
+                return "400: " + e.error.message[:60]
+            raise AssertionError("a 6-day rotation was accepted")
+
+        def carried_out():
+            advance(91)
+            n = len(list(keys.list_properties_of_key_versions("py-rsa")))
+            assert n == 2, n
+            latest = keys.get_key("py-rsa")
+            assert (latest.properties.expires_on - latest.properties.created_on).days == 180
+            return "new version " + latest.properties.version
+
+        def backup():
+            state["blob"] = keys.backup_key("py-rsa")
+            assert isinstance(state["blob"], bytes) and len(state["blob"]) > 100
+
+        def restore_conflict():
+            try:
+                keys.restore_key_backup(state["blob"])
+            except ResourceExistsError:
+                return "ResourceExistsError (409)"
+            raise AssertionError("restored over an existing key")
+
+        def restore():
+            keys.begin_delete_key("py-rsa").wait()
+            keys.purge_deleted_key("py-rsa")
+            k = keys.restore_key_backup(state["blob"])
+            assert k.name == "py-rsa"
+            got = CryptographyClient(first.id, cred).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped).key
+            assert got == dek, "the restored key unwraps what the original wrapped"
+
+        def import_rsa():
+            priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            n = priv.private_numbers()
+
+            def raw(i):
+                return i.to_bytes((i.bit_length() + 7) // 8, "big")
+            jwk = JsonWebKey(kty="RSA", n=raw(n.public_numbers.n), e=raw(n.public_numbers.e), d=raw(n.d),
+                             p=raw(n.p), q=raw(n.q), dp=raw(n.dmp1), dq=raw(n.dmq1), qi=raw(n.iqmp),
+                             key_ops=["wrapKey", "unwrapKey"])
+            k = keys.import_key("py-byok", jwk)
+            outside = priv.public_key().encrypt(dek, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                                 algorithm=hashes.SHA256(), label=None))
+            assert CryptographyClient(k.id, cred).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, outside).key == dek
+
+        def import_oct():
+            from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+            k = os.urandom(32)
+            imported = hsm.import_key("py-aes", JsonWebKey(kty="oct-HSM", k=k, key_ops=["wrapKey", "unwrapKey"]))
+            out = CryptographyClient(imported.id, cred).unwrap_key(KeyWrapAlgorithm.aes_256, aes_key_wrap(k, dek))
+            assert out.key == dek
+
+        def rng():
+            # 4.8 returns bytes; later releases a RandomBytes with .value
+            a, b = (getattr(r, "value", r) for r in (hsm.get_random_bytes(32), hsm.get_random_bytes(32)))
+            assert len(a) == 32 and a != b
+            try:
+                hsm.get_random_bytes(129)
+            except HttpResponseError as e:
+                assert e.status_code == 400
+                return "32 bytes; 129 -> 400"
+            raise AssertionError("129 bytes were served")
+
+        call("KeyClient.get_key_rotation_policy (default)", get_default_policy)
+        call("KeyClient.update_key_rotation_policy (invalid: 6 days)", bad_policy)
+        call("KeyClient.update_key_rotation_policy", update_policy)
+        call("rotation policy carried out (clock +91 days, list_properties_of_key_versions)", carried_out)
+        call("KeyClient.backup_key", backup)
+        call("KeyClient.restore_key_backup (over the existing key: 409)", restore_conflict)
+        call("KeyClient.restore_key_backup", restore)
+        call("KeyClient.import_key (RSA, BYOK)", import_rsa)
+        call("KeyClient.import_key (oct-HSM, Managed HSM)", import_oct)
+        call("KeyClient.get_random_bytes (Managed HSM)", rng)
+        call("KeyClient.create_ec_key (unsupported)",
+             lambda: unsupported(lambda: keys.create_ec_key("py-ec"), "KeyTypeNotSupported"))
+        signer = keys.create_rsa_key("py-signer")
+        call("CryptographyClient.sign (unsupported)", lambda: unsupported(
+            lambda: CryptographyClient(signer.id, cred).sign(SignatureAlgorithm.rs256, b"\0" * 32),
+            "OperationNotSupported"))
+        call("KeyClient.release_key (unsupported)", lambda: unsupported(
+            lambda: keys.release_key("py-signer", "attestation-token"), "OperationNotSupported"))
+    failed = results.count(False) + (0 if len(versions) == 1 else 1)
+    from azure.keyvault.keys._version import VERSION
+    import azure.identity
+    print("azure-keyvault-keys %s, azure-identity %s; api-version sent (the SDK's default): %s"
+          % (VERSION, azure.identity.__version__, ", ".join(sorted(versions))))
+    print("%d passed, %d failed" % (len(results) - results.count(False), failed))
+    return failed
 
 
 if __name__ == "__main__":
