@@ -11,6 +11,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "perms.h"
+#include "rotation.h"
 #include "server.h"
 #include "state.h"
 #include "store.h"
@@ -355,6 +356,8 @@ static cJSON *state_json(struct emu_world *w)
 
 			cJSON_AddStringToObject(ko, "name", k->name);
 			cJSON_AddBoolToObject(ko, "deleted", k->deleted);
+			if (k->policy.set)
+				cJSON_AddItemToObject(ko, "rotation_policy", emu_policy_json(&k->policy, NULL));
 			for (size_t n = 0; n < k->nv; n++) {
 				cJSON *vj = cJSON_CreateObject();
 
@@ -362,6 +365,9 @@ static cJSON *state_json(struct emu_world *w)
 				cJSON_AddStringToObject(vj, "kty", emu_kty_name(k->v[n]->kty));
 				cJSON_AddNumberToObject(vj, "bits", k->v[n]->bits);
 				cJSON_AddBoolToObject(vj, "enabled", k->v[n]->enabled);
+				cJSON_AddNumberToObject(vj, "created", (double)k->v[n]->created);
+				if (k->v[n]->exp)
+					cJSON_AddNumberToObject(vj, "exp", (double)k->v[n]->exp);
 				cJSON_AddItemToArray(vers, vj);
 			}
 			cJSON_AddItemToArray(keys, ko);
@@ -380,6 +386,7 @@ static cJSON *state_json(struct emu_world *w)
 	}
 	emu_faults_get(&f);
 	cJSON_AddItemToObject(root, "faults", faults_json(&f));
+	cJSON_AddItemToObject(root, "clock", clock_json());
 	return root;
 }
 

@@ -800,6 +800,10 @@ def case_rotation_policy():
         # a jump over several periods catches up, one version per period
         advance(emu, 3 * 90 * DAY)
         check(len(versions()) == 5, "caught up over 270 days", len(versions()))
+        st, d = emu.admin("GET", "/admin/state")
+        ko = [k for k in d["vaults"][0]["keys"] if k["name"] == "auto"][0]
+        check(ko["rotation_policy"]["attributes"]["expiryTime"] == "P180D" and len(ko["versions"]) == 5 and
+              d["clock"]["offset_s"] == 361 * DAY, "admin state shows the policy, versions and clock", d)
         # a rotation by hand also gets the policy's expiryTime
         st, _, r = emu.request("POST", emu.host(), "/keys/auto/rotate" + API, None, emu.token())
         check(st == 200 and r["attributes"]["exp"] == r["attributes"]["created"] + 180 * DAY, st, r)
@@ -817,8 +821,14 @@ def case_rotation_policy():
         check(st == 404 and d["error"]["code"] == "KeyNotFound", st, d)
 
 
-def case_rotation_policy_survives_restart():
+def case_state_keeps_policies_clock_backups_and_imports():
     import tempfile
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    dek = os.urandom(32)
+    outside = priv.public_key().encrypt(dek, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                         algorithm=hashes.SHA256(), label=None))
     with tempfile.TemporaryDirectory() as tmp:
         state = os.path.join(tmp, "state.json")
         with Emulator(admin=True, state=state) as emu:
@@ -827,15 +837,28 @@ def case_rotation_policy_survives_restart():
             st, _, _ = emu.request("PUT", emu.host(), "/keys/kept/rotationpolicy" + API,
                                    policy(rotate={"timeAfterCreate": "P30D"}), tok)
             check(st == 200, st)
+            st, _, b = emu.request("POST", emu.host(), "/keys/kept/backup" + API, None, tok)
+            check(st == 200, st, b)
+            st, _, d = emu.request("PUT", emu.host(), "/keys/byok" + API, {"key": rsa_jwk(priv)}, tok)
+            check(st == 200, st, d)
+            byok = path_of(d["key"]["kid"])
             advance(emu, 10 * DAY)
         with Emulator(admin=True, state=state) as emu:
+            tok = emu.token()
             st, d = emu.admin("GET", "/admin/clock")
             check(d["offset_s"] == 10 * DAY, "the clock's offset survives a restart", d)
-            st, _, d = emu.request("GET", emu.host(), "/keys/kept/rotationpolicy" + API, token=emu.token())
+            st, _, d = emu.request("GET", emu.host(), "/keys/kept/rotationpolicy" + API, token=tok)
             check(st == 200 and d["lifetimeActions"][0]["trigger"] == {"timeAfterCreate": "P30D"}, st, d)
+            st, _, u = op(emu, tok, byok, "unwrapkey", "RSA-OAEP-256", b64u(outside))
+            check(st == 200 and unb64u(u["value"]) == dek, "an imported key survives a restart", st, u)
             advance(emu, 21 * DAY)
-            st, _, d = emu.request("GET", emu.host(), "/keys/kept/versions" + API, token=emu.token())
+            st, _, d = emu.request("GET", emu.host(), "/keys/kept/versions" + API, token=tok)
             check(len(d["value"]) == 2, "rotated after the restart", d)
+            # the backup secret was kept: a backup from before the restart restores
+            emu.request("DELETE", emu.host(), "/keys/kept" + API, token=tok)
+            emu.request("DELETE", emu.host(), "/deletedkeys/kept" + API, token=tok)
+            st, _, d = emu.request("POST", emu.host(), "/keys/restore" + API, b, tok)
+            check(st == 200 and d["key"]["kid"].split("/")[-2] == "kept", "a backup from before the restart", st, d)
 
 
 def case_backup_restore():
