@@ -4,36 +4,16 @@
 
 #include <openssl/crypto.h>
 
-#include "backup.h"
 #include "crypto.h"
 #include "errors.h"
-#include "import.h"
 #include "keys_api.h"
+#include "keys_ctx.h"
+#include "keys_manage.h"
 #include "lifecycle.h"
-#include "log.h"
 #include "perms.h"
-#include "rotation.h"
-#include "state.h"
 #include "store.h"
 
 #define MAX_PAGE 25
-#define RNG_MAX 128 /* bytes one POST /rng returns at most, as Managed HSM */
-
-struct ctx {
-	struct emu_world *w;
-	const struct emu_req *rq;
-	const struct emu_route *rt;
-	struct emu_reply *rep;
-	struct emu_vault *v;
-	struct emu_principal *p;
-	bool mhsm;
-};
-
-void emu_kid(char *out, size_t cap, const char *host, const char *name, const char *version)
-{
-	snprintf(out, cap, "https://%s/keys/%s%s%s", host, name, version && *version ? "/" : "",
-		 version ? version : "");
-}
 
 static unsigned perm_for(enum emu_op op)
 {
@@ -69,20 +49,8 @@ static unsigned kop_for(enum emu_op op)
 	}
 }
 
-static void not_found(struct ctx *c, bool deleted)
-{
-	if (deleted)
-		emu_error(c->rep, 404, "KeyNotFound", NULL, "Deleted Key not found: %s", c->rt->key);
-	else if (c->rt->version[0])
-		emu_error(c->rep, 404, "KeyNotFound", NULL, "A key with (name/id) %s/%s was not found in this key vault.",
-			  c->rt->key, c->rt->version);
-	else
-		emu_error(c->rep, 404, "KeyNotFound", NULL, "A key with (name/id) %s was not found in this key vault.",
-			  c->rt->key);
-}
-
 /* allowed checks the principal's permission; false with 403 ForbiddenByPolicy set. */
-static bool allowed(struct ctx *c, unsigned perm)
+static bool allowed(struct emu_kctx *c, unsigned perm)
 {
 	const char *key = c->rt->key[0] ? c->rt->key : NULL;
 
@@ -96,78 +64,8 @@ static bool allowed(struct ctx *c, unsigned perm)
 	return false;
 }
 
-static cJSON *attrs_json(const struct emu_vault *v, const struct emu_version *ver)
-{
-	cJSON *a = cJSON_CreateObject();
-
-	cJSON_AddBoolToObject(a, "enabled", ver->enabled);
-	if (ver->nbf)
-		cJSON_AddNumberToObject(a, "nbf", (double)ver->nbf);
-	if (ver->exp)
-		cJSON_AddNumberToObject(a, "exp", (double)ver->exp);
-	cJSON_AddNumberToObject(a, "created", (double)ver->created);
-	cJSON_AddNumberToObject(a, "updated", (double)ver->updated);
-	cJSON_AddStringToObject(a, "recoveryLevel", emu_store_recovery_level(v));
-	cJSON_AddNumberToObject(a, "recoverableDays", v->retention_days);
-	cJSON_AddBoolToObject(a, "exportable", false);
-	return a;
-}
-
-static void add_b64(cJSON *o, const char *name, const uint8_t *p, size_t n)
-{
-	char *s = emu_b64url_encode(p, n);
-
-	cJSON_AddStringToObject(o, name, s ? s : "");
-	free(s);
-}
-
-static void add_deleted(struct ctx *c, cJSON *o, const struct emu_key *k)
-{
-	char url[EMU_HOST_MAX + EMU_NAME_MAX + 32];
-
-	snprintf(url, sizeof(url), "https://%s/deletedkeys/%s", c->rt->host, k->name);
-	cJSON_AddStringToObject(o, "recoveryId", url);
-	cJSON_AddNumberToObject(o, "deletedDate", (double)k->deleted_at);
-	cJSON_AddNumberToObject(o, "scheduledPurgeDate", (double)k->purge_at);
-}
-
-/* bundle renders a KeyBundle (or DeletedKeyBundle when k is deleted). */
-static cJSON *bundle(struct ctx *c, const struct emu_key *k, const struct emu_version *ver)
-{
-	cJSON *root = cJSON_CreateObject(), *key = cJSON_AddObjectToObject(root, "key"), *ops;
-	char kid[EMU_HOST_MAX + 2 * EMU_NAME_MAX + 32];
-
-	emu_kid(kid, sizeof(kid), c->rt->host, k->name, ver->id);
-	cJSON_AddStringToObject(key, "kid", kid);
-	cJSON_AddStringToObject(key, "kty", emu_kty_name(ver->kty));
-	ops = cJSON_AddArrayToObject(key, "key_ops");
-	for (unsigned b = 1; b <= EMU_KOP_EXPORT; b <<= 1)
-		if (ver->ops & b)
-			cJSON_AddItemToArray(ops, cJSON_CreateString(emu_kop_name(b)));
-	if (ver->pkey) {
-		uint8_t *n, *e;
-		size_t nl, el;
-
-		if (emu_rsa_public(ver->pkey, &n, &nl, &e, &el) == 0) {
-			add_b64(key, "n", n, nl);
-			add_b64(key, "e", e, el);
-			free(n);
-			free(e);
-		}
-	}
-	/* Managed HSM names an oct-HSM key's size, which has no public part to tell it */
-	if (ver->kty == EMU_KTY_OCT_HSM)
-		cJSON_AddNumberToObject(key, "key_size", ver->bits);
-	cJSON_AddItemToObject(root, "attributes", attrs_json(c->v, ver));
-	if (ver->tags)
-		cJSON_AddItemToObject(root, "tags", cJSON_Duplicate(ver->tags, 1));
-	if (k->deleted)
-		add_deleted(c, root, k);
-	return root;
-}
-
 /* item renders a list entry: {kid, attributes, tags?}. */
-static cJSON *item(struct ctx *c, const struct emu_key *k, const struct emu_version *ver,
+static cJSON *item(struct emu_kctx *c, const struct emu_key *k, const struct emu_version *ver,
 		   bool versioned)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -175,126 +73,17 @@ static cJSON *item(struct ctx *c, const struct emu_key *k, const struct emu_vers
 
 	emu_kid(kid, sizeof(kid), c->rt->host, k->name, versioned ? ver->id : NULL);
 	cJSON_AddStringToObject(o, "kid", kid);
-	cJSON_AddItemToObject(o, "attributes", attrs_json(c->v, ver));
+	cJSON_AddItemToObject(o, "attributes", emu_kc_attrs_json(c->v, ver));
 	if (ver->tags)
 		cJSON_AddItemToObject(o, "tags", cJSON_Duplicate(ver->tags, 1));
 	if (k->deleted)
-		add_deleted(c, o, k);
+		emu_kc_add_deleted(c, o, k);
 	return o;
 }
 
-static void persist(struct ctx *c)
+static void op_create(struct emu_kctx *c)
 {
-	if (emu_state_save(c->w))
-		emu_log("state: cannot write %s; changes are in memory only", c->w->cfg.state);
-}
-
-/* parse_attrs applies attributes{enabled,nbf,exp} to ver; -1 with 400 set. */
-static int parse_attrs(struct ctx *c, const cJSON *attrs, struct emu_version *ver)
-{
-	const cJSON *f;
-
-	if (!attrs || cJSON_IsNull(attrs))
-		return 0;
-	if (!cJSON_IsObject(attrs))
-		goto bad;
-	if ((f = cJSON_GetObjectItemCaseSensitive(attrs, "enabled")) && !cJSON_IsNull(f)) {
-		if (!cJSON_IsBool(f))
-			goto bad;
-		ver->enabled = cJSON_IsTrue(f);
-	}
-	/* nbf/exp: a number sets, null clears */
-	if ((f = cJSON_GetObjectItemCaseSensitive(attrs, "nbf"))) {
-		if (!cJSON_IsNumber(f) && !cJSON_IsNull(f))
-			goto bad;
-		ver->nbf = cJSON_IsNull(f) ? 0 : (int64_t)f->valuedouble;
-	}
-	if ((f = cJSON_GetObjectItemCaseSensitive(attrs, "exp"))) {
-		if (!cJSON_IsNumber(f) && !cJSON_IsNull(f))
-			goto bad;
-		ver->exp = cJSON_IsNull(f) ? 0 : (int64_t)f->valuedouble;
-	}
-	return 0;
-bad:
-	emu_error(c->rep, 400, "BadParameter", NULL, "Property 'attributes' has an invalid value.");
-	return -1;
-}
-
-/* parse_ops reads key_ops into *ops (unchanged if absent); -1 with 400 set. */
-static int parse_ops(struct ctx *c, const cJSON *arr, unsigned *ops)
-{
-	const cJSON *e;
-	unsigned out = 0;
-
-	if (!arr || cJSON_IsNull(arr))
-		return 0;
-	if (!cJSON_IsArray(arr))
-		goto bad;
-	cJSON_ArrayForEach(e, arr) {
-		unsigned b = cJSON_IsString(e) ? emu_kop_parse(e->valuestring) : 0;
-
-		if (!b)
-			goto bad;
-		out |= b;
-	}
-	*ops = out;
-	return 0;
-bad:
-	emu_error(c->rep, 400, "BadParameter", NULL, "Property 'key_ops' has an invalid value.");
-	return -1;
-}
-
-static int parse_tags(struct ctx *c, const cJSON *tags, cJSON **out)
-{
-	const cJSON *e;
-
-	if (!tags)
-		return 0;
-	if (cJSON_IsNull(tags)) {
-		cJSON_Delete(*out);
-		*out = NULL;
-		return 0;
-	}
-	if (!cJSON_IsObject(tags))
-		goto bad;
-	cJSON_ArrayForEach(e, tags)
-		if (!cJSON_IsString(e))
-			goto bad;
-	cJSON_Delete(*out);
-	*out = cJSON_Duplicate(tags, 1);
-	return 0;
-bad:
-	emu_error(c->rep, 400, "BadParameter", NULL, "Property 'tags' has an invalid value.");
-	return -1;
-}
-
-static cJSON *parse_body(struct ctx *c)
-{
-	cJSON *j = cJSON_ParseWithLength(c->rq->body ? c->rq->body : "", c->rq->body ? c->rq->body_len : 0);
-
-	if (!j || !cJSON_IsObject(j)) {
-		cJSON_Delete(j);
-		emu_error(c->rep, 400, "BadParameter", NULL, "The request body is not a valid JSON object.");
-		return NULL;
-	}
-	return j;
-}
-
-/* live_key finds a key that exists and is not deleted; 404 set otherwise. */
-static struct emu_key *live_key(struct ctx *c)
-{
-	struct emu_key *k = emu_store_key(c->v, c->rt->key);
-
-	if (!k || k->deleted || !k->nv) {
-		not_found(c, false);
-		return NULL;
-	}
-	return k;
-}
-
-static void op_create(struct ctx *c)
-{
-	cJSON *body = parse_body(c);
+	cJSON *body = emu_kc_parse_body(c);
 	const cJSON *f;
 	enum emu_kty kty;
 	int bits;
@@ -338,7 +127,7 @@ static void op_create(struct ctx *c)
 		e = (unsigned long)f->valueint;
 	}
 	ops = emu_kops_default(kty);
-	if (parse_ops(c, cJSON_GetObjectItemCaseSensitive(body, "key_ops"), &ops))
+	if (emu_kc_parse_ops(c, cJSON_GetObjectItemCaseSensitive(body, "key_ops"), &ops))
 		goto out;
 	/* generate without the lock: RSA-4096 takes a while */
 	pthread_mutex_unlock(&c->w->lock);
@@ -348,8 +137,8 @@ static void op_create(struct ctx *c)
 		emu_error(c->rep, 500, "InternalError", NULL, "Key generation failed.");
 		goto out;
 	}
-	if (parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), ver) ||
-	    parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &ver->tags))
+	if (emu_kc_parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), ver) ||
+	    emu_kc_parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &ver->tags))
 		goto out;
 	k = emu_store_key(c->v, c->rt->key);
 	if (k && k->deleted) {
@@ -362,17 +151,17 @@ static void op_create(struct ctx *c)
 		emu_error(c->rep, 500, "InternalError", NULL, "Out of memory.");
 		goto out;
 	}
-	emu_reply_json(c->rep, 200, bundle(c, k, ver));
+	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
 	ver = NULL;
-	persist(c);
+	emu_kc_persist(c);
 out:
 	emu_version_free(ver);
 	cJSON_Delete(body);
 }
 
-static void op_rotate(struct ctx *c)
+static void op_rotate(struct emu_kctx *c)
 {
-	struct emu_key *k = live_key(c);
+	struct emu_key *k = emu_kc_live_key(c);
 	struct emu_version *last, *ver;
 	enum emu_kty kty;
 	int bits;
@@ -391,245 +180,53 @@ static void op_rotate(struct ctx *c)
 		emu_error(c->rep, 500, "InternalError", NULL, "Key generation failed.");
 		return;
 	}
-	if (!(k = live_key(c)) || emu_store_attach(k, ver)) {
+	if (!(k = emu_kc_live_key(c)) || emu_store_attach(k, ver)) {
 		emu_version_free(ver);
 		return;
 	}
 	/* as Azure: a rotation, by hand or by policy, gives the new version the policy's expiryTime */
 	emu_lifecycle_stamp(k, ver, emu_now());
-	emu_reply_json(c->rep, 200, bundle(c, k, ver));
-	persist(c);
+	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
+	emu_kc_persist(c);
 }
 
-static void policy_id(struct ctx *c, const struct emu_key *k, char *out, size_t cap)
+static void op_get(struct emu_kctx *c)
 {
-	snprintf(out, cap, "https://%s/keys/%s/rotationpolicy", c->rt->host, k->name);
-}
-
-static void op_get_policy(struct ctx *c)
-{
-	struct emu_key *k = live_key(c);
-	char id[EMU_HOST_MAX + EMU_NAME_MAX + 32];
-
-	if (!k)
-		return;
-	policy_id(c, k, id, sizeof(id));
-	emu_reply_json(c->rep, 200, emu_policy_json(&k->policy, id));
-}
-
-static void op_set_policy(struct ctx *c)
-{
-	struct emu_key *k = live_key(c);
-	struct emu_policy p = { 0 };
-	char err[200], id[EMU_HOST_MAX + EMU_NAME_MAX + 32];
-	cJSON *body;
-
-	if (!k || !(body = parse_body(c)))
-		return;
-	if (emu_policy_parse(body, &p, err, sizeof(err))) {
-		emu_error(c->rep, 400, "BadParameter", NULL, "%s", err);
-		cJSON_Delete(body);
-		return;
-	}
-	cJSON_Delete(body);
-	p.updated = emu_now();
-	p.created = k->policy.set ? k->policy.created : p.updated;
-	memcpy(p.notified, k->policy.notified, sizeof(p.notified));
-	k->policy = p;
-	/* a policy whose time has already come acts now, as the service's next check would */
-	emu_lifecycle_tick(c->w);
-	policy_id(c, k, id, sizeof(id));
-	emu_reply_json(c->rep, 200, emu_policy_json(&k->policy, id));
-	persist(c);
-}
-
-static void op_backup(struct ctx *c)
-{
-	struct emu_key *k = live_key(c);
-	char *blob;
-	cJSON *root;
-
-	if (!k)
-		return;
-	if (!(blob = emu_backup_seal(c->w, c->mhsm, k))) {
-		emu_error(c->rep, 500, "InternalError", NULL, "The backup could not be made.");
-		return;
-	}
-	root = cJSON_CreateObject();
-	cJSON_AddStringToObject(root, "value", blob);
-	free(blob);
-	emu_reply_json(c->rep, 200, root);
-	persist(c); /* the backup secret, on first use */
-}
-
-static void op_restore(struct ctx *c)
-{
-	cJSON *body = parse_body(c);
-	const cJSON *value;
-	struct emu_key *k;
-
-	if (!body)
-		return;
-	value = cJSON_GetObjectItemCaseSensitive(body, "value");
-	if (!cJSON_IsString(value)) {
-		emu_error(c->rep, 400, "BadParameter", NULL, "Property 'value' (the key backup) is required.");
-		goto out;
-	}
-	if (!(k = emu_backup_open(c->w, c->mhsm, value->valuestring)) || !k->nv) {
-		emu_store_free_key(k);
-		emu_error(c->rep, 400, "BadParameter", NULL,
-			  "The backup blob is invalid: it is damaged, or was not made by this %s emulator.",
-			  c->mhsm ? "managed HSM" : "key vault");
-		goto out;
-	}
-	if (emu_store_key(c->v, k->name)) {
-		emu_error(c->rep, 409, "Conflict", NULL,
-			  "Key %s already exists (or is soft-deleted) in this %s; a backup restores only under a free name.",
-			  k->name, c->mhsm ? "managed HSM" : "key vault");
-		emu_store_free_key(k);
-		goto out;
-	}
-	k->deleted = false;
-	k->deleted_at = k->purge_at = 0;
-	if (emu_store_put_key(c->v, k)) {
-		emu_store_free_key(k);
-		emu_error(c->rep, 500, "InternalError", NULL, "Out of memory.");
-		goto out;
-	}
-	emu_reply_json(c->rep, 200, bundle(c, k, emu_store_latest(k)));
-	persist(c);
-out:
-	cJSON_Delete(body);
-}
-
-static void op_import(struct ctx *c)
-{
-	cJSON *body = parse_body(c);
-	const cJSON *hsm;
-	struct emu_version *ver = NULL;
-	struct emu_key *k;
-	char err[200];
-	int rc;
-
-	if (!body)
-		return;
-	hsm = cJSON_GetObjectItemCaseSensitive(body, "Hsm");
-	rc = emu_import_jwk(cJSON_GetObjectItemCaseSensitive(body, "key"), c->mhsm, cJSON_IsTrue(hsm), &ver,
-			    err, sizeof(err));
-	if (rc == EMU_IMPORT_BAD_KTY) {
-		emu_error(c->rep, 400, "BadParameter", "KeyTypeNotSupported", "%s", err);
-		goto out;
-	}
-	if (rc != EMU_IMPORT_OK) {
-		emu_error(c->rep, 400, "BadParameter", NULL, "%s", err);
-		goto out;
-	}
-	ver->created = ver->updated = emu_now();
-	if (parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), ver) ||
-	    parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &ver->tags))
-		goto out;
-	k = emu_store_key(c->v, c->rt->key);
-	if (k && k->deleted) {
-		emu_error(c->rep, 409, "Conflict", NULL,
-			  "Key %s is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.",
-			  c->rt->key);
-		goto out;
-	}
-	/* importing under an existing name adds a version, as Azure does */
-	if ((!k && !(k = emu_store_add_key(c->v, c->rt->key))) || emu_store_attach(k, ver)) {
-		emu_error(c->rep, 500, "InternalError", NULL, "Out of memory.");
-		goto out;
-	}
-	emu_reply_json(c->rep, 200, bundle(c, k, ver));
-	ver = NULL;
-	persist(c);
-out:
-	emu_version_free(ver);
-	cJSON_Delete(body);
-}
-
-static void op_rng(struct ctx *c)
-{
-	cJSON *body, *root;
-	const cJSON *count;
-	uint8_t buf[RNG_MAX];
-	int n;
-
-	if (!c->mhsm) {
-		emu_error(c->rep, 400, "BadParameter", "OperationNotSupported",
-			  "Random bytes (POST /rng) are served by Managed HSM only, not by a key vault.");
-		return;
-	}
-	if (!(body = parse_body(c)))
-		return;
-	count = cJSON_GetObjectItemCaseSensitive(body, "count");
-	n = cJSON_IsNumber(count) && count->valuedouble == (int)count->valuedouble ? count->valueint : 0;
-	cJSON_Delete(body);
-	if (n < 1 || n > RNG_MAX) {
-		emu_error(c->rep, 400, "BadParameter", NULL, "Property 'count' must be an integer from 1 to %d.", RNG_MAX);
-		return;
-	}
-	if (emu_random(buf, (size_t)n)) {
-		emu_error(c->rep, 500, "InternalError", NULL, "The random number generator failed.");
-		return;
-	}
-	root = cJSON_CreateObject();
-	add_b64(root, "value", buf, (size_t)n);
-	OPENSSL_cleanse(buf, sizeof(buf));
-	emu_reply_json(c->rep, 200, root);
-}
-
-/* op_unsupported answers the operations left out of the emulator (docs/emulator.md). */
-static void op_unsupported(struct ctx *c)
-{
-	const char *path = c->rq->path ? c->rq->path : "";
-	const char *last = strrchr(path, '/');
-
-	if (last && !last[1]) /* a trailing slash */
-		while (last > path && *--last != '/')
-			;
-	emu_error(c->rep, 400, "BadParameter", "OperationNotSupported",
-		  "Operation %.*s is not supported by akv-emulator (it serves the key wrapping a CMK flow needs; see docs/emulator.md).",
-		  last ? (int)strcspn(last + 1, "/") : 0, last ? last + 1 : "");
-}
-
-static void op_get(struct ctx *c)
-{
-	struct emu_key *k = live_key(c);
+	struct emu_key *k = emu_kc_live_key(c);
 	struct emu_version *ver;
 
 	if (!k)
 		return;
 	if (!(ver = emu_store_resolve(k, c->rt->version))) {
-		not_found(c, false);
+		emu_kc_not_found(c, false);
 		return;
 	}
 	if (!ver->enabled) {
 		emu_error(c->rep, 403, "Forbidden", NULL, "Operation get is not allowed on a disabled key.");
 		return;
 	}
-	emu_reply_json(c->rep, 200, bundle(c, k, ver));
+	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
 }
 
-static void op_update(struct ctx *c)
+static void op_update(struct emu_kctx *c)
 {
-	struct emu_key *k = live_key(c);
+	struct emu_key *k = emu_kc_live_key(c);
 	struct emu_version *ver, tmp;
 	cJSON *body;
 
 	if (!k)
 		return;
 	if (!(ver = c->rt->version[0] ? emu_store_resolve(k, c->rt->version) : emu_store_latest(k))) {
-		not_found(c, false);
+		emu_kc_not_found(c, false);
 		return;
 	}
-	if (!(body = parse_body(c)))
+	if (!(body = emu_kc_parse_body(c)))
 		return;
 	tmp = *ver;
 	tmp.tags = ver->tags ? cJSON_Duplicate(ver->tags, 1) : NULL;
-	if (parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), &tmp) ||
-	    parse_ops(c, cJSON_GetObjectItemCaseSensitive(body, "key_ops"), &tmp.ops) ||
-	    parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &tmp.tags)) {
+	if (emu_kc_parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), &tmp) ||
+	    emu_kc_parse_ops(c, cJSON_GetObjectItemCaseSensitive(body, "key_ops"), &tmp.ops) ||
+	    emu_kc_parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &tmp.tags)) {
 		cJSON_Delete(tmp.tags);
 		cJSON_Delete(body);
 		return;
@@ -642,12 +239,12 @@ static void op_update(struct ctx *c)
 	ver->ops = tmp.ops;
 	ver->updated = emu_now();
 	cJSON_Delete(body);
-	emu_reply_json(c->rep, 200, bundle(c, k, ver));
-	persist(c);
+	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
+	emu_kc_persist(c);
 }
 
 /* page_params reads maxresults and $skiptoken; false with 400 set. */
-static bool page_params(struct ctx *c, size_t *max, size_t *skip)
+static bool page_params(struct emu_kctx *c, size_t *max, size_t *skip)
 {
 	char *end;
 
@@ -674,7 +271,7 @@ static bool page_params(struct ctx *c, size_t *max, size_t *skip)
 	return true;
 }
 
-static void finish_page(struct ctx *c, cJSON *root, const char *path, size_t next, bool more, size_t max)
+static void finish_page(struct emu_kctx *c, cJSON *root, const char *path, size_t next, bool more, size_t max)
 {
 	char url[EMU_HOST_MAX + EMU_NAME_MAX + 160];
 
@@ -688,9 +285,9 @@ static void finish_page(struct ctx *c, cJSON *root, const char *path, size_t nex
 	emu_reply_json(c->rep, 200, root);
 }
 
-static void op_list_versions(struct ctx *c)
+static void op_list_versions(struct emu_kctx *c)
 {
-	struct emu_key *k = live_key(c);
+	struct emu_key *k = emu_kc_live_key(c);
 	size_t max, skip, i;
 	cJSON *root, *arr;
 	char path[EMU_NAME_MAX + 32];
@@ -705,7 +302,7 @@ static void op_list_versions(struct ctx *c)
 	finish_page(c, root, path, i, i < k->nv, max);
 }
 
-static void op_list(struct ctx *c, bool deleted)
+static void op_list(struct emu_kctx *c, bool deleted)
 {
 	size_t max, skip, seen = 0, i;
 	cJSON *root, *arr;
@@ -730,44 +327,44 @@ static void op_list(struct ctx *c, bool deleted)
 	finish_page(c, root, deleted ? "/deletedkeys" : "/keys", skip + max, more, max);
 }
 
-static void op_delete(struct ctx *c)
+static void op_delete(struct emu_kctx *c)
 {
-	struct emu_key *k = live_key(c);
+	struct emu_key *k = emu_kc_live_key(c);
 
 	if (!k)
 		return;
 	k->deleted = true;
 	k->deleted_at = emu_now();
 	k->purge_at = k->deleted_at + (int64_t)c->v->retention_days * 86400;
-	emu_reply_json(c->rep, 200, bundle(c, k, emu_store_latest(k)));
-	persist(c);
+	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, emu_store_latest(k)));
+	emu_kc_persist(c);
 }
 
-static struct emu_key *deleted_key(struct ctx *c)
+static struct emu_key *deleted_key(struct emu_kctx *c)
 {
 	struct emu_key *k = emu_store_key(c->v, c->rt->key);
 
 	if (!k || !k->deleted || !k->nv) {
-		not_found(c, true);
+		emu_kc_not_found(c, true);
 		return NULL;
 	}
 	return k;
 }
 
-static void op_deleted(struct ctx *c, enum emu_op op)
+static void op_deleted(struct emu_kctx *c, enum emu_op op)
 {
 	struct emu_key *k = deleted_key(c);
 
 	if (!k)
 		return;
 	if (op == EMU_OP_GET_DELETED) {
-		emu_reply_json(c->rep, 200, bundle(c, k, emu_store_latest(k)));
+		emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, emu_store_latest(k)));
 		return;
 	}
 	if (op == EMU_OP_RECOVER) {
 		k->deleted = false;
 		k->deleted_at = k->purge_at = 0;
-		emu_reply_json(c->rep, 200, bundle(c, k, emu_store_latest(k)));
+		emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, emu_store_latest(k)));
 	} else if (c->v->purge_protection) {
 		emu_error_purge_protected(c->rep, c->v);
 		return;
@@ -775,7 +372,7 @@ static void op_deleted(struct ctx *c, enum emu_op op)
 		emu_store_remove_key(c->v, k);
 		c->rep->status = 204;
 	}
-	persist(c);
+	emu_kc_persist(c);
 }
 
 static const char *op_name(enum emu_op op)
@@ -784,9 +381,9 @@ static const char *op_name(enum emu_op op)
 }
 
 /* op_crypto runs wrapkey/unwrapkey/encrypt/decrypt; the lock is held on entry and exit. */
-static void op_crypto(struct ctx *c, enum emu_op op)
+static void op_crypto(struct emu_kctx *c, enum emu_op op)
 {
-	struct emu_key *k = live_key(c);
+	struct emu_key *k = emu_kc_live_key(c);
 	struct emu_version *ver;
 	struct emu_keymat km = { 0 };
 	struct emu_opbody b;
@@ -800,7 +397,7 @@ static void op_crypto(struct ctx *c, enum emu_op op)
 	if (!k)
 		return;
 	if (!(ver = emu_store_resolve(k, c->rt->version))) {
-		not_found(c, false);
+		emu_kc_not_found(c, false);
 		return;
 	}
 	if (!ver->enabled) {
@@ -854,11 +451,11 @@ static void op_crypto(struct ctx *c, enum emu_op op)
 	} else {
 		root = cJSON_CreateObject();
 		cJSON_AddStringToObject(root, "kid", kid);
-		add_b64(root, "value", out.out, out.n);
+		emu_kc_add_b64(root, "value", out.out, out.n);
 		if (out.iv_len && in.forward)
-			add_b64(root, "iv", out.iv, out.iv_len);
+			emu_kc_add_b64(root, "iv", out.iv, out.iv_len);
 		if (out.tag_len)
-			add_b64(root, "tag", out.tag, out.tag_len);
+			emu_kc_add_b64(root, "tag", out.tag, out.tag_len);
 		emu_reply_json(c->rep, 200, root);
 		OPENSSL_cleanse(out.out, out.n);
 		free(out.out);
@@ -875,7 +472,7 @@ out:
 void emu_keys_handle(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
 		     struct emu_reply *rep)
 {
-	struct ctx c = { .w = w, .rq = rq, .rt = rt, .rep = rep, .mhsm = rt->kind == EMU_KIND_MHSM };
+	struct emu_kctx c = { .w = w, .rq = rq, .rt = rt, .rep = rep, .mhsm = rt->kind == EMU_KIND_MHSM };
 
 	pthread_mutex_lock(&w->lock);
 	c.v = emu_store_vault(w, c.mhsm, rt->vault);
@@ -886,9 +483,9 @@ void emu_keys_handle(struct emu_world *w, const struct emu_req *rq, const struct
 	}
 	/* bring keys up to the clock first: a rotation or a purge that came due is seen by this request */
 	if (emu_lifecycle_tick(w))
-		persist(&c);
+		emu_kc_persist(&c);
 	if (rt->op == EMU_OP_UNSUPPORTED) {
-		op_unsupported(&c);
+		emu_km_unsupported(&c);
 		goto out;
 	}
 	if (!allowed(&c, perm_for(rt->op)))
@@ -909,12 +506,12 @@ void emu_keys_handle(struct emu_world *w, const struct emu_req *rq, const struct
 	case EMU_OP_UNWRAP:
 	case EMU_OP_ENCRYPT:
 	case EMU_OP_DECRYPT: op_crypto(&c, rt->op); break;
-	case EMU_OP_GET_POLICY: op_get_policy(&c); break;
-	case EMU_OP_SET_POLICY: op_set_policy(&c); break;
-	case EMU_OP_BACKUP: op_backup(&c); break;
-	case EMU_OP_RESTORE: op_restore(&c); break;
-	case EMU_OP_IMPORT: op_import(&c); break;
-	case EMU_OP_RNG: op_rng(&c); break;
+	case EMU_OP_GET_POLICY: emu_km_get_policy(&c); break;
+	case EMU_OP_SET_POLICY: emu_km_set_policy(&c); break;
+	case EMU_OP_BACKUP: emu_km_backup(&c); break;
+	case EMU_OP_RESTORE: emu_km_restore(&c); break;
+	case EMU_OP_IMPORT: emu_km_import(&c); break;
+	case EMU_OP_RNG: emu_km_rng(&c); break;
 	default: emu_error(rep, 404, "NotFound", NULL, "No such operation."); break;
 	}
 out:
