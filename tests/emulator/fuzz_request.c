@@ -1,13 +1,18 @@
 /*
  * libFuzzer harness for the emulator's request parsing: the input is
  * "METHOD\nHOST\nPATH\nBODY"; the harness routes it, reads form fields from
- * the body and parses it as a wrap/unwrap body, as the server would.
+ * the body and parses it as a wrap/unwrap body, a rotation policy and a key
+ * to import, as the server would; PATH also goes through the ISO 8601
+ * duration parser.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "import.h"
 #include "parse.h"
+#include "rotation.h"
+#include "store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,6 +43,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	emu_form_get(body, blen, "scope", out, sizeof(out));
 	emu_opbody_parse(body, blen, &b, err, sizeof(err));
 	emu_opbody_free(&b);
+	cJSON *j = cJSON_ParseWithLength(body, blen);
+	if (j) {
+		struct emu_policy pol = { 0 };
+		struct emu_version *v = NULL;
+
+		emu_policy_parse(j, &pol, err, sizeof(err));
+		if (emu_import_jwk(cJSON_GetObjectItemCaseSensitive(j, "key"), r.kind == EMU_KIND_MHSM, false, &v, err,
+				   sizeof(err)) == EMU_IMPORT_OK)
+			emu_version_free(v);
+		cJSON_Delete(j);
+	}
+	int64_t secs;
+	emu_duration_parse(path, &secs);
 	emu_key_name_ok(path);
 	emu_api_version_ok(host);
 	free(method);
