@@ -99,7 +99,7 @@ for u in keybrokerd.service keybrokerd.socket; do
 		diff - "/lib/systemd/system/$u" || fail "the installed $u differs from systemd/$u"
 done
 echo "  units: as systemd/ has them ($(grep -c '^Protect\|^Restrict\|^SystemCall\|^NoNewPrivileges\|^Private' /lib/systemd/system/keybrokerd.service) hardening lines)"
-bash -c 'source /usr/share/bash-completion/bash_completion && _completion_loader keybroker && complete -p keybroker' |
+bash -c 'source /usr/share/bash-completion/bash_completion && _completion_loader keybroker; complete -p keybroker' |
 	grep -q -- '-F _keybroker keybroker$' || fail "bash-completion does not load the installed completion"
 echo "  bash completion: loaded on demand by bash-completion"
 
@@ -132,11 +132,13 @@ uri = pkcs11:token=kbpkg;object=aes-kek
 pin_file = $run/token/user.pin
 CONF
 chmod 0644 "$run/keybrokerd.conf"
-as_broker=(setpriv --reuid=keybroker --regid=keybroker --init-groups)
+# keybroker-clients as a supplementary group lets the broker give its own
+# socket to that group (keybrokerd.socket does that under systemd)
+as_broker=(setpriv --reuid=keybroker --regid=keybroker --groups=keybroker-clients)
 SOFTHSM2_CONF=$run/token/softhsm2.conf "${as_broker[@]}" /usr/sbin/keybrokerd -c "$run/keybrokerd.conf" --check
-# the unit's LimitMEMLOCK=64M, for the locked cache
-SOFTHSM2_CONF=$run/token/softhsm2.conf prlimit --memlock=67108864 "${as_broker[@]}" \
-	/usr/sbin/keybrokerd -c "$run/keybrokerd.conf" > "$run/keybrokerd.log" 2>&1 &
+# cache_capacity = 1000 locks well inside the default RLIMIT_MEMLOCK (8 MiB),
+# which a container may not let even root raise (the unit sets 64M)
+SOFTHSM2_CONF=$run/token/softhsm2.conf "${as_broker[@]}" /usr/sbin/keybrokerd -c "$run/keybrokerd.conf" > "$run/keybrokerd.log" 2>&1 &
 broker=$!
 
 mkdir -m 0755 "$client"
