@@ -41,7 +41,12 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 step "copying the source tree"
 mkdir "$work/src"
-git -C "$src" ls-files -co --exclude-standard -z | (cd "$src" && xargs -0 cp --parents -t "$work/src")
+# what git tracks, and new files it does not ignore (not build dirs or state/)
+if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	git -C "$src" ls-files -co --exclude-standard -z | (cd "$src" && xargs -0 cp --parents -t "$work/src")
+else
+	tar -C "$src" --exclude='./build*' --exclude=./state -cf - . | tar -C "$work/src" -xf -
+fi
 
 step "dpkg-buildpackage -us -uc -b"
 start=$(date +%s)
