@@ -77,7 +77,7 @@ _keybroker()
 				COMPREPLY=($(compgen -W "$(_keybroker_keys "$kb" "${sock[@]}")" -- "$cur"))
 				;;
 			--alg)
-				COMPREPLY=($(compgen -W "RSA-OAEP RSA-OAEP-256 RSA1_5 AES-KWP A128KW A192KW A256KW AES-GCM AES-KW" -- "$cur"))
+				COMPREPLY=($(compgen -W "RSA-OAEP RSA-OAEP-256 RSA1_5 AES-KWP A128KW A192KW A256KW AES-GCM AES-KW CKM_AES_KEY_WRAP_PAD" -- "$cur"))
 				;;
 			--op)
 				# the choices are the help line's words after the placeholder

@@ -101,6 +101,12 @@ def option_values_are_completed_by_kind(root):
     want = re.search(r"^ +--op OP +(.*)", help_of("bench"), re.M).group(1).replace(",", "").split()
     check(ops == want, "--op <Tab>: %s, bench --help says %s" % (ops, want))
     check(complete("keybroker wrap --alg RSA-OAEP-") == ["RSA-OAEP-256"], "--alg RSA-OAEP-<Tab>")
+    # the algorithms are the names broker/alg.c knows, no more, no fewer
+    with open(os.path.join(SRC, "broker", "alg.c")) as f:
+        names = re.findall(r'{ KB_ALG_[A-Z0-9_]+, "([^"]+)" }', f.read())
+    check(len(names) >= 8, "found only %s in broker/alg.c" % names)
+    got = complete("keybroker wrap --alg ")
+    check(sorted(got) == sorted(names), "--alg <Tab> offers %s, broker/alg.c has %s" % (got, names))
 
 
 if __name__ == "__main__":

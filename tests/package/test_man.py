@@ -131,6 +131,14 @@ def conf_page_gives_every_option_a_default():
     check(not lacking, "keybrokerd.conf(5) entries without 'Default:': %s" % ", ".join(lacking))
 
 
+def conf_page_names_every_algorithm():
+    names = re.findall(r'{ KB_ALG_[A-Z0-9_]+, "([^"]+)" }', read("broker", "alg.c"))
+    check(len(names) >= 8, "found only %s in broker/alg.c" % names)
+    entry = man_entries(man_sections("keybrokerd.conf.5")["[key:NAME] OPTIONS"])["alg"].replace("\\_", "_")
+    missing = [n for n in names if "*%s*" % n not in entry]
+    check(not missing, "keybrokerd.conf(5)'s alg lacks %s" % ", ".join(missing))
+
+
 def help_text(binary, *args):
     p = subprocess.run([binary] + list(args) + ["--help"], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=30)
