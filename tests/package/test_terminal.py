@@ -169,7 +169,7 @@ def json_is_the_same_on_a_terminal_and_in_a_pipe(root):
 def bench_progress_shows_on_a_terminal_only(root):
     kb, env = setup(root)
     try:
-        args = ["bench", "--key", "aes", "--op", "unwrap-hit", "--duration", "2.5", "--warmup", "0"]
+        args = ["bench", "--key", "aes", "--op", "unwrap-hit", "--duration", "3.5", "--warmup", "0"]  # progress starts after 2 s
         rc, out, err = piped(args, env)
         check(rc == 0, "bench exited %d: %s" % (rc, err))
         check("\r" not in out + err and " requests, " not in err, "progress in a pipe:\n%r" % err)
