@@ -180,7 +180,7 @@ static int parse(int argc, char **argv, opts *o)
 		{ "json", 1, NULL, 'j' }, { "csv", 1, NULL, 'c' }, { "plot", 1, NULL, 'o' },
 		{ "duration", 1, NULL, 'd' }, { "warmup", 1, NULL, 'w' }, { "rounds", 1, NULL, 'n' },
 		{ "runs", 1, NULL, 'N' }, { "size", 1, NULL, 'S' }, { "help", 0, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{ "version", 0, NULL, 'V' }, { NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -212,6 +212,7 @@ static int parse(int argc, char **argv, opts *o)
 		case 'N': o->runs = atoi(optarg); break;
 		case 'S': o->size = (size_t)atoi(optarg); break;
 		case 'h': usage(stdout); exit(0);
+		case 'V': printf("kb-bench-compare %s\n", KB_VERSION); exit(0);
 		default: usage(stderr); return -1;
 		}
 	}

@@ -32,7 +32,7 @@ static void usage(FILE *out)
 		"Serve wrap, unwrap and data keys for envelope encryption over a Unix socket,\n"
 		"with key-encryption keys in a PKCS#11 token or Azure Key Vault / Managed HSM.\n"
 		"\n"
-		"  -c, --config FILE  the INI configuration (see docs/configuration.md)\n"
+		"  -c, --config FILE  the INI configuration (see keybrokerd.conf(5))\n"
 		"      --check        validate the config and every key: a line per key, exit 0 or 1\n"
 		"  -h, --help         this help\n"
 		"      --version      print the version\n"

@@ -134,7 +134,11 @@ int out_write_secret(const char *path, const uint8_t *p, size_t n);
  */
 void out_fields(const cJSON *obj);
 
-/* out_table prints the objects of arr as a table with the given columns (NULL-terminated). */
+/*
+ * out_table prints the objects of arr as a table with the given columns
+ * (NULL-terminated). On a terminal, columns that do not fit its width go under
+ * their row, wrapped; in a pipe each row is one line. out_fields wraps the same way.
+ */
 void out_table(const cJSON *arr, const char *const *cols);
 
 #endif

@@ -64,7 +64,7 @@ static void main_help(FILE *f)
 	print_default_socket(f);
 	fprintf(f, "\nExit status: 0 success, 1 the broker refused or could not be reached\n"
 		"(\"keybroker: CODE: message\" on stderr), 2 bad usage.\n"
-		"See docs/cli.md; keybroker COMMAND --help shows one command.\n");
+		"See keybroker(1); keybroker COMMAND --help shows one command.\n");
 }
 
 static void cmd_help(const cli_cmd *cmd)

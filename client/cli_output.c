@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -246,9 +247,76 @@ static bool is_block(const cJSON *v)
 	return cJSON_IsString(v) && strchr(v->valuestring, '\n') != NULL;
 }
 
+/*
+ * out_width is the width tables and lists fit: the terminal's, else $COLUMNS,
+ * else 80, when stdout is a terminal; 0 (no limit: one row per line, however
+ * long) when it is not, so a pipe or a file gets lines a script can split.
+ */
+static size_t out_width(void)
+{
+	struct winsize ws;
+	const char *env;
+	long n;
+
+	if (!isatty(STDOUT_FILENO))
+		return 0;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	env = getenv("COLUMNS");
+	if (env != NULL && (n = strtol(env, NULL, 10)) > 0 && n < 10000)
+		return (size_t)n;
+	return 80;
+}
+
+/*
+ * wrap_text prints text and a newline in lines of at most width columns: the
+ * first goes on after what is already printed (col columns), the others
+ * after indent spaces. Lines break at spaces; a word longer than a line is cut.
+ */
+static void wrap_text(const char *p, size_t col, size_t indent, size_t width)
+{
+	bool empty = true; /* no word on this line yet */
+
+	if (width < indent + 8)
+		width = indent + 8; /* narrower than the indent: still make progress */
+	for (;;) {
+		size_t word;
+
+		p += strspn(p, " ");
+		if (*p == '\0')
+			break;
+		word = strcspn(p, " ");
+		if (!empty && col + 1 + word > width) {
+			printf("\n%*s", (int)indent, "");
+			col = indent;
+			empty = true;
+		} else if (!empty) {
+			putchar(' ');
+			col++;
+		}
+		if (empty && col > indent && col + word > width) {
+			printf("\n%*s", (int)indent, "");
+			col = indent;
+		}
+		while (col + word > width) {
+			size_t room = width - col;
+
+			printf("%.*s\n%*s", (int)room, p, (int)indent, "");
+			p += room;
+			word -= room;
+			col = indent;
+		}
+		printf("%.*s", (int)word, p);
+		p += word;
+		col += word;
+		empty = false;
+	}
+	putchar('\n');
+}
+
 void out_table(const cJSON *arr, const char *const *cols)
 {
-	size_t ncols = 0, w[32] = { 0 };
+	size_t ncols = 0, nrow, total, w[32] = { 0 }, width = out_width();
 	const cJSON *row;
 
 	while (cols[ncols] != NULL && ncols < 32)
@@ -264,23 +332,40 @@ void out_table(const cJSON *arr, const char *const *cols)
 			free(s);
 		}
 	}
-	for (size_t j = 0; j < ncols; j++) {
+	/*
+	 * The row keeps the leading columns that fit the width (the first
+	 * always); the others go under it, one "name: value" each, wrapped.
+	 */
+	nrow = 1;
+	total = w[0];
+	while (nrow < ncols && (width == 0 || total + 2 + w[nrow] <= width)) {
+		total += 2 + w[nrow];
+		nrow++;
+	}
+	for (size_t j = 0; j < nrow; j++) {
 		for (const char *p = cols[j]; *p; p++)
 			putchar(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
-		printf("%*s", j + 1 < ncols ? (int)(w[j] - strlen(cols[j]) + 2) : 0, "");
+		printf("%*s", j + 1 < nrow ? (int)(w[j] - strlen(cols[j]) + 2) : 0, "");
 	}
 	putchar('\n');
 	cJSON_ArrayForEach(row, arr) {
 		for (size_t j = 0; j < ncols; j++) {
 			char *s = cell(cJSON_GetObjectItemCaseSensitive(row, cols[j]));
+			const char *v = s ? s : "";
 
-			if (j + 1 < ncols)
-				printf("%-*s  ", (int)w[j], s ? s : "");
-			else
-				printf("%s", s ? s : "");
+			if (j + 1 < nrow) {
+				printf("%-*s  ", (int)w[j], v);
+			} else if (j + 1 == nrow) {
+				if (width > 0 && strlen(v) > width) /* only the first column can be this wide */
+					wrap_text(v, 0, 4, width);
+				else
+					printf("%s\n", v);
+			} else if (v[0] != '\0' && strcmp(v, "-") != 0) {
+				printf("    %s: ", cols[j]);
+				wrap_text(v, 6 + strlen(cols[j]), 8, width);
+			}
 			free(s);
 		}
-		putchar('\n');
 	}
 }
 
@@ -306,7 +391,7 @@ void out_fields(const cJSON *obj)
 {
 	const cJSON *m;
 	const char *cols[32];
-	size_t w = 0;
+	size_t w = 0, width = out_width();
 
 	cJSON_ArrayForEach(m, obj) {
 		if (strlen(m->string) > w && !is_table(m) && !is_block(m))
@@ -319,7 +404,11 @@ void out_fields(const cJSON *obj)
 		    is_block(m))
 			continue;
 		s = value_text(m);
-		printf("%-*s  %s\n", (int)w, m->string, s ? s : "");
+		printf("%-*s  ", (int)w, m->string);
+		if (width > 0)
+			wrap_text(s ? s : "", w + 2, w + 2, width);
+		else
+			printf("%s\n", s ? s : "");
 		free(s);
 	}
 	cJSON_ArrayForEach(m, obj) {

@@ -37,7 +37,9 @@ static void usage(FILE *f)
 		"                    [--quiet]\n"
 		"A local Azure Key Vault and Managed HSM. Without --config it serves vault 'dev',\n"
 		"Managed HSM 'dev', tenant 'dev-tenant' and principal dev-client (secret dev-secret)\n"
-		"on 127.0.0.1:8443. See docs/emulator.md.\n");
+		"on 127.0.0.1:8443. See docs/emulator.md and akv-emulator(1).\n"
+		"--help and --version print and exit 0. Exit status: 0 stopped by SIGINT or SIGTERM\n"
+		"(or --init-only done), 1 a config, state, TLS or listen error, 2 a command-line error.\n");
 }
 
 static int parse_cli(int argc, char **argv, struct cli *c)
