@@ -259,9 +259,60 @@ static kb_code take_count(const char *name, const char *value, int def, long min
 	return KB_OK;
 }
 
-kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
+/*
+ * key_url gives the key identifier: url, or the triplet key_vault_uri,
+ * key_name and key_version (optional: latest) that Azure's own tools name a
+ * CMK by (az ... --managed-services-key-*, ARM keyVaultUri/keyName/keyVersion).
+ * One form or the other: both would leave two answers to which key is meant.
+ */
+static kb_code key_url(kb_keyconf *kc, char *out, size_t cap, const char **opt, kb_err *err)
 {
 	const char *url = kb_keyconf_take(kc, "url", NULL);
+	const char *uri = kb_keyconf_take(kc, "key_vault_uri", NULL);
+	const char *name = kb_keyconf_take(kc, "key_name", NULL);
+	const char *version = kb_keyconf_take(kc, "key_version", NULL);
+	const char *first = uri ? "key_vault_uri" : name ? "key_name" : version ? "key_version" : NULL;
+	size_t n;
+
+	*opt = "url";
+	if (url && first)
+		return kb_keyconf_bad(kc, first, err,
+				      "the key is named twice, by url and by key_vault_uri/key_name/key_version: keep url, or keep the three key_* options and remove url");
+	if (first == NULL) {
+		if (url == NULL || *url == '\0')
+			return kb_keyconf_bad(kc, "url", err,
+					      "missing: set it to the key identifier, e.g. https://myvault.vault.azure.net/keys/mykey, or set key_vault_uri and key_name");
+		if (strlen(url) >= cap)
+			return kb_keyconf_bad(kc, "url", err, "longer than %zu characters", cap - 1);
+		strcpy(out, url);
+		return KB_OK;
+	}
+	*opt = "key_vault_uri";
+	if (uri == NULL || *uri == '\0')
+		return kb_keyconf_bad(kc, "key_vault_uri", err,
+				      "missing: key_name needs the vault's URI, e.g. https://myvault.vault.azure.net/");
+	if (name == NULL || *name == '\0')
+		return kb_keyconf_bad(kc, "key_name", err, "missing: key_vault_uri needs the key's name in that vault");
+	n = strncasecmp(uri, "https://", 8) == 0 ? strcspn(uri + 8, "/") : 0;
+	/* https://HOST, with nothing after the host but the slashes the portal shows */
+	if (n == 0 || uri[8 + n + strspn(uri + 8 + n, "/")] != '\0')
+		return kb_keyconf_bad(kc, "key_vault_uri", err,
+				      "\"%.200s\" is not a vault URI: use https://HOST/, e.g. https://myvault.vault.azure.net/ (the key goes in key_name)",
+				      uri);
+	if (strchr(name, '/') || (version && strchr(version, '/')))
+		return kb_keyconf_bad(kc, strchr(name, '/') ? "key_name" : "key_version", err,
+				      "\"%.200s\" holds a '/': give only the name (key_name) or the 32-hex version (key_version)",
+				      strchr(name, '/') ? name : version);
+	if ((size_t)snprintf(out, cap, "https://%.*s/keys/%s%s%s", (int)n, uri + 8, name, version && *version ? "/" : "",
+			     version ? version : "") >= cap)
+		return kb_keyconf_bad(kc, "key_vault_uri", err, "the key identifier is longer than %zu characters", cap - 1);
+	return KB_OK;
+}
+
+kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
+{
+	char url[AZ_URL_MAX];
+	const char *url_opt;
 	const char *service = kb_keyconf_take(kc, "service", NULL);
 	const char *ca = kb_keyconf_take(kc, "ca_file", NULL);
 	const char *retries = kb_keyconf_take(kc, "max_retries", NULL);
@@ -269,11 +320,10 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	kb_code rc;
 
 	memset(conf, 0, sizeof(*conf));
-	if (url == NULL || *url == '\0')
-		return kb_keyconf_bad(kc, "url", err,
-				      "missing: set it to the key identifier, e.g. https://myvault.vault.azure.net/keys/mykey");
+	if ((rc = key_url(kc, url, sizeof(url), &url_opt, err)) != KB_OK)
+		return rc;
 	if (!az_parse_kid(url, &conf->url, why, sizeof(why)))
-		return kb_keyconf_bad(kc, "url", err,
+		return kb_keyconf_bad(kc, url_opt, err,
 				      "\"%.200s\" is not a key identifier (%s): use https://HOST/keys/NAME or https://HOST/keys/NAME/VERSION",
 				      url, why);
 	snprintf(conf->base, sizeof(conf->base), "https://%s", conf->url.host);
