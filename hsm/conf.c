@@ -50,6 +50,33 @@ void az_cloud_of(az_conf *conf)
 	}
 }
 
+void az_token_tenant(const az_conf *conf, char *buf, size_t cap)
+{
+	if (conf->auth == AZ_AUTH_MANAGED_IDENTITY)
+		snprintf(buf, cap, "the managed identity's own tenant (tenant_id does not choose it)");
+	else if (conf->auth == AZ_AUTH_TOKEN_FILE)
+		snprintf(buf, cap, "the tenant of the token in %s (tenant_id does not choose it)", conf->token_file);
+	else
+		snprintf(buf, cap, "%s (%s)", conf->tenant[0] ? conf->tenant : "unknown",
+			 conf->tenant_from_challenge ? "the vault's 401 challenge" :
+			 conf->tenant_from_env ? "AZURE_TENANT_ID" : "tenant_id");
+}
+
+bool az_tenant_differs(const az_conf *conf, const char *vault_tenant, char *buf, size_t cap)
+{
+	char used[AZ_ID_MAX + 96];
+
+	if (!conf->tenant[0] || conf->tenant_from_challenge || !vault_tenant[0] ||
+	    strcasecmp(conf->tenant, vault_tenant) == 0)
+		return false;
+	az_token_tenant(conf, used, sizeof(used));
+	snprintf(buf, cap,
+		 "%s is in tenant %s (its 401 challenge), but this key is configured for tenant %s (%s): a vault used for customer-managed keys must be in the same Entra ID tenant as the service that uses it; tokens come from %s",
+		 conf->url.host, vault_tenant, conf->tenant, conf->tenant_from_env ? "AZURE_TENANT_ID" : "tenant_id",
+		 used);
+	return true;
+}
+
 const char *az_auth_name(az_auth a)
 {
 	switch (a) {
@@ -119,8 +146,11 @@ static kb_code take_auth(kb_keyconf *kc, az_conf *conf, kb_err *err)
 				      "\"%s\" is not an auth method: use client_secret, workload_identity, managed_identity or token_file",
 				      auth);
 	if ((rc = copy_opt(kc, "tenant_id", opt_or_env(kc, "tenant_id", "AZURE_TENANT_ID"), conf->tenant,
-			   sizeof(conf->tenant), err)) != KB_OK ||
-	    (rc = copy_opt(kc, "client_id", opt_or_env(kc, "client_id", "AZURE_CLIENT_ID"), conf->client_id,
+			   sizeof(conf->tenant), err)) != KB_OK)
+		return rc;
+	env = kb_keyconf_take(kc, "tenant_id", NULL);
+	conf->tenant_from_env = conf->tenant[0] && !(env && *env);
+	if ((rc = copy_opt(kc, "client_id", opt_or_env(kc, "client_id", "AZURE_CLIENT_ID"), conf->client_id,
 			   sizeof(conf->client_id), err)) != KB_OK ||
 	    (rc = copy_opt(kc, "authority_host", opt_or_env(kc, "authority_host", "AZURE_AUTHORITY_HOST"),
 			   conf->authority, sizeof(conf->authority), err)) != KB_OK)
