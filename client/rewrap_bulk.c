@@ -172,7 +172,7 @@ static kb_code run_batch(job *j, kb_client *kc, batch *b, kb_error *err)
 				res[k].blob = NULL;
 				snprintf(b->newver[i], VER_MAX, "%s %s", res[k].key, res[k].version);
 			} else if (rc == KB_E_UNKNOWN_VERSION && code == KB_OK && codes[k] == KB_OK) {
-				snprintf(b->newver[i], VER_MAX, "%s", res[k].version);
+				snprintf(b->newver[i], VER_MAX, "%s %s, not %s", res[k].key, res[k].version, j->to_version);
 			}
 			b->codes[i] = rc;
 			if (code == KB_OK)
@@ -530,6 +530,8 @@ threads_done:
 	else if (r == CLI_EXIT_OK && j.fatal != KB_OK)
 		r = cli_fail(j.fatal, "%s (the lines done so far are in %s; run again to continue)", j.fatal_msg,
 			     out_path ? out_path : "stdout");
+	if (tty && (r == CLI_EXIT_OK || t.done))
+		progress(&t); /* its last state, even for a run too short to have waited */
 	if (r == CLI_EXIT_OK || t.done)
 		summary(&t, tty);
 	if (r == CLI_EXIT_OK && t.failed)
