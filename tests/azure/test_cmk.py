@@ -5,6 +5,7 @@ after a rotation, bulk rewrap and outage grace."""
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from azfix import TENANT, Emu, b64, broker, check, key_section, run, unb64  # noqa: E402
@@ -14,6 +15,15 @@ DEK = bytes(range(32))
 
 def wrap(kb, key, pt=DEK):
     return kb.ok({"op": "wrap", "key": key, "plaintext": b64(pt)})
+
+
+def wait_for(what, fn, limit):
+    end = time.time() + limit
+    while time.time() < end:
+        if fn():
+            return
+        time.sleep(0.1)
+    raise AssertionError("not within %.1fs: %s" % (limit, what))
 
 
 def write_token(path, token):
@@ -108,6 +118,38 @@ def doctor_fails_rotation_that_breaks_the_24_hour_rule(root):
     r = doctor(kb, "rsa", 1)["24-hour rule"]
     check(r["status"] == "fail" and old in r["detail"] and "lack unwrapKey" in r["detail"],
           "a superseded version without unwrapKey fails: %s" % r)
+
+
+def bulk_rewrap_under_throttle_has_no_failures(root):
+    """The vault admits 100 operations a second and the broker gives up on a
+    throttled unwrap after one retry: the bulk rewrap sends those lines again
+    with backoff, and ends with every line moved and none failed."""
+    emu = Emu(root)
+    kb = broker(root, key_section(emu, "rsa", root=root, max_retries=1), broker_extra="cache_ttl = 1s")
+    lines, deks = [], []
+    for _ in range(600):
+        r = kb.ok({"op": "datakey", "key": "rsa"})
+        lines.append(r["blob"])
+        deks.append(r["plaintext"])
+    new = version_of(emu.rest("POST", "vault", "/keys/rsa/rotate"))
+    wait_for("the rotation reaches new wraps (version_refresh)", lambda: wrap(kb, "rsa")["version"] == new, 5)
+    kb.ok({"op": "flush"})
+    src, out = os.path.join(root, "blobs.txt"), os.path.join(root, "blobs.new")
+    with open(src, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    emu.admin("/admin/throttle", {"vault": "kv", "limit": 100, "window_ms": 1000, "retry_after": "none"})
+    p = kb.cli("rewrap", "--in", src, "--out", out, "--concurrency", "8", "--to-version", new)
+    err = p.stderr.decode()
+    check(p.returncode == 0 and "600 rewrapped" in err and "0 of 600 lines failed" in err,
+          "every line moved, none failed (rc %d):\n%s" % (p.returncode, err[-2000:]))
+    check(emu.count(r"unwrapkey 429") > 0, "the vault did throttle the run")
+    emu.admin("/admin/throttle", {"vault": "kv", "limit": 0})
+    with open(out) as f:
+        moved = f.read().splitlines()
+    kb.ok({"op": "flush"})
+    for i in range(0, 600, 37):
+        r = kb.ok({"op": "unwrap", "blob": moved[i]})
+        check(r["version"] == new and r["plaintext"] == deks[i], "line %d moved to %s with its DEK" % (i + 1, new))
 
 
 if __name__ == "__main__":
