@@ -36,6 +36,7 @@ typedef struct kb_config {
 
 	/* cache */
 	int64_t cache_ttl_ms;
+	int64_t outage_grace_ms;      /* 0: off; see docs/cache.md */
 	int cache_capacity;
 	bool allow_unlocked_memory;
 

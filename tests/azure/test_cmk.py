@@ -152,5 +152,135 @@ def bulk_rewrap_under_throttle_has_no_failures(root):
         check(r["version"] == new and r["plaintext"] == deks[i], "line %d moved to %s with its DEK" % (i + 1, new))
 
 
+TTL, GRACE = 2.0, 4.0
+
+
+def grace_broker(root, emu, extra=""):
+    audit = os.path.join(root, "audit.jsonl")
+    keys = (key_section(emu, "rsa", root=root, timeout="1s", max_retries=1) +
+            key_section(emu, "nograce", root=root, timeout="1s", max_retries=1, extra="outage_grace = 0"))
+    kb = broker(root, keys, broker_extra="cache_ttl = %ds\noutage_grace = %ds\naudit_log = %s\n%s" %
+                (TTL, GRACE, audit, extra))
+    return kb, audit
+
+
+def timeline(kb, blob, limit):
+    """Unwraps blob every 50 ms from now until it fails or limit passes: the
+    times (from now) of the first stale answer and of the first failure."""
+    t0, first_stale, fail = time.time(), None, None
+    while time.time() - t0 < limit:
+        r = kb.call({"op": "unwrap", "blob": blob})
+        t = time.time() - t0
+        if not r["ok"]:
+            fail = (t, r["error"]["code"])
+            break
+        check(unb64(r["plaintext"]) == DEK and r["cached"], "every answer before the failure is the cached DEK: %s" % r)
+        if r.get("stale") and first_stale is None:
+            first_stale = t
+        check(r.get("stale") or first_stale is None, "once stale, stale until the end: %s" % r)
+        time.sleep(0.05)
+    return first_stale, fail
+
+
+def outage_grace_serves_stale_through_an_outage(root):
+    emu = Emu(root, state=True)  # its keys survive the restart below
+    kb, audit = grace_broker(root, emu)
+    blob, other = wrap(kb, "rsa")["blob"], wrap(kb, "nograce")["blob"]
+    kb.ok({"op": "flush"})
+    check(not kb.ok({"op": "unwrap", "blob": blob}).get("stale"), "cached fresh")
+    kb.ok({"op": "unwrap", "blob": other})
+    # every request to the vault fails with 503 from now on: the service cannot answer
+    emu.admin("/admin/faults", {"error503_rate": 1.0})
+    stale_at, fail = timeline(kb, blob, TTL + GRACE + 5)
+    print("outage (503): cached at 0 s, TTL %gs, outage_grace %gs: first stale answer at %.2fs, failure (%s) at %.2fs"
+          % (TTL, GRACE, stale_at, fail[1], fail[0]))
+    check(stale_at is not None and TTL - 0.2 <= stale_at <= TTL + 1.5, "stale from the TTL on: %s" % stale_at)
+    check(fail is not None and fail[1] == "backend_unavailable" and TTL + GRACE - 0.2 <= fail[0] <= TTL + GRACE + 1.5,
+          "backend_unavailable once the grace is over: %s" % (fail,))
+    e = kb.err({"op": "unwrap", "blob": other}, "backend_unavailable")
+    check("503" in e["error"]["message"], "outage_grace = 0 on a key: it fails at the TTL: %s" % e["error"])
+    st = kb.ok({"op": "status"})
+    m = kb.ok({"op": "metrics"})["text"]
+    n = [ln for ln in m.splitlines() if ln.startswith("keybroker_cache_stale_answers_total ")]
+    check(n and float(n[0].split()[1]) >= 5 and st["counters"]["stale_answers"] == int(float(n[0].split()[1])),
+          "status and metrics count the stale answers: %s %s" % (n, st["counters"]))
+    with open(audit) as f:
+        rec = [json.loads(ln) for ln in f if '"stale"' in ln]
+    check(rec and all(r["cache"] == "stale" and r["result"] == "ok" for r in rec) and "plaintext" not in json.dumps(rec),
+          "the audit log records each stale answer: %s" % rec[:1])
+    # the service comes back: a refresh in the background takes over from the stale entry
+    emu.admin("/admin/faults", method="DELETE")
+    check(unb64(kb.ok({"op": "unwrap", "blob": blob})["plaintext"]) == DEK, "the service answers again")
+    # connection refused: the emulator is stopped; the entry serves stale, then the restart refreshes it
+    emu.stop()
+    stale_at, fail = timeline(kb, blob, TTL + 1.0)
+    check(stale_at is not None and fail is None, "refused connections: stale after the TTL (%s, %s)" % (stale_at, fail))
+    emu.start()
+    end = time.time() + 5
+    while time.time() < end:
+        r = kb.ok({"op": "unwrap", "blob": blob})
+        if not r.get("stale"):
+            break
+        time.sleep(0.1)
+    check(not r.get("stale") and r["cached"], "a background refresh renewed the entry once the service was back: %s" % r)
+
+
+def outage_grace_never_extends_a_revocation(root):
+    emu = Emu(root)
+    kb, _ = grace_broker(root, emu)
+    blobs = [wrap(kb, "rsa")["blob"] for _ in range(3)]  # RSA-OAEP: three different blobs
+    kb.ok({"op": "flush"})
+    for b in blobs:
+        kb.ok({"op": "unwrap", "blob": b})
+    # disabled: a definite answer at the TTL ends the DEK, no stale answer
+    t0 = time.time()
+    emu.admin("/admin/keys/disable", {"vault": "kv", "key": "rsa"})
+    stale_at, fail = timeline(kb, blobs[0], TTL + 3)
+    check(stale_at is None and fail and fail[1] == "key_disabled" and fail[0] <= TTL + 1,
+          "disabled: key_disabled at the TTL, never stale: %s %s" % (stale_at, fail))
+    print("disable at 0 s: key_disabled at %.2fs (TTL %gs), no stale answer" % (time.time() - t0, TTL))
+    emu.admin("/admin/keys/enable", {"vault": "kv", "key": "rsa"})
+    # an outage first (stale answers), then the key is disabled: the refresh's answer ends it at once
+    kb.ok({"op": "flush"})
+    kb.ok({"op": "unwrap", "blob": blobs[1]})
+    emu.admin("/admin/faults", {"error503_rate": 1.0})
+    end = time.time() + TTL + 2
+    while time.time() < end and not kb.ok({"op": "unwrap", "blob": blobs[1]}).get("stale"):
+        time.sleep(0.05)
+    check(kb.ok({"op": "unwrap", "blob": blobs[1]}).get("stale"), "stale during the outage")
+    emu.admin("/admin/keys/disable", {"vault": "kv", "key": "rsa"})
+    emu.admin("/admin/faults", method="DELETE")
+    # a refresh still out when the faults ended may answer stale once more; the next one's
+    # key_disabled ends the DEK at once, well inside the grace
+    codes, t0 = [], time.time()
+    end = time.time() + 3
+    while time.time() < end:
+        r = kb.call({"op": "unwrap", "blob": blobs[1]})
+        codes.append("stale" if r["ok"] else r["error"]["code"])
+        if not r["ok"]:
+            break
+        time.sleep(0.05)
+    took = time.time() - t0
+    check(codes[-1] == "key_disabled" and took < 2.5 and GRACE > 2.5,
+          "within the grace, the service's key_disabled ends the DEK (%.2fs): %s" % (took, codes))
+    print("stale during an outage, then disabled: key_disabled %.2fs after the faults ended (%d stale answers meanwhile)"
+          % (took, codes.count("stale")))
+    check(kb.call({"op": "unwrap", "blob": blobs[1]})["error"]["code"] == "key_disabled", "and stays ended")
+    emu.admin("/admin/keys/enable", {"vault": "kv", "key": "rsa"})
+    # unwrapKey revoked (403) and the key deleted (404 after soft delete): the same
+    for how, code in ((lambda: emu.admin("/admin/permissions/revoke", {"principal": "kb-app", "vault": "kv",
+                                                                        "permissions": ["unwrapKey"]}),
+                       "permission_denied"),
+                      (lambda: emu.admin("/admin/keys/delete", {"vault": "kv", "key": "rsa"}), None)):
+        kb.ok({"op": "flush"})
+        kb.ok({"op": "unwrap", "blob": blobs[2]})
+        how()
+        stale_at, fail = timeline(kb, blobs[2], TTL + 3)
+        check(stale_at is None and fail and (code is None or fail[1] == code) and fail[1] not in
+              ("backend_unavailable", "throttled"), "a refusal at the TTL, never stale: %s %s" % (stale_at, fail))
+        if code:
+            emu.admin("/admin/permissions/grant", {"principal": "kb-app", "vault": "kv", "permissions": ["unwrapKey"]})
+
+
 if __name__ == "__main__":
     run(globals())
