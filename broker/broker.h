@@ -58,6 +58,8 @@ typedef struct kb_key {
 	int index;
 	int64_t ttl_ms;
 	int64_t grace_ms;       /* outage_grace */
+	double ttl_jitter;      /* cache_ttl_jitter: each entry's TTL is cut by up to this fraction */
+	uint64_t jitter_rng;    /* xorshift state for it (not a secret; loop thread only) */
 	kb_acl acl[KB_ACL_COUNT];
 
 	/* health: the outcome of the last backend call */

@@ -185,6 +185,19 @@ void kb_cache_drop(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN])
 		evict(c, i, KB_EVICT_TTL);
 }
 
+int64_t kb_cache_jitter_ttl(int64_t ttl_ms, double jitter, uint64_t *rng)
+{
+	uint64_t x = *rng ? *rng : 1;
+
+	if (jitter <= 0)
+		return ttl_ms;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*rng = x;
+	return ttl_ms - (int64_t)((double)(x >> 11) / 9007199254740992.0 * jitter * (double)ttl_ms);
+}
+
 kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN])
 {
 	int32_t i = find(c, digest);

@@ -100,6 +100,14 @@ kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 kb_cache_entry *kb_cache_stale(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int64_t now_ms);
 void kb_cache_drop(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN]);
 
+/*
+ * kb_cache_jitter_ttl returns ttl_ms cut at random by up to jitter (0..0.5)
+ * of it, from the xorshift state *rng (not a secret): cache_ttl_jitter,
+ * which spreads the expiries (and refreshes) of DEKs cached at once and
+ * never makes one live longer than ttl_ms.
+ */
+int64_t kb_cache_jitter_ttl(int64_t ttl_ms, double jitter, uint64_t *rng);
+
 /* kb_cache_peek returns the entry for digest, live or not, without touching it. */
 kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN]);
 

@@ -72,7 +72,7 @@ static void cache_result(kb_broker *b, kb_job *j, int64_t now)
 		/* a refresh renews only an entry that still exists (not flushed) */
 		if (src == NULL || (j->refresh && j->nwaiters == 0 && !kb_cache_peek(&b->cache, j->digest)))
 			return;
-		e = kb_cache_put(&b->cache, j->digest, src->index, j->version, j->pt, j->ptlen, src->ttl_ms, now);
+		e = kb_cache_put(&b->cache, j->digest, src->index, j->version, j->pt, j->ptlen, kb_cache_jitter_ttl(src->ttl_ms, src->ttl_jitter, &src->jitter_rng), now);
 		if (e)
 			e->grace_ms = src->grace_ms;
 		return;
@@ -81,7 +81,9 @@ static void cache_result(kb_broker *b, kb_job *j, int64_t now)
 		if (k == NULL)
 			return;
 		kb_sha256((const uint8_t *)j->blob_out, strlen(j->blob_out), digest);
-		kb_cache_put(&b->cache, digest, k->index, j->version, j->pt, j->ptlen, k->ttl_ms, now);
+		e = kb_cache_put(&b->cache, digest, k->index, j->version, j->pt, j->ptlen, kb_cache_jitter_ttl(k->ttl_ms, k->ttl_jitter, &k->jitter_rng), now);
+		if (e)
+			e->grace_ms = k->grace_ms;
 		if (j->op == KB_OP_DATAKEY && k->conf->datakey_max_age_ms > 0) {
 			k->dk.valid = true;
 			memcpy(k->dk.digest, digest, KB_DIGEST_LEN);
