@@ -11,7 +11,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import kbtest  # noqa: E402
-from kbtest import CLI, Broker, Token, b64, check, unb64  # noqa: E402
+from kbtest import CLI, Broker, Token, check, unb64  # noqa: E402
 
 BAD = "kb1:aes:01:AES-KWP:AAAA:zzzzzzzz"
 
