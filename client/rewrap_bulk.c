@@ -527,9 +527,11 @@ threads_done:
 		io_ok = false;
 	if (r == CLI_EXIT_OK && !io_ok)
 		r = cli_fail(KB_E_IO, "cannot write %s: %s", out_path ? out_path : "stdout", strerror(errno));
+	else if (r == CLI_EXIT_OK && j.fatal != KB_OK && t.done == 0)
+		r = cli_fail(j.fatal, "%s", j.fatal_msg);
 	else if (r == CLI_EXIT_OK && j.fatal != KB_OK)
-		r = cli_fail(j.fatal, "%s (the lines done so far are in %s; run again to continue)", j.fatal_msg,
-			     out_path ? out_path : "stdout");
+		r = cli_fail(j.fatal, "%s (the %zu lines done so far are in %s%s)", j.fatal_msg, t.skipped + t.done,
+			     out_path ? out_path : "stdout", out_path ? "; run again with the same --out to go on" : "");
 	if (tty && (r == CLI_EXIT_OK || t.done))
 		progress(&t); /* its last state, even for a run too short to have waited */
 	if (r == CLI_EXIT_OK || t.done)
