@@ -131,7 +131,7 @@ static kb_code write_line(kb_audit *a, const kb_waiter *w, const char *result, c
 	kb_jw_key(o, "result");
 	kb_jw_str(o, result);
 	kb_jw_key(o, "cache");
-	kb_jw_raw(o, cache < 0 ? "null" : cache ? "\"hit\"" : "\"miss\"");
+	kb_jw_raw(o, cache < 0 ? "null" : cache == 2 ? "\"stale\"" : cache ? "\"hit\"" : "\"miss\"");
 	kb_jw_key(o, "latency_us");
 	kb_jw_i64(o, kb_now_us() - w->start_us);
 	kb_jw_key(o, "request_id");

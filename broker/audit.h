@@ -26,8 +26,8 @@ void kb_audit_close(kb_audit *a);
 
 /*
  * kb_audit_record writes the line for request w with result code. version
- * and request_id may be NULL; cache is 1 (hit), 0 (miss) or -1 (not an
- * unwrap). Returns KB_OK, or KB_E_AUDIT_UNAVAILABLE with err filled. With no
+ * and request_id may be NULL; cache is 1 (hit), 2 (a stale hit: outage
+ * grace), 0 (miss) or -1 (not an unwrap). Returns KB_OK, or KB_E_AUDIT_UNAVAILABLE with err filled. With no
  * audit log configured (a == NULL) it does nothing.
  */
 kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const char *version,

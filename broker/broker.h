@@ -57,6 +57,9 @@ typedef struct kb_key {
 	bool async;             /* the backend has the loop's kb_io: its calls do not block */
 	int index;
 	int64_t ttl_ms;
+	int64_t grace_ms;       /* outage_grace */
+	double ttl_jitter;      /* cache_ttl_jitter: each entry's TTL is cut by up to this fraction */
+	uint64_t jitter_rng;    /* xorshift state for it (not a secret; loop thread only) */
 	kb_acl acl[KB_ACL_COUNT];
 
 	/* health: the outcome of the last backend call */
@@ -190,6 +193,7 @@ typedef struct kb_counters {
 	uint64_t joins;            /* single-flight: requests that shared a call */
 	uint64_t refreshes;
 	uint64_t refresh_failures;
+	uint64_t stale_answers;    /* outage grace: DEKs served past their TTL */
 	uint64_t datakey_reused;
 	uint64_t conns_accepted;
 	uint64_t conns_refused;

@@ -150,7 +150,8 @@ kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 	if (i < 0)
 		return NULL;
 	if (now_ms >= c->entries[i].expires_ms) {
-		evict(c, i, KB_EVICT_TTL);
+		if (now_ms >= c->entries[i].expires_ms + c->entries[i].grace_ms)
+			evict(c, i, KB_EVICT_TTL);
 		return NULL;
 	}
 	if (c->lru_head[c->entries[i].cls] != i) {
@@ -160,6 +161,41 @@ kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 		c->entries[i].used_seq = ++c->seq;
 	}
 	return &c->entries[i];
+}
+
+kb_cache_entry *kb_cache_stale(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int64_t now_ms)
+{
+	int32_t i = find(c, digest);
+	kb_cache_entry *e = i < 0 ? NULL : &c->entries[i];
+
+	if (e == NULL || now_ms < e->expires_ms)
+		return NULL;
+	if (now_ms >= e->expires_ms + e->grace_ms) {
+		evict(c, i, KB_EVICT_TTL);
+		return NULL;
+	}
+	return e;
+}
+
+void kb_cache_drop(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN])
+{
+	int32_t i = find(c, digest);
+
+	if (i >= 0)
+		evict(c, i, KB_EVICT_TTL);
+}
+
+int64_t kb_cache_jitter_ttl(int64_t ttl_ms, double jitter, uint64_t *rng)
+{
+	uint64_t x = *rng ? *rng : 1;
+
+	if (jitter <= 0)
+		return ttl_ms;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*rng = x;
+	return ttl_ms - (int64_t)((double)(x >> 11) / 9007199254740992.0 * jitter * (double)ttl_ms);
 }
 
 kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN])
@@ -206,6 +242,8 @@ kb_cache_entry *kb_cache_put(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 	e->ttl_ms = ttl_ms;
 	e->expires_ms = now_ms + ttl_ms;
 	e->refreshing = false;
+	e->stale = false;
+	e->grace_ms = 0;
 	e->used = true;
 	b = bucket_of(c, digest);
 	e->hash_next = c->buckets[b];
@@ -249,7 +287,7 @@ int kb_cache_sweep(kb_cache *c, int64_t now_ms)
 	int n = 0;
 
 	for (int32_t i = 0; i < c->capacity; i++) {
-		if (c->entries[i].used && now_ms >= c->entries[i].expires_ms) {
+		if (c->entries[i].used && now_ms >= c->entries[i].expires_ms + c->entries[i].grace_ms) {
 			evict(c, i, KB_EVICT_TTL);
 			n++;
 		}

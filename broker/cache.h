@@ -51,6 +51,8 @@ typedef struct kb_cache_entry {
 	int key_index;                     /* the blob's key, for flush {key} */
 	int8_t cls;                        /* arena class of dek */
 	bool refreshing;                   /* a refresh-ahead call is out */
+	bool stale;                        /* past the TTL, and the key service was found unreachable */
+	int64_t grace_ms;                  /* outage_grace: how long past the TTL it may serve, stale */
 	bool used;
 	char version[KB_VERSION_MAX + 1];
 } kb_cache_entry;
@@ -86,6 +88,26 @@ void kb_cache_destroy(kb_cache *c);
  */
 kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int64_t now_ms);
 
+/*
+ * Outage grace (docs/cache.md). An entry given a grace_ms > 0 is kept, not
+ * evicted, for up to grace_ms past its TTL, but kb_cache_get still treats it
+ * as expired: only the key service's failure to answer (it cannot be
+ * reached) lets it be served, and only as stale. kb_cache_stale returns such
+ * an entry (past its TTL, within its grace), or NULL; kb_cache_drop evicts
+ * the entry for digest at once (cause ttl): after a definite refusal, which
+ * ends a DEK whatever its grace.
+ */
+kb_cache_entry *kb_cache_stale(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], int64_t now_ms);
+void kb_cache_drop(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN]);
+
+/*
+ * kb_cache_jitter_ttl returns ttl_ms cut at random by up to jitter (0..0.5)
+ * of it, from the xorshift state *rng (not a secret): cache_ttl_jitter,
+ * which spreads the expiries (and refreshes) of DEKs cached at once and
+ * never makes one live longer than ttl_ms.
+ */
+int64_t kb_cache_jitter_ttl(int64_t ttl_ms, double jitter, uint64_t *rng);
+
 /* kb_cache_peek returns the entry for digest, live or not, without touching it. */
 kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN]);
 
@@ -108,7 +130,7 @@ int kb_cache_flush(kb_cache *c, int key_index);
  */
 void kb_cache_remap(kb_cache *c, const int *map, int n);
 
-/* kb_cache_sweep evicts every expired entry; returns how many. */
+/* kb_cache_sweep evicts every expired entry past its grace; returns how many. */
 int kb_cache_sweep(kb_cache *c, int64_t now_ms);
 
 #endif

@@ -205,7 +205,7 @@ static const char *const broker_options[] = {
 	"socket", "socket_mode", "socket_group", "workers", "max_request_bytes", "log_level",
 	"cache_ttl", "cache_capacity", "allow_unlocked_memory", "max_connections", "max_inflight",
 	"idle_timeout", "client_timeout", "request_timeout", "allow_uids", "allow_gids",
-	"admin_uids", "admin_gids", "audit_log",
+	"admin_uids", "admin_gids", "audit_log", "outage_grace", "cache_ttl_jitter",
 };
 
 static int broker_option(parse_state *st, const char *name, const char *value)
@@ -252,6 +252,16 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 	} else if (!strcmp(name, "cache_ttl")) {
 		if (!kb_parse_duration(value, &c->cache_ttl_ms))
 			return fail(st, "broker", name, "\"%s\" is not a duration such as 300, 300s, 5m or 1h", value);
+	} else if (!strcmp(name, "cache_ttl_jitter")) {
+		char *end;
+		double f = strtod(value, &end);
+
+		if (end == value || *end != '\0' || !(f >= 0.0 && f <= 0.5))
+			return fail(st, "broker", name, "\"%s\" is not a fraction from 0 (off) to 0.5, e.g. 0.1", value);
+		c->cache_ttl_jitter = f;
+	} else if (!strcmp(name, "outage_grace")) {
+		if (!kb_parse_duration(value, &c->outage_grace_ms))
+			return fail(st, "broker", name, "\"%s\" is not a duration such as 0, 5m or 1h", value);
 	} else if (!strcmp(name, "cache_capacity")) {
 		if (!parse_int(value, 1, 1 << 20, &v))
 			return fail(st, "broker", name, "\"%s\" is not a number of entries from 1 to 1048576", value);

@@ -36,6 +36,8 @@ typedef struct kb_config {
 
 	/* cache */
 	int64_t cache_ttl_ms;
+	int64_t outage_grace_ms;      /* 0: off; see docs/cache.md */
+	double cache_ttl_jitter;      /* each entry's TTL is cut by up to this fraction, at random */
 	int cache_capacity;
 	bool allow_unlocked_memory;
 

@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "batch.h"
 #include "dispatch.h"
+#include "finish.h"
 #include "jobs.h"
 #include "jsonw.h"
 #include "log.h"
@@ -65,22 +66,6 @@ static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache
 	kb_job_submit(b, j);
 }
 
-static void answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e)
-{
-	kb_buf *o;
-
-	if (!kb_answer_begin(b, w, e->version, 1, NULL))
-		return;
-	o = kb_answer_out(w);
-	kb_jw_key(o, "plaintext");
-	kb_jw_b64(o, e->dek, e->deklen);
-	kb_jw_key(o, "key");
-	kb_jw_str(o, k->conf->name);
-	kb_jw_key(o, "version");
-	kb_jw_str(o, e->version);
-	kb_jw_raw(o, ",\"cached\":true");
-	kb_answer_end(b, w);
-}
 
 /*
  * handle_unwrap looks the blob up by digest first: a hit needs nothing else
@@ -105,7 +90,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 		if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
 			goto fail;
 		b->counters.hits++;
-		answer_hit(b, w, k, e);
+		kb_answer_cached(b, w, k, e, false);
 		if (k->conf->cache_refresh_fraction > 0 && (blob = malloc(sizeof(*blob))) != NULL &&
 		    kb_blob_decode(text, len, blob, &err) == KB_OK)
 			maybe_refresh(b, k, blob, e, now);
@@ -125,6 +110,26 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 		goto fail;
 	b->counters.misses++;
 	j = kb_flight_find(b, w->digest);
+	/*
+	 * outage grace: once the key service was found unreachable, an entry
+	 * within its grace answers at once, stale, and one call in flight keeps
+	 * asking; its first answer settles the entry (finish.c)
+	 */
+	if ((e = kb_cache_stale(&b->cache, w->digest, now)) != NULL && e->stale) {
+		b->counters.stale_answers++;
+		kb_answer_cached(b, w, k, e, true);
+		if (j == NULL && (j = kb_job_new(b, KB_OP_UNWRAP, k)) != NULL) {
+			j->src = k;
+			j->blob = *blob;
+			memcpy(j->digest, w->digest, KB_DIGEST_LEN);
+			j->refresh = true;
+			b->counters.refreshes++;
+			kb_flight_add(b, j);
+			kb_job_submit(b, j);
+		}
+		free(blob);
+		return;
+	}
 	if (j) {
 		b->counters.joins++;
 		if (kb_job_add_waiter(j, w) != KB_OK) {

@@ -65,20 +65,25 @@ static void cache_result(kb_broker *b, kb_job *j, int64_t now)
 {
 	uint8_t digest[KB_DIGEST_LEN];
 	kb_key *k = current(b, j, j->key), *src = current(b, j, j->src);
+	kb_cache_entry *e;
 
 	switch (j->op) {
 	case KB_OP_UNWRAP:
 		/* a refresh renews only an entry that still exists (not flushed) */
 		if (src == NULL || (j->refresh && j->nwaiters == 0 && !kb_cache_peek(&b->cache, j->digest)))
 			return;
-		kb_cache_put(&b->cache, j->digest, src->index, j->version, j->pt, j->ptlen, src->ttl_ms, now);
+		e = kb_cache_put(&b->cache, j->digest, src->index, j->version, j->pt, j->ptlen, kb_cache_jitter_ttl(src->ttl_ms, src->ttl_jitter, &src->jitter_rng), now);
+		if (e)
+			e->grace_ms = src->grace_ms;
 		return;
 	case KB_OP_DATAKEY:
 	case KB_OP_REWRAP:
 		if (k == NULL)
 			return;
 		kb_sha256((const uint8_t *)j->blob_out, strlen(j->blob_out), digest);
-		kb_cache_put(&b->cache, digest, k->index, j->version, j->pt, j->ptlen, k->ttl_ms, now);
+		e = kb_cache_put(&b->cache, digest, k->index, j->version, j->pt, j->ptlen, kb_cache_jitter_ttl(k->ttl_ms, k->ttl_jitter, &k->jitter_rng), now);
+		if (e)
+			e->grace_ms = k->grace_ms;
 		if (j->op == KB_OP_DATAKEY && k->conf->datakey_max_age_ms > 0) {
 			k->dk.valid = true;
 			memcpy(k->dk.digest, digest, KB_DIGEST_LEN);
@@ -92,6 +97,63 @@ static void cache_result(kb_broker *b, kb_job *j, int64_t now)
 	default:
 		return;
 	}
+}
+
+void kb_answer_cached(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e, bool stale)
+{
+	kb_buf *o;
+
+	if (!kb_answer_begin(b, w, e->version, stale ? 2 : 1, NULL))
+		return;
+	o = kb_answer_out(w);
+	kb_jw_key(o, "plaintext");
+	kb_jw_b64(o, e->dek, e->deklen);
+	kb_jw_key(o, "key");
+	kb_jw_str(o, k->conf->name);
+	kb_jw_key(o, "version");
+	kb_jw_str(o, e->version);
+	kb_jw_raw(o, stale ? ",\"cached\":true,\"stale\":true" : ",\"cached\":true");
+	kb_answer_end(b, w);
+}
+
+/*
+ * outage_grace decides what a failed unwrap (rc) does to its cached DEK, if
+ * the key has an outage_grace: when the key service could not be reached
+ * (connection refused or dropped, timeout, 5xx, 429 after the retries), an
+ * entry past its TTL but within its grace is marked stale and answers the
+ * waiters (returns true); any other answer is the service's own word (403,
+ * disabled, deleted, 404, a refused unwrap) and ends the DEK at once.
+ */
+static bool outage_grace(kb_broker *b, kb_job *j, kb_code rc, int64_t now)
+{
+	kb_key *src = current(b, j, j->src);
+	kb_cache_entry *e;
+
+	if (j->op != KB_OP_UNWRAP || src == NULL || src->grace_ms <= 0)
+		return false;
+	if (rc != KB_E_BACKEND_UNAVAILABLE && rc != KB_E_THROTTLED) {
+		kb_cache_drop(&b->cache, j->digest);
+		return false;
+	}
+	if ((e = kb_cache_stale(&b->cache, j->digest, now)) == NULL)
+		return false;
+	if (!e->stale)
+		kb_warn("key %s: the key service cannot be reached (%s); serving cached DEKs stale for up to %llds past their TTL (outage_grace) while a refresh keeps trying",
+			src->conf->name, kb_code_name(rc), (long long)(src->grace_ms / 1000));
+	e->stale = true;
+	for (int i = 0; i < j->nwaiters; i++) {
+		kb_waiter *w = &j->waiters[i];
+		kb_conn *c = w->conn;
+
+		c->inflight--;
+		if (c->fd >= 0 || w->batch) {
+			b->counters.stale_answers++;
+			kb_answer_cached(b, w, src, e, true);
+		}
+		kb_conn_unref(c);
+	}
+	j->nwaiters = 0;
+	return true;
 }
 
 static void write_info(kb_buf *o, const kb_key *k, const kb_key_info *info)
@@ -229,6 +291,10 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 		cache_result(b, j, now);
 	else if (j->refresh)
 		b->counters.refresh_failures++;
+	if (rc != KB_OK && outage_grace(b, j, rc, now)) {
+		kb_job_free(j);
+		return;
+	}
 	if (rc != KB_OK && j->op == KB_OP_UNWRAP)
 		kb_debug("unwrap of key %s version %s failed: %s", j->src->conf->name, j->blob.version,
 			 kb_code_name(rc));

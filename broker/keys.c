@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "keys.h"
 #include "log.h"
@@ -53,6 +54,41 @@ static kb_code take_acls(kb_keyconf *kc, kb_key *k, kb_err *err)
 	return KB_OK;
 }
 
+/*
+ * take_grace reads outage_grace of the key (default: the [broker] one): how
+ * long past its TTL a cached DEK may still be served while the key service
+ * cannot be reached. Never past a definite refusal (finish.c).
+ */
+static kb_code take_grace(const kb_config *cfg, kb_keyconf *kc, kb_key *k, kb_err *err)
+{
+	const char *v = kb_keyconf_take(kc, "outage_grace", NULL);
+
+	k->grace_ms = cfg->outage_grace_ms;
+	if (v && !kb_parse_duration(v, &k->grace_ms))
+		return kb_keyconf_bad(kc, "outage_grace", err, "\"%s\" is not a duration such as 0, 5m or 1h", v);
+	return KB_OK;
+}
+
+/*
+ * take_jitter reads cache_ttl_jitter of the key (default: the [broker] one).
+ * A cut, never an addition: a jittered TTL spreads a fleet's refreshes and
+ * still ends every DEK no later than cache_ttl.
+ */
+static kb_code take_jitter(const kb_config *cfg, kb_keyconf *kc, kb_key *k, kb_err *err)
+{
+	const char *v = kb_keyconf_take(kc, "cache_ttl_jitter", NULL);
+	char *end;
+
+	k->ttl_jitter = cfg->cache_ttl_jitter;
+	k->jitter_rng = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uint64_t)(k->index + 1) * 0x9e3779b97f4a7c15ULL;
+	if (v == NULL)
+		return KB_OK;
+	k->ttl_jitter = strtod(v, &end);
+	if (end == v || *end != '\0' || !(k->ttl_jitter >= 0.0 && k->ttl_jitter <= 0.5))
+		return kb_keyconf_bad(kc, "cache_ttl_jitter", err, "\"%s\" is not a fraction from 0 (off) to 0.5, e.g. 0.1", v);
+	return KB_OK;
+}
+
 static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *err)
 {
 	kb_keyconf *kc = &cfg->keys[i];
@@ -66,7 +102,8 @@ static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *er
 		return kb_err_set(err, KB_E_BAD_REQUEST,
 				  "%s:%d: [key:%s] backend: \"%s\" is not a backend (pkcs11 or azure)",
 				  kc->file, kc->line, kc->name, kc->backend);
-	if ((rc = take_acls(kc, k, err)) != KB_OK)
+	if ((rc = take_acls(kc, k, err)) != KB_OK || (rc = take_grace(cfg, kc, k, err)) != KB_OK ||
+	    (rc = take_jitter(cfg, kc, k, err)) != KB_OK)
 		return rc;
 	rc = k->ops->open(kc, nslots, &k->state, err);
 	if (rc != KB_OK) {

@@ -86,6 +86,7 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 	field_u64(o, "backend_calls", calls);
 	field_u64(o, "refreshes", n->refreshes);
 	field_u64(o, "refresh_failures", n->refresh_failures);
+	field_u64(o, "stale_answers", n->stale_answers);
 	field_u64(o, "datakey_reused", n->datakey_reused);
 	field_u64(o, "evicted_ttl", b->cache.evictions[KB_EVICT_TTL]);
 	field_u64(o, "evicted_lru", b->cache.evictions[KB_EVICT_LRU]);
@@ -187,6 +188,8 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 	metric(&t, "keybroker_cache_refreshes_total", NULL, (double)n->refreshes);
 	help(&t, "keybroker_cache_refresh_failures_total", "counter", "Refresh-ahead calls the key service refused.");
 	metric(&t, "keybroker_cache_refresh_failures_total", NULL, (double)n->refresh_failures);
+	help(&t, "keybroker_cache_stale_answers_total", "counter", "DEKs served past their TTL, stale, while the key service could not be reached (outage_grace).");
+	metric(&t, "keybroker_cache_stale_answers_total", NULL, (double)n->stale_answers);
 	help(&t, "keybroker_datakey_reused_total", "counter", "Data keys handed out again under the reuse limits.");
 	metric(&t, "keybroker_datakey_reused_total", NULL, (double)n->datakey_reused);
 	help(&t, "keybroker_cache_evictions_total", "counter", "DEKs evicted (and zeroed), by cause.");

@@ -13,6 +13,7 @@
 
 #include "b64.h"
 #include "cli.h"
+#include "rewrap_bulk.h"
 
 /* stdin_usable refuses to wait for input typed at a terminal: the user forgot a pipe. */
 static int stdin_usable(const cli *c, const char *what)
@@ -230,90 +231,6 @@ const cli_cmd cli_datakey = {
 	.run = run_datakey,
 };
 
-/* A batch stays well inside the broker's default max_request_bytes (64 KiB) and max_batch. */
-#define BATCH_BYTES 48000
-#define BATCH_MAX 512
-
-/* rewrap_batch rewraps lines[0..n) in one request and prints each new blob (a failed line unchanged). */
-static int rewrap_batch(cli *c, char **lines, size_t n, size_t first_line, size_t *failed)
-{
-	kb_result out[BATCH_MAX];
-	kb_code codes[BATCH_MAX];
-	kb_error err;
-	kb_code code = kb_rewrap_many(c->kc, (const char *const *)lines, n, cli_optval(c, "key"), out, codes, &err);
-
-	if (code != KB_OK)
-		return cli_finish(c, code, &err);
-	for (size_t i = 0; i < n; i++) {
-		if (codes[i] == KB_OK) {
-			printf("%s\n", out[i].blob);
-		} else {
-			printf("%s\n", lines[i]);
-			fprintf(stderr, "keybroker rewrap: line %zu: %s (the line is written out unchanged)\n",
-				first_line + i, kb_code_name(codes[i]));
-			(*failed)++;
-		}
-		kb_result_clear(&out[i]);
-	}
-	return CLI_EXIT_OK;
-}
-
-/*
- * run_rewrap_lines rewraps a file of blobs, one per line, in order, in
- * batches, so the broker works on many at once. A line that fails is
- * written out unchanged and named on stderr; the exit status is then 1.
- */
-static int run_rewrap_lines(cli *c, const char *path)
-{
-	FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-	char *lines[BATCH_MAX], *line = NULL;
-	size_t n = 0, bytes = 0, cap = 0, lineno = 0, failed = 0, first = 1;
-	ssize_t len;
-	int r = CLI_EXIT_OK;
-
-	if (in == NULL)
-		return cli_fail(KB_E_IO, "cannot open %s: %s", path, strerror(errno));
-	if (in == stdin && (r = stdin_usable(c, "the blobs, one per line, in --in FILE or")) != CLI_EXIT_OK)
-		return r;
-	if ((r = cli_connect(c)) != CLI_EXIT_OK)
-		goto done;
-	while (r == CLI_EXIT_OK && (len = getline(&line, &cap, in)) >= 0) {
-		lineno++;
-		while (len > 0 && isspace((unsigned char)line[len - 1]))
-			line[--len] = '\0';
-		if (len == 0) {
-			r = cli_usage(c, "%s line %zu is empty: give one blob per line", path, lineno);
-			break;
-		}
-		if (n == BATCH_MAX || bytes + (size_t)len > BATCH_BYTES) {
-			r = rewrap_batch(c, lines, n, first, &failed);
-			while (n > 0)
-				free(lines[--n]);
-			bytes = 0;
-			first = lineno;
-		}
-		if ((lines[n] = strdup(line)) == NULL) {
-			r = cli_fail(KB_E_IO, "out of memory");
-			break;
-		}
-		bytes += (size_t)len;
-		n++;
-	}
-	if (r == CLI_EXIT_OK && n > 0)
-		r = rewrap_batch(c, lines, n, first, &failed);
-	while (n > 0)
-		free(lines[--n]);
-	if (r == CLI_EXIT_OK && failed > 0) {
-		fprintf(stderr, "keybroker rewrap: %zu of %zu lines failed\n", failed, lineno);
-		r = CLI_EXIT_BROKER;
-	}
-done:
-	free(line);
-	if (in != stdin)
-		fclose(in);
-	return r;
-}
-
 static int run_rewrap(cli *c)
 {
 	const char *blob;
@@ -324,10 +241,16 @@ static int run_rewrap(cli *c)
 	size_t n;
 	int r;
 
-	if (cli_optval(c, "in") != NULL) {
+	if (cli_optval(c, "in") == NULL) {
+		static const char *const bulk[] = { "out", "failed", "to-version", "concurrency" };
+
+		for (size_t i = 0; i < sizeof(bulk) / sizeof(bulk[0]); i++)
+			if (cli_optval(c, bulk[i]) != NULL)
+				return cli_usage(c, "--%s is for bulk rewraps: give the blobs with --in FILE|-", bulk[i]);
+	} else {
 		if (c->nargs > 0)
 			return cli_usage(c, "give blobs either with --in or as the argument, not both");
-		return run_rewrap_lines(c, cli_optval(c, "in"));
+		return rewrap_bulk(c);
 	}
 	if ((r = read_blob(c, &blob, &buf, &n)) != CLI_EXIT_OK)
 		goto done;
@@ -342,20 +265,30 @@ done:
 
 const cli_cmd cli_rewrap = {
 	.name = "rewrap",
-	.synopsis = "[BLOB] [--key KEY] [--in FILE|-]",
-	.summary = "move a blob to the latest version of its key (or of KEY)",
+	.synopsis = "[BLOB] [--key KEY] [--in FILE|- [--out FILE] [--failed FILE] [--to-version V] [--concurrency N]]",
+	.summary = "move blobs to the latest version of their key (or of KEY)",
 	.help = "Takes the blob as the argument, or on stdin, and prints the new blob.\n"
-		"With --in, reads blobs one per line (FILE, or - for stdin) and prints the\n"
-		"new blobs in the same order, sending them in batches; a line that fails is\n"
-		"printed unchanged and named on stderr, and the exit status is 1.\n"
+		"With --in, a bulk rewrap: reads blobs one per line (kb1 or Azure's raw\n"
+		"form; FILE, or - for stdin) and writes the new blob of each line in the\n"
+		"same order to --out (or stdout), in batches on N connections. A line the\n"
+		"key service throttles or cannot answer is sent again with backoff; a line\n"
+		"that still fails is written out unchanged, listed in --failed, and the\n"
+		"exit status is 1. Run it again with the same --out to go on where it\n"
+		"stopped: the lines --out holds are skipped. On a terminal, a progress\n"
+		"line shows done/total, rate, errors and ETA; a summary ends the run\n"
+		"(counts by old -> new version, failures by code).\n"
 		"The DEK never leaves the broker.\n\n"
 		"example:\n  keybroker rewrap < dek.blob > dek.blob.new\n"
 		"  keybroker rewrap --key rsa \"$(cat dek.blob)\"\n"
-		"  keybroker rewrap --in blobs.txt > blobs.new\n",
+		"  keybroker rewrap --in blobs.txt --out blobs.new --failed blobs.failed\n",
 	.min_args = 0, .max_args = 1,
 	.opts = {
 		{ "key", 'k', "KEY", "wrap under KEY instead of the blob's own key" },
 		{ "in", 'i', "FILE", "blobs one per line from FILE (- for stdin), rewrapped in batches" },
+		{ "out", 'o', "FILE", "with --in: write the new blobs to FILE; a rerun skips the lines it holds" },
+		{ "failed", 0, "FILE", "with --in: list the lines that failed in FILE, to run again" },
+		{ "to-version", 0, "V", "with --in: lines under V are kept as they are; a line the broker moves elsewhere fails" },
+		{ "concurrency", 'j', "N", "with --in: batches in flight at once, 1 to 64 (default 4)" },
 	},
 	.run = run_rewrap,
 };

@@ -76,6 +76,7 @@ typedef struct az_conf {
 	bool authority_from_cloud;    /* the cloud's, not authority_host */
 	char tenant[AZ_ID_MAX];       /* "" until known */
 	bool tenant_from_challenge;   /* tenant came from the 401 challenge */
+	bool tenant_from_env;         /* tenant came from AZURE_TENANT_ID, not tenant_id */
 	char client_id[AZ_ID_MAX];    /* "" for none */
 	az_auth auth;
 	char *secret_file;            /* client_secret_file, NULL: AZURE_CLIENT_SECRET */
@@ -101,6 +102,17 @@ void az_conf_free(az_conf *conf);
 
 /* az_cloud_of fills service, cloud, resource and authority from a host Azure owns. */
 void az_cloud_of(az_conf *conf);
+
+/*
+ * az_tenant_differs is true when conf names a tenant of its own (tenant_id
+ * or AZURE_TENANT_ID, not the challenge's) that is not vault_tenant, the
+ * one the key's vault named in its 401 challenge; buf then says both, which
+ * one tokens come from, and that a CMK vault must be in the service's tenant.
+ */
+bool az_tenant_differs(const az_conf *conf, const char *vault_tenant, char *buf, size_t cap);
+
+/* az_token_tenant says which tenant conf's tokens are issued in, e.g. "T (tenant_id)". */
+void az_token_tenant(const az_conf *conf, char *buf, size_t cap);
 
 const char *az_auth_name(az_auth a);
 const char *az_service_name(az_service s);

@@ -326,7 +326,8 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		goto fail;
 	}
 	entra = k->conf.auth == AZ_AUTH_CLIENT_SECRET || k->conf.auth == AZ_AUTH_WORKLOAD_IDENTITY;
-	if (!k->conf.resource[0] || (entra && !k->conf.tenant[0])) {
+	/* a configured tenant is checked against the vault's: a CMK vault must be in the service's tenant */
+	if (!k->conf.resource[0] || entra || k->conf.tenant[0]) {
 		rc = az_challenge_probe(k, ctl, err);
 		if (rc != KB_OK)
 			goto fail_where;

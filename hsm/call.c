@@ -123,6 +123,11 @@ kb_code az_challenge_probe(az_key *k, int slot, kb_err *err)
 	if (!c->tenant[0]) {
 		snprintf(c->tenant, sizeof(c->tenant), "%s", ch.tenant);
 		c->tenant_from_challenge = true;
+	} else {
+		char why[AZ_URL_MAX];
+
+		if (az_tenant_differs(c, ch.tenant, why, sizeof(why)))
+			kb_error("azure key %s: %s", k->name, why);
 	}
 	if (c->authority[0] && strcasecmp(ch.authority, c->authority) != 0)
 		kb_info("azure key %s: %s names the authority %s in its challenge; tokens come from %s, the configured one",

@@ -50,6 +50,33 @@ void az_cloud_of(az_conf *conf)
 	}
 }
 
+void az_token_tenant(const az_conf *conf, char *buf, size_t cap)
+{
+	if (conf->auth == AZ_AUTH_MANAGED_IDENTITY)
+		snprintf(buf, cap, "the managed identity's own tenant (tenant_id does not choose it)");
+	else if (conf->auth == AZ_AUTH_TOKEN_FILE)
+		snprintf(buf, cap, "the tenant of the token in %s (tenant_id does not choose it)", conf->token_file);
+	else
+		snprintf(buf, cap, "%s (%s)", conf->tenant[0] ? conf->tenant : "unknown",
+			 conf->tenant_from_challenge ? "the vault's 401 challenge" :
+			 conf->tenant_from_env ? "AZURE_TENANT_ID" : "tenant_id");
+}
+
+bool az_tenant_differs(const az_conf *conf, const char *vault_tenant, char *buf, size_t cap)
+{
+	char used[AZ_ID_MAX + 96];
+
+	if (!conf->tenant[0] || conf->tenant_from_challenge || !vault_tenant[0] ||
+	    strcasecmp(conf->tenant, vault_tenant) == 0)
+		return false;
+	az_token_tenant(conf, used, sizeof(used));
+	snprintf(buf, cap,
+		 "%s is in tenant %s (its 401 challenge), but this key is configured for tenant %s (%s): a vault used for customer-managed keys must be in the same Entra ID tenant as the service that uses it; tokens come from %s",
+		 conf->url.host, vault_tenant, conf->tenant, conf->tenant_from_env ? "AZURE_TENANT_ID" : "tenant_id",
+		 used);
+	return true;
+}
+
 const char *az_auth_name(az_auth a)
 {
 	switch (a) {
@@ -119,8 +146,11 @@ static kb_code take_auth(kb_keyconf *kc, az_conf *conf, kb_err *err)
 				      "\"%s\" is not an auth method: use client_secret, workload_identity, managed_identity or token_file",
 				      auth);
 	if ((rc = copy_opt(kc, "tenant_id", opt_or_env(kc, "tenant_id", "AZURE_TENANT_ID"), conf->tenant,
-			   sizeof(conf->tenant), err)) != KB_OK ||
-	    (rc = copy_opt(kc, "client_id", opt_or_env(kc, "client_id", "AZURE_CLIENT_ID"), conf->client_id,
+			   sizeof(conf->tenant), err)) != KB_OK)
+		return rc;
+	env = kb_keyconf_take(kc, "tenant_id", NULL);
+	conf->tenant_from_env = conf->tenant[0] && !(env && *env);
+	if ((rc = copy_opt(kc, "client_id", opt_or_env(kc, "client_id", "AZURE_CLIENT_ID"), conf->client_id,
 			   sizeof(conf->client_id), err)) != KB_OK ||
 	    (rc = copy_opt(kc, "authority_host", opt_or_env(kc, "authority_host", "AZURE_AUTHORITY_HOST"),
 			   conf->authority, sizeof(conf->authority), err)) != KB_OK)
@@ -259,9 +289,60 @@ static kb_code take_count(const char *name, const char *value, int def, long min
 	return KB_OK;
 }
 
-kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
+/*
+ * key_url gives the key identifier: url, or the triplet key_vault_uri,
+ * key_name and key_version (optional: latest) that Azure's own tools name a
+ * CMK by (az ... --managed-services-key-*, ARM keyVaultUri/keyName/keyVersion).
+ * One form or the other: both would leave two answers to which key is meant.
+ */
+static kb_code key_url(kb_keyconf *kc, char *out, size_t cap, const char **opt, kb_err *err)
 {
 	const char *url = kb_keyconf_take(kc, "url", NULL);
+	const char *uri = kb_keyconf_take(kc, "key_vault_uri", NULL);
+	const char *name = kb_keyconf_take(kc, "key_name", NULL);
+	const char *version = kb_keyconf_take(kc, "key_version", NULL);
+	const char *first = uri ? "key_vault_uri" : name ? "key_name" : version ? "key_version" : NULL;
+	size_t n;
+
+	*opt = "url";
+	if (url && first)
+		return kb_keyconf_bad(kc, first, err,
+				      "the key is named twice, by url and by key_vault_uri/key_name/key_version: keep url, or keep the three key_* options and remove url");
+	if (first == NULL) {
+		if (url == NULL || *url == '\0')
+			return kb_keyconf_bad(kc, "url", err,
+					      "missing: set it to the key identifier, e.g. https://myvault.vault.azure.net/keys/mykey, or set key_vault_uri and key_name");
+		if (strlen(url) >= cap)
+			return kb_keyconf_bad(kc, "url", err, "longer than %zu characters", cap - 1);
+		strcpy(out, url);
+		return KB_OK;
+	}
+	*opt = "key_vault_uri";
+	if (uri == NULL || *uri == '\0')
+		return kb_keyconf_bad(kc, "key_vault_uri", err,
+				      "missing: key_name needs the vault's URI, e.g. https://myvault.vault.azure.net/");
+	if (name == NULL || *name == '\0')
+		return kb_keyconf_bad(kc, "key_name", err, "missing: key_vault_uri needs the key's name in that vault");
+	n = strncasecmp(uri, "https://", 8) == 0 ? strcspn(uri + 8, "/") : 0;
+	/* https://HOST, with nothing after the host but the slashes the portal shows */
+	if (n == 0 || uri[8 + n + strspn(uri + 8 + n, "/")] != '\0')
+		return kb_keyconf_bad(kc, "key_vault_uri", err,
+				      "\"%.200s\" is not a vault URI: use https://HOST/, e.g. https://myvault.vault.azure.net/ (the key goes in key_name)",
+				      uri);
+	if (strchr(name, '/') || (version && strchr(version, '/')))
+		return kb_keyconf_bad(kc, strchr(name, '/') ? "key_name" : "key_version", err,
+				      "\"%.200s\" holds a '/': give only the name (key_name) or the 32-hex version (key_version)",
+				      strchr(name, '/') ? name : version);
+	if ((size_t)snprintf(out, cap, "https://%.*s/keys/%s%s%s", (int)n, uri + 8, name, version && *version ? "/" : "",
+			     version ? version : "") >= cap)
+		return kb_keyconf_bad(kc, "key_vault_uri", err, "the key identifier is longer than %zu characters", cap - 1);
+	return KB_OK;
+}
+
+kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
+{
+	char url[AZ_URL_MAX];
+	const char *url_opt;
 	const char *service = kb_keyconf_take(kc, "service", NULL);
 	const char *ca = kb_keyconf_take(kc, "ca_file", NULL);
 	const char *retries = kb_keyconf_take(kc, "max_retries", NULL);
@@ -269,11 +350,10 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	kb_code rc;
 
 	memset(conf, 0, sizeof(*conf));
-	if (url == NULL || *url == '\0')
-		return kb_keyconf_bad(kc, "url", err,
-				      "missing: set it to the key identifier, e.g. https://myvault.vault.azure.net/keys/mykey");
+	if ((rc = key_url(kc, url, sizeof(url), &url_opt, err)) != KB_OK)
+		return rc;
 	if (!az_parse_kid(url, &conf->url, why, sizeof(why)))
-		return kb_keyconf_bad(kc, "url", err,
+		return kb_keyconf_bad(kc, url_opt, err,
 				      "\"%.200s\" is not a key identifier (%s): use https://HOST/keys/NAME or https://HOST/keys/NAME/VERSION",
 				      url, why);
 	snprintf(conf->base, sizeof(conf->base), "https://%s", conf->url.host);

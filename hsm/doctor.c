@@ -76,6 +76,40 @@ static void check_service(doc *d)
 	    c->tenant_from_challenge ? "from the 401 challenge" : "tenant_id");
 }
 
+/*
+ * check_tenant asks the vault for its 401 challenge (a request without a
+ * token), whose authorization URI names the vault's tenant, and compares it
+ * with the tenant this key is configured for: Azure refuses CMK on a vault
+ * in another Entra ID tenant than the service's, and a token from the wrong
+ * tenant gets a bare 401 that names neither.
+ */
+static void check_tenant(doc *d)
+{
+	az_key *k = d->k;
+	az_req rq = { .method = "GET", .idempotent = true };
+	az_resp r = { 0 };
+	az_challenge ch;
+	char url[AZ_URL_MAX], why[AZ_URL_MAX], used[AZ_ID_MAX + 96];
+
+	az_key_url(k, NULL, NULL, url, sizeof(url));
+	rq.url = url;
+	az_http_do(&k->conf, &k->slots[d->slot], &rq, &r);
+	az_token_tenant(&k->conf, used, sizeof(used));
+	if (r.status != 401 || !az_parse_challenge(r.www_auth, &ch))
+		say(d, "tenant", "warn", "check that the vault is in the service's Entra ID tenant in the portal",
+		    "%s sent no 401 challenge naming its tenant (status %ld); tokens come from %s", k->conf.url.host,
+		    r.status, used);
+	else if (az_tenant_differs(&k->conf, ch.tenant, why, sizeof(why)))
+		say(d, "tenant", "fail",
+		    "use a vault in the service's tenant, or set tenant_id (or AZURE_TENANT_ID) to the tenant the service runs in",
+		    "%s", why);
+	else
+		say(d, "tenant", "pass", NULL, "%s is in tenant %s, %s; tokens come from %s", k->conf.url.host, ch.tenant,
+		    !k->conf.tenant[0] ? "and no tenant_id is set to compare it with" :
+		    k->conf.tenant_from_challenge ? "taken as this key's" : "the one this key is configured for", used);
+	az_resp_free(&r);
+}
+
 static bool check_token(doc *d)
 {
 	az_key *k = d->k;
@@ -331,6 +365,72 @@ static void check_versions(doc *d, const az_keymat *m)
 		    n == 1 ? "" : "s", m->version, (long long)(age >= 0 ? age / DAY : 0));
 }
 
+/* ago writes an age in s as "N min" or "N h M min". */
+static void ago(int64_t s, char *buf, size_t cap)
+{
+	if (s < 3600)
+		snprintf(buf, cap, "%lld min", (long long)(s / 60));
+	else
+		snprintf(buf, cap, "%lld h %lld min", (long long)(s / 3600), (long long)(s % 3600 / 60));
+}
+
+/*
+ * check_rotation_window holds a rotation to Azure's 24-hour rule: for a day
+ * after a new version supersedes the previous one, blobs (and services that
+ * cached the old version) still unwrap under it, so it must stay enabled,
+ * present and allowed unwrapKey. Only the version the one in use replaced
+ * is held to it; older ones are check_versions' business.
+ */
+static void check_rotation_window(doc *d, const az_keymat *m)
+{
+	az_version_item items[KB_MAX_VERSIONS];
+	const az_version_item *prev = NULL;
+	int64_t now = (int64_t)time(NULL), age = m->created ? now - m->created : -1;
+	int n = 0;
+	char when[48], fix[400];
+	az_keymat pm = { 0 };
+	kb_err err;
+	kb_code rc;
+
+	if (age < 0 || age >= MIN_OLD_VERSION_S)
+		return;
+	if (az_list_versions(d->k, d->slot, items, KB_MAX_VERSIONS, &n, &err) != KB_OK)
+		return; /* check_versions says why */
+	for (int i = 0; i < n; i++)
+		if (strcasecmp(items[i].version, m->version) != 0 && items[i].created <= m->created &&
+		    (!prev || items[i].created >= prev->created))
+			prev = &items[i];
+	if (prev == NULL)
+		return; /* the first version: nothing was superseded */
+	ago(age, when, sizeof(when));
+	snprintf(fix, sizeof(fix),
+		 "keep version %s enabled with unwrapKey for 24 hours after the rotation (az keyvault key set-attributes --version %s --enabled true --ops wrapKey unwrapKey), then rewrap its blobs (keybroker rewrap --to-version %s)",
+		 prev->version, prev->version, m->version);
+	if (!prev->enabled) {
+		say(d, "24-hour rule", "fail", fix,
+		    "version %s was superseded by %s %s ago, less than 24 hours, and is disabled: blobs under it no longer unwrap",
+		    prev->version, m->version, when);
+		return;
+	}
+	rc = az_keymat_fetch(d->k, d->slot, prev->version, &pm, &err);
+	if (rc == KB_E_UNKNOWN_VERSION || rc == KB_E_UNKNOWN_KEY)
+		say(d, "24-hour rule", "fail", fix,
+		    "version %s was superseded by %s %s ago, less than 24 hours, and is deleted: blobs under it no longer unwrap",
+		    prev->version, m->version, when);
+	else if (rc == KB_OK && !(pm.ops & AZ_KOP_UNWRAP))
+		say(d, "24-hour rule", "fail", fix,
+		    "version %s was superseded by %s %s ago, less than 24 hours, and its key_ops (%s) lack unwrapKey: blobs under it no longer unwrap",
+		    prev->version, m->version, when, pm.ops_text[0] ? pm.ops_text : "none");
+	else if (rc != KB_OK)
+		say(d, "24-hour rule", "fail", fix, "version %s was superseded by %s %s ago, less than 24 hours, and %s",
+		    prev->version, m->version, when, err.msg);
+	else
+		say(d, "24-hour rule", "pass", NULL,
+		    "version %s was superseded by %s %s ago and still unwraps: keep it so for at least 24 hours", prev->version,
+		    m->version, when);
+	az_keymat_clear(&pm);
+}
+
 kb_code az_doctor(az_key *k, int slot, az_emit emit, void *ctx, kb_err *err)
 {
 	doc d = { k, slot, emit, ctx };
@@ -338,6 +438,7 @@ kb_code az_doctor(az_key *k, int slot, az_emit emit, void *ctx, kb_err *err)
 
 	(void)err;
 	check_service(&d);
+	check_tenant(&d);
 	if (!check_token(&d))
 		return KB_OK;
 	if (!check_get(&d, &m))
@@ -348,6 +449,7 @@ kb_code az_doctor(az_key *k, int slot, az_emit emit, void *ctx, kb_err *err)
 	check_wrap_unwrap(&d);
 	check_recovery(&d, &m);
 	check_versions(&d, &m);
+	check_rotation_window(&d, &m);
 	az_keymat_clear(&m);
 	return KB_OK;
 }

@@ -614,7 +614,7 @@ def doctor_passes_healthy_key_and_warns_on_purge_protection(root):
     kb = broker(root, key_section(emu, "rsa", root=root) + key_section(emu, "aes", kind="mhsm", root=root))
     for key in ("rsa", "aes"):
         checks = doctor_json(kb, key, 0)
-        want = ["config", "service", "authority", "token", "get permission", "key enabled", "key type", "key_ops", "wrap",
+        want = ["config", "service", "authority", "tenant", "token", "get permission", "key enabled", "key type", "key_ops", "wrap",
                 "unwrap", "soft delete", "versions"]
         check(list(checks) == want, "the checks in order: %s" % list(checks))
         s = checks.pop("soft delete")
@@ -635,7 +635,7 @@ def doctor_passes_every_check_with_purge_protection(root):
     for key, level, days in (("rsa", "Recoverable", 90), ("aes", "CustomizedRecoverable", 28)):
         checks = doctor_json(kb, key, 0)
         bad = [c for c in checks.values() if c["status"] != "pass"]
-        check(len(checks) == 12 and not bad, "every check passes in a purge-protected %s: %s" % (key, bad))
+        check(len(checks) == 13 and not bad, "every check passes in a purge-protected %s: %s" % (key, bad))
         s = checks["soft delete"]
         check(("recoveryLevel %s (%d days)" % (level, days)) in s["detail"] and "purge protection are on" in s["detail"],
               "soft delete names the level: %s" % s)

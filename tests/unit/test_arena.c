@@ -706,6 +706,47 @@ static void cache_eviction_counters_count_each_cause(void **state)
 	assert_null(kb_cache_peek(&cache, d));
 }
 
+static void cache_grace_keeps_an_expired_entry_for_stale_use_only(void **state)
+{
+	uint8_t d[KB_DIGEST_LEN];
+	kb_cache_entry *e = put(0, 0, 1000, 0);
+
+	e->grace_ms = 500;
+	digest_of(0, d);
+	assert_null(kb_cache_stale(&cache, d, 999));     /* live: not stale */
+	assert_null(get(0, 1000));                       /* past the TTL: never a plain hit */
+	assert_ptr_equal(kb_cache_stale(&cache, d, 1000), e);
+	assert_int_equal(kb_cache_sweep(&cache, 1499), 0);
+	assert_ptr_equal(kb_cache_stale(&cache, d, 1499), e);
+	assert_null(kb_cache_stale(&cache, d, 1500));    /* the grace is over: evicted, zeroed */
+	assert_int_equal(cache.count, 0);
+	e = put(1, 0, 1000, 0);
+	e->grace_ms = 500;
+	digest_of(1, d);
+	kb_cache_drop(&cache, d);                        /* a refusal ends it at once */
+	assert_null(kb_cache_stale(&cache, d, 1200));
+	assert_int_equal(cache.count, 0);
+	put(2, 0, 1000, 0)->grace_ms = 500;
+	assert_int_equal(kb_cache_sweep(&cache, 1500), 1);
+}
+
+static void cache_ttl_jitter_cuts_each_ttl_within_its_fraction(void **state)
+{
+	uint64_t rng = 42;
+	int64_t lo = INT64_MAX, hi = 0;
+
+	assert_int_equal(kb_cache_jitter_ttl(10000, 0, &rng), 10000); /* no jitter: the TTL itself */
+	for (int i = 0; i < 10000; i++) {
+		int64_t t = kb_cache_jitter_ttl(10000, 0.2, &rng);
+
+		lo = t < lo ? t : lo;
+		hi = t > hi ? t : hi;
+	}
+	/* never longer than cache_ttl, never shorter than 80 % of it, and spread over that range */
+	assert_true(hi <= 10000 && lo >= 8000);
+	assert_true(hi - lo > 1900);
+}
+
 static void cache_refuses_a_dek_over_1024_bytes(void **state)
 {
 	uint8_t d[KB_DIGEST_LEN];
@@ -864,6 +905,8 @@ static const struct CMUnitTest tests[] = {
 	C(cache_put_of_the_same_blob_replaces_its_entry),
 	C(cache_sweep_evicts_only_expired_entries),
 	C(cache_eviction_counters_count_each_cause),
+	C(cache_grace_keeps_an_expired_entry_for_stale_use_only),
+	C(cache_ttl_jitter_cuts_each_ttl_within_its_fraction),
 	C(cache_refuses_a_dek_over_1024_bytes),
 	C(cache_survives_many_puts_gets_and_evictions),
 	C(cache_full_class_evicts_its_own_least_recently_used),

@@ -157,6 +157,23 @@ static void config_every_broker_option_takes_its_valid_values(void **state)
 	}
 }
 
+static void config_outage_grace_and_ttl_jitter_take_their_values(void **state)
+{
+	expect_ok("[broker]\n");
+	assert_int_equal(cfg->outage_grace_ms, 0);
+	assert_true(cfg->cache_ttl_jitter == 0.0);
+	kb_config_free(cfg);
+	cfg = NULL;
+	expect_ok("[broker]\noutage_grace = 15m\ncache_ttl_jitter = 0.1\n");
+	assert_int_equal(cfg->outage_grace_ms, 900000);
+	assert_true(cfg->cache_ttl_jitter == 0.1);
+	kb_config_free(cfg);
+	cfg = NULL;
+	expect_error("[broker]\noutage_grace = soon\n", 2, "outage_grace", "duration");
+	expect_error("[broker]\ncache_ttl_jitter = 0.6\n", 2, "cache_ttl_jitter", "0.5");
+	expect_error("[broker]\ncache_ttl_jitter = -0.1\n", 2, "cache_ttl_jitter", "fraction");
+}
+
 static void config_bad_broker_values_name_file_line_and_option(void **state)
 {
 	static const char *const bad[][2] = {
@@ -615,6 +632,7 @@ static const struct CMUnitTest tests[] = {
 	T(config_defaults_apply_to_an_empty_file),
 	T(config_every_broker_option_takes_its_valid_values),
 	T(config_bad_broker_values_name_file_line_and_option),
+	T(config_outage_grace_and_ttl_jitter_take_their_values),
 	T(config_durations_take_plain_seconds_s_ms_m_h_and_d),
 	T(config_sizes_take_bytes_k_and_m),
 	T(config_unknown_broker_option_is_refused_naming_it_and_its_line),

@@ -1,0 +1,23 @@
+/*
+ * rewrap_bulk.h: `keybroker rewrap --in FILE|-`, the bulk re-encryption of
+ * stored blobs to a key's new version, a deliberate job run after a rotation.
+ *
+ * Contract: reads blobs one per line and writes the new blob of each line,
+ * in the same order, to --out (or stdout). A line that fails is written
+ * unchanged, listed in --failed, and makes the exit status 1; the run goes
+ * on. Lines go to the broker in batches on --concurrency connections, and a
+ * line the key service throttled or could not answer is sent again with
+ * backoff before it counts as failed, so the run moves at the service's
+ * speed. With --out, a rerun resumes: the lines --out already holds are
+ * skipped. Only blobs are read and written: the broker never sends a DEK
+ * for a rewrap, and none is ever written anywhere.
+ */
+#ifndef KB_REWRAP_BULK_H
+#define KB_REWRAP_BULK_H
+
+#include "cli.h"
+
+/* rewrap_bulk runs the job c describes (its --in is set); returns the exit status. */
+int rewrap_bulk(cli *c);
+
+#endif
