@@ -18,7 +18,7 @@
 
 #include "audit.h"
 #include "finish.h"
-#include "keybroker.h"
+#include "kb_socket.h"
 #include "keys.h"
 #include "log.h"
 #include "pool.h"

@@ -73,24 +73,6 @@ void kbc_json_delete(cJSON *j)
 	cJSON_Delete(j);
 }
 
-int kb_default_socket(char *buf, size_t cap)
-{
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int n;
-
-	if (buf == NULL || cap == 0)
-		return -1;
-	if (xdg != NULL && xdg[0] != '\0')
-		n = snprintf(buf, cap, "%s/keybroker.sock", xdg);
-	else
-		n = snprintf(buf, cap, "%s", KB_FALLBACK_SOCKET);
-	if (n < 0 || (size_t)n >= cap || n > KB_SOCKET_PATH_MAX) {
-		buf[0] = '\0';
-		return -1;
-	}
-	return n;
-}
-
 /*
  * connect_failure explains a failed connect(2) to path (errno e) by what is
  * there: connect says "Connection refused" for a directory or a regular file
