@@ -10,7 +10,8 @@
  *   keymat.c   the key's latest version and public key, refreshed on a timer,
  *              and the local RSA wrap
  *   call.c     an authenticated request to the key's vault or Managed HSM
- *   doctor.c   the diagnostic checks
+ *   wrap.c     the wrap driver (local or on the service) that doctor shares
+ *   doctor.c   the diagnostic checks, above wrap.c
  *   backend.c  kb_azure_backend: open, close and the ops
  */
 #ifndef KB_AZ_H
@@ -98,6 +99,12 @@ typedef struct az_conf {
  */
 kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err);
 void az_conf_free(az_conf *conf);
+
+/* az_identity describes who the tokens are for, e.g. "client_secret as CLIENT in tenant T via A". */
+void az_identity(const az_conf *conf, char *buf, size_t cap);
+
+/* az_principal names the principal for permission messages. */
+void az_principal(const az_conf *conf, char *buf, size_t cap);
 
 /* az_cloud_of fills service, cloud, resource and authority from a host Azure owns. */
 void az_cloud_of(az_conf *conf);
@@ -295,12 +302,6 @@ kb_code az_token_cached(az_cred *c, const az_conf *conf, char **token, unsigned 
 /* az_token_reject drops token generation gen after the service refused it. */
 void az_token_reject(az_cred *c, unsigned gen);
 
-/* az_identity describes who the tokens are for, e.g. "client_secret as CLIENT in tenant T via A". */
-void az_identity(const az_conf *conf, char *buf, size_t cap);
-
-/* az_principal names the principal for permission messages. */
-void az_principal(const az_conf *conf, char *buf, size_t cap);
-
 /* az_secret_free wipes and frees a NUL-terminated secret. */
 void az_secret_free(char *s);
 
@@ -436,6 +437,11 @@ kb_code az_service_unwrap(az_key *k, int slot, const char *version, kb_alg alg, 
 /* az_list_versions lists every version, oldest first (by created). */
 kb_code az_list_versions(az_key *k, int slot, az_version_item *items, int cap, int *n, kb_err *err);
 
+/* ---- wrap.c: the wrap driver the backend and doctor share ---- */
+
+/* az_pinned is the version the key's url names, or NULL for "latest". */
+const char *az_pinned(const az_key *k);
+
 /* az_wrap_op is the backend's wrap, shared with doctor. */
 kb_code az_wrap_op(az_key *k, int slot, const char *version, kb_alg alg, const uint8_t *pt,
 		   size_t ptlen, uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
@@ -460,10 +466,7 @@ kb_code az_engine_unwrap(az_engine *e, kb_async *a);
  */
 bool az_engine_free(az_engine *e, void (*free_key)(az_key *k));
 
-typedef void (*az_emit)(void *ctx, const char *check, const char *status, const char *detail,
-			const char *fix);
-
 /* az_doctor runs the checks of `keybroker doctor` on k. */
-kb_code az_doctor(az_key *k, int slot, az_emit emit, void *ctx, kb_err *err);
+kb_code az_doctor(az_key *k, int slot, kb_doctor_emit emit, void *ctx, kb_err *err);
 
 #endif

@@ -319,3 +319,33 @@ void az_conf_free(az_conf *conf)
 	free(conf->ca_file);
 	conf->secret_file = conf->federated_file = conf->token_file = conf->ca_file = NULL;
 }
+
+void az_identity(const az_conf *conf, char *buf, size_t cap)
+{
+	switch (conf->auth) {
+	case AZ_AUTH_CLIENT_SECRET:
+	case AZ_AUTH_WORKLOAD_IDENTITY:
+		snprintf(buf, cap, "auth %s as client %s in tenant %s via %s", az_auth_name(conf->auth),
+			 conf->client_id, conf->tenant[0] ? conf->tenant : "(unknown)",
+			 conf->authority[0] ? conf->authority : "(unknown authority)");
+		break;
+	case AZ_AUTH_MANAGED_IDENTITY:
+		snprintf(buf, cap, "auth managed_identity (%s%s%s) via %s", conf->app_service ? "App Service, " : "",
+			 conf->client_id[0] ? "client " : "system-assigned", conf->client_id, conf->imds);
+		break;
+	case AZ_AUTH_TOKEN_FILE:
+		snprintf(buf, cap, "auth token_file %s", conf->token_file);
+		break;
+	}
+}
+
+void az_principal(const az_conf *conf, char *buf, size_t cap)
+{
+	if (conf->auth == AZ_AUTH_TOKEN_FILE)
+		snprintf(buf, cap, "the principal of the token in %s", conf->token_file);
+	else if (conf->auth == AZ_AUTH_MANAGED_IDENTITY && !conf->client_id[0])
+		snprintf(buf, cap, "the system-assigned managed identity");
+	else
+		snprintf(buf, cap, "%s %s", conf->auth == AZ_AUTH_MANAGED_IDENTITY ? "managed identity" : "client",
+			 conf->client_id);
+}
