@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "az.h"
-#include "config.h"
+#include "values.h"
 
 #define DEFAULT_IMDS "http://169.254.169.254/metadata/identity/oauth2/token"
 
