@@ -74,13 +74,19 @@ bool kb_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 
 bool kb_parse_bool(const char *s, bool *out)
 {
-	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") || !strcmp(s, "1"))
-		*out = true;
-	else if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "off") || !strcmp(s, "0"))
-		*out = false;
-	else
-		return false;
-	return true;
+	static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return true;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
 }
 
 /* resolve_id reads one uid or gid, by number or name. */

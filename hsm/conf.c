@@ -233,11 +233,7 @@ static kb_code take_bool(kb_keyconf *kc, const char *name, bool def, bool *out, 
 	*out = def;
 	if (v == NULL)
 		return KB_OK;
-	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on"))
-		*out = true;
-	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "off"))
-		*out = false;
-	else
+	if (!kb_parse_bool(v, out))
 		return kb_keyconf_bad(kc, name, err, "\"%s\" is not yes or no", v);
 	return KB_OK;
 }

@@ -237,6 +237,30 @@ static void config_durations_take_plain_seconds_s_ms_m_h_and_d(void **state)
 	expect_error("[broker]\ncache_ttl =\n", 2, "cache_ttl", NULL);
 }
 
+static void config_booleans_are_read_in_any_case(void **state)
+{
+	static const char *const yes[] = { "yes", "Yes", "TRUE", "on", "On", "1" };
+	static const char *const no[] = { "no", "NO", "false", "False", "off", "0" };
+	static const char *const bad[] = { "", "y", "n", "2", "yes ", "enabled", "0x1" };
+	bool b;
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		b = false;
+		if (!kb_parse_bool(yes[i], &b) || !b)
+			fail_msg("\"%s\" was not read as yes", yes[i]);
+		b = true;
+		if (!kb_parse_bool(no[i], &b) || b)
+			fail_msg("\"%s\" was not read as no", no[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (kb_parse_bool(bad[i], &b))
+			fail_msg("\"%s\" was taken for %s", bad[i], b ? "yes" : "no");
+	/* and through the config: the broker reads them as the backends and the emulator do */
+	expect_ok("[broker]\nallow_unlocked_memory = Yes\n");
+	assert_true(cfg->allow_unlocked_memory);
+	expect_error("[broker]\nallow_unlocked_memory = maybe\n", 2, "allow_unlocked_memory", "maybe");
+}
+
 static void config_sizes_take_bytes_k_and_m(void **state)
 {
 	int64_t v = 0;
@@ -616,6 +640,7 @@ static const struct CMUnitTest tests[] = {
 	T(config_every_broker_option_takes_its_valid_values),
 	T(config_bad_broker_values_name_file_line_and_option),
 	T(config_durations_take_plain_seconds_s_ms_m_h_and_d),
+	T(config_booleans_are_read_in_any_case),
 	T(config_sizes_take_bytes_k_and_m),
 	T(config_unknown_broker_option_is_refused_naming_it_and_its_line),
 	T(config_unknown_section_is_refused_naming_it_and_its_line),
