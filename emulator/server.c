@@ -10,6 +10,7 @@
 #include <microhttpd.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "errors.h"
 #include "faults.h"
 #include "keys_api.h"
@@ -27,8 +28,7 @@ struct endpoint {
 
 /* Per-request state while the body arrives. */
 struct pending {
-	char *body;
-	size_t len, cap;
+	kb_buf body;       /* NUL-terminated */
 	bool too_big;
 	struct timespec start;
 };
@@ -275,23 +275,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		size_t n = *upload_size;
 
 		*upload_size = 0;
-		if (pd->too_big || pd->len + n > ep->w->cfg.max_body) {
+		if (pd->too_big || pd->body.len + n > ep->w->cfg.max_body) {
 			pd->too_big = true;
 			return MHD_YES;
 		}
-		if (pd->len + n + 1 > pd->cap) {
-			size_t cap = (pd->len + n + 1) * 2;
-			char *grown = realloc(pd->body, cap);
-
-			if (!grown)
-				return MHD_NO;
-			pd->body = grown;
-			pd->cap = cap;
-		}
-		memcpy(pd->body + pd->len, upload, n);
-		pd->len += n;
-		pd->body[pd->len] = '\0';
-		return MHD_YES;
+		return kb_buf_append_text(&pd->body, upload, n) ? MHD_YES : MHD_NO;
 	}
 	emu_reply_init(&rep);
 	if (pd->too_big) {
@@ -310,8 +298,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			.authorization = hdr(c, MHD_HTTP_HEADER_AUTHORIZATION),
 			.metadata = hdr(c, "Metadata"),
 			.identity_header = hdr(c, "X-IDENTITY-HEADER"),
-			.body = pd->body,
-			.body_len = pd->len,
+			.body = pd->body.data,
+			.body_len = pd->body.len,
 		};
 
 		ep->handler(ep->w, &rq, &rep);
@@ -330,7 +318,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct pending *pd = *con_cls;
 
 	if (pd) {
-		free(pd->body);
+		kb_buf_free(&pd->body);
 		free(pd);
 		*con_cls = NULL;
 	}

@@ -26,6 +26,8 @@
 #include <openssl/evp.h>
 
 #include "backend.h"
+#include "buf.h"
+#include "clock.h"
 
 #define AZ_API_VERSION "7.4"
 #define AZ_HOST_MAX 256
@@ -222,8 +224,7 @@ typedef struct az_req {
 
 typedef struct az_resp {
 	long status;                  /* final HTTP status; 0: no answer */
-	char *body;
-	size_t len, cap;
+	kb_buf body;                  /* NUL-terminated; wiped: it may hold a token */
 	char request_id[AZ_REQID_LEN + 1];
 	char www_auth[512];
 	int64_t retry_after_ms;       /* of the last answer, -1 none */
@@ -269,6 +270,9 @@ int64_t az_http_next_wait(const az_conf *conf, bool idempotent, az_resp *r, int 
 /* az_resp_reset wipes and empties resp for another request; az_resp_free releases it. */
 void az_resp_reset(az_resp *r);
 void az_resp_free(az_resp *r);
+
+/* az_resp_text is the body as text ("" when there is none). */
+const char *az_resp_text(const az_resp *r);
 
 /* az_urlencode appends the form encoding of s to out (capacity cap); false if it does not fit. */
 bool az_urlencode(const char *s, char *out, size_t cap);
@@ -364,9 +368,6 @@ typedef struct az_key {
 	kb_err fetch_err;             /* the last refresh's failure */
 	int64_t fetched_ms;           /* monotonic, when the service last confirmed latest */
 } az_key;
-
-/* az_now_ms is a monotonic clock in ms. */
-int64_t az_now_ms(void);
 
 /*
  * az_call sends an authenticated request for k on slot and returns KB_OK

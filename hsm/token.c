@@ -168,7 +168,7 @@ static kb_code finish_fetch(const az_conf *conf, az_resp *r, char **token, int64
 
 	if (r->status != 200)
 		return az_error(conf, &w, r, err);
-	if (!az_parse_token(r->body ? r->body : "", r->len, (int64_t)time(NULL), token, life_s, why, sizeof(why)))
+	if (!az_parse_token(az_resp_text(r), r->body.len, (int64_t)time(NULL), token, life_s, why, sizeof(why)))
 		return kb_err_set(err, KB_E_AUTH_FAILED, "the token answer from %s is unusable (%s) (request id %s)",
 				  conf->auth == AZ_AUTH_MANAGED_IDENTITY ? conf->imds : conf->authority, why,
 				  r->request_id);
@@ -323,7 +323,7 @@ static kb_code file_token(az_cred *c, const az_conf *conf, char **token, unsigne
 kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, unsigned *gen,
 		     bool *fresh, kb_err *err)
 {
-	int64_t start, now, life_ms, margin, deadline = az_now_ms() + conf->timeout_ms;
+	int64_t start, now, life_ms, margin, deadline = kb_now_ms() + conf->timeout_ms;
 	char *t = NULL;
 	int64_t life_s = 0;
 	unsigned seen;
@@ -339,7 +339,7 @@ kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, 
 	}
 	seen = c->fetches;
 	for (;;) {
-		now = az_now_ms();
+		now = kb_now_ms();
 		if (c->token && (now < c->refresh_ms || (c->fetching && now < c->expires_ms))) {
 			*token = strdup(c->token);
 			*gen = c->gen;
@@ -355,7 +355,7 @@ kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, 
 		if (!c->fetching)
 			break;
 		struct timespec ts = { (time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L };
-		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) != 0 && az_now_ms() >= deadline) {
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) != 0 && kb_now_ms() >= deadline) {
 			pthread_mutex_unlock(&c->lock);
 			return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 					  "no token within timeout %lldms: the token request of another caller is still running (%s)",
@@ -366,7 +366,7 @@ kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, 
 	c->fetching = true;
 	pthread_mutex_unlock(&c->lock);
 
-	start = az_now_ms();
+	start = kb_now_ms();
 	if (conf->auth == AZ_AUTH_MANAGED_IDENTITY)
 		rc = fetch_imds(conf, s, &t, &life_s, err);
 	else
@@ -414,7 +414,7 @@ void az_token_reject(az_cred *c, unsigned gen)
 kb_code az_token_cached(az_cred *c, const az_conf *conf, char **token, unsigned *gen, bool *fresh,
 			kb_err *err)
 {
-	int64_t now = az_now_ms();
+	int64_t now = kb_now_ms();
 	kb_code rc = KB_E_BUSY;
 
 	*token = NULL;
