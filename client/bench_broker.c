@@ -70,11 +70,6 @@ int bench_op_parse(const char *name)
 	return -1;
 }
 
-const char *bench_op_name(bench_op op)
-{
-	return op_names[op];
-}
-
 /* json_field copies the string field name of a response line to out; false if absent. */
 static bool json_field(const char *line, const char *name, char *out, size_t cap)
 {

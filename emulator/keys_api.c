@@ -24,7 +24,8 @@ struct ctx {
 	bool mhsm;
 };
 
-void emu_kid(char *out, size_t cap, const char *host, const char *name, const char *version)
+/* emu_kid writes "https://HOST/keys/NAME[/VERSION]" into out. */
+static void emu_kid(char *out, size_t cap, const char *host, const char *name, const char *version)
 {
 	snprintf(out, cap, "https://%s/keys/%s%s%s", host, name, version && *version ? "/" : "",
 		 version ? version : "");

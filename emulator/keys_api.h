@@ -14,7 +14,5 @@
 void emu_keys_handle(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
 		     struct emu_reply *rep);
 
-/* emu_kid_json writes "https://HOST/keys/NAME[/VERSION]" into out. */
-void emu_kid(char *out, size_t cap, const char *host, const char *name, const char *version);
 
 #endif

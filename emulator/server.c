@@ -38,7 +38,11 @@ struct pending {
 
 static struct MHD_Daemon *front;
 
-int emu_listen_addr(const char *s, struct sockaddr_storage *ss)
+/*
+ * emu_listen_addr parses "ADDR:PORT" or "[V6]:PORT" (port 0 = any free one).
+ * Returns 0, or -1 if malformed.
+ */
+static int emu_listen_addr(const char *s, struct sockaddr_storage *ss)
 {
 	char host[128];
 	const char *colon;
@@ -110,7 +114,11 @@ static void route_error(struct emu_reply *rep, enum emu_route_status st, const s
 	}
 }
 
-void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep)
+/*
+ * emu_dispatch answers one request: route, faults, token check, api-version,
+ * throttle, then the keys API or the token service. Fills rep.
+ */
+static void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep)
 {
 	struct emu_route rt;
 	enum emu_route_status st = emu_route_parse(rq->method, rq->host, rq->path, &rt);

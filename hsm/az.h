@@ -108,8 +108,6 @@ void az_identity(const az_conf *conf, char *buf, size_t cap);
 /* az_principal names the principal for permission messages. */
 void az_principal(const az_conf *conf, char *buf, size_t cap);
 
-/* az_cloud_of fills service, cloud, resource and authority from a host Azure owns. */
-void az_cloud_of(az_conf *conf);
 
 const char *az_auth_name(az_auth a);
 const char *az_service_name(az_service s);
@@ -267,8 +265,6 @@ void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *r
 void az_http_collect(CURL *h, const char *errbuf, CURLcode cc, az_resp *r);
 int64_t az_http_next_wait(const az_conf *conf, bool idempotent, az_resp *r, int n, int64_t deadline_ms);
 
-/* az_resp_reset wipes and empties resp for another request; az_resp_free releases it. */
-void az_resp_reset(az_resp *r);
 void az_resp_free(az_resp *r);
 
 /* az_resp_text is the body as text ("" when there is none). */

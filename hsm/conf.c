@@ -31,7 +31,8 @@ static bool has_suffix(const char *host, const char *suffix)
 	return h > s + 1 && host[h - s - 1] == '.' && strcasecmp(host + h - s, suffix) == 0;
 }
 
-void az_cloud_of(az_conf *conf)
+/* az_cloud_of fills service, cloud, resource and authority from a host Azure owns. */
+static void az_cloud_of(az_conf *conf)
 {
 	for (size_t i = 0; i < sizeof(clouds) / sizeof(clouds[0]); i++) {
 		const struct cloud *c = &clouds[i];

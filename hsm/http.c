@@ -52,7 +52,8 @@ void az_slots_free(az_slot *s, int n)
 	free(s);
 }
 
-void az_resp_reset(az_resp *r)
+/* az_resp_reset wipes and empties resp for another request; az_resp_free releases it. */
+static void az_resp_reset(az_resp *r)
 {
 	kb_buf body = r->body;
 

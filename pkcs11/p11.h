@@ -230,8 +230,6 @@ void kb_p11_version_put(kb_p11_version *v);
 kb_code kb_p11_versions_copy(kb_p11_key *k, kb_p11_version **v, int *n, kb_err *err);
 void kb_p11_versions_free(kb_p11_version *v, int n);
 
-/* kb_p11_id_cmp orders CKA_IDs as unsigned big-endian integers. */
-int kb_p11_id_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 
 /*
  * kb_p11_id_next writes id + 1 to out: the same length unless it overflows,
