@@ -18,6 +18,7 @@
 
 #include "audit.h"
 #include "finish.h"
+#include "json.h"
 #include "kb_socket.h"
 #include "keys.h"
 #include "log.h"
@@ -204,7 +205,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	cJSON_Hooks hooks = { .malloc_fn = malloc, .free_fn = wiping_free };
+	cJSON_Hooks hooks = { .malloc_fn = kb_json_malloc, .free_fn = wiping_free };
 	const char *path = NULL;
 	bool check_only = false;
 	kb_broker b = { 0 };
