@@ -1,13 +1,27 @@
 /*
  * test_cache: the DEK cache on the arena: lookups, TTL expiry on the
  * caller's clock (every call takes now_ms, so the tests set the time), LRU
- * eviction per size class, flushes, and that every DEK leaving is zeroed.
+ * eviction per size class, flushes, and that every DEK leaving is zeroed;
+ * then the cache in the request flow, through the real dispatcher with a
+ * scripted backend and an injected clock: single flight, refresh-ahead and
+ * the TTL as the revocation point.
  */
+#include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "cache.h"
+#include "conn.h"
 #include "digest.h"
+#include "dispatch.h"
+#include "finish.h"
+#include "keys.h"
+#include "pool.h"
 #include "unit.h"
 
 static const uint8_t zero[KB_SECRET_MAX];
@@ -362,6 +376,310 @@ static void cache_of_100000_entries_holds_100000_256_bit_deks_in_8_mib(void **st
 	unit_expect_exit_0(unit_in_child(fill_100000_under_8_mib));
 }
 
+/* ---- single flight, refresh-ahead and TTL through the real dispatcher ----
+ *
+ * The key's backend is scripted: wrap copies the plaintext, unwrap copies the
+ * ciphertext back, counts its calls and, while the gate is shut, waits, so
+ * several requests can be in flight for one blob. The clock is injected at
+ * link time: this file defines kb_now_us and kb_now_ms (clock.c is then not
+ * linked in) as the monotonic clock plus an offset the tests move, so a TTL
+ * passes without sleeping.
+ */
+static int64_t clock_offset_us;
+
+int64_t kb_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + __atomic_load_n(&clock_offset_us, __ATOMIC_RELAXED);
+}
+
+int64_t kb_now_ms(void)
+{
+	return kb_now_us() / 1000;
+}
+
+static void advance_ms(int64_t ms)
+{
+	__atomic_add_fetch(&clock_offset_us, ms * 1000, __ATOMIC_RELAXED);
+}
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool gate_shut;
+	int unwraps;
+	int waiting;
+} script = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0 };
+
+static kb_code s_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
+{
+	*state = kc;
+	return KB_OK;
+}
+
+static void s_close(void *state)
+{
+}
+
+static kb_code s_describe(void *s, int slot, kb_key_info *info, kb_err *err)
+{
+	return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE, "scripted: no describe");
+}
+
+static kb_code s_wrap(void *s, int slot, const char *v, kb_alg a, const uint8_t *pt, size_t n, uint8_t *ct,
+		      size_t *ctlen, char vo[KB_VERSION_MAX + 1], kb_alg *ao, kb_err *err)
+{
+	memcpy(ct, pt, n);
+	*ctlen = n;
+	strcpy(vo, "01");
+	*ao = a == KB_ALG_NONE ? KB_ALG_AES_KWP : a;
+	return KB_OK;
+}
+
+static kb_code s_unwrap(void *s, int slot, const char *v, kb_alg a, const uint8_t *ct, size_t n, uint8_t *pt,
+			size_t *ptlen, kb_err *err)
+{
+	pthread_mutex_lock(&script.lock);
+	script.unwraps++;
+	script.waiting++;
+	pthread_cond_broadcast(&script.cond);
+	while (script.gate_shut)
+		pthread_cond_wait(&script.cond, &script.lock);
+	script.waiting--;
+	pthread_mutex_unlock(&script.lock);
+	memcpy(pt, ct, n);
+	*ptlen = n;
+	return KB_OK;
+}
+
+static kb_code s_rotate(void *s, int slot, char vo[KB_VERSION_MAX + 1], kb_err *err)
+{
+	return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE, "scripted: no rotate");
+}
+
+static const kb_backend_ops scripted = {
+	.name = "scripted", .open = s_open, .close = s_close, .describe = s_describe,
+	.wrap = s_wrap, .unwrap = s_unwrap, .rotate = s_rotate,
+};
+
+const kb_backend_ops *kb_backend_find(const char *name)
+{
+	return strcmp(name, "scripted") == 0 ? &scripted : NULL;
+}
+
+static kb_broker broker;
+static kb_conn *conn;
+static int peer = -1;    /* the client's end of conn's socket */
+
+static int flow_setup(void **state)
+{
+	kb_config *cfg;
+	kb_keyset *ks;
+	kb_err err = { 0 };
+	int sv[2];
+
+	memset(&broker, 0, sizeof(broker));
+	script.unwraps = 0;
+	script.gate_shut = false;
+	clock_offset_us = 0;
+	if (kb_config_parse_string("[broker]\nworkers = 2\ncache_capacity = 8\nallow_unlocked_memory = yes\n"
+				   "[key:k]\nbackend = scripted\ncache_ttl = 10s\ncache_refresh_fraction = 0.5\n"
+				   "[key:p]\nbackend = scripted\ncache_ttl = 10s\n",
+				   "cache.conf", &cfg, &err) != KB_OK ||
+	    kb_keyset_open(cfg, 2, &ks, &err) != KB_OK ||
+	    kb_cache_init(&broker.cache, 8, true, &err) != KB_OK) {
+		fprintf(stderr, "setup: %s\n", err.msg);
+		return -1;
+	}
+	kb_broker_use_keyset(&broker, ks);
+	broker.nflights = 16;
+	broker.flights = calloc(broker.nflights, sizeof(*broker.flights));
+	if (broker.flights == NULL || kb_pool_start(&broker, 2, &broker.pool, &err) != KB_OK ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+		return -1;
+	conn = calloc(1, sizeof(*conn));
+	conn->fd = sv[0];
+	conn->refs = 1;
+	peer = sv[1];
+	return 0;
+}
+
+static int flow_teardown(void **state)
+{
+	for (kb_job *j = kb_pool_stop(broker.pool), *next; j; j = next) {
+		next = j->next;
+		kb_job_finish(&broker, j);
+	}
+	kb_conn_unref(conn);
+	close(peer);
+	kb_cache_destroy(&broker.cache);
+	return 0;
+}
+
+/* finish_jobs finishes n jobs as the loop would, waiting for each. */
+static void finish_jobs(int n)
+{
+	while (n > 0) {
+		struct pollfd pfd = { .fd = kb_pool_fd(broker.pool), .events = POLLIN };
+
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
+		for (kb_job *j = kb_pool_take_done(broker.pool), *next; j; j = next) {
+			next = j->next;
+			kb_job_finish(&broker, j);
+			n--;
+		}
+	}
+}
+
+/* request dispatches one line; answer reads the next answer line into a cJSON. */
+static void request(const char *line)
+{
+	kb_dispatch(&broker, conn, line, strlen(line));
+}
+
+static cJSON *answer(void)
+{
+	static char buf[8192];
+	static size_t len;
+	char *nl;
+	cJSON *j;
+
+	while ((nl = memchr(buf, '\n', len)) == NULL) {
+		ssize_t r = recv(peer, buf + len, sizeof(buf) - len, 0);
+
+		assert_true(r > 0);
+		len += (size_t)r;
+	}
+	j = cJSON_ParseWithLength(buf, (size_t)(nl - buf));
+	len -= (size_t)(nl - buf) + 1;
+	memmove(buf, nl + 1, len);
+	assert_non_null(j);
+	return j;
+}
+
+/* wrap_blob wraps 32 bytes of 0x5a under key and returns the blob (static). */
+static const char *wrap_blob(const char *key)
+{
+	static char blob[512];
+	char line[200];
+	cJSON *a;
+
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"wrap\",\"key\":\"%s\","
+		 "\"plaintext\":\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=\"}", key);
+	request(line);
+	finish_jobs(1);
+	a = answer();
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+	snprintf(blob, sizeof(blob), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(a, "blob")));
+	cJSON_Delete(a);
+	return blob;
+}
+
+/* unwrap_request sends an unwrap of blob; answer_cached reads its answer, checks the plaintext and returns "cached". */
+static void unwrap_request(const char *blob)
+{
+	char line[700];
+
+	snprintf(line, sizeof(line), "{\"id\":2,\"op\":\"unwrap\",\"blob\":\"%s\"}", blob);
+	request(line);
+}
+
+static bool answer_cached(void)
+{
+	cJSON *a = answer();
+	bool cached;
+
+	if (!cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")))
+		fail_msg("unwrap failed: %s", cJSON_PrintUnformatted(a));
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(a, "plaintext")),
+			    "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=");
+	cached = cJSON_IsTrue(cJSON_GetObjectItem(a, "cached"));
+	cJSON_Delete(a);
+	return cached;
+}
+
+static int unwraps(void)
+{
+	int n;
+
+	pthread_mutex_lock(&script.lock);
+	n = script.unwraps;
+	pthread_mutex_unlock(&script.lock);
+	return n;
+}
+
+static void cache_misses_of_one_blob_in_flight_together_make_one_backend_call(void **state)
+{
+	const char *blob = wrap_blob("p");
+
+	pthread_mutex_lock(&script.lock);
+	script.gate_shut = true;
+	pthread_mutex_unlock(&script.lock);
+	for (int i = 0; i < 3; i++)
+		unwrap_request(blob);
+	/* the first miss is at the backend; the other two joined it */
+	pthread_mutex_lock(&script.lock);
+	while (script.waiting == 0)
+		pthread_cond_wait(&script.cond, &script.lock);
+	script.gate_shut = false;
+	pthread_cond_broadcast(&script.cond);
+	pthread_mutex_unlock(&script.lock);
+	finish_jobs(1);
+	for (int i = 0; i < 3; i++)
+		assert_false(answer_cached());
+	assert_int_equal(unwraps(), 1);
+	assert_int_equal(broker.counters.joins, 2);
+	unwrap_request(blob);
+	assert_true(answer_cached());
+	assert_int_equal(unwraps(), 1);
+}
+
+static void cache_refresh_ahead_renews_an_entry_hit_late_in_its_life(void **state)
+{
+	const char *blob = wrap_blob("k");
+
+	unwrap_request(blob);
+	finish_jobs(1);
+	assert_false(answer_cached());
+	advance_ms(4000); /* first half of the 10 s TTL: a plain hit */
+	unwrap_request(blob);
+	assert_true(answer_cached());
+	assert_int_equal(unwraps(), 1);
+	advance_ms(2000); /* 6 s: last half, the hit starts one refresh */
+	unwrap_request(blob);
+	assert_true(answer_cached());
+	unwrap_request(blob);
+	assert_true(answer_cached());
+	finish_jobs(1);
+	assert_int_equal(unwraps(), 2);
+	assert_int_equal(broker.counters.refreshes, 1);
+	advance_ms(7000); /* 13 s: past the first expiry, inside the renewed one (6 + 10) */
+	unwrap_request(blob);
+	assert_true(answer_cached());
+	assert_int_equal(unwraps(), 2);
+}
+
+static void cache_entry_is_a_hit_until_its_ttl_then_a_miss(void **state)
+{
+	/* key p has no refresh-ahead, so the hits do not renew it */
+	const char *blob = wrap_blob("p");
+
+	unwrap_request(blob);
+	finish_jobs(1);
+	assert_false(answer_cached());
+	advance_ms(9990);
+	unwrap_request(blob);
+	assert_true(answer_cached());
+	advance_ms(10); /* 10 s: the TTL is the revocation point */
+	unwrap_request(blob);
+	finish_jobs(1);
+	assert_false(answer_cached());
+	assert_int_equal(unwraps(), 2);
+}
+
+
 static const struct CMUnitTest tests[] = {
 	CASE_WITH(cache_get_after_put_returns_the_dek, cache_setup, cache_teardown),
 	CASE_WITH(cache_entry_expires_exactly_at_its_ttl, cache_setup, cache_teardown),
@@ -376,6 +694,9 @@ static const struct CMUnitTest tests[] = {
 	CASE_WITH(cache_survives_many_puts_gets_and_evictions, cache_setup, cache_teardown),
 	CASE_WITH(cache_full_class_evicts_its_own_least_recently_used, cache_setup, cache_teardown),
 	CASE_WITH(cache_over_capacity_evicts_the_oldest_entry_of_any_class, cache_setup, cache_teardown),
+	CASE_WITH(cache_misses_of_one_blob_in_flight_together_make_one_backend_call, flow_setup, flow_teardown),
+	CASE_WITH(cache_refresh_ahead_renews_an_entry_hit_late_in_its_life, flow_setup, flow_teardown),
+	CASE_WITH(cache_entry_is_a_hit_until_its_ttl_then_a_miss, flow_setup, flow_teardown),
 	CASE(cache_of_100000_entries_holds_100000_256_bit_deks_in_8_mib),
 };
 
