@@ -282,7 +282,7 @@ static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, 
 
 	/* a rotate changes the key service: it is on record before it begins */
 	if (req->op == KB_OP_ROTATE && kb_audit_intent(b->audit, w, &err) != KB_OK) {
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 		kb_reply_error(b, w, &err);
 		return;
 	}

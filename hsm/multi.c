@@ -303,7 +303,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
 	(void)easy;
 	if (e->io->watch(e->io->loop, &w, fd, ev, on_ready, e) != 0)
-		kb_error("azure key %s: cannot watch a connection's socket", e->k->name);
+		kb_log_err("azure key %s: cannot watch a connection's socket", e->k->name);
 	curl_multi_assign(e->multi, fd, w);
 	return 0;
 }
