@@ -1,5 +1,5 @@
 /*
- * compare.c: kb-bench-compare, the comparison of issue 6 in one program.
+ * compare.c: kb-bench-compare, the comparison of docs/BENCHMARKS.md in one program.
  * It measures keybroker beside its floors and peers with the same runner,
  * the same request sizes and the same client counts, interleaving the
  * series in rounds (each round runs every series for duration/rounds, in an

@@ -34,7 +34,7 @@ void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
 	b->counters.errors[w->op]++;
 	/* an error answer goes out even if the audit log is down: it does nothing */
 	if (kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
-		kb_error("%s", aerr.msg);
+		kb_log_err("%s", aerr.msg);
 	put_error(w, err);
 }
 
@@ -54,7 +54,7 @@ bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int 
 	bool audited = w->op != KB_OP_STATUS && w->op != KB_OP_METRICS;
 
 	if (audited && kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 		b->counters.errors[w->op]++;
 		put_error(w, &err);
 		return false;

@@ -221,7 +221,7 @@ void kb_arena_free(kb_arena *a, uint8_t *p)
 	OPENSSL_cleanse(p, c->slot_bytes);
 	memcpy(&v, p - CANARY_BYTES, CANARY_BYTES);
 	if (v != canary_of(a, k, i)) {
-		kb_error("DEK arena canary of slot %zu of the %zu-byte class is damaged: memory "
+		kb_log_err("DEK arena canary of slot %zu of the %zu-byte class is damaged: memory "
 			 "corruption, aborting", i, c->slot_bytes);
 		abort();
 	}

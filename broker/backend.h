@@ -103,6 +103,14 @@ typedef struct kb_async {
 	void *ctx;
 } kb_async;
 
+/*
+ * kb_doctor_emit receives one line of `keybroker doctor`: the check's name,
+ * its status ("pass", "warn" or "fail"), what was found and, unless it
+ * passed, what to do. Backends emit through it; the core writes the lines.
+ */
+typedef void (*kb_doctor_emit)(void *ctx, const char *check, const char *status, const char *detail,
+			       const char *fix);
+
 typedef struct kb_backend_ops {
 	const char *name;
 
@@ -155,16 +163,15 @@ typedef struct kb_backend_ops {
 	 * check through emit (status "pass", "warn" or "fail"; fix is NULL on a
 	 * pass). May be NULL.
 	 */
-	kb_code (*doctor)(void *state, int slot,
-			  void (*emit)(void *ctx, const char *check, const char *status,
-				       const char *detail, const char *fix),
-			  void *ctx, kb_err *err);
+	kb_code (*doctor)(void *state, int slot, kb_doctor_emit emit, void *ctx, kb_err *err);
 
 	/*
-	 * match_kid tells whether an Azure key identifier URL (from a raw blob)
-	 * names this key, so the core can route a raw blob. May be NULL.
+	 * claim_raw_blob tells whether a raw blob (the key service's own form,
+	 * not a keybroker envelope; kid is the key identifier it carries) is
+	 * one this key recognises as its own, so the core can route it without
+	 * knowing which backend made it. May be NULL: the key claims none.
 	 */
-	int (*match_kid)(void *state, const char *kid);
+	int (*claim_raw_blob)(void *state, const char *kid);
 
 	/*
 	 * For a backend that waits on a network; all three may be NULL, and

@@ -5,16 +5,12 @@
 #include <string.h>
 
 #include "backend.h"
-#include "pkcs11.h"
-#ifdef KB_HAVE_AZURE
 #include "azure.h"
-#endif
+#include "pkcs11.h"
 
 static const kb_backend_ops *const backends[] = {
 	&kb_pkcs11_backend,
-#ifdef KB_HAVE_AZURE
 	&kb_azure_backend,
-#endif
 };
 
 const kb_backend_ops *kb_backend_find(const char *name)

@@ -17,6 +17,7 @@
 #include "blob.h"
 #include "buf.h"
 #include "cache.h"
+#include "clock.h"
 #include "config.h"
 #include "proto.h"
 
@@ -225,10 +226,6 @@ typedef struct kb_broker {
 	int nconns;
 	bool draining;
 } kb_broker;
-
-/* kb_now_ms and kb_now_us read the monotonic clock. */
-int64_t kb_now_ms(void);
-int64_t kb_now_us(void);
 
 /* kb_key_find returns the key named name in the current keyset, or NULL. */
 kb_key *kb_key_find(kb_broker *b, const char *name);

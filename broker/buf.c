@@ -40,6 +40,16 @@ bool kb_buf_append(kb_buf *b, const void *p, size_t n)
 	return true;
 }
 
+bool kb_buf_append_text(kb_buf *b, const void *p, size_t n)
+{
+	if (n == SIZE_MAX || !kb_buf_reserve(b, n + 1))
+		return false;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return true;
+}
+
 void kb_buf_consume(kb_buf *b, size_t n)
 {
 	if (n >= b->len) {

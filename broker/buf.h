@@ -24,6 +24,12 @@ bool kb_buf_reserve(kb_buf *b, size_t n);
 /* kb_buf_append copies n bytes to the end; false on allocation failure. */
 bool kb_buf_append(kb_buf *b, const void *p, size_t n);
 
+/*
+ * kb_buf_append_text is kb_buf_append that keeps a NUL after the content (not
+ * counted in len), for bodies read by text parsers.
+ */
+bool kb_buf_append_text(kb_buf *b, const void *p, size_t n);
+
 /* kb_buf_consume drops the first n bytes, wiping the space they leave. */
 void kb_buf_consume(kb_buf *b, size_t n);
 

@@ -14,16 +14,9 @@
 
 #include "error.h"
 #include "keyconf.h"
+#include "values.h"
 
 #define KB_MAX_KEYS 256
-#define KB_MAX_IDS 64
-
-typedef struct kb_idlist {
-	uint32_t ids[KB_MAX_IDS];
-	int n;
-	bool set;       /* the option was given (an empty list denies all) */
-} kb_idlist;
-
 typedef struct kb_config {
 	char *file;
 
@@ -72,27 +65,5 @@ kb_code kb_config_parse_string(const char *text, const char *name, kb_config **o
 
 /* kb_config_free releases cfg (NULL is fine). */
 void kb_config_free(kb_config *cfg);
-
-/*
- * kb_parse_duration reads "300", "300s", "1500ms", "5m", "1h" or "1d" into
- * milliseconds. Returns false on anything else, or a negative value.
- */
-bool kb_parse_duration(const char *s, int64_t *ms);
-
-/*
- * kb_parse_idlist reads a list of uids (or, with groups, gids) given as
- * numbers or names, separated by commas or spaces, into out. On failure why
- * says which entry is wrong.
- */
-bool kb_parse_idlist(const char *s, bool groups, kb_idlist *out, char *why, size_t whylen);
-
-/*
- * kb_parse_acl reads a list whose entries are a uid or user name, or "@" and
- * a gid or group name, into uids and gids (both marked set).
- */
-bool kb_parse_acl(const char *s, kb_idlist *uids, kb_idlist *gids, char *why, size_t whylen);
-
-/* kb_parse_size reads "65536", "64k", "1m" (bytes, KiB, MiB). */
-bool kb_parse_size(const char *s, int64_t *bytes);
 
 #endif

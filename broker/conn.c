@@ -84,7 +84,7 @@ void kb_conn_send(kb_conn *c)
 		return;
 	}
 	if (c->out.oom) {
-		kb_error("out of memory writing to a client; closing its connection");
+		kb_log_err("out of memory writing to a client; closing its connection");
 		kb_conn_close(c);
 		return;
 	}

@@ -33,7 +33,7 @@ static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 	}
 	for (int i = 0; i < b->nkeys; i++) {
 		kb_key *k = &b->keys[i];
-		if (k->ops->match_kid && k->ops->match_kid(k->state, blob->kid))
+		if (k->ops->claim_raw_blob && k->ops->claim_raw_blob(k->state, blob->kid))
 			return k;
 	}
 	kb_err_set(err, KB_E_UNKNOWN_KEY,
@@ -287,7 +287,7 @@ static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, 
 
 	/* a rotate changes the key service: it is on record before it begins */
 	if (req->op == KB_OP_ROTATE && kb_audit_intent(b->audit, w, &err) != KB_OK) {
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 		kb_reply_error(b, w, &err);
 		return;
 	}

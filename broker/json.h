@@ -4,6 +4,7 @@
 #ifndef KB_JSON_H
 #define KB_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -14,5 +15,16 @@
  * Returns the tree (free with cJSON_Delete) or NULL.
  */
 cJSON *kb_json_parse_whole(const char *s, size_t n);
+
+/*
+ * kb_json_malloc is the daemon's cJSON allocator (cJSON_InitHooks): malloc,
+ * noting a failure, so kb_json_parse_whole's caller can tell a request it
+ * could not parse for want of memory (internal) from one that is not JSON
+ * (bad_request).
+ */
+void *kb_json_malloc(size_t n);
+
+/* kb_json_out_of_memory says whether this thread's last kb_json_parse_whole ran out of memory. */
+bool kb_json_out_of_memory(void);
 
 #endif

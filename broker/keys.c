@@ -7,19 +7,6 @@
 #include "keys.h"
 #include "log.h"
 
-int64_t kb_now_ms(void)
-{
-	return kb_now_us() / 1000;
-}
-
-int64_t kb_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 const char *kb_bop_name(kb_bop op)
 {
 	static const char *const names[KB_BOP_COUNT] = { "describe", "wrap", "unwrap",

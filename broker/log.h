@@ -24,7 +24,8 @@ int kb_log_parse_level(const char *name);
 void kb_log_at(kb_log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-#define kb_error(...) kb_log_at(KB_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+/* kb_log_err, not kb_error: that is libkeybroker's public error type (keybroker.h) */
+#define kb_log_err(...) kb_log_at(KB_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define kb_warn(...) kb_log_at(KB_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
 #define kb_info(...) kb_log_at(KB_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 #define kb_debug(...) kb_log_at(KB_LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)

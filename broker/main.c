@@ -18,7 +18,8 @@
 
 #include "audit.h"
 #include "finish.h"
-#include "keybroker.h"
+#include "json.h"
+#include "kb_socket.h"
 #include "keys.h"
 #include "log.h"
 #include "pool.h"
@@ -142,12 +143,12 @@ static int serve(kb_broker *b, kb_config *cfg)
 
 	b->cfg = cfg; /* until the keyset owns it */
 	if (cfg->audit_log && kb_audit_open(cfg->audit_log, &b->audit, &err) != KB_OK) {
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 		kb_config_free(cfg);
 		return 1;
 	}
 	if (kb_cache_init(&b->cache, b->cfg->cache_capacity, b->cfg->allow_unlocked_memory, &err) != KB_OK) {
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 		kb_config_free(cfg);
 		kb_audit_close(b->audit);
 		return 1;
@@ -158,12 +159,12 @@ static int serve(kb_broker *b, kb_config *cfg)
 	b->nflights = 1024;
 	b->flights = calloc(b->nflights, sizeof(*b->flights));
 	if (b->flights == NULL) {
-		kb_error("out of memory");
+		kb_log_err("out of memory");
 		kb_config_free(cfg);
 		goto out;
 	}
 	if (kb_keyset_open(cfg, cfg->workers + 1, &ks, &err) != KB_OK) {
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 		goto out;
 	}
 	kb_broker_use_keyset(b, ks);
@@ -172,11 +173,11 @@ static int serve(kb_broker *b, kb_config *cfg)
 			b->keys[i].ops->name, kb_alg_name(b->keys[i].conf->alg),
 			(long long)(b->keys[i].ttl_ms / 1000));
 	if (kb_pool_start(b, b->cfg->workers, &b->pool, &err) != KB_OK) {
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 		goto out;
 	}
 	if (kb_server_run(b, &err) != KB_OK)
-		kb_error("%s", err.msg);
+		kb_log_err("%s", err.msg);
 	else
 		rc = 0;
 	left = kb_pool_stop(b->pool);
@@ -204,7 +205,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	cJSON_Hooks hooks = { .malloc_fn = malloc, .free_fn = wiping_free };
+	cJSON_Hooks hooks = { .malloc_fn = kb_json_malloc, .free_fn = wiping_free };
 	const char *path = NULL;
 	bool check_only = false;
 	kb_broker b = { 0 };

@@ -41,16 +41,16 @@ void kb_reload(kb_broker *b)
 	int *map;
 
 	if (kb_audit_reopen(b->audit, &err) != KB_OK)
-		kb_error("SIGHUP: %s", err.msg);
+		kb_log_err("SIGHUP: %s", err.msg);
 	if (kb_config_load(old->cfg->file, &cfg, &err) != KB_OK) {
-		kb_error("SIGHUP: the new config is refused, the running one stays: %s", err.msg);
+		kb_log_err("SIGHUP: the new config is refused, the running one stays: %s", err.msg);
 		return;
 	}
 	warn_fixed(old->cfg, cfg);
 	/* settings only a restart applies keep their running values */
 	free(cfg->socket);
 	if ((cfg->socket = strdup(old->cfg->socket)) == NULL) {
-		kb_error("SIGHUP: out of memory; the running config stays");
+		kb_log_err("SIGHUP: out of memory; the running config stays");
 		kb_config_free(cfg);
 		return;
 	}
@@ -58,12 +58,12 @@ void kb_reload(kb_broker *b)
 	cfg->cache_capacity = old->cfg->cache_capacity;
 	cfg->allow_unlocked_memory = old->cfg->allow_unlocked_memory;
 	if (kb_keyset_open(cfg, cfg->workers + 1, &ks, &err) != KB_OK) {
-		kb_error("SIGHUP: the new config is refused, the running one stays: %s", err.msg);
+		kb_log_err("SIGHUP: the new config is refused, the running one stays: %s", err.msg);
 		return;
 	}
 	map = malloc(sizeof(*map) * (size_t)(old->nkeys ? old->nkeys : 1));
 	if (map == NULL) {
-		kb_error("SIGHUP: out of memory; the running config stays");
+		kb_log_err("SIGHUP: out of memory; the running config stays");
 		kb_keyset_unref(ks);
 		return;
 	}

@@ -154,9 +154,8 @@ typedef enum bench_op {
 	BENCH_MIXED, BENCH_OP_COUNT
 } bench_op;
 
-/* bench_op_parse maps an OP name to its value; -1 if unknown. bench_op_name is the reverse. */
+/* bench_op_parse maps an OP name to its value; -1 if unknown. */
 int bench_op_parse(const char *name);
-const char *bench_op_name(bench_op op);
 
 typedef struct bench_broker bench_broker;
 

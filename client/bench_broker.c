@@ -35,7 +35,8 @@ struct bench_broker {
 	char backend[32];
 	bench_op op;
 	size_t size;
-	bench_line ctl;          /* for preparing and for the counters */
+	bench_line ctl;          /* for preparing: the same framing as the measured clients */
+	kb_client *admin;        /* status and flush, through libkeybroker */
 	char **body;             /* the pool: request bodies after {"id":N, */
 	size_t nbody;
 	atomic_size_t next;      /* unwrap-miss: the next unused blob of the pool */
@@ -69,11 +70,6 @@ int bench_op_parse(const char *name)
 	return -1;
 }
 
-const char *bench_op_name(bench_op op)
-{
-	return op_names[op];
-}
-
 /* json_field copies the string field name of a response line to out; false if absent. */
 static bool json_field(const char *line, const char *name, char *out, size_t cap)
 {
@@ -96,27 +92,6 @@ static bool json_field(const char *line, const char *name, char *out, size_t cap
 static bool line_ok(const char *line)
 {
 	return strstr(line, "\"ok\":true") != NULL;
-}
-
-/* ctl_call sends one control request (a JSON object without id) and reads its response. */
-static int ctl_call(bench_broker *b, const char *body, char *err, size_t errlen)
-{
-	char req[512];
-	int n = snprintf(req, sizeof(req), "{\"id\":%" PRIu64 ",%s\n", ++b->id, body + 1);
-
-	if (n < 0 || (size_t)n >= sizeof(req) || bench_line_call(&b->ctl, req, (size_t)n) != 0) {
-		snprintf(err, errlen, "lost the connection to keybrokerd at %s", b->path);
-		return -1;
-	}
-	if (!line_ok(b->ctl.buf)) {
-		char code[64] = "?", msg[256] = "";
-
-		json_field(b->ctl.buf, "code", code, sizeof(code));
-		json_field(b->ctl.buf, "message", msg, sizeof(msg));
-		snprintf(err, errlen, "%s: %s", code, msg);
-		return -1;
-	}
-	return 0;
 }
 
 /*
@@ -242,10 +217,13 @@ static int pool_make(bench_broker *b, size_t n, char *err, size_t errlen)
 /* flush_key evicts the key's cache entries, so the pool's next unwraps all miss. */
 static int flush_key(bench_broker *b, char *err, size_t errlen)
 {
-	char body[160];
+	kb_error e;
 
-	snprintf(body, sizeof(body), "{\"op\":\"flush\",\"key\":\"%s\"}", b->key);
-	return ctl_call(b, body, err, errlen);
+	if (kb_flush(b->admin, b->key, NULL, &e) != KB_OK) {
+		snprintf(err, errlen, "%s: %s", kb_code_name(e.code), e.message);
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -436,13 +414,14 @@ static void broker_close(void *conn)
 /* read_counters reads the key's backend calls and the cache's hits and misses from status. */
 static int read_counters(bench_broker *b, uint64_t *calls, uint64_t *hits, uint64_t *misses)
 {
-	char err[256];
+	char *status = NULL;
 	cJSON *j, *cnt, *keys, *k;
 	int rc = -1;
 
-	if (ctl_call(b, "{\"op\":\"status\"}", err, sizeof(err)) != 0)
+	if (kb_status(b->admin, &status, NULL) != KB_OK)
 		return -1;
-	j = cJSON_Parse(b->ctl.buf);
+	j = cJSON_Parse(status);
+	kb_free(status);
 	cnt = cJSON_GetObjectItemCaseSensitive(j, "counters");
 	keys = cJSON_GetObjectItemCaseSensitive(j, "keys");
 	*hits = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cnt, "hits"));
@@ -488,6 +467,7 @@ bench_broker *bench_broker_new(const char *socket, const char *key, bench_op op,
 	bench_broker *b = calloc(1, sizeof(*b));
 	uint64_t calls, hits, misses;
 	char def[KB_SOCKET_PATH_MAX + 1];
+	kb_error ke;
 
 	if (b == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -537,6 +517,11 @@ bench_broker *bench_broker_new(const char *socket, const char *key, bench_op op,
 		bench_broker_free(b);
 		return NULL;
 	}
+	if (kb_client_connect(b->path, &b->admin, &ke) != KB_OK) {
+		snprintf(err, errlen, "%s", ke.message);
+		bench_broker_free(b);
+		return NULL;
+	}
 	if (read_counters(b, &calls, &hits, &misses) != 0) {
 		snprintf(err, errlen, "key %s is not configured in keybrokerd at %s (see keybroker status)",
 			 key, b->path);
@@ -554,6 +539,7 @@ void bench_broker_free(bench_broker *b)
 		return;
 	pool_free(b);
 	bench_line_close(&b->ctl);
+	kb_client_close(b->admin);
 	free(b->write_body);
 	free(b);
 }

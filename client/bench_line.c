@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "line.h"
 
 #define LINE_INITIAL 8192
 #define LINE_MAX_BYTES (1024 * 1024)
@@ -49,51 +50,14 @@ int bench_line_open(bench_line *l, const char *path, char *err, size_t errlen)
 
 int bench_line_call(bench_line *l, const char *req, size_t n)
 {
-	char *nl;
-	ssize_t r;
-
 	/* drop the previous response; a pipelining-free client has nothing else buffered */
-	if (l->line_len > 0 || l->len > 0) {
-		size_t used = l->line_len + 1;
-
-		if (used < l->len)
-			memmove(l->buf, l->buf + used, l->len - used);
-		l->len = used < l->len ? l->len - used : 0;
-		l->line_len = 0;
-	}
-	while (n > 0) {
-		r = send(l->fd, req, n, MSG_NOSIGNAL);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		req += r;
-		n -= (size_t)r;
-	}
-	for (;;) {
-		nl = l->len > 0 ? memchr(l->buf, '\n', l->len) : NULL;
-		if (nl != NULL)
-			break;
-		if (l->len + 1 >= l->cap) {
-			char *nb;
-
-			if (l->cap >= LINE_MAX_BYTES)
-				return -1;
-			nb = realloc(l->buf, l->cap * 2);
-			if (nb == NULL)
-				return -1;
-			l->buf = nb;
-			l->cap *= 2;
-		}
-		r = recv(l->fd, l->buf + l->len, l->cap - l->len - 1, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		l->len += (size_t)r;
-	}
-	l->line_len = (size_t)(nl - l->buf);
-	*nl = '\0';
+	if (l->line_len > 0 || l->len > 0)
+		kb_line_drop(l->buf, &l->len, l->line_len);
+	l->line_len = 0;
+	if (kb_line_send(l->fd, req, n, NULL, NULL) != KB_LINE_OK ||
+	    kb_line_read(l->fd, &l->buf, &l->len, &l->cap, LINE_MAX_BYTES, &l->line_len, NULL, NULL) != KB_LINE_OK)
+		return -1;
+	l->buf[l->line_len] = '\0';
 	return 0;
 }
 

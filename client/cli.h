@@ -1,7 +1,10 @@
 /*
  * cli.h: the keybroker command line. cli_main.c parses the command line and
  * dispatches through a table of subcommands; each cli_*.c file defines a
- * group of them; cli_output.c holds the few ways the CLI prints and reads.
+ * group of them; cli_call.c (cli_*) holds what a subcommand uses to reach the
+ * broker and end, cli_output.c (out_*) the few ways the CLI prints and reads.
+ * Calls go down only: main to the subcommands, the subcommands to cli_call.c
+ * and cli_output.c, cli_output.c to cli_call.c.
  *
  * Adding a subcommand: define a cli_cmd, declare it below and add it to the
  * table in cli_main.c. Options, --help and argument counts come from the

@@ -16,8 +16,7 @@
 #include <unistd.h>
 
 #include "kbc.h"
-
-#define RBUF_INITIAL 4096
+#include "line.h"
 
 struct kb_client {
 	int fd;
@@ -71,24 +70,6 @@ void kbc_json_delete(cJSON *j)
 {
 	json_wipe(j);
 	cJSON_Delete(j);
-}
-
-int kb_default_socket(char *buf, size_t cap)
-{
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int n;
-
-	if (buf == NULL || cap == 0)
-		return -1;
-	if (xdg != NULL && xdg[0] != '\0')
-		n = snprintf(buf, cap, "%s/keybroker.sock", xdg);
-	else
-		n = snprintf(buf, cap, "%s", KB_FALLBACK_SOCKET);
-	if (n < 0 || (size_t)n >= cap || n > KB_SOCKET_PATH_MAX) {
-		buf[0] = '\0';
-		return -1;
-	}
-	return n;
 }
 
 /*
@@ -276,44 +257,46 @@ static kb_code wait_ready(kb_client *c, short events, kb_error *err)
 	}
 }
 
-static kb_code send_all(kb_client *c, const char *buf, size_t n, kb_error *err)
-{
-	ssize_t w;
+/* line_wait is wait_ready for line.c: it waits only when c has a timeout. */
+struct line_ctx {
+	kb_client *c;
+	kb_error *err;
+};
 
-	while (n > 0) {
-		if (c->timeout_ms > 0 && wait_ready(c, POLLOUT, err) != KB_OK)
-			return KB_E_IO;
-		w = send(c->fd, buf, n, MSG_NOSIGNAL);
-		if (w < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			if (errno == EPIPE || errno == ECONNRESET)
-				return fail_closed(c, err);
-			return fail_io(c, err, KB_E_IO, strerror(errno));
-		}
-		buf += w;
-		n -= (size_t)w;
-	}
-	return KB_OK;
+static int line_wait(void *ctx, short events)
+{
+	struct line_ctx *x = ctx;
+
+	return x->c->timeout_ms > 0 && wait_ready(x->c, events, x->err) != KB_OK;
 }
 
-/* grow doubles the read buffer, never past one maximal line and its newline. */
-static kb_code grow(kb_client *c, kb_error *err)
+/* line_failed turns what line.c reports into the client's error. */
+static kb_code line_failed(kb_client *c, kb_line_rc rc, kb_error *err)
 {
-	size_t cap = c->rcap ? c->rcap * 2 : RBUF_INITIAL;
-	char *nb;
-
-	if (cap > KB_MAX_RESPONSE + 1)
-		cap = KB_MAX_RESPONSE + 1;
-	nb = malloc(cap);
-	if (nb == NULL)
+	switch (rc) {
+	case KB_LINE_OK:
+		return KB_OK;
+	case KB_LINE_CLOSED:
+		return fail_closed(c, err);
+	case KB_LINE_TOO_LONG:
+		c->broken = true;
+		return kbc_error(err, KB_E_PROTOCOL, "keybrokerd sent a response over "
+				 "%d bytes on %s; refused", KB_MAX_RESPONSE, c->path);
+	case KB_LINE_NOMEM:
 		return fail_io(c, err, KB_E_IO, "out of memory reading a response");
-	if (c->rlen > 0)
-		memcpy(nb, c->rbuf, c->rlen);
-	wipe_free(c->rbuf, c->rcap);
-	c->rbuf = nb;
-	c->rcap = cap;
-	return KB_OK;
+	case KB_LINE_STOPPED:
+		return KB_E_IO; /* wait_ready said why */
+	case KB_LINE_ERRNO:
+		break;
+	}
+	return fail_io(c, err, KB_E_IO, strerror(errno));
+}
+
+static kb_code send_all(kb_client *c, const char *buf, size_t n, kb_error *err)
+{
+	struct line_ctx x = { c, err };
+
+	return line_failed(c, kb_line_send(c->fd, buf, n, line_wait, &x), err);
 }
 
 /*
@@ -322,48 +305,16 @@ static kb_code grow(kb_client *c, kb_error *err)
  */
 static kb_code read_line(kb_client *c, size_t *len, kb_error *err)
 {
-	size_t scanned = 0;
-	char *nl;
-	ssize_t r;
+	struct line_ctx x = { c, err };
 
-	for (;;) {
-		nl = c->rlen > scanned ? memchr(c->rbuf + scanned, '\n', c->rlen - scanned) : NULL;
-		if (nl != NULL) {
-			*len = (size_t)(nl - c->rbuf);
-			return KB_OK;
-		}
-		scanned = c->rlen;
-		if (c->rlen > KB_MAX_RESPONSE) {
-			c->broken = true;
-			return kbc_error(err, KB_E_PROTOCOL, "keybrokerd sent a response over "
-					 "%d bytes on %s; refused", KB_MAX_RESPONSE, c->path);
-		}
-		if (c->rlen == c->rcap && grow(c, err) != KB_OK)
-			return KB_E_IO;
-		if (c->timeout_ms > 0 && wait_ready(c, POLLIN, err) != KB_OK)
-			return KB_E_IO;
-		r = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
-		if (r < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			if (errno == ECONNRESET)
-				return fail_closed(c, err);
-			return fail_io(c, err, KB_E_IO, strerror(errno));
-		}
-		if (r == 0)
-			return fail_closed(c, err);
-		c->rlen += (size_t)r;
-	}
+	return line_failed(c, kb_line_read(c->fd, &c->rbuf, &c->rlen, &c->rcap, KB_MAX_RESPONSE, len,
+					   line_wait, &x), err);
 }
 
 /* drop_line consumes the first len bytes and the newline, zeroing what moved. */
 static void drop_line(kb_client *c, size_t len)
 {
-	size_t rest = c->rlen - len - 1;
-
-	memmove(c->rbuf, c->rbuf + len + 1, rest);
-	explicit_bzero(c->rbuf + rest, c->rlen - rest);
-	c->rlen = rest;
+	kb_line_drop(c->rbuf, &c->rlen, len);
 }
 
 /*

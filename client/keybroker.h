@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "kb_codes.h"
+#include "kb_socket.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,18 +45,8 @@ extern "C" {
 
 #define KB_API __attribute__((visibility("default")))
 
-/*
- * The default socket path, as a pattern: kb_default_socket() expands it at
- * run time. When XDG_RUNTIME_DIR is unset or empty, KB_FALLBACK_SOCKET is used.
- */
-#define KB_DEFAULT_SOCKET "$XDG_RUNTIME_DIR/keybroker.sock"
-#define KB_FALLBACK_SOCKET "/run/keybroker/keybroker.sock"
-
 /* The environment variable that names the socket for clients. */
 #define KB_SOCKET_ENV "KEYBROKER_SOCKET"
-
-/* The longest socket path a Unix socket address can hold, NUL excluded. */
-#define KB_SOCKET_PATH_MAX 107
 
 /* A response line longer than this is refused with KB_E_PROTOCOL. */
 #define KB_MAX_RESPONSE (1024 * 1024)
@@ -85,14 +76,8 @@ typedef struct kb_result {
 	bool reused;            /* datakey: the broker handed out a cached data key again */
 } kb_result;
 
-/*
- * kb_default_socket writes the default socket path and a NUL to buf (capacity
- * cap): "$XDG_RUNTIME_DIR/keybroker.sock", or KB_FALLBACK_SOCKET when
- * XDG_RUNTIME_DIR is unset or empty. Returns the path's length, or -1 if it
- * does not fit in cap bytes or is over KB_SOCKET_PATH_MAX (buf is then "").
- * The daemon and the clients both use it, so they meet by default.
- */
-KB_API int kb_default_socket(char *buf, size_t cap);
+/* kb_default_socket, KB_DEFAULT_SOCKET, KB_FALLBACK_SOCKET and
+ * KB_SOCKET_PATH_MAX are in kb_socket.h, which the daemon shares. */
 
 /*
  * kb_client_connect connects to the broker at socket_path. When socket_path

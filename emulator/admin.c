@@ -390,7 +390,8 @@ static cJSON *state_json(struct emu_world *w)
 	return root;
 }
 
-void emu_admin_handle(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep)
+/* emu_admin_handle answers one admin request. */
+static void emu_admin_handle(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep)
 {
 	const char *path = rq->path ? rq->path : "";
 	bool post = !strcmp(rq->method, "POST");

@@ -9,8 +9,6 @@
 
 #include "emu.h"
 
-/* emu_admin_handle answers one admin request. */
-void emu_admin_handle(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep);
 
 /* emu_admin_start serves the admin API on addr; *port gets the bound port. 0 or -1. */
 int emu_admin_start(struct emu_world *w, const char *addr, unsigned *port, char *err, size_t errlen);

@@ -24,7 +24,8 @@ struct token {
 static pthread_mutex_t token_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct token tokens[TOKEN_SLOTS];
 
-void emu_login_base(const struct emu_world *w, const struct emu_route *rt, char *out, size_t cap)
+/* emu_login_base writes "https://localhost:PORT" for the port the client used. */
+static void emu_login_base(const struct emu_world *w, const struct emu_route *rt, char *out, size_t cap)
 {
 	if (rt && rt->port[0])
 		snprintf(out, cap, "https://localhost:%s", rt->port);
@@ -32,7 +33,8 @@ void emu_login_base(const struct emu_world *w, const struct emu_route *rt, char 
 		snprintf(out, cap, "https://localhost:%u", w->port);
 }
 
-enum emu_kind emu_auth_scope_kind(const char *scope)
+/* emu_auth_scope_kind maps a scope or resource URL to the audience it names. */
+static enum emu_kind emu_auth_scope_kind(const char *scope)
 {
 	char host[EMU_HOST_MAX];
 	size_t n;

@@ -39,13 +39,8 @@ void emu_auth_openid(struct emu_world *w, const struct emu_req *rq, const struct
 int emu_auth_check(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
 		   struct emu_reply *rep);
 
-/* emu_auth_scope_kind maps a scope or resource URL to the audience it names. */
-enum emu_kind emu_auth_scope_kind(const char *scope);
-
 /* emu_auth_revoke forgets every token of principal (NULL: of everyone); returns how many. */
 unsigned emu_auth_revoke(const char *principal);
 
-/* emu_login_base writes "https://localhost:PORT" for the port the client used. */
-void emu_login_base(const struct emu_world *w, const struct emu_route *rt, char *out, size_t cap);
 
 #endif

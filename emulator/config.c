@@ -10,6 +10,7 @@
 #include "faults.h"
 #include "perms.h"
 #include "store.h"
+#include "values.h"
 
 #define ZERO_NAME "dev"
 #define ZERO_TENANT "dev-tenant"
@@ -46,15 +47,10 @@ int emu_config_zero(struct emu_world *w)
 	return p->assertion ? 0 : -1;
 }
 
+/* the keybroker's one rule for booleans (broker/values.c), so both configs read alike */
 static bool parse_bool(const char *v, bool *out)
 {
-	if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1"))
-		*out = true;
-	else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0"))
-		*out = false;
-	else
-		return false;
-	return true;
+	return kb_parse_bool(v, out);
 }
 
 static bool parse_uint(const char *v, unsigned long max, unsigned long *out)

@@ -10,6 +10,7 @@
 #include <microhttpd.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "errors.h"
 #include "faults.h"
 #include "keys_api.h"
@@ -27,8 +28,7 @@ struct endpoint {
 
 /* Per-request state while the body arrives. */
 struct pending {
-	char *body;
-	size_t len, cap;
+	kb_buf body;       /* NUL-terminated */
 	bool too_big;
 	struct timespec start;
 };
@@ -38,7 +38,11 @@ struct pending {
 
 static struct MHD_Daemon *front;
 
-int emu_listen_addr(const char *s, struct sockaddr_storage *ss)
+/*
+ * emu_listen_addr parses "ADDR:PORT" or "[V6]:PORT" (port 0 = any free one).
+ * Returns 0, or -1 if malformed.
+ */
+static int emu_listen_addr(const char *s, struct sockaddr_storage *ss)
 {
 	char host[128];
 	const char *colon;
@@ -110,7 +114,11 @@ static void route_error(struct emu_reply *rep, enum emu_route_status st, const s
 	}
 }
 
-void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep)
+/*
+ * emu_dispatch answers one request: route, faults, token check, api-version,
+ * throttle, then the keys API or the token service. Fills rep.
+ */
+static void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep)
 {
 	struct emu_route rt;
 	enum emu_route_status st = emu_route_parse(rq->method, rq->host, rq->path, &rt);
@@ -275,23 +283,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		size_t n = *upload_size;
 
 		*upload_size = 0;
-		if (pd->too_big || pd->len + n > ep->w->cfg.max_body) {
+		if (pd->too_big || pd->body.len + n > ep->w->cfg.max_body) {
 			pd->too_big = true;
 			return MHD_YES;
 		}
-		if (pd->len + n + 1 > pd->cap) {
-			size_t cap = (pd->len + n + 1) * 2;
-			char *grown = realloc(pd->body, cap);
-
-			if (!grown)
-				return MHD_NO;
-			pd->body = grown;
-			pd->cap = cap;
-		}
-		memcpy(pd->body + pd->len, upload, n);
-		pd->len += n;
-		pd->body[pd->len] = '\0';
-		return MHD_YES;
+		return kb_buf_append_text(&pd->body, upload, n) ? MHD_YES : MHD_NO;
 	}
 	emu_reply_init(&rep);
 	if (pd->too_big) {
@@ -310,8 +306,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			.authorization = hdr(c, MHD_HTTP_HEADER_AUTHORIZATION),
 			.metadata = hdr(c, "Metadata"),
 			.identity_header = hdr(c, "X-IDENTITY-HEADER"),
-			.body = pd->body,
-			.body_len = pd->len,
+			.body = pd->body.data,
+			.body_len = pd->body.len,
 		};
 
 		ep->handler(ep->w, &rq, &rep);
@@ -330,7 +326,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct pending *pd = *con_cls;
 
 	if (pd) {
-		free(pd->body);
+		kb_buf_free(&pd->body);
 		free(pd);
 		*con_cls = NULL;
 	}

@@ -10,17 +10,6 @@
 
 #include "emu.h"
 
-/*
- * emu_listen_addr parses "ADDR:PORT" or "[V6]:PORT" (port 0 = any free one).
- * Returns 0, or -1 if malformed.
- */
-int emu_listen_addr(const char *s, struct sockaddr_storage *ss);
-
-/*
- * emu_dispatch answers one request: route, faults, token check, api-version,
- * throttle, then the keys API or the token service. Fills rep.
- */
-void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep);
 
 /*
  * emu_server_start serves HTTPS with the PEM cert and key on cfg.listen.

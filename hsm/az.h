@@ -10,7 +10,8 @@
  *   keymat.c   the key's latest version and public key, refreshed on a timer,
  *              and the local RSA wrap
  *   call.c     an authenticated request to the key's vault or Managed HSM
- *   doctor.c   the diagnostic checks
+ *   wrap.c     the wrap driver (local or on the service) that doctor shares
+ *   doctor.c   the diagnostic checks, above wrap.c
  *   backend.c  kb_azure_backend: open, close and the ops
  */
 #ifndef KB_AZ_H
@@ -25,6 +26,8 @@
 #include <openssl/evp.h>
 
 #include "backend.h"
+#include "buf.h"
+#include "clock.h"
 
 #define AZ_API_VERSION "7.4"
 #define AZ_HOST_MAX 256
@@ -100,8 +103,12 @@ typedef struct az_conf {
 kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err);
 void az_conf_free(az_conf *conf);
 
-/* az_cloud_of fills service, cloud, resource and authority from a host Azure owns. */
-void az_cloud_of(az_conf *conf);
+/* az_identity describes who the tokens are for, e.g. "client_secret as CLIENT in tenant T via A". */
+void az_identity(const az_conf *conf, char *buf, size_t cap);
+
+/* az_principal names the principal for permission messages. */
+void az_principal(const az_conf *conf, char *buf, size_t cap);
+
 
 /*
  * az_tenant_differs is true when conf names a tenant of its own (tenant_id
@@ -227,8 +234,7 @@ typedef struct az_req {
 
 typedef struct az_resp {
 	long status;                  /* final HTTP status; 0: no answer */
-	char *body;
-	size_t len, cap;
+	kb_buf body;                  /* NUL-terminated; wiped: it may hold a token */
 	char request_id[AZ_REQID_LEN + 1];
 	char www_auth[512];
 	int64_t retry_after_ms;       /* of the last answer, -1 none */
@@ -271,9 +277,10 @@ void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *r
 void az_http_collect(CURL *h, const char *errbuf, CURLcode cc, az_resp *r);
 int64_t az_http_next_wait(const az_conf *conf, bool idempotent, az_resp *r, int n, int64_t deadline_ms);
 
-/* az_resp_reset wipes and empties resp for another request; az_resp_free releases it. */
-void az_resp_reset(az_resp *r);
 void az_resp_free(az_resp *r);
+
+/* az_resp_text is the body as text ("" when there is none). */
+const char *az_resp_text(const az_resp *r);
 
 /* az_urlencode appends the form encoding of s to out (capacity cap); false if it does not fit. */
 bool az_urlencode(const char *s, char *out, size_t cap);
@@ -306,12 +313,6 @@ kb_code az_token_cached(az_cred *c, const az_conf *conf, char **token, unsigned 
 
 /* az_token_reject drops token generation gen after the service refused it. */
 void az_token_reject(az_cred *c, unsigned gen);
-
-/* az_identity describes who the tokens are for, e.g. "client_secret as CLIENT in tenant T via A". */
-void az_identity(const az_conf *conf, char *buf, size_t cap);
-
-/* az_principal names the principal for permission messages. */
-void az_principal(const az_conf *conf, char *buf, size_t cap);
 
 /* az_secret_free wipes and frees a NUL-terminated secret. */
 void az_secret_free(char *s);
@@ -375,9 +376,6 @@ typedef struct az_key {
 	kb_err fetch_err;             /* the last refresh's failure */
 	int64_t fetched_ms;           /* monotonic, when the service last confirmed latest */
 } az_key;
-
-/* az_now_ms is a monotonic clock in ms. */
-int64_t az_now_ms(void);
 
 /*
  * az_call sends an authenticated request for k on slot and returns KB_OK
@@ -448,6 +446,11 @@ kb_code az_service_unwrap(az_key *k, int slot, const char *version, kb_alg alg, 
 /* az_list_versions lists every version, oldest first (by created). */
 kb_code az_list_versions(az_key *k, int slot, az_version_item *items, int cap, int *n, kb_err *err);
 
+/* ---- wrap.c: the wrap driver the backend and doctor share ---- */
+
+/* az_pinned is the version the key's url names, or NULL for "latest". */
+const char *az_pinned(const az_key *k);
+
 /* az_wrap_op is the backend's wrap, shared with doctor. */
 kb_code az_wrap_op(az_key *k, int slot, const char *version, kb_alg alg, const uint8_t *pt,
 		   size_t ptlen, uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
@@ -472,10 +475,7 @@ kb_code az_engine_unwrap(az_engine *e, kb_async *a);
  */
 bool az_engine_free(az_engine *e, void (*free_key)(az_key *k));
 
-typedef void (*az_emit)(void *ctx, const char *check, const char *status, const char *detail,
-			const char *fix);
-
 /* az_doctor runs the checks of `keybroker doctor` on k. */
-kb_code az_doctor(az_key *k, int slot, az_emit emit, void *ctx, kb_err *err);
+kb_code az_doctor(az_key *k, int slot, kb_doctor_emit emit, void *ctx, kb_err *err);
 
 #endif

@@ -10,59 +10,17 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
-#include <openssl/pem.h>
 
 #include "az.h"
 #include "azure.h"
 #include "log.h"
+#include "pem.h"
 
 static kb_code slot_ok(const az_key *k, int slot, kb_err *err)
 {
 	if (slot < 0 || slot >= k->nslots)
 		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range [0,%d)", k->name, slot, k->nslots);
 	return KB_OK;
-}
-
-/* pinned is the version the url names, or NULL for "latest". */
-static const char *pinned(const az_key *k)
-{
-	return k->conf.url.version[0] ? k->conf.url.version : NULL;
-}
-
-kb_code az_wrap_op(az_key *k, int slot, const char *version, kb_alg alg, const uint8_t *pt,
-		   size_t ptlen, uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
-		   kb_alg *alg_out, kb_err *err)
-{
-	kb_alg use = alg == KB_ALG_NONE ? k->alg : alg;
-	az_keymat m;
-	kb_code rc = az_check_alg(k, k->rsa, use, err);
-
-	if (rc != KB_OK)
-		return rc;
-	if (ptlen == 0 || ptlen > KB_SECRET_MAX)
-		return kb_err_set(err, KB_E_BAD_REQUEST, "key %s wraps 1 to %d bytes, not %zu", k->name, KB_SECRET_MAX,
-				  ptlen);
-	if ((use == KB_ALG_A128KW || use == KB_ALG_A192KW || use == KB_ALG_A256KW) && (ptlen < 16 || ptlen % 8))
-		return kb_err_set(err, KB_E_BAD_REQUEST,
-				  "%s (RFC 3394) wraps a multiple of 8 bytes, at least 16, not %zu: use CKM_AES_KEY_WRAP_PAD for other sizes",
-				  kb_alg_name(use), ptlen);
-	if (version == NULL)
-		version = pinned(k);
-	if (k->rsa && k->conf.local_wrap) {
-		rc = version && version != pinned(k) ? az_keymat_fetch(k, slot, version, &m, err) :
-		     az_keymat_current(k, slot, &m, err);
-		if (rc != KB_OK)
-			return rc;
-		rc = az_local_wrap(k, &m, use, pt, ptlen, ct, ctlen, err);
-		if (rc == KB_OK)
-			memcpy(version_out, m.version, sizeof(m.version));
-		az_keymat_clear(&m);
-	} else {
-		rc = az_service_wrap(k, slot, version, use, pt, ptlen, ct, ctlen, version_out, err);
-	}
-	if (rc == KB_OK)
-		*alg_out = use;
-	return rc;
 }
 
 static kb_code az_wrap(void *state, int slot, const char *version, kb_alg alg, const uint8_t *pt,
@@ -105,21 +63,6 @@ static kb_code az_unwrap(void *state, int slot, const char *version, kb_alg alg,
 	return rc;
 }
 
-static char *public_pem(EVP_PKEY *pkey)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *pem = NULL, *data;
-	long n;
-
-	if (b && PEM_write_bio_PUBKEY(b, pkey) == 1 && (n = BIO_get_mem_data(b, &data)) > 0 &&
-	    (pem = malloc((size_t)n + 1)) != NULL) {
-		memcpy(pem, data, (size_t)n);
-		pem[n] = '\0';
-	}
-	BIO_free(b);
-	return pem;
-}
-
 static kb_code az_describe(void *state, int slot, kb_key_info *info, kb_err *err)
 {
 	az_key *k = state;
@@ -131,7 +74,7 @@ static kb_code az_describe(void *state, int slot, kb_key_info *info, kb_err *err
 	char listed[64] = "";
 
 	if (rc == KB_OK)
-		rc = az_keymat_fetch(k, slot, pinned(k), &m, err);
+		rc = az_keymat_fetch(k, slot, az_pinned(k), &m, err);
 	if (rc != KB_OK)
 		return rc;
 	memset(info, 0, sizeof(*info));
@@ -169,9 +112,9 @@ static kb_code az_describe(void *state, int slot, kb_key_info *info, kb_err *err
 	snprintf(info->detail, sizeof(info->detail), "%s %.100s (%s), %s wraps, recoveryLevel %.40s%.50s",
 		 az_service_name(k->conf.service), k->conf.url.host, k->conf.cloud ? k->conf.cloud : "other host",
 		 k->rsa && k->conf.local_wrap ? "local" : "service", m.recovery[0] ? m.recovery : "unknown", listed);
-	if (m.pkey && (info->public_pem = public_pem(m.pkey)) == NULL)
+	if (m.pkey && (info->public_pem = kb_public_pem(m.pkey)) == NULL)
 		rc = kb_err_set(err, KB_E_INTERNAL, "key %s: cannot write the public key as PEM", k->name);
-	if (!pinned(k)) {
+	if (!az_pinned(k)) {
 		keep = m;
 		az_keymat_store(k, &keep);
 	} else {
@@ -201,17 +144,14 @@ static kb_code az_rotate(void *state, int slot, char version_out[KB_VERSION_MAX 
 	if (rc != KB_OK)
 		return rc;
 	memcpy(version_out, m.version, sizeof(m.version));
-	if (pinned(k))
+	if (az_pinned(k))
 		az_keymat_clear(&m);
 	else
 		az_keymat_store(k, &m);
 	return KB_OK;
 }
 
-static kb_code az_doctor_op(void *state, int slot,
-			    void (*emit)(void *ctx, const char *check, const char *status, const char *detail,
-					 const char *fix),
-			    void *ctx, kb_err *err)
+static kb_code az_doctor_op(void *state, int slot, kb_doctor_emit emit, void *ctx, kb_err *err)
 {
 	az_key *k = state;
 	kb_code rc = slot_ok(k, slot, err);
@@ -219,7 +159,7 @@ static kb_code az_doctor_op(void *state, int slot,
 	return rc != KB_OK ? rc : az_doctor(k, slot, emit, ctx, err);
 }
 
-static int az_match_kid(void *state, const char *kid)
+static int az_claim_raw_blob(void *state, const char *kid)
 {
 	const az_key *k = state;
 	az_kid id;
@@ -339,7 +279,7 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		rc = err->code;
 		goto fail;
 	}
-	rc = az_keymat_fetch(k, ctl, pinned(k), &m, err);
+	rc = az_keymat_fetch(k, ctl, az_pinned(k), &m, err);
 	if (rc != KB_OK)
 		goto fail_where;
 	k->rsa = m.rsa;
@@ -377,7 +317,7 @@ const kb_backend_ops kb_azure_backend = {
 	.rotate = az_rotate,
 	.random = NULL,
 	.doctor = az_doctor_op,
-	.match_kid = az_match_kid,
+	.claim_raw_blob = az_claim_raw_blob,
 	.attach = az_attach,
 	.unwrap_start = az_unwrap_start,
 };

@@ -127,7 +127,7 @@ kb_code az_challenge_probe(az_key *k, int slot, kb_err *err)
 		char why[AZ_URL_MAX];
 
 		if (az_tenant_differs(c, ch.tenant, why, sizeof(why)))
-			kb_error("azure key %s: %s", k->name, why);
+			kb_log_err("azure key %s: %s", k->name, why);
 	}
 	if (c->authority[0] && strcasecmp(ch.authority, c->authority) != 0)
 		kb_info("azure key %s: %s names the authority %s in its challenge; tokens come from %s, the configured one",
@@ -174,7 +174,7 @@ static kb_code crypto_op(az_key *k, int slot, az_op op, const char *version, kb_
 	rc = az_call(k, slot, &w, "POST", url, body, &r, err);
 	OPENSSL_cleanse(body, cap);
 	free(body);
-	if (rc == KB_OK && !az_parse_op_result(r.body ? r.body : "", r.len, out, outlen, got, why, sizeof(why)))
+	if (rc == KB_OK && !az_parse_op_result(az_resp_text(&r), r.body.len, out, outlen, got, why, sizeof(why)))
 		rc = kb_err_set(err, KB_E_BACKEND_UNAVAILABLE, "key %s: the %s answer from %s is unusable (%s) (request id %s)",
 				k->name, az_perm_name(op), k->conf.url.host, why, r.request_id);
 	if (rc == KB_OK && version_out) {
@@ -233,7 +233,7 @@ kb_code az_list_versions(az_key *k, int slot, az_version_item *items, int cap, i
 			break;
 		}
 		rc = az_call(k, slot, &w, "GET", url, NULL, &r, err);
-		if (rc == KB_OK && !az_parse_versions(r.body ? r.body : "", r.len, items, cap, n, next,
+		if (rc == KB_OK && !az_parse_versions(az_resp_text(&r), r.body.len, items, cap, n, next,
 						      sizeof(next), why, sizeof(why)))
 			rc = kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 					"key %s: the list of versions from %s is unusable (%s) (request id %s)", k->name,

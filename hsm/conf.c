@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "az.h"
-#include "config.h"
+#include "values.h"
 
 #define DEFAULT_IMDS "http://169.254.169.254/metadata/identity/oauth2/token"
 
@@ -31,7 +31,8 @@ static bool has_suffix(const char *host, const char *suffix)
 	return h > s + 1 && host[h - s - 1] == '.' && strcasecmp(host + h - s, suffix) == 0;
 }
 
-void az_cloud_of(az_conf *conf)
+/* az_cloud_of fills service, cloud, resource and authority from a host Azure owns. */
+static void az_cloud_of(az_conf *conf)
 {
 	for (size_t i = 0; i < sizeof(clouds) / sizeof(clouds[0]); i++) {
 		const struct cloud *c = &clouds[i];
@@ -263,11 +264,7 @@ static kb_code take_bool(kb_keyconf *kc, const char *name, bool def, bool *out, 
 	*out = def;
 	if (v == NULL)
 		return KB_OK;
-	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on"))
-		*out = true;
-	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "off"))
-		*out = false;
-	else
+	if (!kb_parse_bool(v, out))
 		return kb_keyconf_bad(kc, name, err, "\"%s\" is not yes or no", v);
 	return KB_OK;
 }
@@ -398,4 +395,34 @@ void az_conf_free(az_conf *conf)
 	free(conf->token_file);
 	free(conf->ca_file);
 	conf->secret_file = conf->federated_file = conf->token_file = conf->ca_file = NULL;
+}
+
+void az_identity(const az_conf *conf, char *buf, size_t cap)
+{
+	switch (conf->auth) {
+	case AZ_AUTH_CLIENT_SECRET:
+	case AZ_AUTH_WORKLOAD_IDENTITY:
+		snprintf(buf, cap, "auth %s as client %s in tenant %s via %s", az_auth_name(conf->auth),
+			 conf->client_id, conf->tenant[0] ? conf->tenant : "(unknown)",
+			 conf->authority[0] ? conf->authority : "(unknown authority)");
+		break;
+	case AZ_AUTH_MANAGED_IDENTITY:
+		snprintf(buf, cap, "auth managed_identity (%s%s%s) via %s", conf->app_service ? "App Service, " : "",
+			 conf->client_id[0] ? "client " : "system-assigned", conf->client_id, conf->imds);
+		break;
+	case AZ_AUTH_TOKEN_FILE:
+		snprintf(buf, cap, "auth token_file %s", conf->token_file);
+		break;
+	}
+}
+
+void az_principal(const az_conf *conf, char *buf, size_t cap)
+{
+	if (conf->auth == AZ_AUTH_TOKEN_FILE)
+		snprintf(buf, cap, "the principal of the token in %s", conf->token_file);
+	else if (conf->auth == AZ_AUTH_MANAGED_IDENTITY && !conf->client_id[0])
+		snprintf(buf, cap, "the system-assigned managed identity");
+	else
+		snprintf(buf, cap, "%s %s", conf->auth == AZ_AUTH_MANAGED_IDENTITY ? "managed identity" : "client",
+			 conf->client_id);
 }

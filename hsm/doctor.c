@@ -22,7 +22,7 @@
 typedef struct doc {
 	az_key *k;
 	int slot;
-	az_emit emit;
+	kb_doctor_emit emit;
 	void *ctx;
 } doc;
 
@@ -206,9 +206,15 @@ static void check_ops(doc *d, const az_keymat *m)
 		    !w && !u ? " and " : "", u ? "" : "unwrapKey");
 }
 
-static const char *fix_for(const az_key *k, kb_code rc, const char *perm, char *buf, size_t cap)
+/*
+ * fix_for says what to do about rc from a perm call (need is its AZ_KOP_ bit).
+ * A refusal is the key's key_ops when they lack need (as the key was read),
+ * else the principal's permission.
+ */
+static const char *fix_for(const az_key *k, kb_code rc, unsigned ops, unsigned need, const char *perm, char *buf,
+			   size_t cap)
 {
-	if (rc == KB_E_PERMISSION_DENIED && strstr(buf, "key_ops"))
+	if (rc == KB_E_PERMISSION_DENIED && !(ops & need))
 		return "az keyvault key set-attributes --ops wrapKey unwrapKey (keep the others it needs)";
 	if (rc == KB_E_PERMISSION_DENIED) {
 		grant_fix(k, perm, buf, cap);
@@ -222,7 +228,7 @@ static const char *fix_for(const az_key *k, kb_code rc, const char *perm, char *
 }
 
 /* check_wrap_unwrap does a real round trip: the broker's own wrap, then the service's unwrap. */
-static void check_wrap_unwrap(doc *d)
+static void check_wrap_unwrap(doc *d, const az_keymat *m)
 {
 	az_key *k = d->k;
 	uint8_t pt[32], ct[KB_WRAPPED_MAX], back[KB_SECRET_MAX], sct[KB_WRAPPED_MAX];
@@ -239,7 +245,7 @@ static void check_wrap_unwrap(doc *d)
 	rc = az_wrap_op(k, d->slot, NULL, KB_ALG_NONE, pt, sizeof(pt), ct, &ctlen, ver, &alg, &err);
 	if (rc != KB_OK) {
 		snprintf(fix, sizeof(fix), "%s", err.msg);
-		say(d, "wrap", "fail", fix_for(k, rc, "wrapKey", fix, sizeof(fix)), "%s", err.msg);
+		say(d, "wrap", "fail", fix_for(k, rc, m->ops, AZ_KOP_WRAP, "wrapKey", fix, sizeof(fix)), "%s", err.msg);
 		say(d, "unwrap", "fail", "fix the wrap first", "not tried: the wrap failed");
 		return;
 	}
@@ -251,7 +257,7 @@ static void check_wrap_unwrap(doc *d)
 			    ver, az_alg_wire(alg));
 		else {
 			snprintf(fix, sizeof(fix), "%s", err.msg);
-			say(d, "wrap", "warn", fix_for(k, rc, "wrapKey", fix, sizeof(fix)),
+			say(d, "wrap", "warn", fix_for(k, rc, m->ops, AZ_KOP_WRAP, "wrapKey", fix, sizeof(fix)),
 			    "wrapped locally under version %s, but the service refuses wrapKey (local_wrap = no would fail): %s",
 			    ver, err.msg);
 		}
@@ -261,7 +267,7 @@ static void check_wrap_unwrap(doc *d)
 	rc = az_service_unwrap(k, d->slot, ver, alg, ct, ctlen, back, &backlen, &err);
 	if (rc != KB_OK) {
 		snprintf(fix, sizeof(fix), "%s", err.msg);
-		say(d, "unwrap", "fail", fix_for(k, rc, "unwrapKey", fix, sizeof(fix)), "%s", err.msg);
+		say(d, "unwrap", "fail", fix_for(k, rc, m->ops, AZ_KOP_UNWRAP, "unwrapKey", fix, sizeof(fix)), "%s", err.msg);
 	} else if (backlen != sizeof(pt) || CRYPTO_memcmp(back, pt, sizeof(pt)) != 0) {
 		say(d, "unwrap", "fail", "report this: the service returned other bytes",
 		    "the service unwrapped the test DEK to different bytes");
@@ -431,7 +437,7 @@ static void check_rotation_window(doc *d, const az_keymat *m)
 	az_keymat_clear(&pm);
 }
 
-kb_code az_doctor(az_key *k, int slot, az_emit emit, void *ctx, kb_err *err)
+kb_code az_doctor(az_key *k, int slot, kb_doctor_emit emit, void *ctx, kb_err *err)
 {
 	doc d = { k, slot, emit, ctx };
 	az_keymat m;
@@ -446,7 +452,7 @@ kb_code az_doctor(az_key *k, int slot, az_emit emit, void *ctx, kb_err *err)
 	check_state(&d, &m);
 	check_type(&d, &m);
 	check_ops(&d, &m);
-	check_wrap_unwrap(&d);
+	check_wrap_unwrap(&d, &m);
 	check_recovery(&d, &m);
 	check_versions(&d, &m);
 	check_rotation_window(&d, &m);

@@ -125,10 +125,10 @@ static kb_code token_error(const az_conf *conf, const az_resp *r, const char *co
 kb_code az_error(const az_conf *conf, const az_what *w, const az_resp *r, kb_err *err)
 {
 	char code[48], inner[48], msg[200], ver[KB_VERSION_MAX + 16] = "", id[300];
-	const char *host = conf->url.host, *body = r->body ? r->body : "";
+	const char *host = conf->url.host, *body = az_resp_text(r);
 	az_challenge ch;
 
-	az_parse_error(body, r->len, code, sizeof(code), inner, sizeof(inner), msg, sizeof(msg));
+	az_parse_error(body, r->body.len, code, sizeof(code), inner, sizeof(inner), msg, sizeof(msg));
 	if (w->op == AZ_OP_TOKEN)
 		return token_error(conf, r, code, msg, err);
 	if (w->version && *w->version)

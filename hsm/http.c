@@ -27,14 +27,6 @@ static void curl_init(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int64_t az_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 az_slot *az_slots_new(int n)
 {
 	az_slot *s;
@@ -60,26 +52,27 @@ void az_slots_free(az_slot *s, int n)
 	free(s);
 }
 
-void az_resp_reset(az_resp *r)
+/* az_resp_reset wipes and empties resp for another request; az_resp_free releases it. */
+static void az_resp_reset(az_resp *r)
 {
-	char *body = r->body;
-	size_t cap = r->cap;
+	kb_buf body = r->body;
 
-	if (body)
-		OPENSSL_cleanse(body, cap);
+	kb_buf_consume(&body, body.len);
+	body.oom = false;
 	memset(r, 0, sizeof(*r));
 	r->body = body;
-	r->cap = cap;
 	r->retry_after_ms = -1;
 }
 
 void az_resp_free(az_resp *r)
 {
-	if (r->body) {
-		OPENSSL_cleanse(r->body, r->cap);
-		free(r->body);
-	}
+	kb_buf_free(&r->body);
 	memset(r, 0, sizeof(*r));
+}
+
+const char *az_resp_text(const az_resp *r)
+{
+	return r->body.data ? r->body.data : "";
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
@@ -87,32 +80,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 	az_resp *r = user;
 	size_t n = size * nmemb;
 
-	if (r->len + n + 1 > AZ_BODY_MAX) {
+	if (r->body.len + n + 1 > AZ_BODY_MAX) {
 		r->too_big = true;
 		return 0;
 	}
-	if (r->len + n + 1 > r->cap) {
-		size_t cap = r->cap ? r->cap : 4096;
-		char *grown;
-
-		while (cap < r->len + n + 1)
-			cap *= 2;
-		/* grow by copy, so the old buffer can be wiped: it may hold a token */
-		grown = malloc(cap);
-		if (grown == NULL)
-			return 0;
-		if (r->body) {
-			memcpy(grown, r->body, r->len);
-			OPENSSL_cleanse(r->body, r->cap);
-			free(r->body);
-		}
-		r->body = grown;
-		r->cap = cap;
-	}
-	memcpy(r->body + r->len, data, n);
-	r->len += n;
-	r->body[r->len] = '\0';
-	return n;
+	return kb_buf_append_text(&r->body, data, n) ? n : 0;
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
@@ -203,7 +175,7 @@ static int64_t jitter_ms(int attempt)
 	if (ceiling > BACKOFF_CAP_MS)
 		ceiling = BACKOFF_CAP_MS;
 	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-		r = (uint32_t)az_now_ms();
+		r = (uint32_t)kb_now_ms();
 	return (int64_t)(r % (uint32_t)(ceiling + 1));
 }
 
@@ -268,9 +240,9 @@ void az_http_headers_free(struct curl_slist *h)
 void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *rq, struct curl_slist *hdrs,
 		     int64_t remaining_ms, az_resp *r)
 {
-	r->len = 0;
-	if (r->body)
-		r->body[0] = '\0';
+	kb_buf_consume(&r->body, r->body.len);
+	if (r->body.data)
+		r->body.data[0] = '\0';
 	r->status = 0;
 	r->www_auth[0] = '\0';
 	r->retry_after_ms = -1;
@@ -334,7 +306,7 @@ int64_t az_http_next_wait(const az_conf *conf, bool idempotent, az_resp *r, int 
 	if (n >= conf->max_retries)
 		return -1;
 	wait = r->cc == CURLE_OK && r->retry_after_ms >= 0 ? r->retry_after_ms : jitter_ms(n);
-	if (az_now_ms() + wait >= deadline_ms) {
+	if (kb_now_ms() + wait >= deadline_ms) {
 		r->gave_up_early = true;
 		return -1;
 	}
@@ -350,7 +322,7 @@ struct curl_slist *az_http_headers(const az_req *rq, az_resp *resp)
 
 void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp)
 {
-	int64_t start = az_now_ms(), deadline = start + conf->timeout_ms, now, wait;
+	int64_t start = kb_now_ms(), deadline = start + conf->timeout_ms, now, wait;
 	struct curl_slist *hdrs = az_http_headers(rq, resp);
 
 	if (hdrs == NULL) {
@@ -359,7 +331,7 @@ void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp
 		return;
 	}
 	for (int n = 0;; n++) {
-		now = az_now_ms();
+		now = kb_now_ms();
 		if (now >= deadline)
 			break;
 		az_http_prepare(conf, s->h, s->errbuf, rq, hdrs, deadline - now, resp);
@@ -368,7 +340,7 @@ void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp
 			break;
 		sleep_ms(wait);
 	}
-	resp->elapsed_ms = az_now_ms() - start;
+	resp->elapsed_ms = kb_now_ms() - start;
 	az_http_headers_free(hdrs);
 }
 

@@ -92,7 +92,7 @@ kb_code az_keymat_fetch(az_key *k, int slot, const char *version, az_keymat *m, 
 	rc = az_call(k, slot, &w, "GET", url, NULL, &r, err);
 	if (rc == KB_OK && (b = malloc(sizeof(*b))) == NULL)
 		rc = kb_err_set(err, KB_E_INTERNAL, "out of memory");
-	if (rc == KB_OK && !az_parse_bundle(r.body ? r.body : "", r.len, b, why, sizeof(why)))
+	if (rc == KB_OK && !az_parse_bundle(az_resp_text(&r), r.body.len, b, why, sizeof(why)))
 		rc = kb_err_set(err, KB_E_BACKEND_UNAVAILABLE, "key %s: the key from %s is unusable (%s) (request id %s)",
 				k->name, k->conf.url.host, why, r.request_id);
 	if (rc == KB_OK)
@@ -147,7 +147,7 @@ static bool usable(const az_key *k, int64_t now)
  */
 kb_code az_keymat_current(az_key *k, int slot, az_keymat *m, kb_err *err)
 {
-	int64_t deadline = az_now_ms() + k->conf.timeout_ms, now;
+	int64_t deadline = kb_now_ms() + k->conf.timeout_ms, now;
 	az_keymat fresh;
 	unsigned seen;
 	kb_code rc;
@@ -155,7 +155,7 @@ kb_code az_keymat_current(az_key *k, int slot, az_keymat *m, kb_err *err)
 	pthread_mutex_lock(&k->lock);
 	seen = k->fetches;
 	for (;;) {
-		now = az_now_ms();
+		now = kb_now_ms();
 		if (usable(k, now) && (k->refreshing || now - k->fetched_ms < k->conf.version_refresh_ms / 2)) {
 			copy_out(&k->latest, m);
 			pthread_mutex_unlock(&k->lock);
@@ -170,7 +170,7 @@ kb_code az_keymat_current(az_key *k, int slot, az_keymat *m, kb_err *err)
 		if (!k->refreshing)
 			break;
 		struct timespec ts = { (time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L };
-		if (pthread_cond_timedwait(&k->fetched, &k->lock, &ts) != 0 && az_now_ms() >= deadline) {
+		if (pthread_cond_timedwait(&k->fetched, &k->lock, &ts) != 0 && kb_now_ms() >= deadline) {
 			pthread_mutex_unlock(&k->lock);
 			return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 					  "key %s: the key's current version was not confirmed within timeout %lldms (another request's get is still running)",
@@ -201,9 +201,9 @@ kb_code az_keymat_current(az_key *k, int slot, az_keymat *m, kb_err *err)
 		az_keymat_clear(&k->latest);
 		k->latest = fresh;
 		k->have_latest = true;
-		k->fetched_ms = az_now_ms();
+		k->fetched_ms = kb_now_ms();
 		copy_out(&k->latest, m);
-	} else if ((rc == KB_E_BACKEND_UNAVAILABLE || rc == KB_E_THROTTLED) && usable(k, az_now_ms())) {
+	} else if ((rc == KB_E_BACKEND_UNAVAILABLE || rc == KB_E_THROTTLED) && usable(k, kb_now_ms())) {
 		/* an early refresh that failed for want of an answer: the copy is still within its bound */
 		copy_out(&k->latest, m);
 		rc = KB_OK;
@@ -238,7 +238,7 @@ void az_keymat_store(az_key *k, az_keymat *m)
 	az_keymat_clear(&k->latest);
 	k->latest = *m;
 	k->have_latest = true;
-	k->fetched_ms = az_now_ms();
+	k->fetched_ms = kb_now_ms();
 	pthread_mutex_unlock(&k->lock);
 	memset(m, 0, sizeof(*m));
 }

@@ -90,7 +90,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 	az_engine *e = userp;
 
 	(void)multi;
-	e->curl_due_ms = timeout_ms < 0 ? -1 : az_now_ms() + timeout_ms;
+	e->curl_due_ms = timeout_ms < 0 ? -1 : kb_now_ms() + timeout_ms;
 	rearm(e);
 	return 0;
 }
@@ -204,7 +204,7 @@ static void answered(az_xfer *x)
 	kb_code rc;
 
 	if (x->resp.status >= 200 && x->resp.status < 300) {
-		if (!az_parse_op_result(x->resp.body ? x->resp.body : "", x->resp.len, x->a->out, x->a->outlen, got,
+		if (!az_parse_op_result(az_resp_text(&x->resp), x->resp.body.len, x->a->out, x->a->outlen, got,
 					why, sizeof(why)))
 			rc = kb_err_set(x->a->err, KB_E_BACKEND_UNAVAILABLE,
 					"key %s: the %s answer from %s is unusable (%s) (request id %s)", k->name,
@@ -247,7 +247,7 @@ static void attempt_done(az_xfer *x, CURLcode cc)
 	if (wait >= 0) {
 		x->n++;
 		x->st = X_WAIT_RETRY;
-		x->due_ms = az_now_ms() + wait;
+		x->due_ms = kb_now_ms() + wait;
 		x->next = e->retry;
 		e->retry = x;
 		return;
@@ -303,7 +303,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
 	(void)easy;
 	if (e->io->watch(e->io->loop, &w, fd, ev, on_ready, e) != 0)
-		kb_error("azure key %s: cannot watch a connection's socket", e->k->name);
+		kb_log_err("azure key %s: cannot watch a connection's socket", e->k->name);
 	curl_multi_assign(e->multi, fd, w);
 	return 0;
 }
@@ -311,7 +311,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static void on_timer(void *ctx)
 {
 	az_engine *e = ctx;
-	int64_t now = az_now_ms();
+	int64_t now = kb_now_ms();
 	az_xfer **pp = &e->retry, *due = NULL;
 	int running;
 
@@ -345,7 +345,7 @@ static void on_timer(void *ctx)
 static void send_xfer(az_xfer *x)
 {
 	az_engine *e = x->e;
-	int64_t now = az_now_ms();
+	int64_t now = kb_now_ms();
 
 	if (now >= x->deadline_ms) {
 		x->resp.cc = CURLE_OPERATION_TIMEDOUT;
@@ -465,7 +465,7 @@ kb_code az_engine_unwrap(az_engine *e, kb_async *a)
 	x->e = e;
 	x->a = a;
 	x->op = AZ_OP_UNWRAP;
-	x->deadline_ms = az_now_ms() + k->conf.timeout_ms;
+	x->deadline_ms = kb_now_ms() + k->conf.timeout_ms;
 	x->resp.retry_after_ms = -1;
 	if ((x->body = az_op_body(a->alg, a->in, a->inlen, &x->bodycap)) == NULL) {
 		free(x);

@@ -53,36 +53,6 @@ void az_secret_free(char *s)
 	}
 }
 
-void az_identity(const az_conf *conf, char *buf, size_t cap)
-{
-	switch (conf->auth) {
-	case AZ_AUTH_CLIENT_SECRET:
-	case AZ_AUTH_WORKLOAD_IDENTITY:
-		snprintf(buf, cap, "auth %s as client %s in tenant %s via %s", az_auth_name(conf->auth),
-			 conf->client_id, conf->tenant[0] ? conf->tenant : "(unknown)",
-			 conf->authority[0] ? conf->authority : "(unknown authority)");
-		break;
-	case AZ_AUTH_MANAGED_IDENTITY:
-		snprintf(buf, cap, "auth managed_identity (%s%s%s) via %s", conf->app_service ? "App Service, " : "",
-			 conf->client_id[0] ? "client " : "system-assigned", conf->client_id, conf->imds);
-		break;
-	case AZ_AUTH_TOKEN_FILE:
-		snprintf(buf, cap, "auth token_file %s", conf->token_file);
-		break;
-	}
-}
-
-void az_principal(const az_conf *conf, char *buf, size_t cap)
-{
-	if (conf->auth == AZ_AUTH_TOKEN_FILE)
-		snprintf(buf, cap, "the principal of the token in %s", conf->token_file);
-	else if (conf->auth == AZ_AUTH_MANAGED_IDENTITY && !conf->client_id[0])
-		snprintf(buf, cap, "the system-assigned managed identity");
-	else
-		snprintf(buf, cap, "%s %s", conf->auth == AZ_AUTH_MANAGED_IDENTITY ? "managed identity" : "client",
-			 conf->client_id);
-}
-
 az_cred *az_cred_acquire(const az_conf *conf, kb_err *err)
 {
 	char id[sizeof(((az_cred *)0)->id)];
@@ -198,7 +168,7 @@ static kb_code finish_fetch(const az_conf *conf, az_resp *r, char **token, int64
 
 	if (r->status != 200)
 		return az_error(conf, &w, r, err);
-	if (!az_parse_token(r->body ? r->body : "", r->len, (int64_t)time(NULL), token, life_s, why, sizeof(why)))
+	if (!az_parse_token(az_resp_text(r), r->body.len, (int64_t)time(NULL), token, life_s, why, sizeof(why)))
 		return kb_err_set(err, KB_E_AUTH_FAILED, "the token answer from %s is unusable (%s) (request id %s)",
 				  conf->auth == AZ_AUTH_MANAGED_IDENTITY ? conf->imds : conf->authority, why,
 				  r->request_id);
@@ -353,7 +323,7 @@ static kb_code file_token(az_cred *c, const az_conf *conf, char **token, unsigne
 kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, unsigned *gen,
 		     bool *fresh, kb_err *err)
 {
-	int64_t start, now, life_ms, margin, deadline = az_now_ms() + conf->timeout_ms;
+	int64_t start, now, life_ms, margin, deadline = kb_now_ms() + conf->timeout_ms;
 	char *t = NULL;
 	int64_t life_s = 0;
 	unsigned seen;
@@ -369,7 +339,7 @@ kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, 
 	}
 	seen = c->fetches;
 	for (;;) {
-		now = az_now_ms();
+		now = kb_now_ms();
 		if (c->token && (now < c->refresh_ms || (c->fetching && now < c->expires_ms))) {
 			*token = strdup(c->token);
 			*gen = c->gen;
@@ -385,7 +355,7 @@ kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, 
 		if (!c->fetching)
 			break;
 		struct timespec ts = { (time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L };
-		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) != 0 && az_now_ms() >= deadline) {
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) != 0 && kb_now_ms() >= deadline) {
 			pthread_mutex_unlock(&c->lock);
 			return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 					  "no token within timeout %lldms: the token request of another caller is still running (%s)",
@@ -396,7 +366,7 @@ kb_code az_token_get(az_cred *c, const az_conf *conf, az_slot *s, char **token, 
 	c->fetching = true;
 	pthread_mutex_unlock(&c->lock);
 
-	start = az_now_ms();
+	start = kb_now_ms();
 	if (conf->auth == AZ_AUTH_MANAGED_IDENTITY)
 		rc = fetch_imds(conf, s, &t, &life_s, err);
 	else
@@ -444,7 +414,7 @@ void az_token_reject(az_cred *c, unsigned gen)
 kb_code az_token_cached(az_cred *c, const az_conf *conf, char **token, unsigned *gen, bool *fresh,
 			kb_err *err)
 {
-	int64_t now = az_now_ms();
+	int64_t now = kb_now_ms();
 	kb_code rc = KB_E_BUSY;
 
 	*token = NULL;

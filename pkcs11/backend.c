@@ -1,127 +1,15 @@
 /*
- * backend.c: kb_pkcs11_backend, the ops table, and the driver that runs each
- * op on its slot's session and recovers once from a lost session or handle.
+ * backend.c: kb_pkcs11_backend, the ops table. Each op runs through
+ * kb_p11_run (call.c) on its slot's session.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/pem.h>
 
 #include "p11.h"
+#include "pem.h"
 #include "pkcs11.h"
-
-typedef kb_code (*call_fn)(kb_p11_call *c, void *arg, kb_err *err);
-
-/*
- * run calls fn on slot's session. When the token lost the session (or the
- * login), the session is reopened and fn retried; when it lost an object
- * handle, the versions are found again and fn retried; each at most once.
- * After a new login the handles are found again before use, as a logout may
- * have invalidated them. On KB_OK err is clear, whatever a failed try wrote.
- */
-static kb_code run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, call_fn fn, void *arg,
-		   kb_err *err)
-{
-	kb_p11_call c = { .key = k, .slot = slot, .op = op, .alg = alg };
-	bool reopened = false, refound = false;
-	kb_err ignored;
-	kb_code rc;
-
-	if (slot < 0 || slot >= k->nslots)
-		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range [0,%d)", k->name, slot,
-				  k->nslots);
-	for (;;) {
-		c.rv = CKR_OK;
-		rc = kb_p11_session_get(&c, err);
-		if (rc == KB_OK && atomic_load(&k->epoch) != atomic_load(&k->tok->login_epoch))
-			rc = kb_p11_versions_refresh(&c, err);
-		if (rc == KB_OK)
-			rc = fn(&c, arg, err);
-		if (rc == KB_OK) {
-			kb_err_clear(err); /* a retry that worked leaves no error behind */
-			return rc;
-		}
-		if (c.rv == CKR_OK)
-			return rc;
-		switch (kb_p11_recovery_for(c.rv)) {
-		case KB_P11_REOPEN:
-			kb_p11_session_drop(k, slot);
-			if (reopened)
-				return rc;
-			reopened = true;
-			break;
-		case KB_P11_REFIND:
-			if (refound || kb_p11_versions_refresh(&c, &ignored) != KB_OK)
-				return rc;
-			refound = true;
-			break;
-		case KB_P11_GIVE_UP:
-			return rc;
-		}
-	}
-}
-
-/* check_alg refuses algorithms this key cannot do, before any token call. */
-static kb_code check_alg(const kb_p11_call *c, kb_err *err)
-{
-	const kb_p11_key *k = c->key;
-
-	if (k->kty == CKK_RSA && (c->alg == KB_ALG_RSA_OAEP || c->alg == KB_ALG_RSA_OAEP_256))
-		return KB_OK;
-	if (k->kty == CKK_AES && kb_p11_is_aes_alg(c->alg))
-		return KB_OK;
-	return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
-			  "key %s is an %s key on PKCS#11 token %s: it does %s, not %s",
-			  k->name, k->kty == CKK_RSA ? "RSA" : "AES", k->tok->label,
-			  k->kty == CKK_RSA ? "RSA-OAEP (and RSA-OAEP-256 where the token can)"
-					    : "AES-KWP, AES-GCM or AES-KW (where the token can)",
-			  kb_alg_name(c->alg)[0] ? kb_alg_name(c->alg) : "that algorithm");
-}
-
-kb_code kb_p11_wrap_call(kb_p11_call *c, const char *version, const uint8_t *pt, size_t ptlen,
-			 uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
-			 kb_err *err)
-{
-	kb_p11_version v;
-	kb_code rc = check_alg(c, err);
-
-	if (rc != KB_OK)
-		return rc;
-	rc = kb_p11_versions_get(c, version, c->key->kty == CKK_RSA, &v, err);
-	if (rc != KB_OK)
-		return rc;
-	c->version = v.name;
-	if (c->key->kty == CKK_RSA)
-		rc = kb_p11_rsa_wrap(c, &v, pt, ptlen, ct, ctlen, err);
-	else
-		rc = kb_p11_aes_wrap(c, &v, pt, ptlen, ct, ctlen, err);
-	if (rc == KB_OK)
-		memcpy(version_out, v.name, sizeof(v.name));
-	c->version = NULL;
-	kb_p11_version_put(&v);
-	return rc;
-}
-
-kb_code kb_p11_unwrap_call(kb_p11_call *c, const char *version, const uint8_t *ct, size_t ctlen,
-			   uint8_t *pt, size_t *ptlen, kb_err *err)
-{
-	kb_p11_version v;
-	kb_code rc = check_alg(c, err);
-
-	if (rc != KB_OK)
-		return rc;
-	rc = kb_p11_versions_get(c, version, false, &v, err);
-	if (rc != KB_OK)
-		return rc;
-	c->version = v.name;
-	if (c->key->kty == CKK_RSA)
-		rc = kb_p11_rsa_unwrap(c, &v, ct, ctlen, pt, ptlen, err);
-	else
-		rc = kb_p11_aes_unwrap(c, &v, ct, ctlen, pt, ptlen, err);
-	c->version = NULL;
-	return rc;
-}
 
 struct wrap_args {
 	const char *version;
@@ -153,7 +41,7 @@ static kb_code p11_wrap(void *state, int slot, const char *version, kb_alg alg, 
 	kb_p11_key *k = state;
 	struct wrap_args a = { version, pt, ptlen, ct, ctlen, version_out };
 	kb_alg use = alg == KB_ALG_NONE ? k->alg : alg;
-	kb_code rc = run(k, slot, KB_P11_OP_WRAP, use, wrap_fn, &a, err);
+	kb_code rc = kb_p11_run(k, slot, KB_P11_OP_WRAP, use, wrap_fn, &a, err);
 
 	if (rc == KB_OK)
 		*alg_out = use;
@@ -166,27 +54,12 @@ static kb_code p11_unwrap(void *state, int slot, const char *version, kb_alg alg
 	kb_p11_key *k = state;
 	struct wrap_args a = { version, ct, ctlen, pt, ptlen, NULL };
 
-	return run(k, slot, KB_P11_OP_UNWRAP, alg == KB_ALG_NONE ? k->alg : alg, unwrap_fn, &a, err);
+	return kb_p11_run(k, slot, KB_P11_OP_UNWRAP, alg == KB_ALG_NONE ? k->alg : alg, unwrap_fn, &a, err);
 }
 
 static bool version_enabled(const kb_p11_key *k, const kb_p11_version *v)
 {
 	return k->kty == CKK_RSA ? v->decrypt : v->unwrap;
-}
-
-static char *public_pem(EVP_PKEY *pkey)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *pem = NULL, *data;
-	long n;
-
-	if (b && PEM_write_bio_PUBKEY(b, pkey) == 1 && (n = BIO_get_mem_data(b, &data)) > 0 &&
-	    (pem = malloc((size_t)n + 1)) != NULL) {
-		memcpy(pem, data, (size_t)n);
-		pem[n] = '\0';
-	}
-	BIO_free(b);
-	return pem;
 }
 
 static void key_ops(const kb_p11_version *v, char *buf, size_t cap)
@@ -235,7 +108,7 @@ static kb_code describe_fn(kb_p11_call *c, void *arg, kb_err *err)
 	snprintf(info->detail, sizeof(info->detail), "token %s (serial %s, slot %lu), label %s, module %s (%s)",
 		 k->tok->label, k->tok->serial, (unsigned long)k->tok->slot_id, k->conf.label,
 		 k->conf.module, k->tok->library);
-	if (latest->pkey && (info->public_pem = public_pem(latest->pkey)) == NULL)
+	if (latest->pkey && (info->public_pem = kb_public_pem(latest->pkey)) == NULL)
 		rc = kb_err_set(err, KB_E_INTERNAL, "key %s: cannot write the public key as PEM", k->name);
 	kb_p11_versions_free(v, n);
 	return rc;
@@ -245,7 +118,7 @@ static kb_code p11_describe(void *state, int slot, kb_key_info *info, kb_err *er
 {
 	kb_p11_key *k = state;
 
-	return run(k, slot, KB_P11_OP_DESCRIBE, k->alg, describe_fn, info, err);
+	return kb_p11_run(k, slot, KB_P11_OP_DESCRIBE, k->alg, describe_fn, info, err);
 }
 
 static kb_code rotate_fn(kb_p11_call *c, void *arg, kb_err *err)
@@ -257,7 +130,7 @@ static kb_code p11_rotate(void *state, int slot, char version_out[KB_VERSION_MAX
 {
 	kb_p11_key *k = state;
 
-	return run(k, slot, KB_P11_OP_ROTATE, k->alg, rotate_fn, version_out, err);
+	return kb_p11_run(k, slot, KB_P11_OP_ROTATE, k->alg, rotate_fn, version_out, err);
 }
 
 struct random_args {
@@ -277,13 +150,10 @@ static kb_code p11_random(void *state, int slot, uint8_t *buf, size_t n, kb_err 
 {
 	struct random_args a = { buf, n };
 
-	return run(state, slot, KB_P11_OP_RANDOM, KB_ALG_NONE, random_fn, &a, err);
+	return kb_p11_run(state, slot, KB_P11_OP_RANDOM, KB_ALG_NONE, random_fn, &a, err);
 }
 
-static kb_code p11_doctor(void *state, int slot,
-			  void (*emit)(void *ctx, const char *check, const char *status,
-				       const char *detail, const char *fix),
-			  void *ctx, kb_err *err)
+static kb_code p11_doctor(void *state, int slot, kb_doctor_emit emit, void *ctx, kb_err *err)
 {
 	kb_p11_key *k = state;
 	kb_p11_call c = { .key = k, .slot = slot, .op = KB_P11_OP_DOCTOR, .alg = k->alg };

@@ -12,7 +12,7 @@
 
 #define LINE 512
 
-static void check_pin_file(kb_p11_call *c, kb_p11_emit emit, void *ctx)
+static void check_pin_file(kb_p11_call *c, kb_doctor_emit emit, void *ctx)
 {
 	static const char *const result[] = {
 		[KB_P11_PIN_FILE_PRIVATE] = "pass", [KB_P11_PIN_FILE_EXPOSED] = "warn",
@@ -25,7 +25,7 @@ static void check_pin_file(kb_p11_call *c, kb_p11_emit emit, void *ctx)
 		emit(ctx, "pin file", result[r], detail, fix[0] ? fix : NULL);
 }
 
-static bool check_token(kb_p11_call *c, kb_p11_emit emit, void *ctx)
+static bool check_token(kb_p11_call *c, kb_doctor_emit emit, void *ctx)
 {
 	kb_p11_key *k = c->key;
 	char detail[LINE], fix[LINE];
@@ -49,7 +49,7 @@ static bool check_token(kb_p11_call *c, kb_p11_emit emit, void *ctx)
 	return true;
 }
 
-static bool check_login(kb_p11_call *c, kb_p11_emit emit, void *ctx)
+static bool check_login(kb_p11_call *c, kb_doctor_emit emit, void *ctx)
 {
 	char pin[300], detail[LINE], fix[LINE];
 	kb_err e;
@@ -69,7 +69,7 @@ static bool check_login(kb_p11_call *c, kb_p11_emit emit, void *ctx)
 	return true;
 }
 
-static bool check_objects(kb_p11_call *c, kb_p11_version **v, int *n, kb_p11_emit emit, void *ctx)
+static bool check_objects(kb_p11_call *c, kb_p11_version **v, int *n, kb_doctor_emit emit, void *ctx)
 {
 	kb_p11_key *k = c->key;
 	char detail[LINE], fix[LINE];
@@ -102,7 +102,7 @@ static bool check_objects(kb_p11_call *c, kb_p11_version **v, int *n, kb_p11_emi
 	return true;
 }
 
-static void check_attributes(kb_p11_call *c, const kb_p11_version *v, int n, kb_p11_emit emit,
+static void check_attributes(kb_p11_call *c, const kb_p11_version *v, int n, kb_doctor_emit emit,
 			     void *ctx)
 {
 	kb_p11_key *k = c->key;
@@ -147,7 +147,7 @@ static bool probe(kb_p11_call *c, const kb_p11_version *v, kb_alg alg, kb_err *e
 	return rc == KB_OK;
 }
 
-static void check_mechanism(kb_p11_call *c, const kb_p11_version *l, kb_p11_emit emit, void *ctx)
+static void check_mechanism(kb_p11_call *c, const kb_p11_version *l, kb_doctor_emit emit, void *ctx)
 {
 	kb_p11_key *k = c->key;
 	char detail[LINE], fix[LINE];
@@ -189,7 +189,7 @@ static void check_mechanism(kb_p11_call *c, const kb_p11_version *l, kb_p11_emit
 	emit(ctx, "mechanism supported", "fail", detail, fix);
 }
 
-static void check_round_trip(kb_p11_call *c, kb_p11_emit emit, void *ctx)
+static void check_round_trip(kb_p11_call *c, kb_doctor_emit emit, void *ctx)
 {
 	uint8_t dek[32], ct[KB_WRAPPED_MAX], pt[KB_SECRET_MAX];
 	size_t ctlen = sizeof(ct), ptlen = sizeof(pt);
@@ -222,7 +222,7 @@ static void check_round_trip(kb_p11_call *c, kb_p11_emit emit, void *ctx)
 	emit(ctx, "wrap/unwrap round trip", "pass", detail, NULL);
 }
 
-kb_code kb_p11_doctor(kb_p11_call *c, kb_p11_emit emit, void *ctx, kb_err *err)
+kb_code kb_p11_doctor(kb_p11_call *c, kb_doctor_emit emit, void *ctx, kb_err *err)
 {
 	kb_p11_version *v = NULL;
 	int n = 0;

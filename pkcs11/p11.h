@@ -8,8 +8,9 @@
  *   versions.c  the key's versions (objects sharing a label) and their handles
  *   rsa.c aes.c the wrap and unwrap mechanisms
  *   rotate.c    making the next version on the token
- *   doctor.c    the diagnostic checks
- *   backend.c   kb_pkcs11_backend: the ops table and the call driver
+ *   call.c      the call driver (session recovery) and the wrap and unwrap calls
+ *   doctor.c    the diagnostic checks, above call.c
+ *   backend.c   kb_pkcs11_backend: the ops table
  */
 #ifndef KB_P11_H
 #define KB_P11_H
@@ -229,8 +230,6 @@ void kb_p11_version_put(kb_p11_version *v);
 kb_code kb_p11_versions_copy(kb_p11_key *k, kb_p11_version **v, int *n, kb_err *err);
 void kb_p11_versions_free(kb_p11_version *v, int n);
 
-/* kb_p11_id_cmp orders CKA_IDs as unsigned big-endian integers. */
-int kb_p11_id_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 
 /*
  * kb_p11_id_next writes id + 1 to out: the same length unless it overflows,
@@ -290,13 +289,25 @@ kb_code kb_p11_aes_probe(kb_p11_call *c, const kb_p11_version *v, kb_err *err);
 /* kb_p11_rotate creates the next version on the token and names it. */
 kb_code kb_p11_rotate(kb_p11_call *c, char version_out[KB_VERSION_MAX + 1], kb_err *err);
 
-typedef void (*kb_p11_emit)(void *ctx, const char *check, const char *status,
-			    const char *detail, const char *fix);
-
 /* kb_p11_doctor runs the checks of `keybroker doctor` on c's key. */
-kb_code kb_p11_doctor(kb_p11_call *c, kb_p11_emit emit, void *ctx, kb_err *err);
+kb_code kb_p11_doctor(kb_p11_call *c, kb_doctor_emit emit, void *ctx, kb_err *err);
 
-/* kb_p11_wrap_call and kb_p11_unwrap_call are the ops on one session, for doctor. */
+/* ---- call.c: the drivers the ops and doctor share ---- */
+
+/* A step of an op, run on the session kb_p11_run opened. */
+typedef kb_code (*kb_p11_call_fn)(kb_p11_call *c, void *arg, kb_err *err);
+
+/*
+ * kb_p11_run calls fn on slot's session. When the token lost the session (or
+ * the login), the session is reopened and fn retried; when it lost an object
+ * handle, the versions are found again and fn retried; each at most once.
+ * After a new login the handles are found again before use, as a logout may
+ * have invalidated them. On KB_OK err is clear, whatever a failed try wrote.
+ */
+kb_code kb_p11_run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, kb_p11_call_fn fn, void *arg,
+		   kb_err *err);
+
+/* kb_p11_wrap_call and kb_p11_unwrap_call are the ops on one session, for the backend and doctor. */
 kb_code kb_p11_wrap_call(kb_p11_call *c, const char *version, const uint8_t *pt, size_t ptlen,
 			 uint8_t *ct, size_t *ctlen, char version_out[KB_VERSION_MAX + 1],
 			 kb_err *err);

@@ -17,7 +17,8 @@
 
 #define FIND_MAX (4 * KB_MAX_VERSIONS)
 
-int kb_p11_id_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+/* kb_p11_id_cmp orders CKA_IDs as unsigned big-endian integers. */
+static int kb_p11_id_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
 	while (alen > 0 && *a == 0)
 		a++, alen--;

@@ -4,7 +4,7 @@
  * use (key_vault_uri, key_name, key_version), and the cloud its host gives.
  * No I/O: az_conf_take reads options and the environment only.
  *
- * Run as: test_azure_conf NAME (one meson test() per NAME).
+ * Run as: test_azure_conf NAME (one meson test() per case, tests/cases.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "../cases.h"
 
 #include "az.h"
 
@@ -133,16 +133,11 @@ static void triplet_refuses_incomplete_or_misplaced_parts(void **state)
 	az_conf_free(&c);
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(triplet_names_the_key),
-		cmocka_unit_test(triplet_keeps_sovereign_clouds),
-		cmocka_unit_test(triplet_and_url_together_refused),
-		cmocka_unit_test(triplet_refuses_incomplete_or_misplaced_parts),
-	};
+static const struct CMUnitTest tests[] = {
+	CASE(triplet_names_the_key, "azure - config - key_vault_uri, key_name and key_version name the key, a missing version means latest"),
+	CASE(triplet_keeps_sovereign_clouds, "azure - config - a triplet on a China or US Gov host gets that cloud, its audience and authority"),
+	CASE(triplet_and_url_together_refused, "azure - config - a key named by url and by the triplet is refused, saying which to keep"),
+	CASE(triplet_refuses_incomplete_or_misplaced_parts, "azure - config - a triplet without its name or vault, or with the key in the vault URI, is refused"),
+};
 
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+CASES_MAIN("azure-conf", tests, NULL, NULL)

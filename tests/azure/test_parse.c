@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <cmocka.h>
+#include "../cases.h"
 
 #include "az.h"
 #include "b64.h"
@@ -666,34 +666,29 @@ static void kops_text_round_trip(void **state)
 	assert_string_equal(buf, "encrypt,decrypt,wrapKey,unwrapKey");
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(kid_valid_forms),
-		cmocka_unit_test(kid_rejects_malformed),
-		cmocka_unit_test(kid_bounds_name_and_version),
-		cmocka_unit_test(bundle_rsa),
-		cmocka_unit_test(bundle_oct_and_defaults),
-		cmocka_unit_test(bundle_rejects_malformed),
-		cmocka_unit_test(bundle_bounds_modulus),
-		cmocka_unit_test(versions_pages_with_next_link),
-		cmocka_unit_test(versions_skip_bad_entries_and_stop_at_cap),
-		cmocka_unit_test(versions_reject_malformed),
-		cmocka_unit_test(op_result_values),
-		cmocka_unit_test(op_result_rejects_malformed),
-		cmocka_unit_test(token_lifetimes),
-		cmocka_unit_test(token_rejects_unusable),
-		cmocka_unit_test(error_bodies),
-		cmocka_unit_test(error_bodies_malformed_are_empty),
-		cmocka_unit_test(challenge_vault_and_mhsm),
-		cmocka_unit_test(challenge_rejects_malformed),
-		cmocka_unit_test(challenge_bounds_lengths),
-		cmocka_unit_test(retry_after_variants),
-		cmocka_unit_test(retry_after_rejects_malformed),
-		cmocka_unit_test(kops_text_round_trip),
-	};
+static const struct CMUnitTest tests[] = {
+	CASE(kid_valid_forms, "azure - parse - key identifiers with and without version, port 443 and case folded"),
+	CASE(kid_rejects_malformed, "azure - parse - key identifiers that are not https, not a key, or carry extra text are refused"),
+	CASE(kid_bounds_name_and_version, "azure - parse - key identifiers bound the name at 127, the version and the host at their buffers"),
+	CASE(bundle_rsa, "azure - parse - an RSA KeyBundle gives kid, kty, key_ops, n, e and every attribute"),
+	CASE(bundle_oct_and_defaults, "azure - parse - an oct-HSM KeyBundle gives its key_size, and absent or odd attributes read as their defaults"),
+	CASE(bundle_rejects_malformed, "azure - parse - KeyBundles without kid, version, kty, n or e, or with bad base64url, are refused"),
+	CASE(bundle_bounds_modulus, "azure - parse - a KeyBundle modulus of 1024 bytes fits and 1025 is refused"),
+	CASE(versions_pages_with_next_link, "azure - parse - list-versions pages append and follow nextLink until it is null"),
+	CASE(versions_skip_bad_entries_and_stop_at_cap, "azure - parse - list-versions skips entries without a versioned kid and stops at the cap"),
+	CASE(versions_reject_malformed, "azure - parse - list-versions without a value array or with a non-https or oversized nextLink is refused"),
+	CASE(op_result_values, "azure - parse - wrapkey and unwrapkey results give the bytes and the version of the kid"),
+	CASE(op_result_rejects_malformed, "azure - parse - wrapkey and unwrapkey results without a fitting base64url value are refused"),
+	CASE(token_lifetimes, "azure - parse - token responses from Entra ID, IMDS and App Service give the token and its lifetime"),
+	CASE(token_rejects_unusable, "azure - parse - token responses without a token a header can carry are refused"),
+	CASE(error_bodies, "azure - parse - Key Vault and OAuth error bodies give code, inner code and a cleaned message"),
+	CASE(error_bodies_malformed_are_empty, "azure - parse - error bodies that are not JSON errors give empty fields"),
+	CASE(challenge_vault_and_mhsm, "azure - parse - the 401 challenge gives authority, tenant and resource in each spelling"),
+	CASE(challenge_rejects_malformed, "azure - parse - a 401 challenge without https authority, tenant or resource is refused"),
+	CASE(challenge_bounds_lengths, "azure - parse - a 401 challenge tenant or resource longer than its buffer is refused"),
+	CASE(retry_after_variants, "azure - parse - Retry-After seconds and dates, retry-after-ms and x-ms-retry-after-ms give the wait"),
+	CASE(retry_after_rejects_malformed, "azure - parse - malformed or unknown retry-after headers give no wait"),
+	CASE(kops_text_round_trip, "azure - parse - key_ops bits print as the service names them"),
+};
 
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+CASES_MAIN("azure-parse", tests, NULL, NULL)

@@ -2,7 +2,7 @@
  * test_hist.c: the benchmark's histogram against samples whose percentiles
  * are known.
  */
-#include "../unit/unit.h"
+#include "../cases.h"
 
 #include "bench.h"
 
@@ -107,17 +107,14 @@ static void merged_histograms_equal_one_fed_all_samples(void **state)
 	assert_int_equal(bench_hist_pct(&a, 99), bench_hist_pct(&h, 99));
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(percentiles_below_128_are_exact),
-		cmocka_unit_test(percentiles_of_1_to_1000_microseconds_are_within_a_bucket),
-		cmocka_unit_test(p999_of_1000_samples_is_the_999th),
-		cmocka_unit_test(a_skewed_sample_puts_the_tail_in_p99),
-		cmocka_unit_test(empty_histogram_reports_zero_and_one_sample_reports_itself),
-		cmocka_unit_test(every_value_lands_in_a_bucket_no_wider_than_1_in_64),
-		cmocka_unit_test(merged_histograms_equal_one_fed_all_samples),
-	};
+static const struct CMUnitTest tests[] = {
+	CASE(percentiles_below_128_are_exact),
+	CASE(percentiles_of_1_to_1000_microseconds_are_within_a_bucket),
+	CASE(p999_of_1000_samples_is_the_999th),
+	CASE(a_skewed_sample_puts_the_tail_in_p99),
+	CASE(empty_histogram_reports_zero_and_one_sample_reports_itself),
+	CASE(every_value_lands_in_a_bucket_no_wider_than_1_in_64),
+	CASE(merged_histograms_equal_one_fed_all_samples),
+};
 
-	return unit_main("bench_hist", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
-}
+CASES_MAIN("bench_hist", tests, NULL, NULL)

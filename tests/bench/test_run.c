@@ -5,7 +5,7 @@
  * `keybroker bench` and bench/compare use. Failed requests are errors: they
  * add nothing to the latencies or to requests/s.
  */
-#include "../unit/unit.h"
+#include "../cases.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -126,13 +126,10 @@ static void no_failures_have_every_request_in_the_latencies(void **state)
 	free(s);
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(all_failed_reports_errors_and_no_latency_or_throughput),
-		cmocka_unit_test(failed_requests_add_nothing_to_latencies_or_throughput),
-		cmocka_unit_test(no_failures_have_every_request_in_the_latencies),
-	};
+static const struct CMUnitTest tests[] = {
+	CASE(all_failed_reports_errors_and_no_latency_or_throughput),
+	CASE(failed_requests_add_nothing_to_latencies_or_throughput),
+	CASE(no_failures_have_every_request_in_the_latencies),
+};
 
-	return unit_main("bench_run", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
-}
+CASES_MAIN("bench_run", tests, NULL, NULL)

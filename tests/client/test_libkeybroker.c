@@ -24,7 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "../cases.h"
 #include <cjson/cJSON.h>
 
 #include "keybroker.h"
@@ -695,42 +695,35 @@ static void connect_without_path_uses_keybroker_socket_env(void **state)
 	finish(&p, c);
 }
 
-#define T(name) cmocka_unit_test(name)
+static const struct CMUnitTest tests[] = {
+	CASE(response_with_our_id_is_chosen_among_out_of_order_lines),
+	CASE(wrap_sends_op_key_alg_base64_plaintext_and_numeric_id),
+	CASE(unwrap_returns_plaintext_bytes_key_version_and_cached),
+	CASE(datakey_sends_bits_and_returns_blob_and_plaintext),
+	CASE(broker_error_returns_its_code_and_message_and_keeps_connection),
+	CASE(unknown_error_code_maps_to_internal_and_names_the_code),
+	CASE(error_with_null_id_answers_the_pending_request),
+	CASE(oversize_response_is_protocol_error),
+	CASE(closed_connection_is_io_error_naming_socket_and_keybrokerd),
+	CASE(connection_closed_mid_line_is_io_error),
+	CASE(missing_socket_is_io_error_suggesting_keybrokerd),
+	CASE(socket_path_that_is_a_directory_says_so),
+	CASE(socket_path_that_is_a_file_says_it_is_not_a_socket),
+	CASE(socket_no_one_listens_on_says_so),
+	CASE(socket_under_an_unsearchable_directory_is_permission_denied),
+	CASE(library_messages_name_the_env_var_not_cli_flags),
+	CASE(line_that_is_not_json_is_protocol_error),
+	CASE(bad_base64_plaintext_is_protocol_error),
+	CASE(wrap_response_without_blob_is_protocol_error),
+	CASE(response_arriving_in_pieces_is_read_whole),
+	CASE(call_replaces_id_and_returns_response_line_as_is),
+	CASE(call_returns_error_response_line_with_the_code),
+	CASE(call_times_out_with_io_error_when_broker_is_silent),
+	CASE(null_arguments_are_bad_request_without_io),
+	CASE(default_socket_is_in_xdg_runtime_dir),
+	CASE(default_socket_falls_back_without_xdg_runtime_dir),
+	CASE(default_socket_refuses_path_too_long_for_a_socket),
+	CASE(connect_without_path_uses_keybroker_socket_env),
+};
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		T(response_with_our_id_is_chosen_among_out_of_order_lines),
-		T(wrap_sends_op_key_alg_base64_plaintext_and_numeric_id),
-		T(unwrap_returns_plaintext_bytes_key_version_and_cached),
-		T(datakey_sends_bits_and_returns_blob_and_plaintext),
-		T(broker_error_returns_its_code_and_message_and_keeps_connection),
-		T(unknown_error_code_maps_to_internal_and_names_the_code),
-		T(error_with_null_id_answers_the_pending_request),
-		T(oversize_response_is_protocol_error),
-		T(closed_connection_is_io_error_naming_socket_and_keybrokerd),
-		T(connection_closed_mid_line_is_io_error),
-		T(missing_socket_is_io_error_suggesting_keybrokerd),
-		T(socket_path_that_is_a_directory_says_so),
-		T(socket_path_that_is_a_file_says_it_is_not_a_socket),
-		T(socket_no_one_listens_on_says_so),
-		T(socket_under_an_unsearchable_directory_is_permission_denied),
-		T(library_messages_name_the_env_var_not_cli_flags),
-		T(line_that_is_not_json_is_protocol_error),
-		T(bad_base64_plaintext_is_protocol_error),
-		T(wrap_response_without_blob_is_protocol_error),
-		T(response_arriving_in_pieces_is_read_whole),
-		T(call_replaces_id_and_returns_response_line_as_is),
-		T(call_returns_error_response_line_with_the_code),
-		T(call_times_out_with_io_error_when_broker_is_silent),
-		T(null_arguments_are_bad_request_without_io),
-		T(default_socket_is_in_xdg_runtime_dir),
-		T(default_socket_falls_back_without_xdg_runtime_dir),
-		T(default_socket_refuses_path_too_long_for_a_socket),
-		T(connect_without_path_uses_keybroker_socket_env),
-	};
-
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+CASES_MAIN("libkeybroker", tests, NULL, NULL)

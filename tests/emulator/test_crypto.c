@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "../cases.h"
 
 #include "crypto.h"
 
@@ -140,16 +140,11 @@ static void aes_alg_must_match_key_size(void **state)
 	assert_int_equal(emu_alg_parse("rsa-oaep"), EMU_ALG_NONE);
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(rfc3394_vectors),
-		cmocka_unit_test(rfc5649_vectors),
-		cmocka_unit_test(rsa_round_trip_per_alg),
-		cmocka_unit_test(aes_alg_must_match_key_size),
-	};
+static const struct CMUnitTest tests[] = {
+	CASE(rfc3394_vectors, "emulator - AES key wrap matches the RFC 3394 test vectors"),
+	CASE(rfc5649_vectors, "emulator - AES key wrap with padding matches the RFC 5649 test vectors"),
+	CASE(rsa_round_trip_per_alg, "emulator - RSA wrap and unwrap round trip with RSA1_5, RSA-OAEP and RSA-OAEP-256"),
+	CASE(aes_alg_must_match_key_size, "emulator - an AES algorithm must match the key size and type"),
+};
 
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+CASES_MAIN("emu-crypto", tests, NULL, NULL)

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "../cases.h"
 
 #include "parse.h"
 
@@ -152,18 +152,13 @@ static void operation_bodies(void **state)
 	emu_opbody_free(&b);
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(routes_vault_and_mhsm_paths),
-		cmocka_unit_test(rejects_bad_hosts_names_and_methods),
-		cmocka_unit_test(routes_the_token_service),
-		cmocka_unit_test(api_versions),
-		cmocka_unit_test(form_bodies),
-		cmocka_unit_test(operation_bodies),
-	};
+static const struct CMUnitTest tests[] = {
+	CASE(routes_vault_and_mhsm_paths, "emulator - request parser routes vault and Managed HSM paths case-insensitively"),
+	CASE(rejects_bad_hosts_names_and_methods, "emulator - request parser rejects unknown hosts, bad key names and methods"),
+	CASE(routes_the_token_service, "emulator - request parser routes the token, OpenID, IMDS and App Service identity endpoints"),
+	CASE(api_versions, "emulator - api-versions 7.0 to 7.6, 2025-07-01 and 7.4-preview.1 are known"),
+	CASE(form_bodies, "emulator - form bodies decode percent escapes and refuse NUL"),
+	CASE(operation_bodies, "emulator - wrap bodies accept padded base64url and refuse bad input"),
+};
 
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+CASES_MAIN("emu-parse", tests, NULL, NULL)

@@ -1,11 +1,5 @@
 /* Unit tests of emulator/rotation.c: ISO 8601 durations and Azure's policy rules. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <string.h>
-
-#include <cmocka.h>
+#include "../cases.h"
 
 #include "rotation.h"
 
@@ -90,15 +84,10 @@ static void default_policy_shape(void **state)
 	cJSON_Delete(j);
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(iso8601_durations),
-		cmocka_unit_test(policy_rules),
-		cmocka_unit_test(default_policy_shape),
-	};
+static const struct CMUnitTest tests[] = {
+	CASE(iso8601_durations, "emulator - rotation policy durations read ISO 8601 (P90D, P1Y10D, PT48H) and refuse malformed ones"),
+	CASE(policy_rules, "emulator - rotation policies keep Azure's floors (rotate after 7 days or more, expire after 28 days or more)"),
+	CASE(default_policy_shape, "emulator - a key without a rotation policy answers Azure's default (Notify 30 days before expiry)"),
+};
 
-	if (argc > 1)
-		cmocka_set_test_filter(argv[1]);
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+CASES_MAIN("emu-rotation", tests, NULL, NULL)

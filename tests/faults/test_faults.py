@@ -11,7 +11,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from kbtest import BUILD, MODULE, Broker, Conn, Token, b64, check, run, unb64  # noqa: E402
+from kbtest import BUILD, MODULE, Broker, Conn, Token, b64, check, run, unb64, wait_for  # noqa: E402
 
 SHIM = os.environ.get("KB_SHIM", os.path.join(BUILD, "tests", "shim", "kbshim.so"))
 UNAVAILABLE = "backend_unavailable"
@@ -88,7 +88,7 @@ def token_removed_serves_hits_then_recovers(root):
     check(time.monotonic() - t0 < 3.0, "test ran too slowly to see the live entries")
 
     # past the TTL the hits are gone and the token is still out
-    time.sleep(max(0, 3.3 - (time.monotonic() - t0)))
+    wait_for(lambda: time.monotonic() >= t0 + 3.3, 4, "the TTL to pass")
     for pt, blob in hit.values():
         unavailable(kb, token, {"op": "unwrap", "blob": blob})
 
@@ -167,10 +167,12 @@ def slow_token_does_not_delay_cache_hits(root):
     slow = [wrap(kb, k) for k in ("rsa", "aes", "rsa")]  # more misses than workers
 
     shim.set("slow 1500")
+    misses = kb.status()["counters"]["misses"]
     conns = [kb.conn() for _ in slow]
     t0 = time.monotonic()
     ids = [c.send({"op": "unwrap", "blob": b}) for c, (_, b) in zip(conns, slow)]
-    time.sleep(0.3)  # the misses are on the token now, every worker busy
+    wait_for(lambda: kb.status()["counters"]["misses"] >= misses + len(slow), 1.0,
+             "the misses to be on the token, every worker busy")
     for _ in range(5):
         t = time.monotonic()
         unwrap_ok(kb, pt_hit, hit, cached=True)
@@ -255,10 +257,17 @@ def no_request_lost_while_token_flaps(root):
     threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
+    def answered():
+        with lock:
+            return sum(counts.values())
+
+    # each state of the token lasts until the clients got 200 more answers in it
     for mode in ("removed", "ok", "removed", "ok", "removed", "ok", "session_invalid", "ok"):
-        time.sleep(0.7)
+        n = answered()
+        wait_for(lambda: answered() >= n + 200 or errors, 30, "200 answers before the token goes %s" % mode)
         shim.set(mode)
-    time.sleep(0.5)
+    n = answered()
+    wait_for(lambda: answered() >= n + 200 or errors, 30, "200 answers after the token is back")
     stop.set()
     for t in threads:
         t.join(timeout=60)

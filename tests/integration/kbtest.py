@@ -4,7 +4,13 @@ Everything here is real: a fresh SoftHSMv2 token made in a temp dir by
 scripts/softhsm-token, the real keybrokerd on a temp socket, and the real
 keybroker CLI. Each test script calls run(globals()) and names one test
 function on its command line (meson registers one test() per function).
+
+Every fixture records what a test may need to check afterwards, for all
+tests alike: SECRETS holds each plaintext sent or received through Conn and
+each token PIN (tests/security searches the logs for them), STARTED each
+daemon process started (so cleanup kills only those, by pid).
 """
+import binascii
 import base64
 import hashlib
 import json
@@ -22,6 +28,10 @@ BUILD = os.environ.get("KB_BUILD_ROOT", os.path.join(SRC, "build"))
 KEYBROKERD = os.environ.get("KB_KEYBROKERD", os.path.join(BUILD, "keybrokerd"))
 CLI = os.environ.get("KB_CLI", os.path.join(BUILD, "client", "keybroker"))
 MODULE = os.environ.get("KB_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+
+SECRETS = set()          # bytes: plaintexts seen on the wire and PINs
+STARTED = []             # Popen objects of the daemons this test started
+_MIN_SECRET = 8          # shorter values match by chance in any log
 
 
 def free_port():
@@ -48,6 +58,34 @@ def b64(data):
 
 def unb64(s):
     return base64.b64decode(s, validate=True)
+
+
+def remember(secret):
+    """Records a secret (str or bytes) for the log searches; short ones are ignored."""
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if secret and len(secret) >= _MIN_SECRET:
+        SECRETS.add(bytes(secret))
+
+
+def remember_b64(s):
+    """Records the secret that s encodes in base64, if it is base64."""
+    try:
+        remember(unb64(s))
+    except (binascii.Error, ValueError, TypeError):
+        pass
+
+
+def wait_for(cond, timeout, what, step=0.05):
+    """Polls cond() until it returns something true, and returns that; fails after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Failure("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(step)
 
 
 def b64url(data):
@@ -82,6 +120,9 @@ class Token:
         self.pin_file = os.path.join(self.dir, "user.pin")
         with open(self.pin_file) as f:
             self.pin = f.read().strip()
+        remember(self.pin)
+        with open(os.path.join(self.dir, "so.pin")) as f:
+            remember(f.read().strip())
 
     def env(self):
         e = dict(os.environ)
@@ -132,6 +173,7 @@ class Broker:
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(self.prefix + [KEYBROKERD, "-c", self.conf], env=self.env,
                                      stdout=self.logf, stderr=self.logf)
+        STARTED.append(self.proc)
         if expect_fail:
             rc = self.proc.wait(timeout=30)
             self.logf.close()
@@ -242,9 +284,14 @@ class Conn:
                 raise EOFError("connection closed by keybrokerd")
             self.buf += d
         line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        r = json.loads(line)
+        if isinstance(r, dict) and isinstance(r.get("plaintext"), str):
+            remember_b64(r["plaintext"])
+        return r
 
     def send(self, req):
+        if isinstance(req, dict) and isinstance(req.get("plaintext"), str):
+            remember_b64(req["plaintext"])
         req = dict(req)
         if "id" not in req:
             req["id"] = self.next_id

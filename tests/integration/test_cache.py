@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kbtest import Broker, Conn, Token, b64, check, run, unb64  # noqa: E402
+from kbtest import Broker, Conn, Token, b64, check, run, unb64, wait_for  # noqa: E402
 
 REFUSED = ("key_unavailable", "key_disabled", "permission_denied", "unknown_version")
 
@@ -45,7 +45,7 @@ def revocation_at_end_of_ttl(root):
     u = kb.ok({"op": "unwrap", "blob": blob})
     check(u["cached"] is True and unb64(u["plaintext"]) == pt, "still unwraps while the entry lives")
     check(time.monotonic() - t0 < 2.0, "test ran too slowly to see the live entry")
-    time.sleep(max(0, 2.2 - (time.monotonic() - t0)))
+    wait_for(lambda: time.monotonic() >= t0 + 2.2, 3, "the 2 s TTL to pass")
     expect_refused(kb, blob)
     # flush makes the failure immediate
     pt2, blob2 = wrap(kb, "rsa")
@@ -62,14 +62,16 @@ def refresh_ahead_renews_on_success(root):
     token = Token(root)
     kb = Broker(root, token, broker_extra="cache_ttl = 2s", aes_extra="cache_refresh_fraction = 0.5")
     pt, blob = wrap(kb, "aes")
+    t0 = time.monotonic()
     kb.ok({"op": "unwrap", "blob": blob})
-    time.sleep(1.3)  # into the last half of the TTL
+    wait_for(lambda: time.monotonic() >= t0 + 1.3, 2, "the last half of the TTL")
     check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "hit inside refresh window")
-    time.sleep(0.3)  # let the background refresh finish
+    check(kb.status()["counters"]["refreshes"] == 1, "refresh counted")
+    wait_for(lambda: kb.backend_calls("aes") >= 2, 5, "the background refresh to reach the token")
     calls = kb.backend_calls("aes")
     check(calls == 2, "one miss plus one refresh reached the token, saw %d" % calls)
-    check(kb.status()["counters"]["refreshes"] == 1, "refresh counted")
-    time.sleep(0.9)  # past the original expiry (2.5 s)
+    check(time.monotonic() - t0 < 2.0, "test ran too slowly to renew before the original expiry")
+    wait_for(lambda: time.monotonic() >= t0 + 2.5, 3, "the original expiry (2 s TTL) to pass")
     u = kb.ok({"op": "unwrap", "blob": blob})
     check(u["cached"] is True and unb64(u["plaintext"]) == pt, "a successful refresh renewed the entry: %s" % u)
 
@@ -81,12 +83,12 @@ def refresh_ahead_never_outlives_refusal(root):
     t0 = time.monotonic()
     kb.ok({"op": "unwrap", "blob": blob})
     delete_key(token, "aes")
-    time.sleep(1.3)
+    wait_for(lambda: time.monotonic() >= t0 + 1.3, 2, "the last half of the TTL")
     check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "hit inside the refresh window")
-    time.sleep(0.3)
+    wait_for(lambda: kb.status()["counters"]["refresh_failures"] >= 1, 5, "the refused refresh to be counted")
+    check(time.monotonic() - t0 < 2.0, "test ran too slowly to see the entry outlive the refusal")
     check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "entry lives until its original expiry")
-    check(kb.status()["counters"]["refresh_failures"] >= 1, "the refused refresh is counted")
-    time.sleep(max(0, 2.1 - (time.monotonic() - t0)))
+    wait_for(lambda: time.monotonic() >= t0 + 2.1, 3, "the original expiry (2 s TTL) to pass")
     expect_refused(kb, blob)
 
 

@@ -1,10 +1,10 @@
-"""sectest: what the security tests add to kbtest's fixtures.
+"""sectest: what the security tests add to kbtest's fixtures (it changes none).
 
-- Every plaintext a test sends or receives through kbtest.Conn, and every
-  token PIN, is remembered. When a test ends, run() searches every log the
-  test left (the daemon's log, audit logs) for them in raw, base64,
-  base64url and hex forms. So each security test also checks that no
-  secret reached a log.
+- kbtest remembers every plaintext a test sends or receives through Conn,
+  and every token PIN (kbtest.SECRETS). When a test ends, run() searches
+  every log the test left (the daemon's log, audit logs) for them in raw,
+  base64, base64url and hex forms. So each security test also checks that
+  no secret reached a log.
 - Peers as another user: as_peer() runs a small client under setpriv.
 - Memory of the daemon: vmrss() and vmhwm() read /proc/PID/status.
 - Cleanup kills only the processes this test started, by pid.
@@ -21,72 +21,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-import kbtest  # noqa: E402
-from kbtest import KEYBROKERD, Broker, Conn, Failure, Token, b64, check, unb64  # noqa: E402,F401
-
-SECRETS = set()          # bytes: plaintexts seen on the wire and PINs
-STARTED = []             # Popen objects to kill at the end of the test
-_MIN_SECRET = 8          # shorter values match by chance in any log
-
-
-def remember(secret):
-    if isinstance(secret, str):
-        secret = secret.encode()
-    if secret and len(secret) >= _MIN_SECRET:
-        SECRETS.add(bytes(secret))
-
-
-def _remember_b64(s):
-    try:
-        remember(unb64(s))
-    except (binascii.Error, ValueError, TypeError):
-        pass
-
-
-_send, _read_line = Conn.send, Conn.read_line
-
-
-def _tracked_send(self, req):
-    if isinstance(req, dict) and isinstance(req.get("plaintext"), str):
-        _remember_b64(req["plaintext"])
-    return _send(self, req)
-
-
-def _tracked_read_line(self):
-    r = _read_line(self)
-    if isinstance(r, dict) and isinstance(r.get("plaintext"), str):
-        _remember_b64(r["plaintext"])
-    return r
-
-
-Conn.send = _tracked_send
-Conn.read_line = _tracked_read_line
-
-_token_init = Token.__init__
-
-
-def _tracked_token_init(self, *a, **kw):
-    _token_init(self, *a, **kw)
-    remember(self.pin)
-    with open(os.path.join(self.dir, "so.pin")) as f:
-        remember(f.read().strip())
-
-
-Token.__init__ = _tracked_token_init
-
-_broker_start = Broker.start
-
-
-def _tracked_broker_start(self, *a, **kw):
-    try:
-        return _broker_start(self, *a, **kw)
-    finally:
-        if self.proc is not None:
-            STARTED.append(self.proc)
-
-
-Broker.start = _tracked_broker_start
-
+from kbtest import (KEYBROKERD, SECRETS, STARTED, _MIN_SECRET, Broker, Conn, Failure, Token, b64,  # noqa: E402,F401
+                    check, remember, remember_b64, unb64, wait_for)
 
 def forms(secret):
     """The ways a secret could be spelled in a log."""
@@ -116,17 +52,6 @@ def scan_for_secrets(root, secrets=None):
             data = f.read()
         for w in wanted:
             check(w not in data, "a secret (%r...) appears in %s" % (w[:6], os.path.basename(path)))
-
-
-def wait_for(cond, timeout, what, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Failure("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(step)
 
 
 def proc_status(pid, field):
@@ -206,7 +131,7 @@ def as_peer(sock, reqs, user="nobody", group="nogroup"):
     sent and received are remembered as secrets."""
     for r in reqs:
         if isinstance(r.get("plaintext"), str):
-            _remember_b64(r["plaintext"])
+            remember_b64(r["plaintext"])
     p = subprocess.run(["setpriv", "--reuid", user, "--regid", group, "--clear-groups",
                         sys.executable, "-c", _PEER, sock, json.dumps(reqs)],
                        capture_output=True, timeout=60, cwd="/")
@@ -214,7 +139,7 @@ def as_peer(sock, reqs, user="nobody", group="nogroup"):
     res = json.loads(p.stdout)
     for a in res["answers"]:
         if isinstance(a, dict) and isinstance(a.get("plaintext"), str):
-            _remember_b64(a["plaintext"])
+            remember_b64(a["plaintext"])
     return res["pid"], res["answers"]
 
 

@@ -1,18 +1,17 @@
 /*
- * test_arena: the locked region that holds DEK bytes, and the cache on top of it.
+ * test_arena: the locked region that holds DEK bytes (the cache on top of it
+ * is tests/unit/test_cache.c).
  *
  * Zeroing is checked by reading through the pointer that held the DEK: arena
  * slots stay mapped after they are freed. Fatal checks (guard pages, canary)
  * run in a forked child; the arena is MADV_DONTFORK, so the child makes its own.
  */
 #include <errno.h>
-#include <linux/capability.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,29 +54,6 @@ static void one_class(kb_arena *a, size_t nslots, size_t slot_bytes)
 static bool in_class(const kb_arena *a, int k, const uint8_t *p)
 {
 	return p > a->cls[k].slots && p < a->cls[k].slots + a->cls[k].bytes;
-}
-
-/* in_child runs fn in a forked child and returns its wait status. */
-static int in_child(void (*fn)(void))
-{
-	int status;
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		/* no core files from the crashes we cause on purpose */
-		static const int sigs[] = { SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGSYS };
-		struct rlimit none = { 0, 0 };
-
-		setrlimit(RLIMIT_CORE, &none);
-		/* the child must die of the signal, not return into cmocka's handler */
-		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-			signal(sigs[i], SIG_DFL);
-		fn();
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return status;
 }
 
 static void expect_signal(int status, int sig)
@@ -290,17 +266,17 @@ static void write_past_the_small_class(void)
 
 static void arena_write_to_the_leading_guard_page_is_fatal(void **state)
 {
-	expect_signal(in_child(write_before_first_slot), SIGSEGV);
+	expect_signal(unit_in_child(write_before_first_slot), SIGSEGV);
 }
 
 static void arena_write_to_the_trailing_guard_page_is_fatal(void **state)
 {
-	expect_signal(in_child(write_after_last_page), SIGSEGV);
+	expect_signal(unit_in_child(write_after_last_page), SIGSEGV);
 }
 
 static void arena_write_to_the_guard_page_between_two_classes_is_fatal(void **state)
 {
-	expect_signal(in_child(write_past_the_small_class), SIGSEGV);
+	expect_signal(unit_in_child(write_past_the_small_class), SIGSEGV);
 }
 
 static void damage_canary_and_free(void)
@@ -392,35 +368,20 @@ static void free_foreign_pointer(void)
 
 static void arena_damaged_canary_aborts_on_free(void **state)
 {
-	expect_signal(in_child(damage_canary_and_free), SIGABRT);
-	expect_signal(in_child(overrun_into_next_slot_and_free_it), SIGABRT);
+	expect_signal(unit_in_child(damage_canary_and_free), SIGABRT);
+	expect_signal(unit_in_child(overrun_into_next_slot_and_free_it), SIGABRT);
 }
 
 static void arena_canary_of_each_class_detects_an_overwrite(void **state)
 {
-	expect_signal(in_child(overrun_a_32_byte_slot_by_one_byte), SIGABRT);
-	expect_signal(in_child(overrun_in_the_32_byte_class), SIGABRT);
-	expect_signal(in_child(overrun_in_the_64_byte_class), SIGABRT);
+	expect_signal(unit_in_child(overrun_a_32_byte_slot_by_one_byte), SIGABRT);
+	expect_signal(unit_in_child(overrun_in_the_32_byte_class), SIGABRT);
+	expect_signal(unit_in_child(overrun_in_the_64_byte_class), SIGABRT);
 }
 
 static void arena_free_of_a_pointer_that_is_no_slot_aborts(void **state)
 {
-	expect_signal(in_child(free_foreign_pointer), SIGABRT);
-}
-
-/* lose_ipc_lock drops CAP_IPC_LOCK, which lets root lock past RLIMIT_MEMLOCK. */
-static void lose_ipc_lock(void)
-{
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2];
-
-	if (syscall(SYS_capget, &hdr, data) != 0)
-		_exit(4);
-	data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
-	data[CAP_IPC_LOCK / 32].permitted &= ~(1u << (CAP_IPC_LOCK % 32));
-	data[CAP_IPC_LOCK / 32].inheritable &= ~(1u << (CAP_IPC_LOCK % 32));
-	if (syscall(SYS_capset, &hdr, data) != 0)
-		_exit(4);
+	expect_signal(unit_in_child(free_foreign_pointer), SIGABRT);
 }
 
 static void lock_under_zero_memlock(bool allow_unlocked)
@@ -430,7 +391,7 @@ static void lock_under_zero_memlock(bool allow_unlocked)
 	kb_err err = { 0 };
 	kb_code rc;
 
-	lose_ipc_lock();
+	unit_lose_ipc_lock();
 	if (setrlimit(RLIMIT_MEMLOCK, &zero_lim) != 0)
 		_exit(5);
 	rc = kb_arena_init(&a, three, 3, allow_unlocked, &err);
@@ -467,451 +428,33 @@ static void allow_unlocked(void)
 	lock_under_zero_memlock(true);
 }
 
-static void expect_exit_0(int status)
-{
-	if (!WIFEXITED(status))
-		fail_msg("child died by signal %d", WTERMSIG(status));
-	if (WEXITSTATUS(status) != 0)
-		fail_msg("child exited %d", WEXITSTATUS(status));
-}
-
 static void arena_refuses_to_start_unlocked_naming_rlimit_memlock_and_ulimit(void **state)
 {
-	expect_exit_0(in_child(refuse_unlocked));
+	unit_expect_exit_0(unit_in_child(refuse_unlocked));
 }
 
 static void arena_runs_unlocked_when_allowed(void **state)
 {
-	expect_exit_0(in_child(allow_unlocked));
+	unit_expect_exit_0(unit_in_child(allow_unlocked));
 }
 
-/* ---- the cache ---- */
-
-static kb_cache cache;
-
-static void digest_of(int n, uint8_t d[KB_DIGEST_LEN])
-{
-	/* spread over buckets like a real SHA-256, but reproducible */
-	for (int i = 0; i < KB_DIGEST_LEN; i++)
-		d[i] = (uint8_t)(n * 131 + i * 7 + (n >> 3));
-	memcpy(d + KB_DIGEST_LEN - sizeof(n), &n, sizeof(n));
-}
-
-static void dek_of(int n, uint8_t dek[32])
-{
-	memset(dek, 0x10 + n, 32);
-}
-
-static kb_cache_entry *put(int n, int key, int64_t ttl, int64_t now)
-{
-	uint8_t d[KB_DIGEST_LEN], dek[32];
-
-	digest_of(n, d);
-	dek_of(n, dek);
-	return kb_cache_put(&cache, d, key, "v1", dek, sizeof(dek), ttl, now);
-}
-
-static kb_cache_entry *get(int n, int64_t now)
-{
-	uint8_t d[KB_DIGEST_LEN];
-
-	digest_of(n, d);
-	return kb_cache_get(&cache, d, now);
-}
-
-static int cache_setup(void **state)
-{
-	kb_err err = { 0 };
-
-	if (kb_cache_init(&cache, 4, false, &err) != KB_OK) {
-		fprintf(stderr, "kb_cache_init: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static int cache_teardown(void **state)
-{
-	kb_cache_destroy(&cache);
-	return 0;
-}
-
-static void cache_get_after_put_returns_the_dek(void **state)
-{
-	kb_cache_entry *e = put(1, 0, 1000, 5000), *g;
-	uint8_t dek[32];
-
-	assert_non_null(e);
-	g = get(1, 5001);
-	assert_ptr_equal(g, e);
-	dek_of(1, dek);
-	assert_int_equal(g->deklen, 32);
-	assert_memory_equal(g->dek, dek, 32);
-	assert_string_equal(g->version, "v1");
-	assert_int_equal(g->key_index, 0);
-	assert_int_equal(g->expires_ms, 6000);
-	assert_int_equal(cache.count, 1);
-	assert_null(get(2, 5001));
-}
-
-static void cache_entry_expires_exactly_at_its_ttl(void **state)
-{
-	kb_cache_entry *e = put(1, 0, 2000, 10000);
-	uint8_t *dek = e->dek;
-
-	assert_non_null(get(1, 11999));
-	/* a hit does not extend the entry's life */
-	assert_non_null(get(1, 11999));
-	assert_null(get(1, 12000));
-	assert_int_equal(cache.count, 0);
-	assert_int_equal(cache.evictions[KB_EVICT_TTL], 1);
-	assert_memory_equal(dek, zero, 32);
-	/* peek still sees an expired entry, and leaves it */
-	{
-		uint8_t d[KB_DIGEST_LEN];
-
-		put(2, 0, 100, 0);
-		digest_of(2, d);
-		assert_non_null(kb_cache_peek(&cache, d));
-		assert_non_null(kb_cache_peek(&cache, d));
-		assert_int_equal(cache.count, 1);
-	}
-}
-
-static void cache_over_capacity_drops_the_least_recently_used(void **state)
-{
-	for (int n = 0; n < 4; n++)
-		assert_non_null(put(n, 0, 60000, 0));
-	assert_non_null(get(0, 1)); /* 0 is now the most recent; 1 the least */
-	assert_non_null(put(4, 0, 60000, 2));
-	assert_int_equal(cache.count, 4);
-	assert_null(get(1, 3));
-	assert_non_null(get(0, 3));
-	assert_non_null(get(2, 3));
-	assert_non_null(get(3, 3));
-	assert_non_null(get(4, 3));
-	assert_int_equal(cache.evictions[KB_EVICT_LRU], 1);
-	assert_int_equal(cache.evictions[KB_EVICT_TTL], 0);
-	/* now 0 is least recent again after 2, 3, 4 were read */
-	assert_non_null(put(5, 0, 60000, 4));
-	assert_null(get(0, 5));
-	assert_int_equal(cache.evictions[KB_EVICT_LRU], 2);
-}
-
-static void cache_lru_eviction_zeroes_the_dek(void **state)
-{
-	kb_cache_entry *e;
-	uint8_t *dek;
-	uint8_t d[KB_DIGEST_LEN];
-	static const uint8_t small[3] = { 1, 2, 3 };
-
-	for (int n = 0; n < 4; n++)
-		put(n, 0, 60000, 0);
-	e = kb_cache_peek(&cache, (digest_of(0, d), d));
-	dek = e->dek;
-	/* the new DEK is shorter than the old: nothing of the old may remain */
-	digest_of(9, d);
-	e = kb_cache_put(&cache, d, 0, "v1", small, sizeof(small), 60000, 1);
-	assert_ptr_equal(e->dek, dek); /* the freed slot is the one handed out again */
-	assert_memory_equal(dek, small, 3);
-	assert_memory_equal(dek + 3, zero, 32 - 3);
-}
-
-static void cache_flush_zeroes_every_dek(void **state)
-{
-	uint8_t *deks[4];
-
-	for (int n = 0; n < 4; n++)
-		deks[n] = put(n, n % 2, 60000, 0)->dek;
-	assert_int_equal(kb_cache_flush(&cache, -1), 4);
-	assert_int_equal(cache.count, 0);
-	for (int n = 0; n < 4; n++)
-		assert_memory_equal(deks[n], zero, 32);
-}
-
-static void cache_flush_by_key_evicts_only_that_keys_entries(void **state)
-{
-	uint8_t *deks[4];
-
-	for (int n = 0; n < 4; n++)
-		deks[n] = put(n, n % 2, 60000, 0)->dek;
-	assert_int_equal(kb_cache_flush(&cache, 1), 2);
-	assert_int_equal(cache.count, 2);
-	assert_non_null(get(0, 1));
-	assert_null(get(1, 1));
-	assert_non_null(get(2, 1));
-	assert_null(get(3, 1));
-	assert_memory_equal(deks[1], zero, 32);
-	assert_memory_equal(deks[3], zero, 32);
-	assert_int_equal(deks[0][0], 0x10);
-	assert_int_equal(kb_cache_flush(&cache, 7), 0);
-	assert_int_equal(kb_cache_flush(&cache, -1), 2);
-	assert_int_equal(cache.evictions[KB_EVICT_FLUSH], 4);
-}
-
-static void cache_put_of_the_same_blob_replaces_its_entry(void **state)
-{
-	uint8_t d[KB_DIGEST_LEN];
-	static const uint8_t fresh[16] = { 0xee, 0xee };
-	kb_cache_entry *e;
-
-	put(1, 0, 1000, 0);
-	put(2, 0, 1000, 0);
-	digest_of(1, d);
-	e = kb_cache_put(&cache, d, 0, "v2", fresh, sizeof(fresh), 5000, 500);
-	assert_non_null(e);
-	assert_int_equal(cache.count, 2);
-	assert_int_equal(cache.evictions[KB_EVICT_REPLACE], 1);
-	e = get(1, 4000);
-	assert_non_null(e);
-	assert_string_equal(e->version, "v2");
-	assert_int_equal(e->deklen, 16);
-	assert_memory_equal(e->dek, fresh, 16);
-	assert_memory_equal(e->dek + 16, zero, 16); /* nothing left of the 32-byte one */
-	assert_int_equal(e->expires_ms, 5500);
-}
-
-static void cache_sweep_evicts_only_expired_entries(void **state)
-{
-	uint8_t *dek1;
-
-	put(0, 0, 1000, 0);
-	dek1 = put(1, 0, 2000, 0)->dek;
-	put(2, 0, 3000, 0);
-	assert_int_equal(kb_cache_sweep(&cache, 999), 0);
-	assert_int_equal(kb_cache_sweep(&cache, 2000), 2);
-	assert_int_equal(cache.count, 1);
-	assert_memory_equal(dek1, zero, 32);
-	assert_non_null(get(2, 2500));
-	assert_int_equal(cache.evictions[KB_EVICT_TTL], 2);
-}
-
-static void cache_eviction_counters_count_each_cause(void **state)
-{
-	uint8_t d[KB_DIGEST_LEN];
-
-	for (int n = 0; n < 5; n++)   /* 1 lru */
-		put(n, 0, 1000, 0);
-	put(4, 0, 1000, 0);           /* 1 replace */
-	assert_null(get(2, 1000));    /* 1 ttl */
-	kb_cache_sweep(&cache, 1000); /* 3 ttl: 1, 3 and 4 */
-	put(7, 3, 1000, 2000);
-	kb_cache_flush(&cache, -1);   /* 1 flush */
-	assert_int_equal(cache.evictions[KB_EVICT_LRU], 1);
-	assert_int_equal(cache.evictions[KB_EVICT_REPLACE], 1);
-	assert_int_equal(cache.evictions[KB_EVICT_TTL], 4);
-	assert_int_equal(cache.evictions[KB_EVICT_FLUSH], 1);
-	assert_int_equal(cache.count, 0);
-	digest_of(4, d);
-	assert_null(kb_cache_peek(&cache, d));
-}
-
-static void cache_grace_keeps_an_expired_entry_for_stale_use_only(void **state)
-{
-	uint8_t d[KB_DIGEST_LEN];
-	kb_cache_entry *e = put(0, 0, 1000, 0);
-
-	e->grace_ms = 500;
-	digest_of(0, d);
-	assert_null(kb_cache_stale(&cache, d, 999));     /* live: not stale */
-	assert_null(get(0, 1000));                       /* past the TTL: never a plain hit */
-	assert_ptr_equal(kb_cache_stale(&cache, d, 1000), e);
-	assert_int_equal(kb_cache_sweep(&cache, 1499), 0);
-	assert_ptr_equal(kb_cache_stale(&cache, d, 1499), e);
-	assert_null(kb_cache_stale(&cache, d, 1500));    /* the grace is over: evicted, zeroed */
-	assert_int_equal(cache.count, 0);
-	e = put(1, 0, 1000, 0);
-	e->grace_ms = 500;
-	digest_of(1, d);
-	kb_cache_drop(&cache, d);                        /* a refusal ends it at once */
-	assert_null(kb_cache_stale(&cache, d, 1200));
-	assert_int_equal(cache.count, 0);
-	put(2, 0, 1000, 0)->grace_ms = 500;
-	assert_int_equal(kb_cache_sweep(&cache, 1500), 1);
-}
-
-static void cache_ttl_jitter_cuts_each_ttl_within_its_fraction(void **state)
-{
-	uint64_t rng = 42;
-	int64_t lo = INT64_MAX, hi = 0;
-
-	assert_int_equal(kb_cache_jitter_ttl(10000, 0, &rng), 10000); /* no jitter: the TTL itself */
-	for (int i = 0; i < 10000; i++) {
-		int64_t t = kb_cache_jitter_ttl(10000, 0.2, &rng);
-
-		lo = t < lo ? t : lo;
-		hi = t > hi ? t : hi;
-	}
-	/* never longer than cache_ttl, never shorter than 80 % of it, and spread over that range */
-	assert_true(hi <= 10000 && lo >= 8000);
-	assert_true(hi - lo > 1900);
-}
-
-static void cache_refuses_a_dek_over_1024_bytes(void **state)
-{
-	uint8_t d[KB_DIGEST_LEN];
-	static const uint8_t big[KB_SECRET_MAX + 1];
-
-	digest_of(1, d);
-	assert_null(kb_cache_put(&cache, d, 0, "v1", big, sizeof(big), 1000, 0));
-	assert_int_equal(cache.count, 0);
-	assert_non_null(kb_cache_put(&cache, d, 0, "v1", big, KB_SECRET_MAX, 1000, 0));
-}
-
-static void cache_survives_many_puts_gets_and_evictions(void **state)
-{
-	/* every entry that get returns is the DEK that was put under that digest */
-	for (int i = 0; i < 5000; i++) {
-		int n = (i * 7919) % 11;
-		kb_cache_entry *e = get(n, i);
-
-		if (e) {
-			uint8_t dek[32];
-			dek_of(n, dek);
-			assert_memory_equal(e->dek, dek, 32);
-		} else {
-			put(n, n % 3, 50, i);
-		}
-		if (i % 97 == 0)
-			kb_cache_flush(&cache, i % 3);
-		assert_true(cache.count <= 4);
-	}
-}
-
-/* put_len puts a DEK of len bytes, all 0x10 + n, under n's digest */
-static kb_cache_entry *put_len(int n, size_t len, int64_t now)
-{
-	uint8_t d[KB_DIGEST_LEN], dek[KB_SECRET_MAX];
-
-	digest_of(n, d);
-	memset(dek, 0x10 + n, len);
-	return kb_cache_put(&cache, d, 0, "v1", dek, len, 60000, now);
-}
-
-static void cache_full_class_evicts_its_own_least_recently_used(void **state)
-{
-	kb_cache_entry *e;
-	uint8_t *big;
-
-	/* capacity 4: four 32-byte slots, one slot in each larger class */
-	assert_int_equal(cache.arena.cls[0].nslots, 4);
-	assert_int_equal(cache.arena.cls[KB_CACHE_CLASSES - 1].nslots, 1);
-	put_len(0, 32, 0);
-	big = put_len(1, KB_SECRET_MAX, 1)->dek;
-	put_len(2, 32, 2);
-	/* a second DEK for the one 1024-byte slot: the older big one goes, not the older small one */
-	e = put_len(3, 500, 3);
-	assert_non_null(e);
-	assert_ptr_equal(e->dek, big);
-	assert_int_equal(cache.count, 3);
-	assert_int_equal(cache.evictions[KB_EVICT_LRU], 1);
-	assert_null(get(1, 4));
-	assert_non_null(get(0, 4));
-	assert_non_null(get(2, 4));
-	e = get(3, 4);
-	assert_int_equal(e->deklen, 500);
-	assert_int_equal(e->dek[499], 0x13);
-	/* nothing of the 1024-byte DEK is left past the 500 new bytes */
-	assert_memory_equal(big + 500, zero, KB_SECRET_MAX - 500);
-}
-
-static void cache_over_capacity_evicts_the_oldest_entry_of_any_class(void **state)
-{
-	put_len(0, 64, 0);
-	for (int n = 1; n < 4; n++)
-		put_len(n, 32, n);
-	/* full at 4 entries; the 32-byte class still has a slot, yet the oldest entry (64 bytes) goes */
-	assert_non_null(put_len(4, 32, 4));
-	assert_int_equal(cache.count, 4);
-	assert_null(get(0, 5));
-	assert_non_null(get(1, 5)); /* 2 is now the oldest */
-	assert_non_null(put_len(5, 200, 6));
-	assert_null(get(2, 7));
-	for (int n = 3; n < 6; n++)
-		assert_non_null(get(n, 7));
-	assert_int_equal(cache.evictions[KB_EVICT_LRU], 2);
-	assert_int_equal(cache.arena.cls[0].nslots - cache.arena.cls[0].nfree, 3);
-}
-
-/* fill_100000_under_8_mib: the default RLIMIT_MEMLOCK holds a cache of 100,000 256-bit DEKs */
-static void fill_100000_under_8_mib(void)
-{
-	struct rlimit lim = { 8388608, 8388608 };
-	kb_cache c;
-	kb_err err = { 0 };
-	uint8_t d[KB_DIGEST_LEN], dek[32];
-	const int n = 100000;
-
-	lose_ipc_lock();
-	if (setrlimit(RLIMIT_MEMLOCK, &lim) != 0)
-		_exit(5);
-	if (kb_cache_init(&c, n, false, &err) != KB_OK) {
-		fprintf(stderr, "kb_cache_init: %s\n", err.msg);
-		_exit(10);
-	}
-	fprintf(stderr, "100000 entries: %zu bytes locked\n", c.arena.locked_bytes);
-	if (!c.arena.locked || c.arena.locked_bytes > 8388608)
-		_exit(11);
-	for (int i = 0; i < n; i++) {
-		kb_sha256(&i, sizeof(i), d);
-		memset(dek, 0, sizeof(dek));
-		memcpy(dek, &i, sizeof(i));
-		if (kb_cache_put(&c, d, 0, "v1", dek, sizeof(dek), 60000, 0) == NULL)
-			_exit(12);
-	}
-	if (c.count != n || c.evictions[KB_EVICT_LRU] != 0)
-		_exit(13);
-	for (int i = 0; i < n; i++) {
-		kb_cache_entry *e;
-
-		kb_sha256(&i, sizeof(i), d);
-		e = kb_cache_get(&c, d, 1);
-		if (e == NULL || e->deklen != 32 || memcmp(e->dek, &i, sizeof(i)) != 0)
-			_exit(14);
-	}
-	kb_cache_destroy(&c);
-	_exit(0);
-}
-
-static void cache_of_100000_entries_holds_100000_256_bit_deks_in_8_mib(void **state)
-{
-	expect_exit_0(in_child(fill_100000_under_8_mib));
-}
-
-#define C(f) cmocka_unit_test_setup_teardown(f, cache_setup, cache_teardown)
 static const struct CMUnitTest tests[] = {
-	cmocka_unit_test(arena_alloc_gives_distinct_zeroed_slots_until_full),
-	cmocka_unit_test(arena_free_zeroes_the_slot),
-	cmocka_unit_test(arena_alloc_takes_the_smallest_class_that_holds_the_dek),
-	cmocka_unit_test(arena_full_class_refuses_while_the_others_still_give),
-	cmocka_unit_test(arena_free_zeroes_the_slot_in_every_class),
-	cmocka_unit_test(arena_refuses_classes_out_of_order_or_empty),
-	cmocka_unit_test(arena_free_of_null_is_a_no_op),
-	cmocka_unit_test(arena_destroy_unmaps_everything),
-	cmocka_unit_test(arena_write_to_the_leading_guard_page_is_fatal),
-	cmocka_unit_test(arena_write_to_the_trailing_guard_page_is_fatal),
-	cmocka_unit_test(arena_write_to_the_guard_page_between_two_classes_is_fatal),
-	cmocka_unit_test(arena_damaged_canary_aborts_on_free),
-	cmocka_unit_test(arena_canary_of_each_class_detects_an_overwrite),
-	cmocka_unit_test(arena_free_of_a_pointer_that_is_no_slot_aborts),
-	cmocka_unit_test(arena_refuses_to_start_unlocked_naming_rlimit_memlock_and_ulimit),
-	cmocka_unit_test(arena_runs_unlocked_when_allowed),
-	C(cache_get_after_put_returns_the_dek),
-	C(cache_entry_expires_exactly_at_its_ttl),
-	C(cache_over_capacity_drops_the_least_recently_used),
-	C(cache_lru_eviction_zeroes_the_dek),
-	C(cache_flush_zeroes_every_dek),
-	C(cache_flush_by_key_evicts_only_that_keys_entries),
-	C(cache_put_of_the_same_blob_replaces_its_entry),
-	C(cache_sweep_evicts_only_expired_entries),
-	C(cache_eviction_counters_count_each_cause),
-	C(cache_grace_keeps_an_expired_entry_for_stale_use_only),
-	C(cache_ttl_jitter_cuts_each_ttl_within_its_fraction),
-	C(cache_refuses_a_dek_over_1024_bytes),
-	C(cache_survives_many_puts_gets_and_evictions),
-	C(cache_full_class_evicts_its_own_least_recently_used),
-	C(cache_over_capacity_evicts_the_oldest_entry_of_any_class),
-	cmocka_unit_test(cache_of_100000_entries_holds_100000_256_bit_deks_in_8_mib),
+	CASE(arena_alloc_gives_distinct_zeroed_slots_until_full),
+	CASE(arena_free_zeroes_the_slot),
+	CASE(arena_alloc_takes_the_smallest_class_that_holds_the_dek),
+	CASE(arena_full_class_refuses_while_the_others_still_give),
+	CASE(arena_free_zeroes_the_slot_in_every_class),
+	CASE(arena_refuses_classes_out_of_order_or_empty),
+	CASE(arena_free_of_null_is_a_no_op),
+	CASE(arena_destroy_unmaps_everything),
+	CASE(arena_write_to_the_leading_guard_page_is_fatal),
+	CASE(arena_write_to_the_trailing_guard_page_is_fatal),
+	CASE(arena_write_to_the_guard_page_between_two_classes_is_fatal),
+	CASE(arena_damaged_canary_aborts_on_free),
+	CASE(arena_canary_of_each_class_detects_an_overwrite),
+	CASE(arena_free_of_a_pointer_that_is_no_slot_aborts),
+	CASE(arena_refuses_to_start_unlocked_naming_rlimit_memlock_and_ulimit),
+	CASE(arena_runs_unlocked_when_allowed),
 };
 
-UNIT_MAIN("arena", tests)
+CASES_MAIN("arena", tests, NULL, NULL)

@@ -173,14 +173,14 @@ static void b64_round_trips_every_length_up_to_300(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	cmocka_unit_test(b64_std_matches_rfc4648_vectors),
-	cmocka_unit_test(b64_url_matches_rfc4648_vectors_unpadded),
-	cmocka_unit_test(b64_url_accepts_padded_input),
-	cmocka_unit_test(b64_refuses_characters_outside_its_alphabet),
-	cmocka_unit_test(b64_refuses_misplaced_or_missing_padding),
-	cmocka_unit_test(b64_refuses_nonzero_trailing_bits),
-	cmocka_unit_test(b64_refuses_output_that_does_not_fit),
-	cmocka_unit_test(b64_round_trips_every_length_up_to_300),
+	CASE(b64_std_matches_rfc4648_vectors),
+	CASE(b64_url_matches_rfc4648_vectors_unpadded),
+	CASE(b64_url_accepts_padded_input),
+	CASE(b64_refuses_characters_outside_its_alphabet),
+	CASE(b64_refuses_misplaced_or_missing_padding),
+	CASE(b64_refuses_nonzero_trailing_bits),
+	CASE(b64_refuses_output_that_does_not_fit),
+	CASE(b64_round_trips_every_length_up_to_300),
 };
 
-UNIT_MAIN("b64", tests)
+CASES_MAIN("b64", tests, NULL, NULL)

@@ -441,22 +441,22 @@ static void blob_name_valid_accepts_1_to_64_of_a_z_digits_dash_underscore(void *
 }
 
 static const struct CMUnitTest tests[] = {
-	cmocka_unit_test(blob_round_trips_every_algorithm_and_size),
-	cmocka_unit_test(blob_encode_refuses_invalid_fields),
-	cmocka_unit_test(blob_golden_v1_blobs_decode_to_their_recorded_fields),
-	cmocka_unit_test(blob_golden_v1_blobs_are_what_the_encoder_still_writes),
-	cmocka_unit_test(blob_every_truncation_is_rejected),
-	cmocka_unit_test(blob_every_single_bit_flip_is_rejected),
-	cmocka_unit_test(blob_well_sealed_but_malformed_v1_fields_are_rejected),
-	cmocka_unit_test(blob_empty_or_foreign_strings_are_rejected),
-	cmocka_unit_test(blob_over_4096_bytes_is_rejected),
-	cmocka_unit_test(blob_azure_raw_form_decodes_kid_version_and_alg),
-	cmocka_unit_test(blob_bad_azure_raw_forms_are_rejected),
-	cmocka_unit_test(blob_raw_kid_over_512_bytes_is_rejected),
-	cmocka_unit_test(blob_v1_ciphertext_with_padding_is_rejected),
-	cmocka_unit_test(blob_raw_kid_without_a_version_is_rejected),
-	cmocka_unit_test(blob_raw_form_with_text_after_the_object_is_rejected),
-	cmocka_unit_test(blob_name_valid_accepts_1_to_64_of_a_z_digits_dash_underscore),
+	CASE(blob_round_trips_every_algorithm_and_size),
+	CASE(blob_encode_refuses_invalid_fields),
+	CASE(blob_golden_v1_blobs_decode_to_their_recorded_fields),
+	CASE(blob_golden_v1_blobs_are_what_the_encoder_still_writes),
+	CASE(blob_every_truncation_is_rejected),
+	CASE(blob_every_single_bit_flip_is_rejected),
+	CASE(blob_well_sealed_but_malformed_v1_fields_are_rejected),
+	CASE(blob_empty_or_foreign_strings_are_rejected),
+	CASE(blob_over_4096_bytes_is_rejected),
+	CASE(blob_azure_raw_form_decodes_kid_version_and_alg),
+	CASE(blob_bad_azure_raw_forms_are_rejected),
+	CASE(blob_raw_kid_over_512_bytes_is_rejected),
+	CASE(blob_v1_ciphertext_with_padding_is_rejected),
+	CASE(blob_raw_kid_without_a_version_is_rejected),
+	CASE(blob_raw_form_with_text_after_the_object_is_rejected),
+	CASE(blob_name_valid_accepts_1_to_64_of_a_z_digits_dash_underscore),
 };
 
-UNIT_MAIN("blob", tests)
+CASES_MAIN("blob", tests, NULL, NULL)

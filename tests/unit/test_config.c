@@ -254,6 +254,30 @@ static void config_durations_take_plain_seconds_s_ms_m_h_and_d(void **state)
 	expect_error("[broker]\ncache_ttl =\n", 2, "cache_ttl", NULL);
 }
 
+static void config_booleans_are_read_in_any_case(void **state)
+{
+	static const char *const yes[] = { "yes", "Yes", "TRUE", "on", "On", "1" };
+	static const char *const no[] = { "no", "NO", "false", "False", "off", "0" };
+	static const char *const bad[] = { "", "y", "n", "2", "yes ", "enabled", "0x1" };
+	bool b;
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		b = false;
+		if (!kb_parse_bool(yes[i], &b) || !b)
+			fail_msg("\"%s\" was not read as yes", yes[i]);
+		b = true;
+		if (!kb_parse_bool(no[i], &b) || b)
+			fail_msg("\"%s\" was not read as no", no[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (kb_parse_bool(bad[i], &b))
+			fail_msg("\"%s\" was taken for %s", bad[i], b ? "yes" : "no");
+	/* and through the config: the broker reads them as the backends and the emulator do */
+	expect_ok("[broker]\nallow_unlocked_memory = Yes\n");
+	assert_true(cfg->allow_unlocked_memory);
+	expect_error("[broker]\nallow_unlocked_memory = maybe\n", 2, "allow_unlocked_memory", "maybe");
+}
+
 static void config_sizes_take_bytes_k_and_m(void **state)
 {
 	int64_t v = 0;
@@ -627,40 +651,40 @@ static void config_nearest_name_is_one_slip_away_in_short_words(void **state)
 	assert_null(kb_conf_nearest("backend", names, 5));
 }
 
-#define T(f) cmocka_unit_test_teardown(f, teardown)
 static const struct CMUnitTest tests[] = {
-	T(config_defaults_apply_to_an_empty_file),
-	T(config_every_broker_option_takes_its_valid_values),
-	T(config_bad_broker_values_name_file_line_and_option),
-	T(config_outage_grace_and_ttl_jitter_take_their_values),
-	T(config_durations_take_plain_seconds_s_ms_m_h_and_d),
-	T(config_sizes_take_bytes_k_and_m),
-	T(config_unknown_broker_option_is_refused_naming_it_and_its_line),
-	T(config_unknown_section_is_refused_naming_it_and_its_line),
-	T(config_option_before_any_section_is_refused),
-	T(config_syntax_error_names_its_line),
-	T(config_unclosed_section_header_is_reported_at_its_line),
-	T(config_bad_key_section_name_is_refused),
-	T(config_key_name_of_45_characters_is_kept_whole),
-	T(config_key_name_over_45_characters_is_refused),
-	T(config_key_section_without_backend_is_refused),
-	T(config_key_section_without_backend_names_its_header_line),
-	T(config_empty_key_section_is_refused),
-	T(config_key_section_keeps_core_settings),
-	T(config_bad_key_settings_name_file_line_and_option),
-	T(config_backend_options_are_kept_with_their_lines_for_the_backend),
-	T(config_option_set_twice_in_a_key_section_is_refused),
-	T(config_core_key_option_set_twice_is_refused),
-	T(config_long_option_line_is_read_whole_or_refused),
-	T(config_load_reads_a_file_with_the_same_line_numbers),
-	T(config_inline_comments_after_a_space_or_tab_are_ignored),
-	T(config_long_comment_after_a_value_does_not_make_the_line_too_long),
-	T(config_comment_without_a_space_before_it_is_refused_with_a_hint),
-	T(config_backend_error_about_a_value_with_a_comment_gets_the_hint),
-	T(config_socket_group_must_name_an_existing_group),
-	T(config_misspelt_broker_option_suggests_the_nearest),
-	T(config_misspelt_key_option_suggests_a_core_or_backend_option),
-	T(config_nearest_name_is_one_slip_away_in_short_words),
+	CASE_WITH(config_defaults_apply_to_an_empty_file, NULL, teardown),
+	CASE_WITH(config_every_broker_option_takes_its_valid_values, NULL, teardown),
+	CASE_WITH(config_bad_broker_values_name_file_line_and_option, NULL, teardown),
+	CASE_WITH(config_outage_grace_and_ttl_jitter_take_their_values, NULL, teardown),
+	CASE_WITH(config_durations_take_plain_seconds_s_ms_m_h_and_d, NULL, teardown),
+	CASE_WITH(config_booleans_are_read_in_any_case, NULL, teardown),
+	CASE_WITH(config_sizes_take_bytes_k_and_m, NULL, teardown),
+	CASE_WITH(config_unknown_broker_option_is_refused_naming_it_and_its_line, NULL, teardown),
+	CASE_WITH(config_unknown_section_is_refused_naming_it_and_its_line, NULL, teardown),
+	CASE_WITH(config_option_before_any_section_is_refused, NULL, teardown),
+	CASE_WITH(config_syntax_error_names_its_line, NULL, teardown),
+	CASE_WITH(config_unclosed_section_header_is_reported_at_its_line, NULL, teardown),
+	CASE_WITH(config_bad_key_section_name_is_refused, NULL, teardown),
+	CASE_WITH(config_key_name_of_45_characters_is_kept_whole, NULL, teardown),
+	CASE_WITH(config_key_name_over_45_characters_is_refused, NULL, teardown),
+	CASE_WITH(config_key_section_without_backend_is_refused, NULL, teardown),
+	CASE_WITH(config_key_section_without_backend_names_its_header_line, NULL, teardown),
+	CASE_WITH(config_empty_key_section_is_refused, NULL, teardown),
+	CASE_WITH(config_key_section_keeps_core_settings, NULL, teardown),
+	CASE_WITH(config_bad_key_settings_name_file_line_and_option, NULL, teardown),
+	CASE_WITH(config_backend_options_are_kept_with_their_lines_for_the_backend, NULL, teardown),
+	CASE_WITH(config_option_set_twice_in_a_key_section_is_refused, NULL, teardown),
+	CASE_WITH(config_core_key_option_set_twice_is_refused, NULL, teardown),
+	CASE_WITH(config_long_option_line_is_read_whole_or_refused, NULL, teardown),
+	CASE_WITH(config_load_reads_a_file_with_the_same_line_numbers, NULL, teardown),
+	CASE_WITH(config_inline_comments_after_a_space_or_tab_are_ignored, NULL, teardown),
+	CASE_WITH(config_long_comment_after_a_value_does_not_make_the_line_too_long, NULL, teardown),
+	CASE_WITH(config_comment_without_a_space_before_it_is_refused_with_a_hint, NULL, teardown),
+	CASE_WITH(config_backend_error_about_a_value_with_a_comment_gets_the_hint, NULL, teardown),
+	CASE_WITH(config_socket_group_must_name_an_existing_group, NULL, teardown),
+	CASE_WITH(config_misspelt_broker_option_suggests_the_nearest, NULL, teardown),
+	CASE_WITH(config_misspelt_key_option_suggests_a_core_or_backend_option, NULL, teardown),
+	CASE_WITH(config_nearest_name_is_one_slip_away_in_short_words, NULL, teardown),
 };
 
-UNIT_MAIN("config", tests)
+CASES_MAIN("config", tests, NULL, NULL)

@@ -157,12 +157,12 @@ static void jsonw_error_response_parses_with_code_and_message(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	cmocka_unit_test(jsonw_quotes_and_backslashes_are_escaped),
-	cmocka_unit_test(jsonw_control_characters_are_escaped),
-	cmocka_unit_test(jsonw_utf8_passes_through_unchanged),
-	cmocka_unit_test(jsonw_long_strings_survive_buffer_growth),
-	cmocka_unit_test(jsonw_response_parses_with_its_fields),
-	cmocka_unit_test(jsonw_error_response_parses_with_code_and_message),
+	CASE(jsonw_quotes_and_backslashes_are_escaped),
+	CASE(jsonw_control_characters_are_escaped),
+	CASE(jsonw_utf8_passes_through_unchanged),
+	CASE(jsonw_long_strings_survive_buffer_growth),
+	CASE(jsonw_response_parses_with_its_fields),
+	CASE(jsonw_error_response_parses_with_code_and_message),
 };
 
-UNIT_MAIN("jsonw", tests)
+CASES_MAIN("jsonw", tests, NULL, NULL)

@@ -1,39 +1,65 @@
 /*
- * unit.h: runs one cmocka test of a file, chosen by name on the command line.
- *
- * Each test() in meson names one behaviour, so each executable is run once per
- * case with the case's name as its argument. Without an argument every case
- * runs, which is handy under a debugger.
+ * unit.h: what the unit tests of tests/unit share beside the runner
+ * (tests/cases.h, which it includes).
  */
 #ifndef KB_TEST_UNIT_H
 #define KB_TEST_UNIT_H
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
+#include <linux/capability.h>
+#include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-#include <cmocka.h>
+#include "../cases.h"
 
-static inline int unit_main(const char *group, const struct CMUnitTest *tests, size_t n, int argc,
-			    char **argv)
+/* unit_in_child runs fn in a forked child and returns its wait status. */
+static inline int unit_in_child(void (*fn)(void))
 {
-	if (argc < 2)
-		return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(tests[i].name, argv[1]) == 0)
-			return _cmocka_run_group_tests(argv[1], &tests[i], 1, NULL, NULL);
-	fprintf(stderr, "%s: no test named %s\n", group, argv[1]);
-	return 2;
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* no core files from the crashes we cause on purpose */
+		static const int sigs[] = { SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGSYS };
+		struct rlimit none = { 0, 0 };
+
+		setrlimit(RLIMIT_CORE, &none);
+		/* the child must die of the signal, not return into cmocka's handler */
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			signal(sigs[i], SIG_DFL);
+		fn();
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
 }
 
-#define UNIT_MAIN(group, tests)                                                         \
-	int main(int argc, char **argv)                                                 \
-	{                                                                               \
-		return unit_main(group, tests, sizeof(tests) / sizeof(tests[0]), argc, argv); \
-	}
+static inline void unit_expect_exit_0(int status)
+{
+	if (!WIFEXITED(status))
+		fail_msg("child died by signal %d", WTERMSIG(status));
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("child exited %d", WEXITSTATUS(status));
+}
+
+/* unit_lose_ipc_lock drops CAP_IPC_LOCK, which lets root lock past RLIMIT_MEMLOCK. */
+static inline void unit_lose_ipc_lock(void)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		_exit(4);
+	data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+	data[CAP_IPC_LOCK / 32].permitted &= ~(1u << (CAP_IPC_LOCK % 32));
+	data[CAP_IPC_LOCK / 32].inheritable &= ~(1u << (CAP_IPC_LOCK % 32));
+	if (syscall(SYS_capset, &hdr, data) != 0)
+		_exit(4);
+}
 
 /* unit_hex writes p[0..n) as lowercase hex and a NUL to out (2n+1 bytes). */
 static inline void unit_hex(const uint8_t *p, size_t n, char *out)

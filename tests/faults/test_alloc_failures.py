@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Allocation failures on the request path, SQLite style: kballocfail
+(tests/shim/allocfail.c) is preloaded into the real keybrokerd and makes the
+Nth allocation of the daemon's own code fail, for N = 1, 2, ... until a
+request no longer reaches an Nth allocation. The count starts once the
+connection is accepted: what a failed accept does is the connection's
+business, not the request's. Each failed request must be
+answered ok or with internal or busy (never a crash, a hang, a dropped
+connection or a wrong plaintext), the next request must work, and at the
+end as many allocations are alive as before: a failure leaks nothing."""
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+from kbtest import BUILD, Broker, Conn, Failure, Token, b64, check, run, unb64, wait_for  # noqa: E402
+
+ALLOCFAIL = os.environ.get("KB_ALLOCFAIL", os.path.join(BUILD, "tests", "shim", "kballocfail.so"))
+REFUSALS = ("internal", "busy")
+MAX_N = 2000  # a request of the daemon's own makes far fewer allocations
+
+
+class AllocFail:
+    """Arms and disarms the preloaded library through its control file and SIGUSR2."""
+
+    def __init__(self, root):
+        self.ctl = os.path.join(root, "allocfail.control")
+        self.ack = os.path.join(root, "allocfail.ack")
+        self.seq = 0
+        self.pid = None
+
+    def env(self):
+        return {"LD_PRELOAD": ALLOCFAIL, "KB_ALLOCFAIL_CONTROL": self.ctl, "KB_ALLOCFAIL_ACK": self.ack}
+
+    def _say(self, cmd):
+        self.seq += 1
+        tmp = self.ctl + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%s %d\n" % (cmd, self.seq))
+        os.replace(tmp, self.ctl)
+        os.kill(self.pid, signal.SIGUSR2)
+
+        def acked():
+            try:
+                with open(self.ack) as f:
+                    words = f.read().split()
+            except FileNotFoundError:
+                return None
+            if len(words) == 9 and words[0] == str(self.seq):
+                return {"live": int(words[2]), "own": int(words[4]), "failed": int(words[6]),
+                        "left": int(words[8])}
+            return None
+        return wait_for(acked, 10, "kballocfail to answer %r" % cmd)
+
+    def fail(self, n):
+        return self._say("fail %d" % n)
+
+    def off(self):
+        return self._say("off")
+
+
+def answer(kb, req, arm=None):
+    """One request on a connection the daemon has already accepted (a status
+    answered first), with arm() called just before it is sent."""
+    c = Conn(kb.sock, timeout=30)
+    try:
+        check(c.call({"op": "status"}).get("ok") is True, "status before %s" % req["op"])
+        if arm:
+            arm()
+        rid = c.send(req)
+        r = c.read_line()
+        # an error the daemon met before it could read the id carries a null id
+        check(r.get("id") == rid or (r.get("id") is None and r.get("ok") is False),
+              "response id %r for request id %r: %s" % (r.get("id"), rid, r))
+        return r
+    except (EOFError, ConnectionResetError) as e:
+        raise Failure("keybrokerd dropped the connection instead of answering %s: %r" % (req["op"], e))
+    finally:
+        c.close()
+
+
+def each_failure(kb, af, name, prepare, req, good):
+    """Fails the Nth allocation of req for every N it reaches; returns how many it failed."""
+    n = 0
+    while True:
+        n += 1
+        check(n < MAX_N, "%s: still failing allocations after %d" % (name, MAX_N))
+        prepare()
+        r = answer(kb, req, lambda: af.fail(n))
+        st = af.off()
+        check(kb.proc.poll() is None, "%s: keybrokerd died when allocation %d failed" % (name, n))
+        if st["failed"] == 0:
+            check(r.get("ok") is True and good(r), "%s: the request without a failure: %s" % (name, r))
+            return n - 1
+        if not r.get("ok"):
+            check(r["error"]["code"] in REFUSALS,
+                  "%s: allocation %d failed, answer %s (want ok, internal or busy)" % (name, n, r["error"]))
+        else:
+            check(good(r), "%s: allocation %d failed and the answer is ok but wrong: %s" % (name, n, r))
+        prepare()
+        r = answer(kb, req)
+        check(r.get("ok") is True and good(r), "%s: the next request after failure %d: %s" % (name, n, r))
+
+
+def every_allocation_failure_on_the_request_path_is_answered_and_leaks_nothing(root):
+    token = Token(root)
+    af = AllocFail(root)
+    kb = Broker(root, token, broker_extra="cache_ttl = 60s", env=af.env())
+    af.pid = kb.proc.pid
+    pt = os.urandom(32)
+    blob = kb.ok({"op": "wrap", "key": "aes", "plaintext": b64(pt)})["blob"]
+    unwrapped = lambda r: unb64(r["plaintext"]) == pt  # noqa: E731
+
+    def flush():
+        kb.ok({"op": "flush", "key": "aes"})
+
+    cases = [
+        ("cache hit", lambda: None, {"op": "unwrap", "blob": blob}, unwrapped),
+        ("cache miss", flush, {"op": "unwrap", "blob": blob}, unwrapped),
+        ("wrap", lambda: None, {"op": "wrap", "key": "aes", "plaintext": b64(pt)}, lambda r: r["blob"]),
+        ("status", lambda: None, {"op": "status"}, lambda r: "counters" in r),
+    ]
+    # warm up: sessions, caches of the libraries, the daemon's own pools
+    for _, prepare, req, good in cases * 3:
+        prepare()
+        check(good(answer(kb, req)), "warm-up %s" % req["op"])
+    before = af.off()["own"]
+    total = 0
+    for name, prepare, req, good in cases:
+        k = each_failure(kb, af, name, prepare, req, good)
+        check(k > 0, "%s: no allocation of the daemon's was failed; is kballocfail preloaded?" % name)
+        print("%s: %d allocations, each failed once, all answered" % (name, k))
+        total += k
+    # the same requests once more, then count what is alive
+    for _, prepare, req, good in cases:
+        prepare()
+        check(good(answer(kb, req)), "after the failures: %s" % req["op"])
+    after = af.off()["own"]
+    print("the daemon's own allocations alive: %d before the failures, %d after %d failures" % (before, after, total))
+    check(after <= before, "%d allocations leaked over %d failures" % (after - before, total))
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+if __name__ == "__main__":
+    run(globals())
