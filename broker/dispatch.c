@@ -65,23 +65,6 @@ static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache
 	kb_job_submit(b, j);
 }
 
-static void answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e)
-{
-	kb_buf *o;
-
-	if (!kb_answer_begin(b, w, e->version, 1, NULL))
-		return;
-	o = kb_answer_out(w);
-	kb_jw_key(o, "plaintext");
-	kb_jw_b64(o, e->dek, e->deklen);
-	kb_jw_key(o, "key");
-	kb_jw_str(o, k->conf->name);
-	kb_jw_key(o, "version");
-	kb_jw_str(o, e->version);
-	kb_jw_raw(o, ",\"cached\":true");
-	kb_answer_end(b, w);
-}
-
 /*
  * handle_unwrap looks the blob up by digest first: a hit needs nothing else
  * of the blob (the entry knows its key and version), so the hit path neither
@@ -105,7 +88,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 		if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
 			goto fail;
 		b->counters.hits++;
-		answer_hit(b, w, k, e);
+		kb_answer_hit(b, w, k, e);
 		if (k->conf->cache_refresh_fraction > 0 && (blob = malloc(sizeof(*blob))) != NULL &&
 		    kb_blob_decode(text, len, blob, &err) == KB_OK)
 			maybe_refresh(b, k, blob, e, now);
