@@ -41,6 +41,15 @@ static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 	return NULL;
 }
 
+/* waiter_key names k in w's answer and audit record (a configured name fits: the config checks it). */
+static void waiter_key(kb_waiter *w, const kb_key *k)
+{
+	size_t n = strnlen(k->conf->name, KB_KEY_NAME_MAX);
+
+	memcpy(w->key, k->conf->name, n);
+	w->key[n] = '\0';
+}
+
 /* maybe_refresh starts a refresh-ahead call when a hit lands late in an entry's life. */
 static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache_entry *e,
 			  int64_t now_ms)
@@ -84,7 +93,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 	e = kb_cache_get(&b->cache, w->digest, now);
 	if (e) {
 		k = &b->keys[e->key_index];
-		snprintf(w->key, sizeof(w->key), "%s", k->conf->name);
+		waiter_key(w, k);
 		if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
 			goto fail;
 		b->counters.hits++;
@@ -103,7 +112,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 		goto fail;
 	if ((k = resolve_blob_key(b, blob, &err)) == NULL)
 		goto fail;
-	snprintf(w->key, sizeof(w->key), "%s", k->conf->name);
+	waiter_key(w, k);
 	if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
 		goto fail;
 	b->counters.misses++;
@@ -212,7 +221,7 @@ static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req, con
 		kb_err_set(&err, KB_E_UNKNOWN_KEY, "no key named \"%s\" is configured", req->key);
 		goto fail;
 	}
-	snprintf(w->key, sizeof(w->key), "%s", dst->conf->name);
+	waiter_key(w, dst);
 	if (kb_policy_check(b, w->conn, KB_OP_REWRAP, src, &err) != KB_OK ||
 	    kb_policy_check(b, w->conn, KB_OP_REWRAP, dst, &err) != KB_OK)
 		goto fail;
