@@ -104,6 +104,7 @@ typedef struct kb_conn {
 	uid_t uid;
 	gid_t gid;
 	char exe[256];          /* the peer's executable, for the audit log */
+	struct kb_peer *peer;   /* its share of the limits (peer.h); NULL outside a loop */
 	kb_buf in;
 	kb_buf out;
 	int inflight;           /* requests handed to workers, not yet answered */
@@ -220,6 +221,7 @@ typedef struct kb_broker {
 	/* set by the server */
 	int nconns;
 	bool draining;
+	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
 } kb_broker;
 
 /* kb_now_ms and kb_now_us read the monotonic clock. */

@@ -7,6 +7,7 @@
 #include "answer.h"
 #include "audit.h"
 #include "batch.h"
+#include "conn.h"
 #include "dispatch.h"
 #include "jobs.h"
 #include "jsonw.h"
@@ -39,6 +40,18 @@ static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 		   "no configured key matches the raw blob's kid %.200s: add a [key:NAME] with that url",
 		   blob->kid);
 	return NULL;
+}
+
+/*
+ * peer_may_wait keeps a peer to its share of the key service (peer.h): a
+ * request about to wait on it is refused busy beyond max_inflight_per_peer.
+ * A batch is counted once, as max_inflight counts it; a hit never asks.
+ */
+static bool peer_may_wait(kb_broker *b, const kb_waiter *w, kb_err *err)
+{
+	kb_conn *c = w->conn;
+
+	return w->batch != NULL || c->set == NULL || kb_peer_may_wait(&c->set->peers, b->cfg, c, err);
 }
 
 /* waiter_key names k in w's answer and audit record (a configured name fits: the config checks it). */
@@ -113,7 +126,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 	if ((k = resolve_blob_key(b, blob, &err)) == NULL)
 		goto fail;
 	waiter_key(w, k);
-	if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
+	if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK || !peer_may_wait(b, w, &err))
 		goto fail;
 	b->counters.misses++;
 	j = kb_flight_find(b, w->digest);
@@ -164,6 +177,7 @@ static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb
 {
 	kb_cache_entry *e = dk_reusable(b, k, req, w->start_us / 1000);
 	kb_job *j;
+	kb_err err;
 
 	/* reuse only a DEK of the size asked for */
 	if (e && e->deklen * 8 == (uint32_t)req->bits) {
@@ -185,6 +199,10 @@ static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb
 			kb_jw_raw(o, ",\"reused\":true");
 			kb_answer_end(b, w);
 		}
+		return;
+	}
+	if (!peer_may_wait(b, w, &err)) {
+		kb_reply_error(b, w, &err);
 		return;
 	}
 	j = kb_job_new(b, KB_OP_DATAKEY, k);
@@ -223,7 +241,7 @@ static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req, con
 	}
 	waiter_key(w, dst);
 	if (kb_policy_check(b, w->conn, KB_OP_REWRAP, src, &err) != KB_OK ||
-	    kb_policy_check(b, w->conn, KB_OP_REWRAP, dst, &err) != KB_OK)
+	    kb_policy_check(b, w->conn, KB_OP_REWRAP, dst, &err) != KB_OK || !peer_may_wait(b, w, &err))
 		goto fail;
 	j->src = src;
 	j->key = dst;
@@ -272,6 +290,10 @@ static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, 
 	kb_job *j;
 	kb_err err;
 
+	if (!peer_may_wait(b, w, &err)) {
+		kb_reply_error(b, w, &err);
+		return;
+	}
 	/* a rotate changes the key service: it is on record before it begins */
 	if (req->op == KB_OP_ROTATE && kb_audit_intent(b->audit, w, &err) != KB_OK) {
 		kb_error("%s", err.msg);
@@ -306,6 +328,10 @@ static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
 	if (req->nblobs > b->cfg->max_batch) {
 		kb_err_set(&err, KB_E_TOO_LARGE, "the batch has %d blobs, more than max_batch (%d): split it",
 			   req->nblobs, b->cfg->max_batch);
+		kb_reply_error(b, w, &err);
+		return;
+	}
+	if (!peer_may_wait(b, w, &err)) {
 		kb_reply_error(b, w, &err);
 		return;
 	}
