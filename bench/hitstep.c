@@ -9,7 +9,8 @@
  *   digest  kb_sha256 of the blob (the cache key)
  *   lookup  kb_cache_get
  *   render  kb_answer_hit into the connection's buffer (dropped, not sent)
- *   send    kb_conn_send of the rendered answer (the send(2) itself)
+ *   send    kb_conn_send of the rendered answer, copied into the
+ *           connection's buffer first (mostly the send(2) itself)
  *   whole   kb_dispatch of the line, parse to send, as the loop calls it
  *
  * Each step runs in a loop of its own and reports ns per call (the median
@@ -147,15 +148,15 @@ static int setup(void)
 	return 0;
 }
 
-/* answer_bytes renders the hit's answer once, for the send step to queue untimed. */
+/* answer_bytes renders the hit's answer once: the bytes the send step queues and sends. */
 static size_t answer_bytes(kb_cache_entry *e, char *out, size_t cap)
 {
 	kb_waiter w = { .conn = &conn, .op = KB_OP_UNWRAP, .id_json = "12345", .key = "rsa" };
-	size_t n;
+	ssize_t n;
 
 	kb_answer_hit(&b, &w, &b.keys[0], e);
 	n = recv(peer_fd, out, cap, 0);
-	return n > 0 ? n : 0;
+	return n > 0 ? (size_t)n : 0;
 }
 
 /* run_step returns the ns per call of step st over n calls. */
