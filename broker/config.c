@@ -555,7 +555,7 @@ static void fair_shares(kb_config *c, kb_err *err, parse_state *st)
 	if (c->reserved_connections < 0)
 		c->reserved_connections = c->max_connections >= 16 ? c->max_connections / 16 : c->max_connections > 1;
 	if (c->max_inflight_per_peer < 0)
-		c->max_inflight_per_peer = 4 * c->max_inflight;
+		c->max_inflight_per_peer = 16 * c->max_inflight;
 	if (c->reserved_connections >= c->max_connections) {
 		kb_err_set(err, KB_E_BAD_REQUEST,
 			   "%s: [broker] reserved_connections (%d) leaves no connection of max_connections (%d): "

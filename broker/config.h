@@ -49,7 +49,7 @@ typedef struct kb_config {
 	/* fairness between peers (peer.h); unset ones follow max_connections and max_inflight */
 	int max_connections_per_peer; /* default 3/4 of max_connections */
 	int reserved_connections;     /* kept for other uids; default max_connections / 16 */
-	int max_inflight_per_peer;    /* default 4 x max_inflight */
+	int max_inflight_per_peer;    /* default 16 x max_inflight: room for deep pipelining */
 
 	/* who may connect */
 	kb_idlist allow_uids;
