@@ -75,8 +75,17 @@ static void refuse(kb_peers *ps, kb_peer *p, kb_peer_limit l, const kb_err *err)
 	int64_t now = kb_now_ms();
 
 	ps->refused[l]++;
-	if (p == NULL)
+	if (p == NULL) {
+		/* no record to keep its count: these peers share one line per interval */
+		ps->untracked++;
+		if (ps->untracked_logged_ms && now - ps->untracked_logged_ms < KB_PEER_LOG_INTERVAL_MS)
+			return;
+		kb_warn("busy: %s (%llu refusals of peers beyond the %d the broker tracks since the last report)",
+			err->msg, (unsigned long long)ps->untracked, IDLE_MAX);
+		ps->untracked_logged_ms = now;
+		ps->untracked = 0;
 		return;
+	}
 	p->refused[l]++;
 	p->refused_ms = now;
 	if (p->logged_ms && now - p->logged_ms < KB_PEER_LOG_INTERVAL_MS) {

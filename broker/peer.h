@@ -46,6 +46,8 @@ typedef struct kb_peers {
 	int count;                         /* records held */
 	int idle;                          /* records without connections */
 	uint64_t refused[KB_LIMIT_COUNT];  /* every refusal, by limit, also of records gone */
+	uint64_t untracked;                /* refusals of peers the table had no room for, since logged */
+	int64_t untracked_logged_ms;       /* when those were last logged */
 } kb_peers;
 
 /* kb_peer_limit_name is a limit's config option, as refusals and metrics name it. */
