@@ -51,7 +51,7 @@ static bool peer_may_wait(kb_broker *b, const kb_waiter *w, kb_err *err)
 {
 	kb_conn *c = w->conn;
 
-	return w->batch != NULL || c->set == NULL || kb_peer_may_wait(&c->set->peers, b->cfg, c, err);
+	return w->batch != NULL || c->set == NULL || kb_peer_may_wait(&c->set->peers, b->cfg, c, w->start_us / 1000, err);
 }
 
 /* waiter_key names k in w's answer and audit record (a configured name fits: the config checks it). */

@@ -70,10 +70,8 @@ static void drop(kb_peers *ps, kb_peer *gone)
  * limit l, and logs it unless p was logged within the interval: then the
  * next line says how many were refused since.
  */
-static void refuse(kb_peers *ps, kb_peer *p, kb_peer_limit l, const kb_err *err)
+static void refuse(kb_peers *ps, kb_peer *p, kb_peer_limit l, int64_t now, const kb_err *err)
 {
-	int64_t now = kb_now_ms();
-
 	ps->refused[l]++;
 	if (p == NULL) {
 		/* no record to keep its count: these peers share one line per interval */
@@ -104,7 +102,7 @@ static void refuse(kb_peers *ps, kb_peer *p, kb_peer_limit l, const kb_err *err)
 }
 
 kb_peer *kb_peer_admit(kb_peers *ps, const kb_config *cfg, int nconns, uid_t uid, pid_t pid,
-		       kb_err *err)
+		       int64_t now_ms, kb_err *err)
 {
 	int uid_conns;
 	int uid_max = cfg->max_connections - cfg->reserved_connections;
@@ -136,7 +134,7 @@ kb_peer *kb_peer_admit(kb_peers *ps, const kb_config *cfg, int nconns, uid_t uid
 	}
 	if (p == NULL)
 		p = add(ps, uid, pid);
-	refuse(ps, p, l, err);
+	refuse(ps, p, l, now_ms, err);
 	return NULL;
 }
 
@@ -149,7 +147,7 @@ void kb_peer_release(kb_peers *ps, kb_peer *p)
 		drop(ps, p);
 }
 
-bool kb_peer_may_wait(kb_peers *ps, const kb_config *cfg, const kb_conn *c, kb_err *err)
+bool kb_peer_may_wait(kb_peers *ps, const kb_config *cfg, const kb_conn *c, int64_t now_ms, kb_err *err)
 {
 	int n = 0;
 
@@ -164,7 +162,7 @@ bool kb_peer_may_wait(kb_peers *ps, const kb_config *cfg, const kb_conn *c, kb_e
 		   "this process has %d requests waiting on the key service, its share "
 		   "(max_inflight_per_peer): read the answers first",
 		   n);
-	refuse(ps, c->peer, KB_LIMIT_INFLIGHT_PER_PEER, err);
+	refuse(ps, c->peer, KB_LIMIT_INFLIGHT_PER_PEER, now_ms, err);
 	return false;
 }
 

@@ -13,7 +13,7 @@
  * KB_PEER_LOG_INTERVAL_MS with how many were refused since, never once per
  * connection. A peer's record lives while it has connections, and for one
  * interval after its last refusal, so its count and its log stay per peer.
- * Loop thread only.
+ * Times are the caller's monotonic milliseconds (kb_now_ms). Loop thread only.
  */
 #ifndef KB_PEER_H
 #define KB_PEER_H
@@ -61,7 +61,7 @@ const char *kb_peer_limit_name(kb_peer_limit l);
  * busy naming the limit.
  */
 kb_peer *kb_peer_admit(kb_peers *ps, const kb_config *cfg, int nconns, uid_t uid, pid_t pid,
-		       kb_err *err);
+		       int64_t now_ms, kb_err *err);
 
 /* kb_peer_release gives back one connection of p. */
 void kb_peer_release(kb_peers *ps, kb_peer *p);
@@ -72,7 +72,7 @@ void kb_peer_release(kb_peers *ps, kb_peer *p);
  * stay under max_inflight_per_peer. On no it counts and logs as
  * kb_peer_admit does, sets err (busy) and returns false.
  */
-bool kb_peer_may_wait(kb_peers *ps, const kb_config *cfg, const kb_conn *c, kb_err *err);
+bool kb_peer_may_wait(kb_peers *ps, const kb_config *cfg, const kb_conn *c, int64_t now_ms, kb_err *err);
 
 /* kb_peers_sweep drops the records of peers with no connection and no refusal for an interval. */
 void kb_peers_sweep(kb_peers *ps, int64_t now_ms);

@@ -140,7 +140,7 @@ static void accept_conns(server *s)
 			continue;
 		}
 		/* the peer's share: refused busy, counted and logged per peer (peer.h) */
-		peer = kb_peer_admit(&s->conns.peers, b->cfg, b->nconns, cred.uid, cred.pid, &err);
+		peer = kb_peer_admit(&s->conns.peers, b->cfg, b->nconns, cred.uid, cred.pid, kb_now_ms(), &err);
 		if (peer == NULL) {
 			b->counters.conns_refused++;
 			refuse_conn(fd, err.code, err.msg);
