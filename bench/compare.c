@@ -7,13 +7,21 @@
  * the whole for --runs runs. Each ratio is computed per run; the result is
  * its median. bench/compare sets up the token, the broker, the echo server
  * and p11-kit server, and runs this.
+ *
+ * It also reports a cache hit's cost per step (kb-bench-hitstep's JSON,
+ * beside a recorded baseline), and says whether the CPUs were kept awake
+ * (--cpus awake holds /dev/cpu_dma_latency at 0 for the run, so no CPU
+ * sleeps in a deep idle state between requests) or left idle.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "bench.h"
 #include "https.h"
@@ -62,7 +70,7 @@ typedef struct ratio_def {
 } ratio_def;
 
 static const ratio_def ratios[] = {
-	{ "cached unwrap p50 / echo p50, 1 client", S_HIT_1, S_ECHO_RSA_1, -1, P50, LE, 1.5 },
+	{ "cached unwrap p50 / echo p50, 1 client", S_HIT_1, S_ECHO_RSA_1, -1, P50, LE, 1.3 },
 	{ "cached unwrap req/s / echo req/s, 8 clients", S_HIT_8, S_ECHO_RSA_8, -1, THR, GE, 0.6 },
 	{ "uncached RSA unwrap p50 / in-process p50", S_MISS_RSA_1, S_P11_RSA_1, -1, P50, LE, 1.15 },
 	{ "uncached RSA unwrap p50 / p11-kit server p50", S_MISS_RSA_1, S_PEER_RSA_1, -1, P50, LT, 1.0 },
@@ -79,6 +87,8 @@ typedef struct opts {
 	const char *rsa_key, *rsa_label, *aes_key, *aes_label;
 	const char *az_key, *az_url, *az_token_file, *az_ca, *az_alg;
 	const char *json, *csv, *plot;
+	const char *hitstep, *hitstep_before;
+	bool awake;
 	double duration, warmup;
 	int rounds, runs;
 	size_t size;
@@ -150,7 +160,12 @@ static void usage(FILE *f)
 		"output:\n"
 		"  --json FILE           every series of every run and the ratios as JSON\n"
 		"  --csv FILE            one row per series and run\n"
-		"  --plot FILE.svg       the latency CDF of each series\n\n"
+		"  --plot FILE.svg       the latency CDF of each series\n"
+		"  --hitstep FILE        kb-bench-hitstep's --json: a hit's ns per step, reported\n"
+		"  --hitstep-before FILE the same from before, reported beside it (bench/hitstep-before.json)\n\n"
+		"the machine:\n"
+		"  --cpus awake|idle     awake: hold /dev/cpu_dma_latency at 0 during the run (root), so\n"
+		"                        CPUs never sleep deeply between requests; idle (default): as they are\n\n"
 		"Azure (else those series are skipped with a note):\n"
 		"  --azure-key NAME      the broker's azure key\n"
 		"  --azure-url URL       its versioned key URL, for the raw HTTPS series\n"
@@ -180,7 +195,9 @@ static int parse(int argc, char **argv, opts *o)
 		{ "json", 1, NULL, 'j' }, { "csv", 1, NULL, 'c' }, { "plot", 1, NULL, 'o' },
 		{ "duration", 1, NULL, 'd' }, { "warmup", 1, NULL, 'w' }, { "rounds", 1, NULL, 'n' },
 		{ "runs", 1, NULL, 'N' }, { "size", 1, NULL, 'S' }, { "help", 0, NULL, 'h' },
-		{ "version", 0, NULL, 'V' }, { NULL, 0, NULL, 0 },
+		{ "version", 0, NULL, 'V' },
+		{ "hitstep", 1, NULL, 'H' }, { "hitstep-before", 1, NULL, 'B' }, { "cpus", 1, NULL, 'U' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -211,6 +228,15 @@ static int parse(int argc, char **argv, opts *o)
 		case 'n': o->rounds = atoi(optarg); break;
 		case 'N': o->runs = atoi(optarg); break;
 		case 'S': o->size = (size_t)atoi(optarg); break;
+		case 'H': o->hitstep = optarg; break;
+		case 'B': o->hitstep_before = optarg; break;
+		case 'U':
+			if (strcmp(optarg, "awake") != 0 && strcmp(optarg, "idle") != 0) {
+				usage(stderr);
+				return -1;
+			}
+			o->awake = strcmp(optarg, "awake") == 0;
+			break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("kb-bench-compare %s\n", KB_VERSION); exit(0);
 		default: usage(stderr); return -1;
@@ -237,8 +263,79 @@ static int read_pin(const char *path, char *pin, size_t cap)
 	return 0;
 }
 
+/*
+ * keep_awake holds /dev/cpu_dma_latency at 0 µs: while the returned fd is
+ * open, the kernel keeps every CPU out of idle states that take time to
+ * leave (the PM QoS interface). Returns -1 with a message if it cannot.
+ */
+static int keep_awake(char *err, size_t cap)
+{
+	int32_t zero = 0;
+	int fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, &zero, sizeof(zero)) != (ssize_t)sizeof(zero)) {
+		snprintf(err, cap, "--cpus awake: cannot hold /dev/cpu_dma_latency at 0: %s (it needs root)",
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+#define HIT_STEPS 7
+static const char *const hit_steps[HIT_STEPS] = { "parse", "digest", "lookup", "render", "send", "whole", "user" };
+
+/* read_hitstep reads kb-bench-hitstep's --json into ns (NaN-free: -1 for a step it lacks); false if unreadable. */
+static bool read_hitstep(const char *path, double ns[HIT_STEPS])
+{
+	FILE *f = path ? fopen(path, "r") : NULL;
+	char text[4096];
+	size_t n;
+	cJSON *j, *steps;
+
+	for (int i = 0; i < HIT_STEPS; i++)
+		ns[i] = -1;
+	if (f == NULL)
+		return false;
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	if ((j = cJSON_Parse(text)) == NULL)
+		return false;
+	steps = cJSON_GetObjectItemCaseSensitive(j, "ns");
+	for (int i = 0; i < HIT_STEPS; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(steps, hit_steps[i]);
+		if (cJSON_IsNumber(v))
+			ns[i] = v->valuedouble;
+	}
+	cJSON_Delete(j);
+	return true;
+}
+
+/* report_hitstep prints a hit's ns per step, before (if given) and now, and the user-space ratio. */
+static void report_hitstep(const opts *o, double before[HIT_STEPS], double after[HIT_STEPS])
+{
+	bool have_before = read_hitstep(o->hitstep_before, before);
+
+	if (!read_hitstep(o->hitstep, after)) {
+		if (o->hitstep)
+			fprintf(stderr, "kb-bench-compare: cannot read %s\n", o->hitstep);
+		return;
+	}
+	printf("\ncache hit, ns per step (kb-bench-hitstep: the broker's own functions, in one process)\n\n");
+	printf("%-8s %10s %10s %8s\n", "step", have_before ? "before" : "", "now", have_before ? "now/before" : "");
+	for (int i = 0; i < HIT_STEPS; i++) {
+		if (have_before && before[i] > 0)
+			printf("%-8s %10.0f %10.0f %8.2f\n", hit_steps[i], before[i], after[i], after[i] / before[i]);
+		else
+			printf("%-8s %10s %10.0f\n", hit_steps[i], "", after[i]);
+	}
+	printf("(send is the send(2) itself; user = whole - send, the user-space work of one hit)\n");
+}
+
 static void write_json(const opts *o, const bench_series *total, double med[NRATIOS],
-		       double vals[][NRATIOS])
+		       double vals[][NRATIOS], const double before[HIT_STEPS], const double after[HIT_STEPS])
 {
 	FILE *f = fopen(o->json, "w");
 
@@ -246,8 +343,21 @@ static void write_json(const opts *o, const bench_series *total, double med[NRAT
 		fprintf(stderr, "kb-bench-compare: cannot write %s: %s\n", o->json, strerror(errno));
 		return;
 	}
-	fprintf(f, "{\"runs\":%d,\"rounds\":%d,\"duration_s\":%g,\"size\":%zu,\"cpus\":%ld,\"series\":[",
-		o->runs, o->rounds, o->duration, o->size, sysconf(_SC_NPROCESSORS_ONLN));
+	fprintf(f, "{\"runs\":%d,\"rounds\":%d,\"duration_s\":%g,\"size\":%zu,\"cpus\":%ld,\"cpus_state\":\"%s\",",
+		o->runs, o->rounds, o->duration, o->size, sysconf(_SC_NPROCESSORS_ONLN), o->awake ? "awake" : "idle");
+	fprintf(f, "\"hit_ns_per_step\":{");
+	for (int i = 0; i < HIT_STEPS; i++) {
+		fprintf(f, "%s\"%s\":{\"before\":", i ? "," : "", hit_steps[i]);
+		if (before[i] < 0)
+			fprintf(f, "null");
+		else
+			fprintf(f, "%.1f", before[i]);
+		if (after[i] < 0)
+			fprintf(f, ",\"now\":null}");
+		else
+			fprintf(f, ",\"now\":%.1f}", after[i]);
+	}
+	fprintf(f, "},\"series\":[");
 	for (int i = 0; i < S_COUNT; i++) {
 		if (i)
 			fputc(',', f);
@@ -296,9 +406,15 @@ int main(int argc, char **argv)
 	size_t n_rsa = 0, n_aes = 0, n_az = 0, rq, rs;
 	char err[512], pin[256];
 	bool tty = isatty(STDERR_FILENO);
+	double hit_before[HIT_STEPS], hit_after[HIT_STEPS];
+	int awake_fd = -1;
 
 	if (parse(argc, argv, &o) != 0)
 		return 2;
+	if (o.awake && (awake_fd = keep_awake(err, sizeof(err))) < 0) {
+		fprintf(stderr, "kb-bench-compare: %s\n", err);
+		return 1;
+	}
 	if (read_pin(o.pin_file, pin, sizeof(pin)) != 0) {
 		fprintf(stderr, "kb-bench-compare: cannot read %s\n", o.pin_file);
 		return 1;
@@ -446,9 +562,11 @@ int main(int argc, char **argv)
 				 (unsigned long long)total[i].backend_calls, (unsigned long long)total[i].ops);
 	}
 
-	printf("\nseries (all %d runs together; %d rounds of %.2f s per series per run, %zu-byte DEKs, %ld CPUs)\n\n",
-	       o.runs, o.rounds, o.duration / o.rounds, o.size, sysconf(_SC_NPROCESSORS_ONLN));
+	printf("\nseries (all %d runs together; %d rounds of %.2f s per series per run, %zu-byte DEKs, %ld CPUs, %s)\n\n",
+	       o.runs, o.rounds, o.duration / o.rounds, o.size, sysconf(_SC_NPROCESSORS_ONLN),
+	       o.awake ? "CPUs awake: /dev/cpu_dma_latency held at 0" : "CPUs idle: their idle states as configured");
 	bench_report_text(stdout, total, S_COUNT);
+	report_hitstep(&o, hit_before, hit_after);
 	printf("\n%-52s %-8s", "ratio", "target");
 	for (int r = 0; r < o.runs; r++)
 		printf("  run %-3d", r + 1);
@@ -479,7 +597,7 @@ int main(int argc, char **argv)
 			printf("  %-7.3f  %s\n", med[k], r->c == INFO ? "" : passes(r, med[k]) ? "pass" : "MISS");
 	}
 	if (o.json)
-		write_json(&o, total, med, vals);
+		write_json(&o, total, med, vals, hit_before, hit_after);
 	if (o.csv && bench_report_csv(o.csv, total, S_COUNT) != 0)
 		fprintf(stderr, "kb-bench-compare: cannot write %s: %s\n", o.csv, strerror(errno));
 	if (o.plot && bench_plot_svg(o.plot, "keybroker vs floors and peers: latency CDF", total, S_COUNT) != 0)
@@ -498,6 +616,8 @@ int main(int argc, char **argv)
 	p11_bench_free(p11_rsa);
 	https_bench_free(az);
 	explicit_bzero(pin, sizeof(pin));
+	if (awake_fd >= 0)
+		close(awake_fd);
 	free(all);
 	free(total);
 	free(vals);

@@ -82,3 +82,20 @@ void kb_answer_end(kb_broker *b, const kb_waiter *w)
 	kb_jw_end(&w->conn->out);
 	kb_conn_send(w->conn);
 }
+
+void kb_answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e, bool stale)
+{
+	kb_buf *o;
+
+	if (!kb_answer_begin(b, w, e->version, stale ? 2 : 1, NULL))
+		return;
+	o = out_of(w);
+	kb_jw_key(o, "plaintext");
+	kb_jw_b64(o, e->dek, e->deklen);
+	kb_jw_key(o, "key");
+	kb_jw_str(o, k->conf->name);
+	kb_jw_key(o, "version");
+	kb_jw_str(o, e->version);
+	kb_jw_raw(o, stale ? ",\"cached\":true,\"stale\":true" : ",\"cached\":true");
+	kb_answer_end(b, w);
+}

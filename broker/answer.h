@@ -29,4 +29,12 @@ void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err);
 /* kb_reply_code is kb_reply_error with an error made of code and msg. */
 void kb_reply_code(kb_broker *b, const kb_waiter *w, kb_code code, const char *msg);
 
+/*
+ * kb_answer_hit answers w from cache entry e of key k: the plaintext, key,
+ * version and "cached":true, and "stale":true when stale (outage_grace
+ * serves e past its TTL). The loop's hit path, outage grace and
+ * bench/hitstep use it.
+ */
+void kb_answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e, bool stale);
+
 #endif

@@ -108,6 +108,7 @@ typedef struct kb_conn {
 	uid_t uid;
 	gid_t gid;
 	char exe[256];          /* the peer's executable, for the audit log */
+	struct kb_peer *peer;   /* its share of the limits (peer.h); NULL outside a loop */
 	kb_buf in;
 	kb_buf out;
 	int inflight;           /* requests handed to workers, not yet answered */
@@ -225,6 +226,7 @@ typedef struct kb_broker {
 	/* set by the server */
 	int nconns;
 	bool draining;
+	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
 } kb_broker;
 
 /* kb_key_find returns the key named name in the current keyset, or NULL. */

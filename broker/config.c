@@ -73,6 +73,7 @@ static const char *const broker_options[] = {
 	"cache_ttl", "cache_capacity", "allow_unlocked_memory", "max_connections", "max_inflight",
 	"idle_timeout", "client_timeout", "request_timeout", "allow_uids", "allow_gids",
 	"admin_uids", "admin_gids", "audit_log", "outage_grace", "cache_ttl_jitter",
+	"max_connections_per_peer", "reserved_connections", "max_inflight_per_peer",
 };
 
 static int broker_option(parse_state *st, const char *name, const char *value)
@@ -170,6 +171,18 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 	} else if (!strcmp(name, "admin_gids")) {
 		if (!kb_parse_idlist(value, true, &c->admin_gids, why, sizeof(why)))
 			return fail(st, "broker", name, "%s", why);
+	} else if (!strcmp(name, "max_connections_per_peer")) {
+		if (!parse_int(value, 1, 100000, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
+		c->max_connections_per_peer = (int)v;
+	} else if (!strcmp(name, "reserved_connections")) {
+		if (!parse_int(value, 0, 100000, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number from 0 to 100000", value);
+		c->reserved_connections = (int)v;
+	} else if (!strcmp(name, "max_inflight_per_peer")) {
+		if (!parse_int(value, 1, 10000000, &v))
+			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 10000000", value);
+		c->max_inflight_per_peer = (int)v;
 	} else if (!strcmp(name, "audit_log")) {
 		free(c->audit_log);
 		c->audit_log = xstrdup(value);
@@ -402,10 +415,31 @@ static kb_config *config_new(const char *name)
 	c->max_connections = 1024;
 	c->max_inflight = 128;
 	c->max_batch = 1024;
-	c->idle_timeout_ms = 0;
+	c->idle_timeout_ms = 10 * 60 * 1000; /* persistent clients reconnect through libkeybroker */
 	c->client_timeout_ms = 30 * 1000;
 	c->request_timeout_ms = 30 * 1000;
+	c->max_connections_per_peer = -1;
+	c->reserved_connections = -1;
+	c->max_inflight_per_peer = -1;
 	return c;
+}
+
+/* fair_shares derives the per-peer limits left unset, and checks that a reserve leaves room to connect. */
+static void fair_shares(kb_config *c, kb_err *err, parse_state *st)
+{
+	if (c->max_connections_per_peer < 0)
+		c->max_connections_per_peer = c->max_connections * 3 / 4 > 0 ? c->max_connections * 3 / 4 : 1;
+	if (c->reserved_connections < 0)
+		c->reserved_connections = c->max_connections >= 16 ? c->max_connections / 16 : c->max_connections > 1;
+	if (c->max_inflight_per_peer < 0)
+		c->max_inflight_per_peer = 16 * c->max_inflight;
+	if (c->reserved_connections >= c->max_connections) {
+		kb_err_set(err, KB_E_BAD_REQUEST,
+			   "%s: [broker] reserved_connections (%d) leaves no connection of max_connections (%d): "
+			   "make it smaller",
+			   c->file, c->reserved_connections, c->max_connections);
+		st->failed = true;
+	}
 }
 
 static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
@@ -428,6 +462,8 @@ static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 			st->failed = true;
 		}
 	}
+	if (!st->failed)
+		fair_shares(c, err, st);
 	if (st->failed) {
 		kb_config_free(c);
 		return err ? err->code : KB_E_BAD_REQUEST;

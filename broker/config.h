@@ -41,6 +41,10 @@ typedef struct kb_config {
 	int64_t idle_timeout_ms;      /* 0: none */
 	int64_t client_timeout_ms;    /* partial line or undrained output */
 	int64_t request_timeout_ms;   /* deadline of one backend call */
+	/* fairness between peers (peer.h); unset ones follow max_connections and max_inflight */
+	int max_connections_per_peer; /* default 3/4 of max_connections */
+	int reserved_connections;     /* kept for other uids; default max_connections / 16 */
+	int max_inflight_per_peer;    /* default 16 x max_inflight: room for deep pipelining */
 
 	/* who may connect */
 	kb_idlist allow_uids;

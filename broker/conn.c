@@ -46,6 +46,8 @@ void kb_conn_close(kb_conn *c)
 		if (c->next)
 			c->next->prev = c->prev;
 		(*s->count)--;
+		kb_peer_release(&s->peers, c->peer);
+		c->peer = NULL;
 	}
 	close(c->fd);
 	c->fd = -1;

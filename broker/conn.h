@@ -10,6 +10,7 @@
 #define KB_CONN_H
 
 #include "broker.h"
+#include "peer.h"
 
 /* The open connections of one loop, and the epoll instance they are in. */
 typedef struct kb_connset {
@@ -18,6 +19,7 @@ typedef struct kb_connset {
 	kb_conn *dead;     /* unreferenced, freed by kb_connset_bury */
 	int *count;        /* the broker's count of open connections */
 	bool stopping;     /* no more requests are read */
+	kb_peers peers;    /* the peers of these connections and their shares */
 } kb_connset;
 
 /*

@@ -1,22 +1,23 @@
-#include <pthread.h>
-#include <stdlib.h>
-
-#include <openssl/evp.h>
+/*
+ * digest.c: SHA-256 without allocation (see digest.h).
+ *
+ * OpenSSL 3.0's EVP digests make a provider context on every init, even on
+ * a reused EVP_MD_CTX: a malloc and a free per cache hit, and a name lookup
+ * per call for SHA256(). The SHA256_* functions, deprecated in 3.0 but kept
+ * through 3.x, run the same assembly on a context on the stack.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "digest.h"
 
-static EVP_MD *sha256;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-static void fetch(void)
-{
-	sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-}
-
 void kb_sha256(const void *p, size_t n, uint8_t out[KB_SHA256_LEN])
 {
-	pthread_once(&once, fetch);
-	/* a missing SHA-256 means a broken OpenSSL install: nothing can be trusted */
-	if (sha256 == NULL || EVP_Digest(p, n, out, NULL, sha256, NULL) != 1)
-		abort();
+	SHA256_CTX ctx;
+
+	SHA256_Init(&ctx);
+	SHA256_Update(&ctx, p, n);
+	SHA256_Final(out, &ctx);
+	OPENSSL_cleanse(&ctx, sizeof(ctx));
 }

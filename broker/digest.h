@@ -1,8 +1,9 @@
 /*
  * digest.h: the one SHA-256 of the broker (cache keys, blob checks, audit).
  *
- * OpenSSL 3's SHA256() looks the algorithm up by name on every call; this
- * fetches it once, which matters on the cache-hit path.
+ * It allocates nothing (digest.c says how), which matters on the cache-hit
+ * path: OpenSSL 3's SHA256() looks the algorithm up by name on every call,
+ * and an EVP digest makes a provider context on every init.
  */
 #ifndef KB_DIGEST_H
 #define KB_DIGEST_H

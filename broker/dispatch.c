@@ -7,6 +7,7 @@
 #include "answer.h"
 #include "audit.h"
 #include "batch.h"
+#include "conn.h"
 #include "dispatch.h"
 #include "finish.h"
 #include "jobs.h"
@@ -42,6 +43,27 @@ static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 	return NULL;
 }
 
+/*
+ * peer_may_wait keeps a peer to its share of the key service (peer.h): a
+ * request about to wait on it is refused busy beyond max_inflight_per_peer.
+ * A batch is counted once, as max_inflight counts it; a hit never asks.
+ */
+static bool peer_may_wait(kb_broker *b, const kb_waiter *w, kb_err *err)
+{
+	kb_conn *c = w->conn;
+
+	return w->batch != NULL || c->set == NULL || kb_peer_may_wait(&c->set->peers, b->cfg, c, w->start_us / 1000, err);
+}
+
+/* waiter_key names k in w's answer and audit record (a configured name fits: the config checks it). */
+static void waiter_key(kb_waiter *w, const kb_key *k)
+{
+	size_t n = strnlen(k->conf->name, KB_KEY_NAME_MAX);
+
+	memcpy(w->key, k->conf->name, n);
+	w->key[n] = '\0';
+}
+
 /* maybe_refresh starts a refresh-ahead call when a hit lands late in an entry's life. */
 static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache_entry *e,
 			  int64_t now_ms)
@@ -66,7 +88,6 @@ static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache
 	kb_job_submit(b, j);
 }
 
-
 /*
  * handle_unwrap looks the blob up by digest first: a hit needs nothing else
  * of the blob (the entry knows its key and version), so the hit path neither
@@ -86,11 +107,11 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 	e = kb_cache_get(&b->cache, w->digest, now);
 	if (e) {
 		k = &b->keys[e->key_index];
-		snprintf(w->key, sizeof(w->key), "%s", k->conf->name);
+		waiter_key(w, k);
 		if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
 			goto fail;
 		b->counters.hits++;
-		kb_answer_cached(b, w, k, e, false);
+		kb_answer_hit(b, w, k, e, false);
 		if (k->conf->cache_refresh_fraction > 0 && (blob = malloc(sizeof(*blob))) != NULL &&
 		    kb_blob_decode(text, len, blob, &err) == KB_OK)
 			maybe_refresh(b, k, blob, e, now);
@@ -105,8 +126,8 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 		goto fail;
 	if ((k = resolve_blob_key(b, blob, &err)) == NULL)
 		goto fail;
-	snprintf(w->key, sizeof(w->key), "%s", k->conf->name);
-	if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK)
+	waiter_key(w, k);
+	if (kb_policy_check(b, w->conn, KB_OP_UNWRAP, k, &err) != KB_OK || !peer_may_wait(b, w, &err))
 		goto fail;
 	b->counters.misses++;
 	j = kb_flight_find(b, w->digest);
@@ -117,7 +138,7 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 	 */
 	if ((e = kb_cache_stale(&b->cache, w->digest, now)) != NULL && e->stale) {
 		b->counters.stale_answers++;
-		kb_answer_cached(b, w, k, e, true);
+		kb_answer_hit(b, w, k, e, true);
 		if (j == NULL && (j = kb_job_new(b, KB_OP_UNWRAP, k)) != NULL) {
 			j->src = k;
 			j->blob = *blob;
@@ -177,6 +198,7 @@ static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb
 {
 	kb_cache_entry *e = dk_reusable(b, k, req, w->start_us / 1000);
 	kb_job *j;
+	kb_err err;
 
 	/* reuse only a DEK of the size asked for */
 	if (e && e->deklen * 8 == (uint32_t)req->bits) {
@@ -198,6 +220,10 @@ static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb
 			kb_jw_raw(o, ",\"reused\":true");
 			kb_answer_end(b, w);
 		}
+		return;
+	}
+	if (!peer_may_wait(b, w, &err)) {
+		kb_reply_error(b, w, &err);
 		return;
 	}
 	j = kb_job_new(b, KB_OP_DATAKEY, k);
@@ -234,9 +260,9 @@ static void handle_rewrap(kb_broker *b, kb_waiter *w, const kb_request *req, con
 		kb_err_set(&err, KB_E_UNKNOWN_KEY, "no key named \"%s\" is configured", req->key);
 		goto fail;
 	}
-	snprintf(w->key, sizeof(w->key), "%s", dst->conf->name);
+	waiter_key(w, dst);
 	if (kb_policy_check(b, w->conn, KB_OP_REWRAP, src, &err) != KB_OK ||
-	    kb_policy_check(b, w->conn, KB_OP_REWRAP, dst, &err) != KB_OK)
+	    kb_policy_check(b, w->conn, KB_OP_REWRAP, dst, &err) != KB_OK || !peer_may_wait(b, w, &err))
 		goto fail;
 	j->src = src;
 	j->key = dst;
@@ -285,6 +311,10 @@ static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, 
 	kb_job *j;
 	kb_err err;
 
+	if (!peer_may_wait(b, w, &err)) {
+		kb_reply_error(b, w, &err);
+		return;
+	}
 	/* a rotate changes the key service: it is on record before it begins */
 	if (req->op == KB_OP_ROTATE && kb_audit_intent(b->audit, w, &err) != KB_OK) {
 		kb_log_err("%s", err.msg);
@@ -319,6 +349,10 @@ static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
 	if (req->nblobs > b->cfg->max_batch) {
 		kb_err_set(&err, KB_E_TOO_LARGE, "the batch has %d blobs, more than max_batch (%d): split it",
 			   req->nblobs, b->cfg->max_batch);
+		kb_reply_error(b, w, &err);
+		return;
+	}
+	if (!peer_may_wait(b, w, &err)) {
 		kb_reply_error(b, w, &err);
 		return;
 	}

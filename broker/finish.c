@@ -99,23 +99,6 @@ static void cache_result(kb_broker *b, kb_job *j, int64_t now)
 	}
 }
 
-void kb_answer_cached(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e, bool stale)
-{
-	kb_buf *o;
-
-	if (!kb_answer_begin(b, w, e->version, stale ? 2 : 1, NULL))
-		return;
-	o = kb_answer_out(w);
-	kb_jw_key(o, "plaintext");
-	kb_jw_b64(o, e->dek, e->deklen);
-	kb_jw_key(o, "key");
-	kb_jw_str(o, k->conf->name);
-	kb_jw_key(o, "version");
-	kb_jw_str(o, e->version);
-	kb_jw_raw(o, stale ? ",\"cached\":true,\"stale\":true" : ",\"cached\":true");
-	kb_answer_end(b, w);
-}
-
 /*
  * outage_grace decides what a failed unwrap (rc) does to its cached DEK, if
  * the key has an outage_grace: when the key service could not be reached
@@ -148,7 +131,7 @@ static bool outage_grace(kb_broker *b, kb_job *j, kb_code rc, int64_t now)
 		c->inflight--;
 		if (c->fd >= 0 || w->batch) {
 			b->counters.stale_answers++;
-			kb_answer_cached(b, w, src, e, true);
+			kb_answer_hit(b, w, src, e, true);
 		}
 		kb_conn_unref(c);
 	}

@@ -1,5 +1,3 @@
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "b64.h"
@@ -60,10 +58,18 @@ void kb_jw_b64(kb_buf *b, const uint8_t *p, size_t n)
 
 void kb_jw_i64(kb_buf *b, int64_t v)
 {
+	/* digits from the right, without the printf machinery (the hit path's counters and ids) */
 	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+	char *p = tmp + sizeof(tmp);
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-	kb_buf_append(b, tmp, (size_t)n);
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	kb_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 void kb_jw_key(kb_buf *b, const char *name)

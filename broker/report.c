@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "jsonw.h"
+#include "peer.h"
 #include "report.h"
 
 static uint64_t sum(const uint64_t *v, int n)
@@ -162,6 +163,32 @@ static void backend_metrics(kb_broker *b, kb_buf *t)
 	}
 }
 
+/* peer_metrics writes the fairness refusals (peer.h): by limit, and by peer for the peers still known. */
+static void peer_metrics(kb_broker *b, kb_buf *t)
+{
+	char labels[128];
+
+	if (b->peers == NULL)
+		return;
+	help(t, "keybroker_busy_refusals_total", "counter",
+	     "Connections and requests refused busy by a limit on connections or a peer's share, by limit.");
+	for (int l = 0; l < KB_LIMIT_COUNT; l++) {
+		snprintf(labels, sizeof(labels), "limit=\"%s\"", kb_peer_limit_name((kb_peer_limit)l));
+		metric(t, "keybroker_busy_refusals_total", labels, (double)b->peers->refused[l]);
+	}
+	help(t, "keybroker_peer_busy_refusals_total", "counter",
+	     "Busy refusals of each peer (uid, pid) still connected or refused within the last minute, by limit.");
+	for (const kb_peer *p = b->peers->list; p; p = p->next) {
+		for (int l = 0; l < KB_LIMIT_COUNT; l++) {
+			if (p->refused[l] == 0)
+				continue;
+			snprintf(labels, sizeof(labels), "uid=\"%u\",pid=\"%d\",limit=\"%s\"", (unsigned)p->uid,
+				 (int)p->pid, kb_peer_limit_name((kb_peer_limit)l));
+			metric(t, "keybroker_peer_busy_refusals_total", labels, (double)p->refused[l]);
+		}
+	}
+}
+
 void kb_report_metrics(kb_broker *b, kb_buf *o)
 {
 	const kb_counters *n = &b->counters;
@@ -209,6 +236,7 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 	metric(&t, "keybroker_connections", NULL, b->nconns);
 	help(&t, "keybroker_connections_refused_total", "counter", "Connections refused by peer policy or limits.");
 	metric(&t, "keybroker_connections_refused_total", NULL, (double)n->conns_refused);
+	peer_metrics(b, &t);
 	backend_metrics(b, &t);
 
 	kb_jw_key(o, "text");

@@ -112,6 +112,8 @@ static void accept_conns(server *s)
 		socklen_t len = sizeof(cred);
 		struct epoll_event ev;
 		char why[256];
+		kb_peer *peer;
+		kb_err err;
 		kb_conn *c;
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -132,18 +134,25 @@ static void accept_conns(server *s)
 			refuse_conn(fd, KB_E_PERMISSION_DENIED, why);
 			continue;
 		}
-		if (b->nconns >= b->cfg->max_connections || s->stopping) {
+		if (s->stopping) {
 			b->counters.conns_refused++;
-			refuse_conn(fd, KB_E_BUSY,
-				    s->stopping ? "the broker is shutting down"
-						: "too many connections (max_connections): retry later");
+			refuse_conn(fd, KB_E_BUSY, "the broker is shutting down");
+			continue;
+		}
+		/* the peer's share: refused busy, counted and logged per peer (peer.h) */
+		peer = kb_peer_admit(&s->conns.peers, b->cfg, b->nconns, cred.uid, cred.pid, kb_now_ms(), &err);
+		if (peer == NULL) {
+			b->counters.conns_refused++;
+			refuse_conn(fd, err.code, err.msg);
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
 		if (c == NULL) {
+			kb_peer_release(&s->conns.peers, peer);
 			close(fd);
 			continue;
 		}
+		c->peer = peer;
 		c->fd = fd;
 		c->set = &s->conns;
 		c->serial = ++s->next_serial;
@@ -156,6 +165,7 @@ static void accept_conns(server *s)
 		ev.events = EPOLLIN;
 		ev.data.ptr = c;
 		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			kb_peer_release(&s->conns.peers, peer);
 			close(fd);
 			free(c);
 			continue;
@@ -281,6 +291,7 @@ static void on_timer(server *s)
 		return;
 	kb_cache_sweep(&s->b->cache, now);
 	check_timeouts(s, now);
+	kb_peers_sweep(&s->conns.peers, now);
 }
 
 static void remove_socket(server *s)
@@ -479,6 +490,8 @@ static void teardown(server *s)
 {
 	while (s->conns.list)
 		kb_conn_close(s->conns.list);
+	s->b->peers = NULL;
+	kb_peers_free(&s->conns.peers);
 	remove_socket(s);
 	if (s->epfd >= 0)
 		close(s->epfd);
@@ -693,6 +706,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		return rc;
 	}
 	s.conns.epfd = s.epfd;
+	b->peers = &s.conns.peers;
 	kb_broker_attach_io(b, &s.io);
 	kb_info("listening on %s with %d worker%s", s.activated ? "the systemd socket" : s.path,
 		b->cfg->workers, b->cfg->workers == 1 ? "" : "s");

@@ -119,9 +119,40 @@ static kb_code connect_failure(kb_error *err, const char *path, int e)
 	}
 }
 
-kb_code kb_client_connect(const char *socket_path, kb_client **out, kb_error *err)
+/* open_socket connects a new socket to path; returns it, or -1 with errno set. */
+static int open_socket(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r, e;
+
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (r < 0 && errno == EINTR) {
+		/* The connect goes on in the background; wait for its outcome. */
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		socklen_t len = sizeof(r);
+
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &r, &len) == 0 && r != 0) {
+			errno = r;
+			r = -1;
+		}
+	}
+	if (r < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+kb_code kb_client_connect(const char *socket_path, kb_client **out, kb_error *err)
+{
 	char def[KB_SOCKET_PATH_MAX + 1];
 	const char *path = socket_path;
 	kb_client *c;
@@ -149,30 +180,10 @@ kb_code kb_client_connect(const char *socket_path, kb_client **out, kb_error *er
 		return kbc_error(err, KB_E_IO, "out of memory");
 	c->next_id = 1;
 	memcpy(c->path, path, strlen(path) + 1);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
 
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c->fd = open_socket(path);
 	if (c->fd < 0) {
 		r = errno;
-		free(c);
-		return kbc_error(err, KB_E_IO, "socket: %s", strerror(r));
-	}
-	r = connect(c->fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (r < 0 && errno == EINTR) {
-		/* The connect goes on in the background; wait for its outcome. */
-		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
-		socklen_t len = sizeof(r);
-
-		while (poll(&p, 1, -1) < 0 && errno == EINTR)
-			;
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &r, &len) == 0 && r != 0) {
-			errno = r;
-			r = -1;
-		}
-	}
-	if (r < 0) {
-		r = errno;
-		close(c->fd);
 		free(c);
 		connect_failure(err, path, r);
 		/* a path the caller did not give: say where it came from */
@@ -404,6 +415,30 @@ static char *print_request(cJSON *req, size_t *len)
 	return line;
 }
 
+/*
+ * reopen_if_closed connects c again when keybrokerd closed it between calls
+ * (idle_timeout): nothing is owed on it and it reads as ended, so no request
+ * is lost or sent twice. A failed reconnect leaves c as it was; the call
+ * then fails as on any closed connection.
+ */
+static void reopen_if_closed(kb_client *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	char byte;
+	ssize_t n;
+	int fd;
+
+	if (c->rlen > 0 || poll(&p, 1, 0) != 1)
+		return;
+	n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0 || (n < 0 && errno != ECONNRESET))
+		return;
+	if ((fd = open_socket(c->path)) < 0)
+		return;
+	close(c->fd);
+	c->fd = fd;
+}
+
 kb_code kbc_roundtrip(kb_client *c, cJSON *req, cJSON **resp, kb_error *err)
 {
 	double id;
@@ -418,6 +453,7 @@ kb_code kbc_roundtrip(kb_client *c, cJSON *req, cJSON **resp, kb_error *err)
 	if (c->broken)
 		return kbc_error(err, KB_E_IO, "the connection to %s failed earlier; close "
 				 "it and connect again", c->path);
+	reopen_if_closed(c);
 	if (c->timeout_ms > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &c->deadline);
 		c->deadline.tv_sec += c->timeout_ms / 1000;

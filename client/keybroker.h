@@ -84,7 +84,9 @@ typedef struct kb_result {
  * is NULL, it uses $KEYBROKER_SOCKET if set and non-empty, else
  * kb_default_socket(). On KB_OK, *out is a new client for kb_client_close();
  * on failure *out is NULL and the code is KB_E_IO, with a message that names
- * the path and says whether keybrokerd seems not to be running.
+ * the path and says whether keybrokerd seems not to be running. A connection
+ * keybrokerd closed between calls (idle_timeout) is opened again by the next
+ * call, transparently.
  */
 KB_API kb_code kb_client_connect(const char *socket_path, kb_client **out, kb_error *err);
 

@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
 """Requests are bounded in size, count and time: max_connections, max_request_bytes,
-max_inflight, idle_timeout and client_timeout, each configured and each observed."""
+max_inflight, idle_timeout and client_timeout, each configured and each observed; and no peer
+(uid, pid) takes more than its share: max_connections_per_peer, reserved_connections and
+max_inflight_per_peer, with real peers of another uid (nobody, through setpriv)."""
 import errno
 import os
+import re
 import socket
+import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sectest import Broker, Conn, Token, b64, check, run, unb64, vmhwm, vmrss, wait_for  # noqa: E402
+from sectest import (Broker, Conn, Token, as_peer, b64, check, run, shareable, unb64, vmhwm,  # noqa: E402
+                     vmrss, wait_for)
+
+NOBODY = 65534
+# the socket is shared with the group nogroup, and both uids may connect
+SHARED = "socket_mode = 0660\nsocket_group = nogroup\nallow_uids = root, nobody\n"
 
 MB = 1024 * 1024
 
@@ -50,7 +60,9 @@ def honest_round_trip(kb):
 
 def max_connections_answers_busy_beyond_the_limit(root):
     token = Token(root)
-    kb = Broker(root, token, broker_extra="max_connections = 4\n")
+    # the peer's share and the reserve set aside: this is max_connections alone
+    kb = Broker(root, token, broker_extra="max_connections = 4\nmax_connections_per_peer = 4\n"
+                "reserved_connections = 0\n")
     conns = [Conn(kb.sock) for _ in range(4)]
     for c in conns:
         check(c.call({"op": "status"})["ok"], "a connection within the limit is served")
@@ -157,13 +169,168 @@ def idle_timeout_closes_a_silent_connection(root):
     honest_round_trip(kb)
 
 
-def idle_timeout_is_off_by_default(root):
+def idle_timeout_zero_keeps_a_quiet_connection(root):
+    """idle_timeout = 0 turns the close off (the default, 10 minutes, is in test_config's defaults)."""
     token = Token(root)
-    kb = Broker(root, token)
+    kb = Broker(root, token, broker_extra="idle_timeout = 0\n")
     c = Conn(kb.sock)
     check(c.call({"op": "status"})["ok"], "status")
     # still_open waits the 3 s for the broker to close it, and says so as soon as it does
     check(still_open(c, 3.0) and c.call({"op": "status"})["ok"], "a quiet connection stays with idle_timeout 0")
+
+
+def idle_connection_is_closed_and_libkeybroker_reconnects(root):
+    """keybrokerd closes a libkeybroker connection left idle past idle_timeout; the client's
+    next call on the same kb_client opens a new connection and is answered."""
+    token = Token(root)
+    kb = Broker(root, token, broker_extra="idle_timeout = 1s\n")
+    pt = os.urandom(32)
+    blob = kb.ok({"op": "wrap", "key": "aes", "plaintext": b64(pt)})["blob"]
+    p = subprocess.Popen([os.environ["KB_IDLE_CLIENT"], kb.sock, blob], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = p.stdout.readline().decode().strip()
+        check(first == "first ok", "the first unwrap through libkeybroker: %s" % first)
+        wait_for(lambda: re.search(r"closing the connection of pid %d \(uid \d+\): it was idle for longer "
+                                   r"than idle_timeout" % p.pid, kb.log_text()), 10,
+                 "keybrokerd closing the client's idle connection")
+        out, err = p.communicate(b"go\n", timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    check(p.returncode == 0 and b"second ok" in out,
+          "the call after the idle close: %s %s" % (out.decode(errors="replace"), err.decode(errors="replace")))
+    check(kb.proc.poll() is None, "the daemon is running")
+
+
+def busy_lines(conns):
+    """Sends status on each connection; returns (served, refusals): the refusals are the busy
+    lines of the connections the broker refused at accept (each then closed)."""
+    served, refusals = [], []
+    for c in conns:
+        try:
+            c.send({"op": "status"})
+        except OSError:
+            pass  # refused and closed already: its refusal line is still to read
+        try:
+            r = c.read_line()
+        except (EOFError, ConnectionResetError):
+            raise AssertionError("a connection closed without an answer or a refusal")
+        if r.get("ok"):
+            served.append(c)
+        else:
+            check(r["id"] is None and r["error"]["code"] == "busy", "a refusal at connect: %s" % r)
+            refusals.append(r["error"]["message"])
+    return served, refusals
+
+
+def metric_value(text, name, **labels):
+    """The value of the sample name{labels} in Prometheus text, or None."""
+    want = ",".join('%s="%s"' % kv for kv in labels.items())
+    for line in text.splitlines():
+        if line.startswith("%s{%s} " % (name, want)) or (not labels and line.startswith(name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def max_connections_per_peer_limits_a_process_not_its_uid(root):
+    """With max_connections = 8 the defaults give a process 6 (3/4) and keep 1 for other uids:
+    the 7th connection of one process is busy naming max_connections_per_peer; another process
+    of the same uid still connects (its 7th), and so does nobody (the reserve)."""
+    shareable(root)
+    token = Token(root)
+    kb = Broker(root, token, broker_extra=SHARED + "max_connections = 8\n")
+    served, refusals = busy_lines([Conn(kb.sock) for _ in range(8)])
+    check(len(served) == 6 and len(refusals) == 2, "one process got %d of 8, %d refused" % (len(served), len(refusals)))
+    for m in refusals:
+        check("max_connections_per_peer" in m, "the refusal names the limit: %s" % m)
+    _, a = as_peer(kb.sock, [{"op": "status"}], user="root", group="root")
+    check(isinstance(a[0], dict) and a[0].get("ok"), "another process of root is served: %s" % a)
+    _, a = as_peer(kb.sock, [{"op": "status"}])
+    check(isinstance(a[0], dict) and a[0].get("ok"), "nobody is served: %s" % a)
+    text = served[0].call({"op": "metrics"})["text"]
+    v = metric_value(text, "keybroker_peer_busy_refusals_total", uid=0, pid=os.getpid(),
+                     limit="max_connections_per_peer")
+    check(v == 2, "the metrics count this process's 2 refusals: %s" % v)
+    check(kb.log_text().count("busy for uid 0 pid %d:" % os.getpid()) == 1,
+          "two refusals, one log line for the peer:\n%s" % kb.log_text()[-3000:])
+    for c in served:
+        c.close()
+
+
+def one_peer_cannot_starve_another_uid(root):
+    """One process of root tries to hold all of max_connections (64; max_connections_per_peer is
+    raised to 64 too) and floods misses on every connection it got; nobody still connects and its
+    unwraps are answered. The flood's figures are printed."""
+    shareable(root)
+    token = Token(root)
+    kb = Broker(root, token, broker_extra=SHARED + "max_connections = 64\nmax_connections_per_peer = 64\n"
+                "max_inflight_per_peer = 16\n")
+    mine = kb.conn()
+    blobs = [mine.call({"op": "wrap", "key": "rsa", "plaintext": b64(os.urandom(32))})["blob"] for _ in range(120)]
+    pt = os.urandom(32)
+    theirs = mine.call({"op": "wrap", "key": "rsa", "plaintext": b64(pt)})["blob"]
+    # the flooder holds every connection it can get
+    served, refusals = busy_lines([mine] + [Conn(kb.sock) for _ in range(63)])
+    check(len(served) == 60 and len(refusals) == 4,
+          "root's one process got %d of 64 connections, %d refused" % (len(served), len(refusals)))
+    for m in refusals:
+        check("reserved_connections" in m, "the refusal names the reserve: %s" % m)
+    stop = threading.Event()
+    tally = {"rounds": 0, "ok": 0, "busy": 0, "other": 0}
+
+    def flood():
+        n = 0
+        while not stop.is_set():
+            served[0].call({"op": "flush"})  # every unwrap below is a miss
+            for c in served:
+                for _ in range(2):
+                    c.send({"op": "unwrap", "blob": blobs[n % len(blobs)]})
+                    n += 1
+            for c in served:
+                for _ in range(2):
+                    r = c.read_line()
+                    if r.get("ok"):
+                        tally["ok"] += 1
+                    elif r["error"]["code"] == "busy" and "max_inflight_per_peer" in r["error"]["message"]:
+                        tally["busy"] += 1
+                    else:
+                        tally["other"] += 1
+            tally["rounds"] += 1
+
+    t = threading.Thread(target=flood)
+    t.start()
+    try:
+        wait_for(lambda: tally["rounds"] >= 1, 60, "the flood's first round")
+        t0 = time.monotonic()
+        _, a = as_peer(kb.sock, [{"op": "unwrap", "blob": theirs}, {"op": "unwrap", "blob": theirs},
+                                 {"op": "status"}])
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        t.join(60)
+    check(not t.is_alive(), "the flood stopped")
+    check(all(isinstance(x, dict) and x.get("ok") for x in a[:3]), "nobody is answered: %s" % a)
+    check(unb64(a[0]["plaintext"]) == pt and unb64(a[1]["plaintext"]) == pt, "nobody's DEK")
+    check(tally["other"] == 0, "the flood met only answers and busy: %s" % tally)
+    check(tally["busy"] > 0, "120 misses in flight at once met max_inflight_per_peer (16): %s" % tally)
+    text = served[0].call({"op": "metrics"})["text"]
+    inflight = metric_value(text, "keybroker_peer_busy_refusals_total", uid=0, pid=os.getpid(),
+                            limit="max_inflight_per_peer")
+    reserved = metric_value(text, "keybroker_peer_busy_refusals_total", uid=0, pid=os.getpid(),
+                            limit="reserved_connections")
+    check(reserved == 4 and inflight == tally["busy"],
+          "per-peer counters: reserved %s, inflight %s (the flood saw %d)" % (reserved, inflight, tally["busy"]))
+    check('uid="%d"' % NOBODY not in text, "nobody was never refused")
+    check(kb.log_text().count("busy for uid 0 pid %d:" % os.getpid()) == 1,
+          "%d refusals, one log line for the peer" % (tally["busy"] + 4))
+    print("fairness figures: root's process held %d of 64 connections (%d refused, reserved_connections); "
+          "its flood: %d rounds, %d misses answered, %d busy (max_inflight_per_peer = 16); "
+          "nobody connected and got 2 unwraps and a status in %.2f s (setpriv and python start included)"
+          % (len(served), len(refusals), tally["rounds"], tally["ok"], tally["busy"], took))
+    for c in served:
+        c.close()
 
 
 def client_timeout_closes_a_partial_line(root):

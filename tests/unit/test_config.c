@@ -74,7 +74,10 @@ static void config_defaults_apply_to_an_empty_file(void **state)
 		assert_false(cfg->allow_unlocked_memory);
 		assert_int_equal(cfg->max_connections, 1024);
 		assert_int_equal(cfg->max_inflight, 128);
-		assert_int_equal(cfg->idle_timeout_ms, 0);
+		assert_int_equal(cfg->idle_timeout_ms, 600000);
+		assert_int_equal(cfg->max_connections_per_peer, 768);
+		assert_int_equal(cfg->reserved_connections, 64);
+		assert_int_equal(cfg->max_inflight_per_peer, 2048);
 		assert_int_equal(cfg->client_timeout_ms, 30000);
 		assert_int_equal(cfg->request_timeout_ms, 30000);
 		assert_false(cfg->allow_uids.set);

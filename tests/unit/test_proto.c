@@ -383,6 +383,75 @@ static void proto_request_wipe_zeroes_the_plaintext(void **state)
 	assert_memory_equal(req.plaintext, zero, sizeof(zero));
 }
 
+/*
+ * proto_flat_lines_read_as_cjson_reads_them: the one-pass path for flat lines
+ * (id, op, blob) gives what cJSON's path gives. An extra member sends the same
+ * line through cJSON; both must agree on the code, op, id and blob.
+ */
+static void proto_flat_lines_read_as_cjson_reads_them(void **state)
+{
+	static char big[4200], line[4400], slow[4400];
+	const char *const lines[] = {
+		"{\"op\":\"status\"}",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":\"kb1:rsa:01:RSA-OAEP:AAAA\"}",
+		" { \"blob\" : \"x\" ,\t\"op\" : \"unwrap\" , \"id\" : -42 }\r\n",
+		"{\"id\":-0,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":0,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":007,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":123456789012345,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":1234567890123456,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":1.5,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":1e3,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":null,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":\"r\xc3\xa9q-7\",\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":\"a\\\"b\",\"op\":\"unwrap\",\"blob\":\"x\"}",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":\"\"}",
+		"{\"id\":1,\"op\":\"unwrap\"}",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":null}",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":7}",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":\"x\",\"op\":\"status\"}",
+		"{\"id\":1,\"op\":\"status\",\"blob\":\"x\"}",
+		"{\"id\":1,\"op\":\"unwarp\",\"blob\":\"x\"}",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":\"x\"} x",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":\"x\"",
+		"{\"id\":1,\"op\":\"unwrap\",\"blob\":\"x\"}}",
+		"{\"id\":1,,\"op\":\"unwrap\",\"blob\":\"x\"}",
+		big,
+	};
+	kb_request a;
+
+	/* a blob one byte over KB_BLOB_MAX */
+	memcpy(big, "{\"id\":2,\"op\":\"unwrap\",\"blob\":\"", 30);
+	memset(big + 30, 'A', KB_BLOB_MAX + 1);
+	memcpy(big + 30 + KB_BLOB_MAX + 1, "\"}", 3);
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		const char *close;
+		kb_err e1, e2;
+		kb_code r1, r2;
+
+		snprintf(line, sizeof(line), "%s", lines[i]);
+		close = strrchr(line, '}');
+		if (close == NULL)
+			continue;
+		/* the same line with one member more, which only cJSON's path reads */
+		snprintf(slow, sizeof(slow), "%.*s,\"zz\":0%s", (int)(close - line), line, close);
+		kb_err_clear(&e1);
+		kb_err_clear(&e2);
+		r1 = kb_proto_parse(line, strlen(line), &req, &e1);
+		a = req;
+		kb_request_wipe(&req);
+		r2 = kb_proto_parse(slow, strlen(slow), &req, &e2);
+		if (r1 != r2 || (r1 != KB_OK && strcmp(e1.msg, e2.msg) != 0))
+			fail_msg("%.200s: %s (%s) but through cJSON %s (%s)", line, kb_code_name(r1), e1.msg,
+				 kb_code_name(r2), e2.msg);
+		assert_int_equal(a.op, req.op);
+		assert_string_equal(a.id_json, req.id_json);
+		assert_int_equal(a.bloblen, req.bloblen);
+		assert_string_equal(a.blob, req.blob);
+		kb_request_wipe(&req);
+	}
+}
+
 static const struct CMUnitTest tests[] = {
 	CASE(proto_every_op_parses_with_valid_fields),
 	CASE(proto_numeric_id_is_echoed_with_the_same_digits),
@@ -409,6 +478,7 @@ static const struct CMUnitTest tests[] = {
 	CASE(proto_blob_as_a_json_object_is_taken_as_the_raw_azure_form),
 	CASE(proto_blob_over_4096_bytes_is_bad_blob),
 	CASE(proto_request_wipe_zeroes_the_plaintext),
+	CASE(proto_flat_lines_read_as_cjson_reads_them),
 };
 
 CASES_MAIN("proto", tests, NULL, NULL)
