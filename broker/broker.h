@@ -218,6 +218,8 @@ typedef struct kb_broker {
 	uid_t uid;
 	gid_t gid;
 	/* set by the server */
+	struct kb_health *health;  /* health.h: each key's last real check */
+	struct kb_kms_face *kms;   /* kms_face.h: the KMS v2 sockets, or NULL */
 	int nconns;
 	bool draining;
 } kb_broker;

@@ -34,6 +34,8 @@
 #include "reload.h"
 #include "jobs.h"
 #include "keys.h"
+#include "health.h"
+#include "kms_face.h"
 #include "server.h"
 
 /* epoll tags for the fixed sources; connections are tagged with their pointer */
@@ -694,6 +696,15 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	}
 	s.conns.epfd = s.epfd;
 	kb_broker_attach_io(b, &s.io);
+	/* the health checks and the KMS v2 sockets ride on this loop */
+	if ((rc = kb_health_start(b, &s.io, &b->health, err)) != KB_OK ||
+	    (rc = kb_kms_face_start(b, &s.io, b->health, &b->kms, err)) != KB_OK) {
+		kb_health_stop(b->health);
+		b->health = NULL;
+		kb_broker_attach_io(b, NULL);
+		teardown(&s);
+		return rc;
+	}
 	kb_info("listening on %s with %d worker%s", s.activated ? "the systemd socket" : s.path,
 		b->cfg->workers, b->cfg->workers == 1 ? "" : "s");
 	sd_notifyf(0, "READY=1\nSTATUS=Serving %d key%s on %s", b->nkeys, b->nkeys == 1 ? "" : "s",
@@ -702,6 +713,10 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		loop_once(&s);
 	if (!drained(&s))
 		kb_warn("gave up waiting for requests in flight after %d s", DRAIN_DEADLINE_MS / 1000);
+	kb_kms_face_stop(b->kms);
+	kb_health_stop(b->health);
+	b->kms = NULL;
+	b->health = NULL;
 	/* backends let go of the loop before it goes */
 	kb_broker_attach_io(b, NULL);
 	teardown(&s);
