@@ -59,6 +59,10 @@ typedef struct kb_key {
 	int64_t ttl_ms;
 	kb_acl acl[KB_ACL_COUNT];
 
+	/* health.c's last real check (get, wrap, unwrap): not yet, passed or failed */
+	bool checked;
+	bool check_ok;
+
 	/* health: the outcome of the last backend call */
 	bool healthy;
 	kb_code last_code;
@@ -194,6 +198,8 @@ typedef struct kb_counters {
 	uint64_t conns_accepted;
 	uint64_t conns_refused;
 	uint64_t conns_closed_limit;
+	uint64_t kms_calls[3];     /* KMS v2 calls (kms_face.c): status, encrypt, decrypt */
+	uint64_t kms_errors[3];
 } kb_counters;
 
 struct kb_pool;

@@ -164,6 +164,7 @@ static void check_done(hkey *k, bool ok, const char *step, const char *code, con
 {
 	kb_health *h = k->h;
 	int64_t now = kb_now_ms();
+	kb_key *key;
 
 	OPENSSL_cleanse(k->probe, sizeof(k->probe));
 	k->running = false;
@@ -181,6 +182,11 @@ static void check_done(hkey *k, bool ok, const char *step, const char *code, con
 	if (ok && !k->st.ok && k->st.checks > 1)
 		kb_info("key %s is healthy again", k->name);
 	k->st.ok = ok;
+	/* the status and metrics reports read it from the key */
+	if ((key = kb_key_find(h->b, k->name)) != NULL) {
+		key->checked = true;
+		key->check_ok = ok;
+	}
 	k->next_ms = now + h->b->cfg->health_interval_ms;
 	if (!h->stopping)
 		arm(h);
@@ -410,29 +416,4 @@ bool kb_health_ready(kb_health *h, char *why, size_t cap)
 	}
 	snprintf(why, cap, "ok");
 	return true;
-}
-
-void kb_health_metrics(kb_health *h, kb_buf *o)
-{
-	char line[256];
-
-	track(h);
-	kb_jw_raw(o, "# HELP keybroker_key_healthy Whether the key's last health check (get, wrap, unwrap) passed.\n"
-		     "# TYPE keybroker_key_healthy gauge\n");
-	for (int i = 0; i < h->nkeys; i++) {
-		snprintf(line, sizeof(line), "keybroker_key_healthy{key=\"%s\"} %d\n", h->keys[i]->name,
-			 h->keys[i]->st.ok ? 1 : 0);
-		kb_jw_raw(o, line);
-	}
-	kb_jw_raw(o, "# HELP keybroker_key_health_checks_total Health checks run, by key and result.\n"
-		     "# TYPE keybroker_key_health_checks_total counter\n");
-	for (int i = 0; i < h->nkeys; i++) {
-		const hkey *k = h->keys[i];
-		snprintf(line, sizeof(line),
-			 "keybroker_key_health_checks_total{key=\"%s\",result=\"ok\"} %llu\n"
-			 "keybroker_key_health_checks_total{key=\"%s\",result=\"failed\"} %llu\n",
-			 k->name, (unsigned long long)(k->st.checks - k->st.failures), k->name,
-			 (unsigned long long)k->st.failures);
-		kb_jw_raw(o, line);
-	}
 }

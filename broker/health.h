@@ -57,7 +57,4 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 /* kb_health_ready tells whether every configured key's last check passed; why names one that did not. */
 bool kb_health_ready(kb_health *h, char *why, size_t cap);
 
-/* kb_health_metrics appends keybroker_key_healthy and the check counters in Prometheus text. */
-void kb_health_metrics(kb_health *h, kb_buf *o);
-
 #endif

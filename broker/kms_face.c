@@ -59,9 +59,7 @@ typedef struct kms {
 	/* who is on each accepted connection, by fd */
 	peer *peers;
 	int npeers;
-	uint64_t calls[KB_KMS_METHODS];
-	uint64_t errors[KB_KMS_METHODS];
-	uint64_t refused;
+
 } kms;
 
 struct kb_kms_face {
@@ -81,8 +79,6 @@ typedef struct op {
 	char alg[32];
 	char *blob;
 } op;
-
-static const char *const method_names[KB_KMS_METHODS] = { "status", "encrypt", "decrypt" };
 
 /* grpc_code maps a broker error code to the gRPC status kube-apiserver sees */
 static grpc_status_code grpc_code(const char *code)
@@ -119,7 +115,7 @@ static void fail(kms *k, kb_kms_call *c, grpc_status_code status, const char *co
 {
 	char text[KB_ERR_MSG_MAX + 64];
 
-	k->errors[kb_kms_call_method(c)]++;
+	k->f->b->counters.kms_errors[kb_kms_call_method(c)]++;
 	snprintf(text, sizeof(text), "%s: %s", code, msg);
 	kb_kms_call_reply(c, status, text, NULL);
 }
@@ -365,7 +361,7 @@ static void handle(kms *k, kb_kms_call *c)
 	kb_kms_method m = kb_kms_call_method(c);
 	kb_inproc *conn;
 
-	k->calls[m]++;
+	k->f->b->counters.kms_calls[m]++;
 	if (m == KB_KMS_STATUS) {
 		do_status(k, c);
 		return;
@@ -450,7 +446,6 @@ static void on_accept(void *ctx, int lfd, unsigned ready)
 		}
 		if (!kb_policy_peer_allowed(b, cred.uid, cred.gid, why, sizeof(why))) {
 			b->counters.conns_refused++;
-			k->refused++;
 			kb_warn("kms %s: refused a connection from uid %u gid %u pid %d: %s", k->name,
 				(unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid, why);
 			close(fd);
@@ -619,28 +614,4 @@ void kb_kms_face_stop(kb_kms_face *f)
 	}
 	free(f->servers);
 	free(f);
-}
-
-void kb_kms_face_metrics(const kb_kms_face *f, kb_buf *o)
-{
-	char line[256];
-
-	if (f == NULL)
-		return;
-	kb_jw_raw(o, "# HELP keybroker_kms_calls_total KMS v2 calls, by plugin socket and method.\n"
-		     "# TYPE keybroker_kms_calls_total counter\n");
-	for (int i = 0; i < f->n; i++)
-		for (int m = 0; m < KB_KMS_METHODS; m++) {
-			snprintf(line, sizeof(line), "keybroker_kms_calls_total{kms=\"%s\",method=\"%s\"} %llu\n",
-				 f->servers[i].name, method_names[m], (unsigned long long)f->servers[i].calls[m]);
-			kb_jw_raw(o, line);
-		}
-	kb_jw_raw(o, "# HELP keybroker_kms_errors_total KMS v2 calls answered with an error.\n"
-		     "# TYPE keybroker_kms_errors_total counter\n");
-	for (int i = 0; i < f->n; i++)
-		for (int m = 0; m < KB_KMS_METHODS; m++) {
-			snprintf(line, sizeof(line), "keybroker_kms_errors_total{kms=\"%s\",method=\"%s\"} %llu\n",
-				 f->servers[i].name, method_names[m], (unsigned long long)f->servers[i].errors[m]);
-			kb_jw_raw(o, line);
-		}
 }

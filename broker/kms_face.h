@@ -15,7 +15,6 @@
 #define KB_KMS_FACE_H
 
 #include "broker.h"
-#include "buf.h"
 #include "health.h"
 
 typedef struct kb_kms_face kb_kms_face;
@@ -29,8 +28,5 @@ kb_code kb_kms_face_start(kb_broker *b, const kb_io *io, kb_health *health, kb_k
 
 /* kb_kms_face_stop answers what is pending with UNAVAILABLE, closes the sockets and frees f. */
 void kb_kms_face_stop(kb_kms_face *f);
-
-/* kb_kms_face_metrics appends the KMS call counters in Prometheus text (f may be NULL). */
-void kb_kms_face_metrics(const kb_kms_face *f, kb_buf *o);
 
 #endif
