@@ -108,6 +108,7 @@ typedef struct kb_conn {
 	uid_t uid;
 	gid_t gid;
 	char exe[256];          /* the peer's executable, for the audit log */
+	char face[80];          /* "": a socket client; else the face that serves it ("kms:k8s"), audited with each request's id */
 	kb_buf in;
 	kb_buf out;
 	int inflight;           /* requests handed to workers, not yet answered */

@@ -222,7 +222,7 @@ static void on_wrap(void *ctx, const cJSON *a)
 	}
 	kb_jw_raw(&f, "\"op\":\"unwrap\",\"blob\":");
 	kb_jw_str(&f, blob);
-	if (f.oom || kb_inproc_request(k->h->conn, &f, on_unwrap, k) != KB_OK)
+	if (f.oom || kb_inproc_request(k->h->conn, &f, NULL, on_unwrap, k) != KB_OK)
 		check_done(k, false, "unwrap", "internal", "out of memory");
 	kb_buf_free(&f);
 }
@@ -258,7 +258,7 @@ static void on_get(void *ctx, const cJSON *a)
 	kb_jw_str(&f, k->name);
 	kb_jw_raw(&f, ",\"plaintext\":");
 	kb_jw_b64(&f, k->probe, sizeof(k->probe));
-	if (f.oom || kb_inproc_request(k->h->conn, &f, on_wrap, k) != KB_OK)
+	if (f.oom || kb_inproc_request(k->h->conn, &f, NULL, on_wrap, k) != KB_OK)
 		check_done(k, false, "wrap", "internal", "out of memory");
 	kb_buf_free(&f);
 }
@@ -271,7 +271,7 @@ static kb_code request_get(hkey *k)
 
 	kb_jw_raw(&f, "\"op\":\"get\",\"key\":");
 	kb_jw_str(&f, k->name);
-	rc = f.oom ? KB_E_INTERNAL : kb_inproc_request(k->h->conn, &f, on_get, k);
+	rc = f.oom ? KB_E_INTERNAL : kb_inproc_request(k->h->conn, &f, NULL, on_get, k);
 	kb_buf_free(&f);
 	if (rc == KB_OK)
 		k->learning = true;
@@ -319,7 +319,7 @@ kb_code kb_health_start(kb_broker *b, const kb_io *io, kb_health **out, kb_err *
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	h->b = b;
 	h->io = io;
-	if ((rc = kb_inproc_open(b, io, b->uid, b->gid, getpid(), "keybrokerd (health check)", &h->conn,
+	if ((rc = kb_inproc_open(b, io, b->uid, b->gid, getpid(), "keybrokerd (health check)", "health", &h->conn,
 				 err)) != KB_OK) {
 		free(h);
 		return rc;

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "dispatch.h"
 #include "inproc.h"
+#include "jsonw.h"
 #include "log.h"
 
 typedef struct pending {
@@ -58,15 +59,17 @@ static void take_answer(kb_inproc *p, char *text, size_t n)
 {
 	cJSON *root = cJSON_ParseWithLength(text, n);
 	const cJSON *id = root ? cJSON_GetObjectItemCaseSensitive(root, "id") : NULL;
+	uint64_t want;
 	pending **pp;
 
-	if (!cJSON_IsNumber(id)) {
+	if (!cJSON_IsString(id)) {
 		kb_error("an in-process answer has no id: dropped");
 		cJSON_Delete(root);
 		return;
 	}
+	want = strtoull(id->valuestring, NULL, 10);
 	for (pp = &p->pending; *pp; pp = &(*pp)->next) {
-		if ((*pp)->id == (uint64_t)id->valuedouble) {
+		if ((*pp)->id == want) {
 			pending *q = *pp;
 			*pp = q->next;
 			q->cb(q->ctx, root);
@@ -125,7 +128,7 @@ static void on_writable(void *ctx, int fd, unsigned ready)
 }
 
 kb_code kb_inproc_open(kb_broker *b, const kb_io *io, uid_t uid, gid_t gid, pid_t pid,
-		       const char *exe, kb_inproc **out, kb_err *err)
+		       const char *exe, const char *face, kb_inproc **out, kb_err *err)
 {
 	kb_inproc *p = calloc(1, sizeof(*p));
 	struct epoll_event ev = { .events = 0 };
@@ -153,6 +156,7 @@ kb_code kb_inproc_open(kb_broker *b, const kb_io *io, uid_t uid, gid_t gid, pid_
 	p->conn->refs = 1;
 	p->conn->last_activity_ms = kb_now_ms();
 	snprintf(p->conn->exe, sizeof(p->conn->exe), "%s", exe);
+	snprintf(p->conn->face, sizeof(p->conn->face), "%s", face);
 	ev.data.ptr = p->conn;
 	p->rfd = sv[1];
 	sv[0] = sv[1] = -1;
@@ -175,10 +179,11 @@ fail:
 	return err->code;
 }
 
-kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, kb_inproc_cb cb, void *ctx)
+kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb,
+			  void *ctx)
 {
 	pending *q = calloc(1, sizeof(*q));
-	char head[40];
+	char head[140];
 
 	if (q == NULL || p->conn == NULL || p->conn->fd < 0) {
 		free(q);
@@ -189,9 +194,12 @@ kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, kb_inproc_cb cb, v
 	q->ctx = ctx;
 	q->next = p->pending;
 	p->pending = q;
-	snprintf(head, sizeof(head), "{\"id\":%llu,", (unsigned long long)q->id);
+	/* the id is "N tag": N matches the answer, the tag is for the audit log */
+	snprintf(head, sizeof(head), "%llu %.100s", (unsigned long long)q->id, tag ? tag : "");
 	kb_buf_consume(&p->line, p->line.len);
-	kb_buf_append(&p->line, head, strlen(head));
+	kb_jw_raw(&p->line, "{\"id\":");
+	kb_jw_str(&p->line, head);
+	kb_jw_raw(&p->line, ",");
 	kb_buf_append(&p->line, fields->data, fields->len);
 	kb_buf_append(&p->line, "}", 1);
 	if (p->line.oom) {

@@ -26,19 +26,22 @@ typedef void (*kb_inproc_cb)(void *ctx, const cJSON *answer);
 
 /*
  * kb_inproc_open makes a connection to b's dispatcher for the peer uid/gid/pid
- * (exe names it in the audit log), using io's watches. Returns KB_OK or an
- * error.
+ * (exe names it in the audit log, and face the face it serves, "" for none),
+ * using io's watches. Returns KB_OK or an error.
  */
 kb_code kb_inproc_open(kb_broker *b, const kb_io *io, uid_t uid, gid_t gid, pid_t pid,
-		       const char *exe, kb_inproc **out, kb_err *err);
+		       const char *exe, const char *face, kb_inproc **out, kb_err *err);
 
 /*
  * kb_inproc_request dispatches one request whose fields (after the id) are
- * fields, e.g. "\"op\":\"unwrap\",\"blob\":\"...\"". cb runs once, later,
- * never from inside this call. The caller wipes fields. Returns KB_OK, or
- * KB_E_INTERNAL without memory (cb never runs).
+ * fields, e.g. "\"op\":\"unwrap\",\"blob\":\"...\"". tag (NULL: none; up
+ * to 100 bytes are kept) goes into the request's id, which the audit log
+ * records for a face's connection: the face's own request id. cb runs once,
+ * later, never from inside this call. The caller wipes fields. Returns
+ * KB_OK, or KB_E_INTERNAL without memory (cb never runs).
  */
-kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, kb_inproc_cb cb, void *ctx);
+kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb,
+			  void *ctx);
 
 /*
  * kb_inproc_ok tells whether answer says ok; if not, *code and *msg (when

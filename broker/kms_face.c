@@ -36,6 +36,7 @@ typedef struct peer {
 } peer;
 
 typedef struct client {
+	struct kms *k;
 	uid_t uid;
 	gid_t gid;
 	kb_inproc *conn;
@@ -126,7 +127,7 @@ static kb_inproc *conn_for(kms *k, kb_kms_call *c)
 	struct kb_kms_face *f = k->f;
 	int fd = kb_kms_call_fd(c);
 	const peer *p = fd >= 0 && fd < k->npeers && k->peers[fd].set ? &k->peers[fd] : NULL;
-	char exe[256], link[64];
+	char exe[256], link[64], face[sizeof(((kb_conn *)0)->face)];
 	client *cl;
 	ssize_t n;
 	kb_err err;
@@ -134,7 +135,7 @@ static kb_inproc *conn_for(kms *k, kb_kms_call *c)
 	if (p == NULL)
 		return NULL;
 	for (cl = f->clients; cl; cl = cl->next)
-		if (cl->uid == p->uid && cl->gid == p->gid) {
+		if (cl->uid == p->uid && cl->gid == p->gid && cl->k == k) {
 			kb_inproc_set_pid(cl->conn, p->pid);
 			return cl->conn;
 		}
@@ -143,13 +144,15 @@ static kb_inproc *conn_for(kms *k, kb_kms_call *c)
 	exe[n > 0 ? n : 0] = '\0';
 	if ((cl = calloc(1, sizeof(*cl))) == NULL)
 		return NULL;
-	if (kb_inproc_open(f->b, f->io, p->uid, p->gid, p->pid, exe, &cl->conn, &err) != KB_OK) {
+	snprintf(face, sizeof(face), "kms:%s", k->name);
+	if (kb_inproc_open(f->b, f->io, p->uid, p->gid, p->pid, exe, face, &cl->conn, &err) != KB_OK) {
 		kb_error("%s", err.msg);
 		free(cl);
 		return NULL;
 	}
 	cl->uid = p->uid;
 	cl->gid = p->gid;
+	cl->k = k;
 	cl->next = f->clients;
 	f->clients = cl;
 	return cl->conn;
@@ -264,7 +267,7 @@ static void do_encrypt(kms *k, kb_kms_call *c, kb_inproc *conn)
 	kb_jw_str(&fl, k->key);
 	kb_jw_raw(&fl, ",\"plaintext\":");
 	kb_jw_b64(&fl, rq->plaintext.data, rq->plaintext.len);
-	if (fl.oom || kb_inproc_request(conn, &fl, on_wrapped, o) != KB_OK) {
+	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_wrapped, o) != KB_OK) {
 		fail(k, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
 		op_free(o);
 	}
@@ -347,7 +350,7 @@ static void do_decrypt(kms *k, kb_kms_call *c, kb_inproc *conn)
 	o->call = c;
 	kb_jw_raw(&fl, "\"op\":\"unwrap\",\"blob\":");
 	kb_jw_strn(&fl, (const char *)rq->ciphertext.data, rq->ciphertext.len);
-	if (fl.oom || kb_inproc_request(conn, &fl, on_unwrapped, o) != KB_OK) {
+	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_unwrapped, o) != KB_OK) {
 		fail(k, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
 		op_free(o);
 	}

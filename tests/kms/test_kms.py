@@ -79,9 +79,13 @@ def kube_apiserver_flow_with_rotation(root):
           "the old ciphertext still decrypts under its old key_id (storage migration reads it)")
     # the calls are on record as requests of this peer, through the same path
     lines = audit_lines(root)
-    ops = [(a["op"], a["key"], a["result"]) for a in lines if a["exe"] != "keybrokerd (health check)"]
-    check(("wrap", "rsa", "ok") in ops and ("unwrap", "rsa", "ok") in ops, "KMS calls audited: %s" % ops)
-    check(any(a["uid"] == os.getuid() and a["pid"] > 0 for a in lines), "audit names the peer")
+    kms_lines = [a for a in lines if a.get("face") == "kms:k8s"]
+    ops = [(a["op"], a["key"], a["result"], a["request"].split(" ", 1)[1]) for a in kms_lines]
+    check(("wrap", "rsa", "ok", "8f2c1c5e-encrypt") in ops and ("unwrap", "rsa", "ok", "8f2c1c5e-decrypt") in ops,
+          "KMS calls audited with kube-apiserver's uid: %s" % ops)
+    check(all(a["uid"] == os.getuid() and a["pid"] == os.getpid() for a in kms_lines),
+          "the audit names the peer on the KMS socket")
+    check(any(a.get("face") == "health" for a in lines), "the health checks are on record too")
     metrics = kb.ok({"op": "metrics"})["text"]
     check('keybroker_kms_calls_total{method="encrypt"} 2' in metrics, "metrics count Encrypt")
     check('keybroker_kms_calls_total{method="decrypt"} 3' in metrics, "metrics count Decrypt")
