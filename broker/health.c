@@ -216,8 +216,12 @@ static void on_wrap(void *ctx, const cJSON *a)
 	const char *code, *msg, *blob = kb_inproc_str(a, "blob");
 	kb_buf f = { 0 };
 
-	if (!kb_inproc_ok(a, &code, &msg) || blob == NULL) {
-		check_done(k, false, "wrap", blob ? code : "internal", blob ? msg : "the wrap gave no blob");
+	if (!kb_inproc_ok(a, &code, &msg)) {
+		check_done(k, false, "wrap", code, msg);
+		return;
+	}
+	if (blob == NULL) {
+		check_done(k, false, "wrap", "internal", "the wrap gave no blob");
 		return;
 	}
 	kb_jw_raw(&f, "\"op\":\"unwrap\",\"blob\":");

@@ -221,10 +221,13 @@ static void on_wrapped(void *ctx, const cJSON *a)
 	kb_blob *decoded;
 	kb_err err;
 
-	if (!kb_inproc_ok(a, &code, &msg) || blob == NULL || version == NULL) {
-		if (blob == NULL && kb_inproc_ok(a, NULL, NULL))
-			code = "internal", msg = "the wrap gave no blob";
+	if (!kb_inproc_ok(a, &code, &msg)) {
 		fail(o->k, o->call, a ? grpc_code(code) : GRPC_STATUS_UNAVAILABLE, code, msg);
+		op_free(o);
+		return;
+	}
+	if (blob == NULL || version == NULL) {
+		fail(o->k, o->call, GRPC_STATUS_INTERNAL, "internal", "the wrap gave no blob");
 		op_free(o);
 		return;
 	}

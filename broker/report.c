@@ -180,14 +180,24 @@ static void kms_metrics(kb_broker *b, kb_buf *t)
 		snprintf(labels, sizeof(labels), "method=\"%s\"", methods[m]);
 		metric(t, "keybroker_kms_errors_total", labels, (double)b->counters.kms_errors[m]);
 	}
-	help(t, "keybroker_key_healthy", "gauge", "1 if the key's last health check (get, wrap, unwrap) passed.");
+	help(t, "keybroker_key_check_ok", "gauge", "1 if the key's last health check (get, wrap, unwrap) passed.");
 	for (int i = 0; i < b->nkeys; i++) {
 		snprintf(labels, sizeof(labels), "key=\"%s\"", b->keys[i].conf->name);
-		metric(t, "keybroker_key_healthy", labels, b->keys[i].checked && b->keys[i].check_ok);
+		metric(t, "keybroker_key_check_ok", labels, b->keys[i].checked && b->keys[i].check_ok);
 	}
 }
 
 void kb_report_metrics(kb_broker *b, kb_buf *o)
+{
+	kb_buf t = { 0 };
+
+	kb_report_prometheus(b, &t);
+	kb_jw_key(o, "text");
+	kb_jw_strn(o, t.data ? t.data : "", t.len);
+	kb_buf_free(&t);
+}
+
+void kb_report_prometheus(kb_broker *b, kb_buf *out)
 {
 	const kb_counters *n = &b->counters;
 	kb_buf t = { 0 };
@@ -234,8 +244,6 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 	metric(&t, "keybroker_connections_refused_total", NULL, (double)n->conns_refused);
 	backend_metrics(b, &t);
 	kms_metrics(b, &t);
-
-	kb_jw_key(o, "text");
-	kb_jw_strn(o, t.data ? t.data : "", t.len);
+	kb_buf_append(out, t.data ? t.data : "", t.len);
 	kb_buf_free(&t);
 }

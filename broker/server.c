@@ -36,6 +36,7 @@
 #include "keys.h"
 #include "health.h"
 #include "kms_face.h"
+#include "opshttp.h"
 #include "server.h"
 
 /* epoll tags for the fixed sources; connections are tagged with their pointer */
@@ -682,6 +683,7 @@ static void loop_once(server *s)
 kb_code kb_server_run(kb_broker *b, kb_err *err)
 {
 	server s = { .b = b, .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
+	kb_opshttp *ops = NULL;
 	kb_code rc;
 
 	s.conns.count = &b->nconns;
@@ -698,7 +700,10 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	kb_broker_attach_io(b, &s.io);
 	/* the health checks and the KMS v2 sockets ride on this loop */
 	if ((rc = kb_health_start(b, &s.io, &b->health, err)) != KB_OK ||
-	    (rc = kb_kms_face_start(b, &s.io, b->health, &b->kms, err)) != KB_OK) {
+	    (rc = kb_kms_face_start(b, &s.io, b->health, &b->kms, err)) != KB_OK ||
+	    (rc = kb_opshttp_start(b, &s.io, b->health, &ops, err)) != KB_OK) {
+		kb_kms_face_stop(b->kms);
+		b->kms = NULL;
 		kb_health_stop(b->health);
 		b->health = NULL;
 		kb_broker_attach_io(b, NULL);
@@ -713,6 +718,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		loop_once(&s);
 	if (!drained(&s))
 		kb_warn("gave up waiting for requests in flight after %d s", DRAIN_DEADLINE_MS / 1000);
+	kb_opshttp_stop(ops);
 	kb_kms_face_stop(b->kms);
 	kb_health_stop(b->health);
 	b->kms = NULL;
