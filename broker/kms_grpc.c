@@ -1,10 +1,12 @@
 /*
  * kms_grpc.c: one gRPC server and the thread that drives it (see kms_grpc.h).
  *
- * A call goes through three steps, each a batch whose completion comes back
- * on the queue with the call as its tag: NEW (grpc_server_request_call gave
- * it), READ (its one request message is in) and DONE (the answer and status
- * are sent and the call is closed).
+ * The three methods are registered with gRPC, which reads each call's one
+ * request message before it hands the call over, so a call takes two steps,
+ * each coming back on the queue with the call as its tag: NEW (the call and
+ * its message are in) and DONE (the answer and status are sent, the call is
+ * closed). A call to any other method comes through the generic request
+ * (step NEW with no method) and is answered UNIMPLEMENTED.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -23,13 +25,14 @@
 #include "kms_grpc.h"
 #include "log.h"
 
-enum { STEP_NEW, STEP_READ, STEP_DONE };
+enum { STEP_NEW, STEP_DONE };
 
 struct kb_kms_call {
 	kb_kms_grpc *g;
 	int step;
 	grpc_call *call;
-	grpc_call_details details;
+	grpc_call_details details;  /* the generic request: the unknown method's name */
+	gpr_timespec deadline;
 	grpc_metadata_array md;
 	grpc_byte_buffer *in;
 	grpc_byte_buffer *out;
@@ -49,6 +52,7 @@ struct kb_kms_grpc {
 	pthread_t thread;
 	bool thread_started;
 	int shutdown_tag;
+	void *methods[KB_KMS_METHODS]; /* grpc_server_register_method's handles */
 	void (*post)(void *ctx, kb_kms_call *call);
 	void *ctx;
 };
@@ -76,20 +80,29 @@ static void call_free(kb_kms_call *c)
 	free(c);
 }
 
-/* request_next asks the server for the next call; false once it is shutting down. */
-static bool request_next(kb_kms_grpc *g)
+/*
+ * request_next asks the server for the next call of method m (KB_KMS_METHODS:
+ * of any other method); false once it is shutting down.
+ */
+static bool request_next(kb_kms_grpc *g, kb_kms_method m)
 {
 	kb_kms_call *c = calloc(1, sizeof(*c));
+	grpc_call_error rc;
 
 	if (c == NULL)
 		return false;
 	c->g = g;
 	c->step = STEP_NEW;
 	c->fd = -1;
+	c->method = m;
 	grpc_call_details_init(&c->details);
 	grpc_metadata_array_init(&c->md);
-	if (grpc_server_request_call(g->server, &c->call, &c->details, &c->md, g->cq, g->cq, c) !=
-	    GRPC_CALL_OK) {
+	if (m == KB_KMS_METHODS)
+		rc = grpc_server_request_call(g->server, &c->call, &c->details, &c->md, g->cq, g->cq, c);
+	else
+		rc = grpc_server_request_registered_call(g->server, g->methods[m], &c->call, &c->deadline,
+							 &c->md, &c->in, g->cq, g->cq, c);
+	if (rc != GRPC_CALL_OK) {
 		call_free(c);
 		return false;
 	}
@@ -133,28 +146,13 @@ static bool decode(kb_kms_call *c)
 
 static void on_new(kb_kms_grpc *g, kb_kms_call *c)
 {
-	grpc_op op = { .op = GRPC_OP_RECV_MESSAGE };
-
-	request_next(g);
-	c->method = KB_KMS_METHODS;
-	for (int i = 0; i < KB_KMS_METHODS; i++)
-		if (grpc_slice_str_cmp(c->details.method, method_paths[i]) == 0)
-			c->method = (kb_kms_method)i;
+	request_next(g, c->method);
 	if (c->method == KB_KMS_METHODS) {
 		kb_kms_call_reply(c, GRPC_STATUS_UNIMPLEMENTED,
 				  "keybroker serves only v2.KeyManagementService Status, Encrypt and Decrypt", NULL);
 		return;
 	}
-	c->fd = peer_fd(c->call);
-	c->step = STEP_READ;
-	op.data.recv_message.recv_message = &c->in;
-	if (grpc_call_start_batch(c->call, &op, 1, c, NULL) != GRPC_CALL_OK)
-		call_free(c);
-}
-
-static void on_read(kb_kms_grpc *g, kb_kms_call *c, bool ok)
-{
-	if (!ok || c->in == NULL) {
+	if (c->in == NULL) {
 		kb_kms_call_reply(c, GRPC_STATUS_CANCELLED, "the request message did not come", NULL);
 		return;
 	}
@@ -163,6 +161,7 @@ static void on_read(kb_kms_grpc *g, kb_kms_call *c, bool ok)
 				  "the request is not a KMS v2 message of this method", NULL);
 		return;
 	}
+	c->fd = peer_fd(c->call);
 	g->post(g->ctx, c);
 }
 
@@ -187,8 +186,6 @@ static void *run(void *arg)
 			call_free(c); /* the server is shutting down */
 		else if (c->step == STEP_NEW)
 			on_new(g, c);
-		else if (c->step == STEP_READ)
-			on_read(g, c, ev.success);
 		else
 			call_free(c);
 	}
@@ -202,6 +199,7 @@ kb_code kb_kms_grpc_start(size_t max_msg, void (*post)(void *ctx, kb_kms_call *c
 	grpc_arg arg = { .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
 			 .value.integer = (int)max_msg };
 	grpc_channel_args args = { .num_args = 1, .args = &arg };
+	bool break_start = false;
 
 	if (g == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
@@ -212,8 +210,14 @@ kb_code kb_kms_grpc_start(size_t max_msg, void (*post)(void *ctx, kb_kms_call *c
 	g->server = grpc_server_create(&args, NULL);
 	g->creds = grpc_insecure_server_credentials_create();
 	grpc_server_register_completion_queue(g->server, g->cq, NULL);
+	for (int m = 0; m < KB_KMS_METHODS; m++)
+		g->methods[m] = grpc_server_register_method(g->server, method_paths[m], NULL,
+							    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 	grpc_server_start(g->server);
-	if (!request_next(g) || pthread_create(&g->thread, NULL, run, g) != 0) {
+	for (int m = 0; m <= KB_KMS_METHODS; m++)
+		if (!request_next(g, (kb_kms_method)m))
+			break_start = true;
+	if (break_start || pthread_create(&g->thread, NULL, run, g) != 0) {
 		kb_kms_grpc_stop(g);
 		return kb_err_set(err, KB_E_INTERNAL, "cannot start the KMS gRPC server");
 	}
