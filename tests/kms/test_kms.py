@@ -221,6 +221,58 @@ def recreated_key_gets_a_new_key_id(root):
     check(first != second, "a different fingerprint: %s vs %s" % (first, second))
 
 
+def status_not_ok_while_token_removed(root):
+    """With the token pulled (the fault shim in front of SoftHSM), Status says
+    so at the next check, Encrypt fails UNAVAILABLE; once it is back, Status is
+    "ok" again with the same key_id."""
+    shim_path = os.environ.get("KB_SHIM", os.path.join(kbtest.BUILD, "tests", "shim", "kbshim.so"))
+    control = os.path.join(root, "shim.control")
+
+    def shim(mode):
+        with open(control + ".tmp", "w") as f:
+            f.write(mode + "\n")
+        os.replace(control + ".tmp", control)
+    shim("ok")
+    token = Token(root)
+    path, sec = kms_section(root, "rsa")
+    keys = ("[key:rsa]\nbackend = pkcs11\nmodule = %s\nuri = pkcs11:token=%s;object=rsa-kek\npin_file = %s\n\n" %
+            (shim_path, token.label, token.pin_file)) + sec
+    kb = Broker(root, token, broker_extra="health_interval = 1s\n", keys=keys,
+                env={"KB_SHIM_CONTROL": control, "KB_SHIM_MODULE": kbtest.MODULE})
+    kms = Kms(path)
+    st = healthy(kms)
+    seed = os.urandom(32)
+    enc = kms.encrypt(seed)  # a wrap is not cached: its Decrypt needs the token
+    shim("removed")
+    bad = wait_for(lambda: (lambda s: s if s.healthz != "ok" else None)(kms.status()), "Status not ok", timeout=15)
+    check("rsa" in bad.healthz and "backend_unavailable" in bad.healthz, "healthz says why: %r" % bad.healthz)
+    code, details = kms.code_of(kms.decrypt, enc.ciphertext, enc.key_id, dict(enc.annotations))
+    check(code == grpc.StatusCode.UNAVAILABLE and "backend_unavailable" in details,
+          "Decrypt with the token out: %s %s" % (code, details))
+    shim("ok")
+    back = healthy(kms)
+    check(back.key_id == st.key_id, "the same key_id once the token is back")
+    check(kms.decrypt(enc.ciphertext, enc.key_id, dict(enc.annotations)).plaintext == seed, "decrypts again")
+
+
+def bench_measures_kms_decrypt_and_encrypt(root):
+    """keybroker bench --op kms-decrypt and kms-encrypt run against the KMS
+    socket with no errors; Decrypts are all cache hits (no backend unwrap)."""
+    kb, kms, path = start(root)
+    healthy(kms)
+    for op in ("kms-decrypt", "kms-encrypt"):
+        before = kb.backend_calls("rsa")
+        p = kb.cli("bench", "--op", op, "--kms-socket", path, "--requests", "200", "--warmup", "0",
+                   "--json", check_rc=0)
+        s = json.loads(p.stdout)["series"][0]
+        check(s["requests"] == 200 and s["errors"] == 0, "%s: %s" % (op, s))
+        if op == "kms-decrypt":
+            # 64 ciphertexts made and decrypted once before the window, then only hits
+            check(kb.backend_calls("rsa") - before == 64, "kms-decrypt's window made no backend unwrap")
+    p = kb.cli("bench", "--op", "kms-decrypt", "--requests", "5")
+    check(p.returncode == 2 and b"--kms-socket" in p.stderr, "kms ops need --kms-socket: %s" % p.stderr)
+
+
 if __name__ == "__main__":
     kbtest.run({k: v for k, v in globals().items() if callable(v) and not k.startswith("_") and
                 k not in ("start", "healthy", "audit_lines", "check", "make_blob", "b64", "wait_for")})
