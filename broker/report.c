@@ -67,7 +67,8 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 		kb_jw_str(o, kb_alg_name(k->conf->alg));
 		field_u64(o, "ttl_s", (uint64_t)(k->ttl_ms / 1000));
 		kb_jw_raw(o, k->healthy ? ",\"healthy\":true" : ",\"healthy\":false");
-		kb_jw_raw(o, !k->checked ? ",\"check\":\"pending\"" : k->check_ok ? ",\"check\":\"ok\"" : ",\"check\":\"failed\"");
+		if (k->checked) /* health.c runs with a [kms:] socket or metrics_listen */
+			kb_jw_raw(o, k->check_ok ? ",\"check\":\"ok\"" : ",\"check\":\"failed\"");
 		if (k->last_code != KB_OK) {
 			kb_jw_key(o, "last_error");
 			kb_jw_str(o, kb_code_name(k->last_code));
@@ -182,8 +183,10 @@ static void kms_metrics(kb_broker *b, kb_buf *t)
 	}
 	help(t, "keybroker_key_check_ok", "gauge", "1 if the key's last health check (get, wrap, unwrap) passed.");
 	for (int i = 0; i < b->nkeys; i++) {
+		if (!b->keys[i].checked)
+			continue;
 		snprintf(labels, sizeof(labels), "key=\"%s\"", b->keys[i].conf->name);
-		metric(t, "keybroker_key_check_ok", labels, b->keys[i].checked && b->keys[i].check_ok);
+		metric(t, "keybroker_key_check_ok", labels, b->keys[i].check_ok);
 	}
 }
 

@@ -698,8 +698,9 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	}
 	s.conns.epfd = s.epfd;
 	kb_broker_attach_io(b, &s.io);
-	/* the health checks and the KMS v2 sockets ride on this loop */
-	if ((rc = kb_health_start(b, &s.io, &b->health, err)) != KB_OK ||
+	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */
+	if (((b->cfg->nkms > 0 || b->cfg->metrics_listen) &&
+	     (rc = kb_health_start(b, &s.io, &b->health, err)) != KB_OK) ||
 	    (rc = kb_kms_face_start(b, &s.io, b->health, &b->kms, err)) != KB_OK ||
 	    (rc = kb_opshttp_start(b, &s.io, b->health, &ops, err)) != KB_OK) {
 		kb_kms_face_stop(b->kms);
