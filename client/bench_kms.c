@@ -26,6 +26,7 @@ struct bench_kms {
 	bench_driver d;
 	char target[160];
 	bool decrypt;
+	bool status;             /* kms-status: the floor of a call that the broker answers at once */
 	size_t size;
 	char key_id[1100];
 	grpc_slice *reqs;        /* packed requests: Decrypt of each ciphertext, or one Encrypt */
@@ -170,6 +171,16 @@ static int kms_prepare(void *arg, int clients, double seconds, uint64_t requests
 	if (conn_open(k, &c) != 0)
 		return -1;
 	k->nreqs = k->decrypt ? POOL : 1;
+	if (k->status) {
+		V2__StatusRequest sr = V2__STATUS_REQUEST__INIT;
+
+		conn_close(c);
+		k->reqs = calloc(1, sizeof(*k->reqs));
+		if (k->reqs == NULL)
+			return -1;
+		k->reqs[0] = pack(&sr.base);
+		return 0;
+	}
 	k->reqs = calloc(k->nreqs, sizeof(*k->reqs));
 	for (size_t i = 0; k->reqs && i < k->nreqs && rc == 0; i++) {
 		grpc_slice resp = grpc_empty_slice();
@@ -252,7 +263,7 @@ static int kms_op(void *conn)
 	char details[400];
 	grpc_status_code st;
 
-	st = call(c, method(k->decrypt, 0), grpc_slice_ref(k->reqs[c->at]), &resp, details, sizeof(details));
+	st = call(c, method(k->decrypt, k->status), grpc_slice_ref(k->reqs[c->at]), &resp, details, sizeof(details));
 	c->at = c->at + 1 == k->nreqs ? 0 : c->at + 1;
 	grpc_slice_unref(resp);
 	if (st != GRPC_STATUS_OK) {
@@ -262,7 +273,7 @@ static int kms_op(void *conn)
 	return BENCH_OK;
 }
 
-bench_kms *bench_kms_new(const char *socket, bool decrypt, size_t size, char *err, size_t errlen)
+bench_kms *bench_kms_new(const char *socket, const char *op, size_t size, char *err, size_t errlen)
 {
 	bench_kms *k = calloc(1, sizeof(*k));
 	V2__StatusRequest sr = V2__STATUS_REQUEST__INIT;
@@ -278,7 +289,8 @@ bench_kms *bench_kms_new(const char *socket, bool decrypt, size_t size, char *er
 	grpc_init();
 	atomic_flag_clear(&k->error_seen);
 	snprintf(k->target, sizeof(k->target), "unix:%s", socket);
-	k->decrypt = decrypt;
+	k->decrypt = strcmp(op, "kms-decrypt") == 0;
+	k->status = strcmp(op, "kms-status") == 0;
 	k->size = size;
 	if (conn_open(k, &c) != 0) {
 		free(k);

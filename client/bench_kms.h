@@ -4,7 +4,8 @@
  * socket, made with gRPC's C core as kube-apiserver's Go client would make
  * its calls, one call in flight. kms-decrypt cycles through ciphertexts that
  * Encrypt made and one Decrypt each put in the broker's cache, so it
- * measures the cached path beside unwrap-hit; kms-encrypt beside wrap.
+ * measures the cached path beside unwrap-hit; kms-encrypt beside wrap;
+ * kms-status the floor: a call the broker's loop answers from what it holds.
  */
 #ifndef KB_BENCH_KMS_H
 #define KB_BENCH_KMS_H
@@ -14,10 +15,11 @@
 typedef struct bench_kms bench_kms;
 
 /*
- * bench_kms_new checks the socket with a Status call (it must say "ok").
+ * bench_kms_new makes the driver of op (kms-decrypt, kms-encrypt or
+ * kms-status) and checks the socket with a Status call (it must say "ok").
  * Returns the driver's state, or NULL with err filled.
  */
-bench_kms *bench_kms_new(const char *socket, bool decrypt, size_t size, char *err, size_t errlen);
+bench_kms *bench_kms_new(const char *socket, const char *op, size_t size, char *err, size_t errlen);
 
 bench_driver *bench_kms_driver(bench_kms *k);
 

@@ -68,7 +68,8 @@ static int run_bench(cli *c)
 	double clients = 1, duration = 10, requests = 0, warmup = 1, size = 32;
 	bench_spec spec = { 0 };
 	const char *kms_socket = cli_optval(c, "kms-socket");
-	bool kms = opname && (!strcmp(opname, "kms-decrypt") || !strcmp(opname, "kms-encrypt"));
+	bool kms = opname && (!strcmp(opname, "kms-decrypt") || !strcmp(opname, "kms-encrypt") ||
+			      !strcmp(opname, "kms-status"));
 	bench_series *s;
 	bench_broker *b = NULL;
 	bench_kms *k = NULL;
@@ -83,7 +84,7 @@ static int run_bench(cli *c)
 	op = kms ? BENCH_OP_COUNT : bench_op_parse(opname);
 	if (op < 0)
 		return cli_usage(c, "unknown --op '%s': one of unwrap-hit, unwrap-miss, wrap, datakey, "
-				 "rewrap, mixed, kms-decrypt, kms-encrypt", opname);
+				 "rewrap, mixed, kms-decrypt, kms-encrypt, kms-status", opname);
 	if (dur != NULL && req != NULL)
 		return cli_usage(c, "give --duration or --requests, not both");
 	if (cli_optval(c, "clients") && !parse_num(cli_optval(c, "clients"), 1, 1024, &clients))
@@ -104,8 +105,7 @@ static int run_bench(cli *c)
 
 	if (kms) {
 		/* the KMS socket names its key: the report shows Status's key_id */
-		if ((k = bench_kms_new(kms_socket, !strcmp(opname, "kms-decrypt"), (size_t)size, err,
-				       sizeof(err))) == NULL)
+		if ((k = bench_kms_new(kms_socket, opname, (size_t)size, err, sizeof(err))) == NULL)
 			return cli_fail(KB_E_IO, "%s", err);
 		key = bench_kms_key_id(k);
 		d = bench_kms_driver(k);
@@ -188,7 +188,8 @@ const cli_cmd cli_bench = {
 		"  wrap, datakey, rewrap\n"
 		"  mixed        9 cached unwraps to 1 datakey\n"
 		"  kms-decrypt  KMS v2 Decrypts of cached DEKs on --kms-socket (no --key)\n"
-		"  kms-encrypt  KMS v2 Encrypts on --kms-socket, as kube-apiserver makes them\n\n"
+		"  kms-encrypt  KMS v2 Encrypts on --kms-socket, as kube-apiserver makes them\n"
+		"  kms-status   KMS v2 Status calls: the floor of a call on --kms-socket\n\n"
 		"Each client is a thread with its own connection and one request in flight.\n"
 		"Blobs are made (and, for unwrap-hit, cached) before the warmup; only the\n"
 		"measured window is timed. Prints requests/s, latency percentiles (p50, p90,\n"
@@ -205,8 +206,8 @@ const cli_cmd cli_bench = {
 		"  keybroker bench --key rsa --op unwrap-miss --plot cdf.svg\n",
 	.opts = {
 		{ "key", 'k', "KEY", "the key to measure" },
-		{ "op", 0, "OP", "unwrap-hit, unwrap-miss, wrap, datakey, rewrap, mixed, kms-decrypt, kms-encrypt" },
-		{ "kms-socket", 0, "PATH", "the [kms:NAME] socket, for kms-decrypt and kms-encrypt" },
+		{ "op", 0, "OP", "unwrap-hit, unwrap-miss, wrap, datakey, rewrap, mixed, kms-decrypt, kms-encrypt, kms-status" },
+		{ "kms-socket", 0, "PATH", "the [kms:NAME] socket, for the kms-* ops" },
 		{ "clients", 'c', "N", "client threads, one connection each (default 1)" },
 		{ "duration", 'd', "S", "seconds to measure (default 10)" },
 		{ "requests", 'n', "N", "measure N requests instead of a duration" },
