@@ -218,6 +218,7 @@ static void on_wrapped(void *ctx, const cJSON *a)
 {
 	op *o = ctx;
 	const char *code, *msg, *blob = kb_inproc_str(a, "blob"), *version = kb_inproc_str(a, "version");
+	char fp[KB_KMS_FP_LEN + 1];
 	kb_blob *decoded;
 	kb_err err;
 
@@ -243,7 +244,7 @@ static void on_wrapped(void *ctx, const cJSON *a)
 		return;
 	}
 	/* a version not seen yet (a rotation since the last check): learn it first */
-	if (!kb_health_fingerprint(o->k->f->health, o->k->key, o->version, (char[KB_KMS_FP_LEN + 1]){ 0 }) &&
+	if (!kb_health_fingerprint(o->k->f->health, o->k->key, o->version, fp) &&
 	    kb_health_learn(o->k->f->health, o->k->key, encrypt_answer, o) == KB_OK)
 		return;
 	encrypt_answer(o);

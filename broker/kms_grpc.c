@@ -63,12 +63,34 @@ static const char *const method_paths[KB_KMS_METHODS] = {
 	"/v2.KeyManagementService/Decrypt",
 };
 
+/* wipe_in zeroes the received message's bytes: an Encrypt's carry a plaintext */
+static void wipe_in(grpc_byte_buffer *in)
+{
+	grpc_byte_buffer_reader r;
+	grpc_slice s;
+
+	if (!grpc_byte_buffer_reader_init(&r, in))
+		return;
+	while (grpc_byte_buffer_reader_next(&r, &s)) {
+		OPENSSL_cleanse(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+		grpc_slice_unref(s);
+	}
+	grpc_byte_buffer_reader_destroy(&r);
+}
+
 static void call_free(kb_kms_call *c)
 {
+	if (c->req && c->method == KB_KMS_ENCRYPT) {
+		const V2__EncryptRequest *e = (const V2__EncryptRequest *)c->req;
+		if (e->plaintext.data)
+			OPENSSL_cleanse(e->plaintext.data, e->plaintext.len);
+	}
 	if (c->req)
 		protobuf_c_message_free_unpacked(c->req, NULL);
-	if (c->in)
+	if (c->in) {
+		wipe_in(c->in);
 		grpc_byte_buffer_destroy(c->in);
+	}
 	if (c->out)
 		grpc_byte_buffer_destroy(c->out);
 	if (c->have_details)
