@@ -296,8 +296,10 @@ static void arm(kb_health *h)
 {
 	int64_t first = -1;
 
+	/* a key a reload removed is not checked: its time does not count */
 	for (int i = 0; i < h->nkeys; i++)
-		if (!h->keys[i]->running && (first < 0 || h->keys[i]->next_ms < first))
+		if (!h->keys[i]->running && kb_key_find(h->b, h->keys[i]->name) &&
+		    (first < 0 || h->keys[i]->next_ms < first))
 			first = h->keys[i]->next_ms;
 	h->io->timer_arm(h->timer, first < 0 ? kb_now_ms() + h->b->cfg->health_interval_ms : first);
 }

@@ -255,6 +255,37 @@ def status_not_ok_while_token_removed(root):
     check(kms.decrypt(enc.ciphertext, enc.key_id, dict(enc.annotations)).plaintext == seed, "decrypts again")
 
 
+def reload_keeps_the_kms_socket_serving(root):
+    """SIGHUP while kube-apiserver is connected: the KMS socket keeps serving
+    on the same channel; a reload that removes the KMS key makes Status say
+    so (and Decrypt NOT_FOUND), one that brings it back makes it ok again."""
+    import signal
+    token = Token(root)
+    kb, kms, path = start(root, token=token)
+    st = healthy(kms)
+    seed = os.urandom(32)
+    enc = kms.encrypt(seed)
+    with open(kb.conf) as f:
+        full = f.read()
+
+    def reload(text, n):
+        with open(kb.conf, "w") as f:
+            f.write(text)
+        kb.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: kb.log_text().count("SIGHUP: reloaded") >= n, "reload %d" % n)
+    reload(full, 1)
+    check(kms.decrypt(enc.ciphertext, enc.key_id, dict(enc.annotations)).plaintext == seed, "Decrypt after SIGHUP")
+    check(healthy(kms).key_id == st.key_id, "Status after SIGHUP")
+    reload(full.replace("[key:rsa]", "[key:gone]"), 2)
+    check(kms.status().healthz == "the key is not configured", "Status names the missing key")
+    code, details = kms.code_of(kms.decrypt, enc.ciphertext, enc.key_id, dict(enc.annotations))
+    check(code == grpc.StatusCode.NOT_FOUND and "rsa" in details, "Decrypt of a removed key: %s %s" % (code, details))
+    reload(full, 3)
+    check(healthy(kms).key_id == st.key_id, "the key back, Status ok with the same key_id")
+    check(kms.decrypt(enc.ciphertext, enc.key_id, dict(enc.annotations)).plaintext == seed, "and Decrypt")
+    check(kb.stop() == 0, "keybrokerd stops cleanly after the reloads")
+
+
 def bench_measures_kms_decrypt_and_encrypt(root):
     """keybroker bench --op kms-decrypt and kms-encrypt run against the KMS
     socket with no errors; Decrypts are all cache hits (no backend unwrap)."""
