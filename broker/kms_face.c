@@ -2,16 +2,12 @@
  * kms_face.c: the KMS v2 calls, answered on the loop (see kms_face.h).
  */
 #include <errno.h>
-#include <grp.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -24,6 +20,7 @@
 #include "kms_keyid.h"
 #include "log.h"
 #include "policy.h"
+#include "unixsock.h"
 
 #define ANN_FORMAT "format.keybroker.io"
 #define ANN_ALG "alg.keybroker.io"
@@ -475,57 +472,10 @@ static void on_accept(void *ctx, int lfd, unsigned ready)
 	}
 }
 
-/* listen_kms makes the section's socket as the main one is made: private directory, mode, group */
-static kb_code listen_kms(kms *k, const kb_config *cfg, kb_err *err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char *dir = strdup(k->path);
-	struct stat st;
-	mode_t old;
-	int rc;
-
-	if (dir == NULL)
-		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
-	rc = stat(dirname(dir), &st);
-	free(dir);
-	if (rc != 0 || (st.st_mode & S_IWOTH))
-		return kb_err_set(err, KB_E_BAD_REQUEST,
-				  "[kms:%s] socket %s: its directory is missing or writable by every user; use a private directory",
-				  k->name, k->path);
-	if (lstat(k->path, &st) == 0) {
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		strncpy(sa.sun_path, k->path, sizeof(sa.sun_path) - 1);
-		rc = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-		if (probe >= 0)
-			close(probe);
-		if (!S_ISSOCK(st.st_mode) || rc)
-			return kb_err_set(err, KB_E_BUSY, "[kms:%s] %s is in use or not a socket: refusing to replace it",
-					  k->name, k->path);
-		unlink(k->path);
-	}
-	strncpy(sa.sun_path, k->path, sizeof(sa.sun_path) - 1);
-	if ((k->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-		return kb_err_set(err, KB_E_INTERNAL, "socket: %s", strerror(errno));
-	old = umask(0177);
-	rc = bind(k->lfd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (rc != 0)
-		return kb_err_set(err, KB_E_INTERNAL, "[kms:%s] cannot bind %s: %s", k->name, k->path, strerror(errno));
-	if (cfg->socket_group) {
-		struct group *g = getgrnam(cfg->socket_group);
-		if (g == NULL || chown(k->path, (uid_t)-1, g->gr_gid) != 0)
-			return kb_err_set(err, KB_E_BAD_REQUEST, "[kms:%s] cannot give %s to group %s", k->name,
-					  k->path, cfg->socket_group);
-	}
-	if (chmod(k->path, cfg->socket_mode) != 0 || listen(k->lfd, SOMAXCONN) != 0)
-		return kb_err_set(err, KB_E_INTERNAL, "[kms:%s] cannot listen on %s: %s", k->name, k->path,
-				  strerror(errno));
-	return KB_OK;
-}
-
 static kb_code start_one(kb_kms_face *f, kms *k, const kb_kmsconf *kc, kb_err *err)
 {
 	const kb_io *io = f->io;
+	char msg[sizeof(err->msg)];
 	kb_code rc;
 
 	k->f = f;
@@ -540,8 +490,11 @@ static kb_code start_one(kb_kms_face *f, kms *k, const kb_kmsconf *kc, kb_err *e
 				  kc->key, kc->key);
 	if ((k->path = strdup(kc->socket)) == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
-	if ((rc = listen_kms(k, f->b->cfg, err)) != KB_OK)
-		return rc;
+	/* made as the main socket is: private directory, mode, group */
+	if ((rc = kb_unix_listen(k->path, f->b->cfg->socket_mode, f->b->cfg->socket_group, &k->lfd, err)) != KB_OK) {
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		return kb_err_set(err, rc, "[kms:%s] %s", k->name, msg);
+	}
 	if ((k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		return kb_err_set(err, KB_E_INTERNAL, "eventfd: %s", strerror(errno));
 	if ((rc = kb_kms_grpc_start(f->b->cfg->max_request_bytes, post, k, &k->grpc, err)) != KB_OK)
