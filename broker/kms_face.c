@@ -203,7 +203,9 @@ static void on_accept(void *ctx, int lfd, unsigned ready)
 static kb_code start_one(kb_kms_face *f, kms *k, const kb_kmsconf *kc, kb_err *err)
 {
 	const kb_io *io = f->io;
+	const kb_config *cfg = f->b->cfg;
 	char msg[sizeof(err->msg)];
+	kb_kms_limits lim;
 	kb_code rc;
 
 	k->f = f;
@@ -226,7 +228,10 @@ static kb_code start_one(kb_kms_face *f, kms *k, const kb_kmsconf *kc, kb_err *e
 	}
 	if ((k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		return kb_err_set(err, KB_E_INTERNAL, "eventfd: %s", strerror(errno));
-	if ((rc = kb_kms_grpc_start(f->b->cfg->max_request_bytes, post, k, &k->grpc, err)) != KB_OK)
+	/* a connection that does nothing is closed after idle_timeout, or client_timeout without one */
+	lim = (kb_kms_limits){ .max_msg = cfg->max_request_bytes, .max_streams = cfg->max_inflight,
+			       .idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : cfg->client_timeout_ms };
+	if ((rc = kb_kms_grpc_start(&lim, post, k, &k->grpc, err)) != KB_OK)
 		return rc;
 	if (io->watch(io->loop, &k->ewatch, k->efd, KB_IO_IN, on_inbox, k) != 0 ||
 	    io->watch(io->loop, &k->lwatch, k->lfd, KB_IO_IN, on_accept, k) != 0)

@@ -214,13 +214,18 @@ static void *run(void *arg)
 	return NULL;
 }
 
-kb_code kb_kms_grpc_start(size_t max_msg, void (*post)(void *ctx, kb_kms_call *call), void *ctx,
+kb_code kb_kms_grpc_start(const kb_kms_limits *lim, void (*post)(void *ctx, kb_kms_call *call), void *ctx,
 			  kb_kms_grpc **out, kb_err *err)
 {
 	kb_kms_grpc *g = calloc(1, sizeof(*g));
-	grpc_arg arg = { .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-			 .value.integer = (int)max_msg };
-	grpc_channel_args args = { .num_args = 1, .args = &arg };
+	grpc_arg arg[3] = {
+		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = (int)lim->max_msg },
+		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = lim->max_streams },
+		/* also ends a connection that never speaks HTTP/2: gRPC has no handshake to time on an fd it is given */
+		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+		  .value.integer = (int)(lim->idle_ms > INT32_MAX ? INT32_MAX : lim->idle_ms) },
+	};
+	grpc_channel_args args = { .num_args = 3, .args = arg };
 	bool break_start = false;
 
 	if (g == NULL)

@@ -15,6 +15,7 @@
 #define KB_KMS_GRPC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/grpc.h>
 
@@ -31,12 +32,18 @@ typedef enum kb_kms_method {
 	KB_KMS_METHODS
 } kb_kms_method;
 
+/* the main socket's limits, as gRPC applies them to a connection */
+typedef struct kb_kms_limits {
+	size_t max_msg;          /* max_request_bytes: a bigger message fails RESOURCE_EXHAUSTED */
+	int max_streams;         /* max_inflight: calls at once on one connection */
+	int64_t idle_ms;         /* a connection with no call for this long is closed (> 0) */
+} kb_kms_limits;
+
 /*
- * kb_kms_grpc_start starts a server whose messages are at most max_msg bytes
- * (bigger ones fail with RESOURCE_EXHAUSTED inside gRPC), posting each call to
+ * kb_kms_grpc_start starts a server with limits lim, posting each call to
  * post(ctx, call) from its thread. Returns KB_OK or KB_E_INTERNAL.
  */
-kb_code kb_kms_grpc_start(size_t max_msg, void (*post)(void *ctx, kb_kms_call *call), void *ctx,
+kb_code kb_kms_grpc_start(const kb_kms_limits *lim, void (*post)(void *ctx, kb_kms_call *call), void *ctx,
 			  kb_kms_grpc **out, kb_err *err);
 
 /* kb_kms_grpc_add_fd serves an accepted connection; the server owns fd from now on. */
