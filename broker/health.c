@@ -39,6 +39,13 @@ typedef struct hkey {
 	int nfps, fp_next;
 	learner *learners;       /* waiting for a get */
 	bool learning;
+	/* the last get: its outcome, and the check value being made of its version */
+	bool get_ok, get_enabled;
+	char get_code[40];
+	char get_msg[KB_ERR_MSG_MAX];
+	char kcv_version[KB_VERSION_MAX + 1];
+	char where_fp[KB_KMS_FP_LEN + 1];
+	bool kcv_second;
 } hkey;
 
 struct kb_health {
@@ -98,49 +105,44 @@ static void remember_fp(hkey *k, const char *version, const char *fp)
 		k->nfps++;
 }
 
-/*
- * learn_versions takes the fingerprint of the latest version from a get:
- * the public key when there is one, else what the key service says of
- * the version (its creation time) and where it lives (token serial, vault).
- */
-static bool learn_versions(hkey *k, const cJSON *a)
+/* learned makes fp the fingerprint of version, now the write key */
+static void learned(hkey *k, const char *version, const char *fp)
 {
-	const char *latest = kb_inproc_str(a, "latest"), *pem = kb_inproc_str(a, "public_key_pem");
-	const cJSON *vs = cJSON_GetObjectItemCaseSensitive(a, "versions"), *v;
-	char fp[KB_KMS_FP_LEN + 1];
-	kb_buf m = { 0 };
-
-	if (latest == NULL || !kb_name_valid(latest, strlen(latest)))
-		return false;
-	if (pem) {
-		kb_kms_fingerprint(pem, strlen(pem), fp);
-	} else {
-		const char *detail = kb_inproc_str(a, "detail");
-		char created[32] = "0";
-
-		cJSON_ArrayForEach(v, vs) {
-			const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "created");
-			const char *name = kb_inproc_str(v, "version");
-			if (name && strcmp(name, latest) == 0 && cJSON_IsNumber(c))
-				snprintf(created, sizeof(created), "%.0f", c->valuedouble);
-		}
-		kb_buf_append(&m, k->name, strlen(k->name));
-		kb_buf_append(&m, "\n", 1);
-		kb_buf_append(&m, latest, strlen(latest));
-		kb_buf_append(&m, "\n", 1);
-		kb_buf_append(&m, created, strlen(created));
-		kb_buf_append(&m, "\n", 1);
-		if (detail)
-			kb_buf_append(&m, detail, strlen(detail));
-		kb_kms_fingerprint(m.data, m.len, fp);
-		kb_buf_free(&m);
-	}
-	remember_fp(k, latest, fp);
+	remember_fp(k, version, fp);
 	snprintf(k->st.latest.key, sizeof(k->st.latest.key), "%s", k->name);
-	snprintf(k->st.latest.version, sizeof(k->st.latest.version), "%s", latest);
+	snprintf(k->st.latest.version, sizeof(k->st.latest.version), "%s", version);
 	snprintf(k->st.latest.fp, sizeof(k->st.latest.fp), "%s", fp);
 	k->st.known = true;
-	return true;
+}
+
+/*
+ * where_fp is the fingerprint of a secret key that has no check value:
+ * what the key service says of the version (its creation time) and where
+ * it lives (token serial, vault).
+ */
+static void where_fp(hkey *k, const cJSON *a, const char *latest, char fp[KB_KMS_FP_LEN + 1])
+{
+	const cJSON *v;
+	const char *detail = kb_inproc_str(a, "detail");
+	char created[32] = "0";
+	kb_buf m = { 0 };
+
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(a, "versions")) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "created");
+		const char *name = kb_inproc_str(v, "version");
+		if (name && strcmp(name, latest) == 0 && cJSON_IsNumber(c))
+			snprintf(created, sizeof(created), "%.0f", c->valuedouble);
+	}
+	kb_buf_append(&m, k->name, strlen(k->name));
+	kb_buf_append(&m, "\n", 1);
+	kb_buf_append(&m, latest, strlen(latest));
+	kb_buf_append(&m, "\n", 1);
+	kb_buf_append(&m, created, strlen(created));
+	kb_buf_append(&m, "\n", 1);
+	if (detail)
+		kb_buf_append(&m, detail, strlen(detail));
+	kb_kms_fingerprint(m.data ? m.data : "", m.len, fp);
+	kb_buf_free(&m);
 }
 
 static void finish_learners(hkey *k)
@@ -231,26 +233,19 @@ static void on_wrap(void *ctx, const cJSON *a)
 	kb_buf_free(&f);
 }
 
-static void on_get(void *ctx, const cJSON *a)
+/* after_get goes on once a get and its fingerprint are done: the learners, then the check */
+static void after_get(hkey *k)
 {
-	hkey *k = ctx;
-	const char *code, *msg;
-	bool ok = kb_inproc_ok(a, &code, &msg);
 	kb_buf f = { 0 };
 
-	if (ok && !learn_versions(k, a)) {
-		ok = false;
-		code = "internal";
-		msg = "the key service named no valid latest version";
-	}
 	finish_learners(k);
 	if (!k->running)
 		return; /* a get for kb_health_learn alone */
-	if (!ok) {
-		check_done(k, false, "get", code, msg);
+	if (!k->get_ok) {
+		check_done(k, false, "get", k->get_code, k->get_msg);
 		return;
 	}
-	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "enabled"))) {
+	if (!k->get_enabled) {
 		check_done(k, false, "get", "key_disabled", "the latest version is disabled: enable it, or rotate");
 		return;
 	}
@@ -265,6 +260,87 @@ static void on_get(void *ctx, const cJSON *a)
 	if (f.oom || kb_inproc_request(k->h->conn, &f, NULL, on_wrap, k) != KB_OK)
 		check_done(k, false, "wrap", "internal", "out of memory");
 	kb_buf_free(&f);
+}
+
+static void on_kcv(void *ctx, const cJSON *a);
+
+/*
+ * request_kcv wraps 32 zero bytes with a deterministic key wrap (alg): the
+ * result is a check value of the key material, as a KCV is.
+ */
+static bool request_kcv(hkey *k, const char *alg)
+{
+	static const uint8_t zeros[PROBE_LEN];
+	kb_buf f = { 0 };
+	bool ok;
+
+	kb_jw_raw(&f, "\"op\":\"wrap\",\"key\":");
+	kb_jw_str(&f, k->name);
+	kb_jw_raw(&f, ",\"alg\":");
+	kb_jw_str(&f, alg);
+	kb_jw_raw(&f, ",\"plaintext\":");
+	kb_jw_b64(&f, zeros, sizeof(zeros));
+	ok = !f.oom && kb_inproc_request(k->h->conn, &f, NULL, on_kcv, k) == KB_OK;
+	kb_buf_free(&f);
+	return ok;
+}
+
+static void on_kcv(void *ctx, const cJSON *a)
+{
+	hkey *k = ctx;
+	const char *blob = kb_inproc_str(a, "blob"), *version = kb_inproc_str(a, "version");
+	char fp[KB_KMS_FP_LEN + 1];
+
+	if (kb_inproc_ok(a, NULL, NULL) && blob && version && strcmp(version, k->kcv_version) == 0) {
+		kb_kms_fingerprint(blob, strlen(blob), fp);
+		learned(k, version, fp);
+	} else if (a && !k->kcv_second && request_kcv(k, "AES-KW")) {
+		k->kcv_second = true; /* a token without AES-KWP may have AES-KW */
+		return;
+	} else {
+		learned(k, k->kcv_version, k->where_fp);
+	}
+	after_get(k);
+}
+
+/*
+ * on_get learns the latest version and its fingerprint: of the public key
+ * when there is one; else a check value from a deterministic wrap, made
+ * once per version; else (no such wrap: AES-GCM only) where_fp.
+ */
+static void on_get(void *ctx, const cJSON *a)
+{
+	hkey *k = ctx;
+	const char *code, *msg, *latest = kb_inproc_str(a, "latest"), *pem = kb_inproc_str(a, "public_key_pem");
+	char fp[KB_KMS_FP_LEN + 1];
+
+	k->get_ok = kb_inproc_ok(a, &code, &msg);
+	if (k->get_ok && (latest == NULL || !kb_name_valid(latest, strlen(latest)))) {
+		k->get_ok = false;
+		code = "internal";
+		msg = "the key service named no valid latest version";
+	}
+	if (!k->get_ok) {
+		snprintf(k->get_code, sizeof(k->get_code), "%s", code);
+		snprintf(k->get_msg, sizeof(k->get_msg), "%s", msg);
+		after_get(k);
+		return;
+	}
+	k->get_enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "enabled"));
+	if (pem) {
+		kb_kms_fingerprint(pem, strlen(pem), fp);
+		learned(k, latest, fp);
+	} else if (kb_health_fingerprint(k->h, k->name, latest, fp)) {
+		learned(k, latest, fp);
+	} else if (k->get_enabled) {
+		snprintf(k->kcv_version, sizeof(k->kcv_version), "%s", latest);
+		where_fp(k, a, latest, k->where_fp);
+		k->kcv_second = false;
+		if (request_kcv(k, "AES-KWP"))
+			return; /* on_kcv goes on */
+		learned(k, latest, k->where_fp);
+	}
+	after_get(k);
 }
 
 /* request_get asks for key's versions; on_get carries on */
@@ -406,6 +482,12 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 		return KB_E_INTERNAL;
 	}
 	return KB_OK;
+}
+
+void kb_health_end_learners(kb_health *h)
+{
+	for (int i = 0; h && i < h->nkeys; i++)
+		finish_learners(h->keys[i]);
 }
 
 bool kb_health_ready(kb_health *h, char *why, size_t cap)

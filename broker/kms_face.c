@@ -282,7 +282,8 @@ void kb_kms_face_stop(kb_kms_face *f)
 			kb_kms_call_reply(c, GRPC_STATUS_UNAVAILABLE, "the broker is shutting down", NULL);
 		}
 	}
-	/* answers every call still waiting on the broker with UNAVAILABLE */
+	/* answers every call still waiting on the broker with UNAVAILABLE, or as it can */
+	kb_health_end_learners(f->health);
 	while (f->clients) {
 		client *cl = f->clients;
 		f->clients = cl->next;
