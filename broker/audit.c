@@ -104,6 +104,13 @@ static kb_code write_line(kb_audit *a, const kb_waiter *w, const char *result, c
 	kb_jw_i64(o, c->pid);
 	kb_jw_key(o, "exe");
 	kb_jw_str(o, c->exe);
+	if (c->face[0]) {
+		/* a request the broker makes for another face: its id carries that face's request id */
+		kb_jw_key(o, "face");
+		kb_jw_str(o, c->face);
+		kb_jw_key(o, "request");
+		kb_jw_raw(o, w->id_json);
+	}
 	kb_jw_key(o, "op");
 	kb_jw_str(o, w->op ? kb_op_name(w->op) : "unparsed");
 	kb_jw_key(o, "key");

@@ -63,6 +63,10 @@ typedef struct kb_key {
 	uint64_t jitter_rng;    /* xorshift state for it (not a secret; loop thread only) */
 	kb_acl acl[KB_ACL_COUNT];
 
+	/* health.c's last real check (get, wrap, unwrap): not yet, passed or failed */
+	bool checked;
+	bool check_ok;
+
 	/* health: the outcome of the last backend call */
 	bool healthy;
 	kb_code last_code;
@@ -109,6 +113,7 @@ typedef struct kb_conn {
 	gid_t gid;
 	char exe[256];          /* the peer's executable, for the audit log */
 	struct kb_peer *peer;   /* its share of the limits (peer.h); NULL outside a loop */
+	char face[80];          /* "": a socket client; else the face that serves it ("kms:k8s"), audited with each request's id */
 	kb_buf in;
 	kb_buf out;
 	int inflight;           /* requests handed to workers, not yet answered */
@@ -200,6 +205,8 @@ typedef struct kb_counters {
 	uint64_t conns_accepted;
 	uint64_t conns_refused;
 	uint64_t conns_closed_limit;
+	uint64_t kms_calls[3];     /* KMS v2 calls (kms_face.c): status, encrypt, decrypt */
+	uint64_t kms_errors[3];
 } kb_counters;
 
 struct kb_pool;
@@ -224,6 +231,8 @@ typedef struct kb_broker {
 	uid_t uid;
 	gid_t gid;
 	/* set by the server */
+	struct kb_health *health;  /* health.h: each key's last real check */
+	struct kb_kms_face *kms;   /* kms_face.h: the KMS v2 sockets, or NULL */
 	int nconns;
 	bool draining;
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */

@@ -74,6 +74,7 @@ static const char *const broker_options[] = {
 	"idle_timeout", "client_timeout", "request_timeout", "allow_uids", "allow_gids",
 	"admin_uids", "admin_gids", "audit_log", "outage_grace", "cache_ttl_jitter",
 	"max_connections_per_peer", "reserved_connections", "max_inflight_per_peer",
+	"health_interval", "metrics_listen",
 };
 
 static int broker_option(parse_state *st, const char *name, const char *value)
@@ -186,6 +187,14 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 	} else if (!strcmp(name, "audit_log")) {
 		free(c->audit_log);
 		c->audit_log = xstrdup(value);
+	} else if (!strcmp(name, "health_interval")) {
+		if (!kb_parse_duration(value, &c->health_interval_ms) || c->health_interval_ms == 0)
+			return fail(st, "broker", name, "\"%s\" is not a positive duration such as 30s", value);
+	} else if (!strcmp(name, "metrics_listen")) {
+		if (*value == '\0' || (strchr(value, ':') == NULL && strspn(value, "0123456789") != strlen(value)))
+			return fail(st, "broker", name, "\"%s\" is not HOST:PORT such as 127.0.0.1:9464, or a PORT on loopback", value);
+		free(c->metrics_listen);
+		c->metrics_listen = xstrdup(value);
 	} else {
 		const char *near = kb_conf_nearest(name, broker_options,
 						   (int)(sizeof(broker_options) / sizeof(broker_options[0])));
@@ -287,6 +296,36 @@ static int key_option(parse_state *st, const char *section, kb_keyconf *kc, cons
 	return 1;
 }
 
+/* kms_option reads one option of a [kms:NAME] section (the face checks the key exists) */
+static int kms_option(parse_state *st, const char *section, const char *name, const char *value)
+{
+	kb_config *c = st->cfg;
+	kb_kmsconf *k = NULL;
+
+	for (int i = 0; i < c->nkms; i++)
+		if (!strcmp(c->kms[i].name, section + 4))
+			k = &c->kms[i];
+	if (k == NULL) {
+		if (c->nkms == KB_MAX_KMS || !kb_name_valid(section + 4, strlen(section + 4)))
+			return fail(st, section, name, "too many [kms:] sections, or \"%s\" is not a valid name", section + 4);
+		k = &c->kms[c->nkms++];
+		snprintf(k->name, sizeof(k->name), "%s", section + 4);
+	}
+	if (!strcmp(name, "socket")) {
+		if (*value != '/' || strlen(value) >= 108)
+			return fail(st, section, name, "\"%s\" is not an absolute path of at most 107 bytes", value);
+		free(k->socket);
+		k->socket = xstrdup(value);
+	} else if (!strcmp(name, "key")) {
+		if (!kb_name_valid(value, strlen(value)))
+			return fail(st, section, name, "\"%s\" is not a key name", value);
+		snprintf(k->key, sizeof(k->key), "%s", value);
+	} else {
+		return fail(st, section, name, "unknown option; [kms:NAME] takes socket and key%s", "");
+	}
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	parse_state *st = user;
@@ -300,8 +339,10 @@ static int handler(void *user, const char *section, const char *name, const char
 		kc = key_section(st, section);
 		return kc ? key_option(st, section, kc, name, value) : 0;
 	}
+	if (!strncmp(section, "kms:", 4))
+		return kms_option(st, section, name, value);
 	kb_err_set(st->err, KB_E_BAD_REQUEST,
-		   "%s:%d: [%s]: unknown section; sections are [broker] and [key:NAME]",
+		   "%s:%d: [%s]: unknown section; sections are [broker], [key:NAME] and [kms:NAME]",
 		   st->cfg->file, st->line, section);
 	st->failed = true;
 	st->fail_line = st->line;
@@ -411,6 +452,7 @@ static kb_config *config_new(const char *name)
 	c->max_request_bytes = 65536;
 	c->log_level = KB_LOG_INFO;
 	c->cache_ttl_ms = 300 * 1000;
+	c->health_interval_ms = 30 * 1000;
 	c->cache_capacity = 100000; /* 6.9 MB locked: inside the default 8 MiB RLIMIT_MEMLOCK (docs/cache.md) */
 	c->max_connections = 1024;
 	c->max_inflight = 128;
@@ -513,6 +555,9 @@ void kb_config_free(kb_config *cfg)
 	free(cfg->socket);
 	free(cfg->socket_group);
 	free(cfg->audit_log);
+	for (int i = 0; i < cfg->nkms; i++)
+		free(cfg->kms[i].socket);
+	free(cfg->metrics_listen);
 	free(cfg->file);
 	free(cfg);
 }

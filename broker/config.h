@@ -17,6 +17,15 @@
 #include "values.h"
 
 #define KB_MAX_KEYS 256
+#define KB_MAX_KMS 8
+
+/* one [kms:NAME] section: a Kubernetes KMS v2 socket serving one key (kms_face.h) */
+typedef struct kb_kmsconf {
+	char name[KB_KEY_NAME_MAX + 1];
+	char *socket;
+	char key[KB_KEY_NAME_MAX + 1];
+} kb_kmsconf;
+
 typedef struct kb_config {
 	char *file;
 
@@ -56,6 +65,12 @@ typedef struct kb_config {
 
 	kb_keyconf keys[KB_MAX_KEYS];
 	int nkeys;
+
+	/* the Kubernetes KMS v2 face and health (kms_face.h, health.h) */
+	kb_kmsconf kms[KB_MAX_KMS];
+	int nkms;
+	int64_t health_interval_ms;   /* default 30 s */
+	char *metrics_listen;         /* NULL: no operator HTTP endpoints */
 } kb_config;
 
 /*

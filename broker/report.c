@@ -68,6 +68,8 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 		kb_jw_str(o, kb_alg_name(k->conf->alg));
 		field_u64(o, "ttl_s", (uint64_t)(k->ttl_ms / 1000));
 		kb_jw_raw(o, k->healthy ? ",\"healthy\":true" : ",\"healthy\":false");
+		if (k->checked) /* health.c runs with a [kms:] socket or metrics_listen */
+			kb_jw_raw(o, k->check_ok ? ",\"check\":\"ok\"" : ",\"check\":\"failed\"");
 		if (k->last_code != KB_OK) {
 			kb_jw_key(o, "last_error");
 			kb_jw_str(o, kb_code_name(k->last_code));
@@ -94,6 +96,8 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 	field_u64(o, "evicted_flush", b->cache.evictions[KB_EVICT_FLUSH]);
 	field_u64(o, "connections", (uint64_t)b->nconns);
 	field_u64(o, "connections_refused", n->conns_refused);
+	field_u64(o, "kms_calls", sum(n->kms_calls, 3));
+	field_u64(o, "kms_errors", sum(n->kms_errors, 3));
 	kb_jw_raw(o, "}");
 }
 
@@ -189,7 +193,42 @@ static void peer_metrics(kb_broker *b, kb_buf *t)
 	}
 }
 
+/* kms_metrics writes the KMS v2 calls and each key's last real health check (health.c). */
+static void kms_metrics(kb_broker *b, kb_buf *t)
+{
+	static const char *const methods[3] = { "status", "encrypt", "decrypt" };
+	char labels[256];
+
+	help(t, "keybroker_kms_calls_total", "counter", "Kubernetes KMS v2 calls, by method.");
+	for (int m = 0; m < 3; m++) {
+		snprintf(labels, sizeof(labels), "method=\"%s\"", methods[m]);
+		metric(t, "keybroker_kms_calls_total", labels, (double)b->counters.kms_calls[m]);
+	}
+	help(t, "keybroker_kms_errors_total", "counter", "Kubernetes KMS v2 calls answered with an error, by method.");
+	for (int m = 0; m < 3; m++) {
+		snprintf(labels, sizeof(labels), "method=\"%s\"", methods[m]);
+		metric(t, "keybroker_kms_errors_total", labels, (double)b->counters.kms_errors[m]);
+	}
+	help(t, "keybroker_key_check_ok", "gauge", "1 if the key's last health check (get, wrap, unwrap) passed.");
+	for (int i = 0; i < b->nkeys; i++) {
+		if (!b->keys[i].checked)
+			continue;
+		snprintf(labels, sizeof(labels), "key=\"%s\"", b->keys[i].conf->name);
+		metric(t, "keybroker_key_check_ok", labels, b->keys[i].check_ok);
+	}
+}
+
 void kb_report_metrics(kb_broker *b, kb_buf *o)
+{
+	kb_buf t = { 0 };
+
+	kb_report_prometheus(b, &t);
+	kb_jw_key(o, "text");
+	kb_jw_strn(o, t.data ? t.data : "", t.len);
+	kb_buf_free(&t);
+}
+
+void kb_report_prometheus(kb_broker *b, kb_buf *out)
 {
 	const kb_counters *n = &b->counters;
 	kb_buf t = { 0 };
@@ -238,8 +277,7 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 	metric(&t, "keybroker_connections_refused_total", NULL, (double)n->conns_refused);
 	peer_metrics(b, &t);
 	backend_metrics(b, &t);
-
-	kb_jw_key(o, "text");
-	kb_jw_strn(o, t.data ? t.data : "", t.len);
+	kms_metrics(b, &t);
+	kb_buf_append(out, t.data ? t.data : "", t.len);
 	kb_buf_free(&t);
 }

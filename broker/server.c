@@ -7,8 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -34,7 +30,11 @@
 #include "reload.h"
 #include "jobs.h"
 #include "keys.h"
+#include "health.h"
+#include "kms_face.h"
+#include "opshttp.h"
 #include "server.h"
+#include "unixsock.h"
 
 /* epoll tags for the fixed sources; connections are tagged with their pointer */
 enum { TAG_LISTEN = 1, TAG_POOL, TAG_SIGNAL, TAG_TIMER };
@@ -342,60 +342,9 @@ static bool drained(server *s)
 	return true;
 }
 
-static kb_code check_socket_dir(const char *path, kb_err *err)
-{
-	char *copy = strdup(path);
-	struct stat st;
-	kb_code rc = KB_OK;
-
-	if (copy == NULL)
-		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
-	if (stat(dirname(copy), &st) != 0)
-		rc = kb_err_set(err, KB_E_BAD_REQUEST, "socket directory of %s: %s", path, strerror(errno));
-	else if (st.st_mode & S_IWOTH)
-		rc = kb_err_set(err, KB_E_BAD_REQUEST,
-				"refusing socket %s: its directory is writable by every user, who could "
-				"replace the socket; use a private directory such as /run/keybroker",
-				path);
-	free(copy);
-	return rc;
-}
-
-/* take_stale_socket removes path if it is a socket nobody answers on. */
-static kb_code take_stale_socket(const char *path, kb_err *err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return kb_err_set(err, KB_E_INTERNAL, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(fd);
-		return kb_err_set(err, KB_E_BUSY,
-				  "another keybrokerd is already serving %s: stop it first, or set a different socket",
-				  path);
-	}
-	close(fd);
-	if (errno != ECONNREFUSED && errno != ENOENT)
-		return kb_err_set(err, KB_E_INTERNAL, "cannot check %s: %s", path, strerror(errno));
-	if (errno == ECONNREFUSED) {
-		kb_info("replacing the stale socket %s", path);
-		if (unlink(path) != 0)
-			return kb_err_set(err, KB_E_INTERNAL, "cannot remove the stale socket %s: %s", path,
-					  strerror(errno));
-	}
-	return KB_OK;
-}
-
 static kb_code listen_socket(server *s, kb_err *err)
 {
 	const kb_config *cfg = s->b->cfg;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	mode_t old;
-	kb_code rc;
 	int n = sd_listen_fds(1);
 
 	if (n == 1) {
@@ -409,35 +358,7 @@ static kb_code listen_socket(server *s, kb_err *err)
 	}
 	if (n > 1)
 		return kb_err_set(err, KB_E_BAD_REQUEST, "systemd passed %d sockets; keybrokerd takes one", n);
-	if ((rc = check_socket_dir(s->path, err)) != KB_OK)
-		return rc;
-	if (lstat(s->path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return kb_err_set(err, KB_E_BAD_REQUEST, "%s exists and is not a socket: refusing to replace it", s->path);
-		if ((rc = take_stale_socket(s->path, err)) != KB_OK)
-			return rc;
-	}
-	strncpy(sa.sun_path, s->path, sizeof(sa.sun_path) - 1);
-	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->lfd < 0)
-		return kb_err_set(err, KB_E_INTERNAL, "socket: %s", strerror(errno));
-	/* no moment when the socket exists with a looser mode than ours */
-	old = umask(0177);
-	rc = bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? KB_OK : KB_E_INTERNAL;
-	umask(old);
-	if (rc != KB_OK)
-		return kb_err_set(err, KB_E_INTERNAL, "cannot bind %s: %s", s->path, strerror(errno));
-	if (cfg->socket_group) {
-		struct group *g = getgrnam(cfg->socket_group);
-		if (g == NULL || chown(s->path, (uid_t)-1, g->gr_gid) != 0)
-			return kb_err_set(err, KB_E_BAD_REQUEST, "cannot give socket %s to group %s: %s", s->path,
-					  cfg->socket_group, g ? strerror(errno) : "no such group");
-	}
-	if (chmod(s->path, cfg->socket_mode) != 0)
-		return kb_err_set(err, KB_E_INTERNAL, "cannot set the mode of %s: %s", s->path, strerror(errno));
-	if (listen(s->lfd, SOMAXCONN) != 0)
-		return kb_err_set(err, KB_E_INTERNAL, "cannot listen on %s: %s", s->path, strerror(errno));
-	return KB_OK;
+	return kb_unix_listen(s->path, cfg->socket_mode, cfg->socket_group, &s->lfd, err);
 }
 
 static void loop_signals(sigset_t *set)
@@ -693,6 +614,7 @@ static void loop_once(server *s)
 kb_code kb_server_run(kb_broker *b, kb_err *err)
 {
 	server s = { .b = b, .epfd = -1, .lfd = -1, .sigfd = -1, .timerfd = -1 };
+	kb_opshttp *ops = NULL;
 	kb_code rc;
 
 	s.conns.count = &b->nconns;
@@ -708,6 +630,19 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	s.conns.epfd = s.epfd;
 	b->peers = &s.conns.peers;
 	kb_broker_attach_io(b, &s.io);
+	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */
+	if (((b->cfg->nkms > 0 || b->cfg->metrics_listen) &&
+	     (rc = kb_health_start(b, &s.io, &b->health, err)) != KB_OK) ||
+	    (rc = kb_kms_face_start(b, &s.io, b->health, &b->kms, err)) != KB_OK ||
+	    (rc = kb_opshttp_start(b, &s.io, b->health, &ops, err)) != KB_OK) {
+		kb_kms_face_stop(b->kms);
+		b->kms = NULL;
+		kb_health_stop(b->health);
+		b->health = NULL;
+		kb_broker_attach_io(b, NULL);
+		teardown(&s);
+		return rc;
+	}
 	kb_info("listening on %s with %d worker%s", s.activated ? "the systemd socket" : s.path,
 		b->cfg->workers, b->cfg->workers == 1 ? "" : "s");
 	sd_notifyf(0, "READY=1\nSTATUS=Serving %d key%s on %s", b->nkeys, b->nkeys == 1 ? "" : "s",
@@ -716,6 +651,11 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		loop_once(&s);
 	if (!drained(&s))
 		kb_warn("gave up waiting for requests in flight after %d s", DRAIN_DEADLINE_MS / 1000);
+	kb_opshttp_stop(ops);
+	kb_kms_face_stop(b->kms);
+	kb_health_stop(b->health);
+	b->kms = NULL;
+	b->health = NULL;
 	/* backends let go of the loop before it goes */
 	kb_broker_attach_io(b, NULL);
 	teardown(&s);

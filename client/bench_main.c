@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_kms.h"
 #include "cli.h"
 
 /* parse_num reads a number in [lo, hi] from s; false if s is not one. */
@@ -66,17 +67,24 @@ static int run_bench(cli *c)
 	const char *csv = cli_optval(c, "csv"), *plot = cli_optval(c, "plot");
 	double clients = 1, duration = 10, requests = 0, warmup = 1, size = 32;
 	bench_spec spec = { 0 };
+	const char *kms_socket = cli_optval(c, "kms-socket");
+	bool kms = opname && (!strcmp(opname, "kms-decrypt") || !strcmp(opname, "kms-encrypt") ||
+			      !strcmp(opname, "kms-status"));
 	bench_series *s;
-	bench_broker *b;
+	bench_broker *b = NULL;
+	bench_kms *k = NULL;
+	bench_driver *d;
 	char err[512], label[128];
 	int op, rc = CLI_EXIT_OK;
 
-	if (key == NULL || opname == NULL)
+	if (kms && kms_socket == NULL)
+		return cli_usage(c, "--op %s needs --kms-socket PATH (a [kms:NAME] socket)", opname);
+	if ((key == NULL && !kms) || opname == NULL)
 		return cli_usage(c, "--key KEY and --op OP are required");
-	op = bench_op_parse(opname);
+	op = kms ? BENCH_OP_COUNT : bench_op_parse(opname);
 	if (op < 0)
 		return cli_usage(c, "unknown --op '%s': one of unwrap-hit, unwrap-miss, wrap, datakey, "
-				 "rewrap, mixed", opname);
+				 "rewrap, mixed, kms-decrypt, kms-encrypt, kms-status", opname);
 	if (dur != NULL && req != NULL)
 		return cli_usage(c, "give --duration or --requests, not both");
 	if (cli_optval(c, "clients") && !parse_num(cli_optval(c, "clients"), 1, 1024, &clients))
@@ -95,16 +103,26 @@ static int run_bench(cli *c)
 	if ((csv && !csv[0]) || (plot && !plot[0]))
 		return cli_usage(c, "--csv and --plot need a file name");
 
-	if ((rc = cli_connect(c)) != CLI_EXIT_OK ||
-	    (rc = probe(c, key, (bench_op)op, (size_t)size)) != CLI_EXIT_OK)
-		return rc;
-	b = bench_broker_new(kb_client_socket(c->kc), key, (bench_op)op, (size_t)size, err,
-			     sizeof(err));
-	if (b == NULL)
-		return cli_fail(KB_E_IO, "%s", err);
+	if (kms) {
+		/* the KMS socket names its key: the report shows Status's key_id */
+		if ((k = bench_kms_new(kms_socket, opname, (size_t)size, err, sizeof(err))) == NULL)
+			return cli_fail(KB_E_IO, "%s", err);
+		key = bench_kms_key_id(k);
+		d = bench_kms_driver(k);
+	} else {
+		if ((rc = cli_connect(c)) != CLI_EXIT_OK ||
+		    (rc = probe(c, key, (bench_op)op, (size_t)size)) != CLI_EXIT_OK)
+			return rc;
+		b = bench_broker_new(kb_client_socket(c->kc), key, (bench_op)op, (size_t)size, err,
+				     sizeof(err));
+		if (b == NULL)
+			return cli_fail(KB_E_IO, "%s", err);
+		d = bench_broker_driver(b);
+	}
 	s = malloc(sizeof(*s));
 	if (s == NULL) {
 		bench_broker_free(b);
+		bench_kms_free(k);
 		return cli_fail(KB_E_IO, "out of memory");
 	}
 	snprintf(label, sizeof(label), "%s %s", opname, key);
@@ -116,7 +134,7 @@ static int run_bench(cli *c)
 	spec.label = label;
 	/* for runs over 2 s; bench_run shows it only once 2 s have passed */
 	spec.progress = !c->json && isatty(STDERR_FILENO);
-	if (bench_run(bench_broker_driver(b), &spec, s, err, sizeof(err)) != 0) {
+	if (bench_run(d, &spec, s, err, sizeof(err)) != 0) {
 		rc = cli_fail(KB_E_IO, "%s", err);
 		goto out;
 	}
@@ -127,12 +145,12 @@ static int run_bench(cli *c)
 		snprintf(s->note, sizeof(s->note), "the fresh blobs ran out after %.1f s", s->elapsed_s);
 	if (c->json) {
 		printf("{\"key\":\"%s\",\"backend\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"warmup_s\":%g,"
-		       "\"series\":[", key, bench_broker_backend(b), opname, (size_t)size, warmup);
+		       "\"series\":[", key, b ? bench_broker_backend(b) : "kms", opname, (size_t)size, warmup);
 		bench_report_series_json(stdout, s);
 		printf("]}\n");
 	} else {
 		printf("keybroker bench: key %s (%s), op %s, %d client%s, %s, %zu-byte DEKs\n\n", key,
-		       bench_broker_backend(b), opname, (int)clients, clients == 1 ? "" : "s",
+		       b ? bench_broker_backend(b) : "kms", opname, (int)clients, clients == 1 ? "" : "s",
 		       req ? "by request count" : "by duration", (size_t)size);
 		bench_report_text(stdout, s, 1);
 		if (s->have_counters)
@@ -146,8 +164,6 @@ static int run_bench(cli *c)
 	if (plot && bench_plot_svg(plot, "keybroker bench: latency CDF", s, 1) != 0)
 		rc = cli_fail(KB_E_IO, "cannot write %s: %s", plot, strerror(errno));
 	if (s->errors > 0 && rc == CLI_EXIT_OK) {
-		const bench_driver *d = bench_broker_driver(b);
-
 		rc = cli_fail(kb_code_from_name(d->first_code), "%llu of %llu requests failed%s; the "
 			      "first: %s", (unsigned long long)s->errors, (unsigned long long)s->ops,
 			      s->errors == s->ops ? " (all of them: nothing was measured)" : "",
@@ -155,6 +171,7 @@ static int run_bench(cli *c)
 	}
 out:
 	bench_broker_free(b);
+	bench_kms_free(k);
 	free(s);
 	return rc;
 }
@@ -169,7 +186,10 @@ const cli_cmd cli_bench = {
 		"  unwrap-miss  unwraps of fresh blobs (the key's cache is flushed first), so\n"
 		"               every request reaches the backend\n"
 		"  wrap, datakey, rewrap\n"
-		"  mixed        9 cached unwraps to 1 datakey\n\n"
+		"  mixed        9 cached unwraps to 1 datakey\n"
+		"  kms-decrypt  KMS v2 Decrypts of cached DEKs on --kms-socket (no --key)\n"
+		"  kms-encrypt  KMS v2 Encrypts on --kms-socket, as kube-apiserver makes them\n"
+		"  kms-status   KMS v2 Status calls: the floor of a call on --kms-socket\n\n"
 		"Each client is a thread with its own connection and one request in flight.\n"
 		"Blobs are made (and, for unwrap-hit, cached) before the warmup; only the\n"
 		"measured window is timed. Prints requests/s, latency percentiles (p50, p90,\n"
@@ -186,7 +206,8 @@ const cli_cmd cli_bench = {
 		"  keybroker bench --key rsa --op unwrap-miss --plot cdf.svg\n",
 	.opts = {
 		{ "key", 'k', "KEY", "the key to measure" },
-		{ "op", 0, "OP", "unwrap-hit, unwrap-miss, wrap, datakey, rewrap, mixed" },
+		{ "op", 0, "OP", "unwrap-hit, unwrap-miss, wrap, datakey, rewrap, mixed, kms-decrypt, kms-encrypt, kms-status" },
+		{ "kms-socket", 0, "PATH", "the [kms:NAME] socket, for the kms-* ops" },
 		{ "clients", 'c', "N", "client threads, one connection each (default 1)" },
 		{ "duration", 'd', "S", "seconds to measure (default 10)" },
 		{ "requests", 'n', "N", "measure N requests instead of a duration" },

@@ -1,0 +1,286 @@
+/*
+ * kms_calls.c: Status, Encrypt and Decrypt, answered through the broker's
+ * own request path (see kms_calls.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "b64.h"
+#include "jsonw.h"
+#include "kms_calls.h"
+#include "kms_keyid.h"
+
+#define ANN_FORMAT "format.keybroker.io"
+#define ANN_ALG "alg.keybroker.io"
+
+/* one Encrypt or Decrypt between its request and its answer */
+typedef struct op {
+	const kb_kms_target *t;
+	kb_kms_call *call;
+	char version[KB_VERSION_MAX + 1];
+	char alg[32];
+	char *blob;
+} op;
+
+/* grpc_code maps a broker error code to the gRPC status kube-apiserver sees */
+static grpc_status_code grpc_code(const char *code)
+{
+	static const struct {
+		const char *code;
+		grpc_status_code status;
+	} map[] = {
+		{ "unknown_key", GRPC_STATUS_NOT_FOUND },
+		{ "unknown_version", GRPC_STATUS_NOT_FOUND },
+		{ "bad_blob", GRPC_STATUS_INVALID_ARGUMENT },
+		{ "bad_request", GRPC_STATUS_INVALID_ARGUMENT },
+		{ "too_large", GRPC_STATUS_INVALID_ARGUMENT },
+		{ "permission_denied", GRPC_STATUS_PERMISSION_DENIED },
+		{ "key_disabled", GRPC_STATUS_FAILED_PRECONDITION },
+		{ "key_expired", GRPC_STATUS_FAILED_PRECONDITION },
+		{ "key_not_yet_valid", GRPC_STATUS_FAILED_PRECONDITION },
+		{ "key_unavailable", GRPC_STATUS_UNAVAILABLE },
+		{ "mechanism_unsupported", GRPC_STATUS_FAILED_PRECONDITION },
+		{ "backend_unavailable", GRPC_STATUS_UNAVAILABLE },
+		{ "auth_failed", GRPC_STATUS_UNAVAILABLE },
+		{ "throttled", GRPC_STATUS_RESOURCE_EXHAUSTED },
+		{ "busy", GRPC_STATUS_RESOURCE_EXHAUSTED },
+		{ "audit_unavailable", GRPC_STATUS_UNAVAILABLE },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(code, map[i].code) == 0)
+			return map[i].status;
+	return GRPC_STATUS_INTERNAL;
+}
+
+static void fail(const kb_kms_target *t, kb_kms_call *c, grpc_status_code status, const char *code, const char *msg)
+{
+	char text[KB_ERR_MSG_MAX + 64];
+
+	t->b->counters.kms_errors[kb_kms_call_method(c)]++;
+	snprintf(text, sizeof(text), "%s: %s", code, msg);
+	kb_kms_call_reply(c, status, text, NULL);
+}
+
+static void do_status(const kb_kms_target *t, kb_kms_call *c)
+{
+	V2__StatusResponse r = V2__STATUS_RESPONSE__INIT;
+	const kb_health_state *st = kb_health_get(t->health, t->key);
+	char key_id[KB_KMS_KEY_ID_MAX + 1] = "";
+
+	kb_health_poke(t->health, t->key);
+	if (st && st->known)
+		kb_kms_key_id_format(&st->latest, key_id, sizeof(key_id));
+	r.version = "v2";
+	r.healthz = st == NULL ? "the key is not configured" : st->ok ? "ok" : (char *)st->text;
+	r.key_id = key_id;
+	kb_kms_call_reply(c, GRPC_STATUS_OK, NULL, &r.base);
+}
+
+static void op_free(op *o)
+{
+	free(o->blob);
+	free(o);
+}
+
+/* encrypt_answer answers an Encrypt whose wrap is done, once the version's fingerprint is known */
+static void encrypt_answer(void *ctx)
+{
+	op *o = ctx;
+	V2__EncryptResponse r = V2__ENCRYPT_RESPONSE__INIT;
+	V2__EncryptResponse__AnnotationsEntry a[2] = { V2__ENCRYPT_RESPONSE__ANNOTATIONS_ENTRY__INIT,
+						       V2__ENCRYPT_RESPONSE__ANNOTATIONS_ENTRY__INIT };
+	V2__EncryptResponse__AnnotationsEntry *ap[2] = { &a[0], &a[1] };
+	kb_kms_key_id id = { 0 };
+	char key_id[KB_KMS_KEY_ID_MAX + 1];
+
+	snprintf(id.key, sizeof(id.key), "%s", o->t->key);
+	snprintf(id.version, sizeof(id.version), "%s", o->version);
+	if (!kb_health_fingerprint(o->t->health, o->t->key, o->version, id.fp)) {
+		fail(o->t, o->call, GRPC_STATUS_UNAVAILABLE, "backend_unavailable",
+		     "the key service did not describe the version it wrapped with; retry");
+		op_free(o);
+		return;
+	}
+	kb_kms_key_id_format(&id, key_id, sizeof(key_id));
+	r.ciphertext.data = (uint8_t *)o->blob;
+	r.ciphertext.len = strlen(o->blob);
+	r.key_id = key_id;
+	a[0].key = ANN_FORMAT;
+	a[0].value.data = (uint8_t *)"kb1";
+	a[0].value.len = 3;
+	a[1].key = ANN_ALG;
+	a[1].value.data = (uint8_t *)o->alg;
+	a[1].value.len = strlen(o->alg);
+	r.n_annotations = 2;
+	r.annotations = ap;
+	kb_kms_call_reply(o->call, GRPC_STATUS_OK, NULL, &r.base);
+	op_free(o);
+}
+
+static void on_wrapped(void *ctx, const cJSON *a)
+{
+	op *o = ctx;
+	const char *code, *msg, *blob = kb_inproc_str(a, "blob"), *version = kb_inproc_str(a, "version");
+	char fp[KB_KMS_FP_LEN + 1];
+	kb_blob *decoded;
+	kb_err err;
+
+	if (!kb_inproc_ok(a, &code, &msg)) {
+		fail(o->t, o->call, a ? grpc_code(code) : GRPC_STATUS_UNAVAILABLE, code, msg);
+		op_free(o);
+		return;
+	}
+	if (blob == NULL || version == NULL) {
+		fail(o->t, o->call, GRPC_STATUS_INTERNAL, "internal", "the wrap gave no blob");
+		op_free(o);
+		return;
+	}
+	snprintf(o->version, sizeof(o->version), "%s", version);
+	o->blob = strdup(blob);
+	decoded = malloc(sizeof(*decoded));
+	if (decoded && kb_blob_decode(blob, strlen(blob), decoded, &err) == KB_OK)
+		snprintf(o->alg, sizeof(o->alg), "%s", kb_alg_name(decoded->alg));
+	free(decoded);
+	if (o->blob == NULL) {
+		fail(o->t, o->call, GRPC_STATUS_INTERNAL, "internal", "out of memory");
+		op_free(o);
+		return;
+	}
+	/* a version not seen yet (a rotation since the last check): learn it first */
+	if (!kb_health_fingerprint(o->t->health, o->t->key, o->version, fp) &&
+	    kb_health_learn(o->t->health, o->t->key, encrypt_answer, o) == KB_OK)
+		return;
+	encrypt_answer(o);
+}
+
+static void do_encrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
+{
+	const V2__EncryptRequest *rq = kb_kms_call_encrypt(c);
+	op *o;
+	kb_buf fl = { 0 };
+
+	if (rq->plaintext.len == 0 || rq->plaintext.len > KB_SECRET_MAX) {
+		fail(t, c, GRPC_STATUS_INVALID_ARGUMENT, "bad_request",
+		     rq->plaintext.len ? "the plaintext is longer than 1024 bytes" : "the plaintext is empty");
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL) {
+		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
+		return;
+	}
+	o->t = t;
+	o->call = c;
+	kb_jw_raw(&fl, "\"op\":\"wrap\",\"key\":");
+	kb_jw_str(&fl, t->key);
+	kb_jw_raw(&fl, ",\"plaintext\":");
+	kb_jw_b64(&fl, rq->plaintext.data, rq->plaintext.len);
+	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_wrapped, o) != KB_OK) {
+		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
+		op_free(o);
+	}
+	kb_buf_free(&fl); /* wipes the plaintext */
+}
+
+static void on_unwrapped(void *ctx, const cJSON *a)
+{
+	op *o = ctx;
+	V2__DecryptResponse r = V2__DECRYPT_RESPONSE__INIT;
+	const char *code, *msg, *pt = kb_inproc_str(a, "plaintext");
+	uint8_t dek[KB_SECRET_MAX];
+	size_t n = 0;
+
+	if (!kb_inproc_ok(a, &code, &msg)) {
+		fail(o->t, o->call, a ? grpc_code(code) : GRPC_STATUS_UNAVAILABLE, code, msg);
+	} else if (pt == NULL || !kb_b64_decode(pt, strlen(pt), dek, sizeof(dek), &n, KB_B64_STD)) {
+		fail(o->t, o->call, GRPC_STATUS_INTERNAL, "internal", "the unwrap gave no plaintext");
+	} else {
+		r.plaintext.data = dek;
+		r.plaintext.len = n;
+		kb_kms_call_reply(o->call, GRPC_STATUS_OK, NULL, &r.base);
+	}
+	OPENSSL_cleanse(dek, sizeof(dek));
+	op_free(o);
+}
+
+/*
+ * check_decrypt checks what kube-apiserver stored beside the ciphertext: the
+ * annotations, and that the key_id names the key and version inside the
+ * ciphertext (and, when this broker has seen that version, its material).
+ */
+static kb_code check_decrypt(const kb_kms_target *t, const V2__DecryptRequest *rq, kb_blob *blob, kb_err *err)
+{
+	kb_kms_key_id id;
+	char fp[KB_KMS_FP_LEN + 1];
+	size_t total = 0;
+	kb_code rc;
+
+	if (rq->ciphertext.len == 0 || rq->ciphertext.len > KB_BLOB_MAX)
+		return kb_err_set(err, KB_E_BAD_BLOB, "the ciphertext is empty or longer than %d bytes", KB_BLOB_MAX);
+	for (size_t i = 0; i < rq->n_annotations; i++)
+		if ((rc = kb_kms_annotation_check(rq->annotations[i]->key, strlen(rq->annotations[i]->key),
+						  rq->annotations[i]->value.len, &total, err)) != KB_OK)
+			return rc;
+	if ((rc = kb_kms_key_id_parse(rq->key_id, strlen(rq->key_id), &id, err)) != KB_OK)
+		return rc;
+	if ((rc = kb_blob_decode((const char *)rq->ciphertext.data, rq->ciphertext.len, blob, err)) != KB_OK)
+		return rc; /* bad_blob, saying what is wrong with it */
+	if (strcmp(id.key, blob->key) != 0 || strcmp(id.version, blob->version) != 0)
+		return kb_err_set(err, KB_E_BAD_REQUEST,
+				  "the key_id names key %s version %s, but the ciphertext was made by key %s version %s",
+				  id.key, id.version, blob->key, blob->version);
+	if (strcmp(id.key, t->key) == 0 && kb_health_fingerprint(t->health, id.key, id.version, fp) &&
+	    strcmp(fp, id.fp) != 0)
+		return kb_err_set(err, KB_E_BAD_REQUEST,
+				  "the key_id's fingerprint %s is not that of key %s version %s (%s): the key was made anew",
+				  id.fp, id.key, id.version, fp);
+	return KB_OK;
+}
+
+static void do_decrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
+{
+	const V2__DecryptRequest *rq = kb_kms_call_decrypt(c);
+	kb_blob *blob = malloc(sizeof(*blob));
+	kb_buf fl = { 0 };
+	op *o = NULL;
+	kb_err err;
+
+	if (blob == NULL || (o = calloc(1, sizeof(*o))) == NULL) {
+		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
+		goto out;
+	}
+	if (check_decrypt(t, rq, blob, &err) != KB_OK) {
+		fail(t, c, grpc_code(kb_code_name(err.code)), kb_code_name(err.code), err.msg);
+		free(o);
+		goto out;
+	}
+	o->t = t;
+	o->call = c;
+	kb_jw_raw(&fl, "\"op\":\"unwrap\",\"blob\":");
+	kb_jw_strn(&fl, (const char *)rq->ciphertext.data, rq->ciphertext.len);
+	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_unwrapped, o) != KB_OK) {
+		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
+		op_free(o);
+	}
+out:
+	kb_buf_free(&fl);
+	free(blob);
+}
+
+void kb_kms_answer(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
+{
+	kb_kms_method m = kb_kms_call_method(c);
+
+	t->b->counters.kms_calls[m]++;
+	if (m == KB_KMS_STATUS)
+		do_status(t, c);
+	else if (conn == NULL)
+		fail(t, c, GRPC_STATUS_UNAVAILABLE, "internal", "the broker cannot serve this connection");
+	else if (m == KB_KMS_ENCRYPT)
+		do_encrypt(t, c, conn);
+	else
+		do_decrypt(t, c, conn);
+}

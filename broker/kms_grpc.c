@@ -1,0 +1,338 @@
+/*
+ * kms_grpc.c: one gRPC server and the thread that drives it (see kms_grpc.h).
+ *
+ * The three methods are registered with gRPC, which reads each call's one
+ * request message before it hands the call over, so a call takes two steps,
+ * each coming back on the queue with the call as its tag: NEW (the call and
+ * its message are in) and DONE (the answer and status are sent, the call is
+ * closed). A call to any other method comes through the generic request
+ * (step NEW with no method) and is answered UNIMPLEMENTED.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_posix.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <openssl/crypto.h>
+
+#include "kms_grpc.h"
+#include "log.h"
+
+enum { STEP_NEW, STEP_DONE };
+
+struct kb_kms_call {
+	kb_kms_grpc *g;
+	int step;
+	grpc_call *call;
+	grpc_call_details details;  /* the generic request: the unknown method's name */
+	gpr_timespec deadline;
+	grpc_metadata_array md;
+	grpc_byte_buffer *in;
+	grpc_byte_buffer *out;
+	grpc_slice status_details;
+	bool have_details;
+	int cancelled;
+	kb_kms_method method;
+	int fd;
+	ProtobufCMessage *req;
+	kb_kms_call *next;
+};
+
+struct kb_kms_grpc {
+	grpc_server *server;
+	grpc_completion_queue *cq;
+	grpc_server_credentials *creds;
+	pthread_t thread;
+	bool thread_started;
+	int shutdown_tag;
+	void *methods[KB_KMS_METHODS]; /* grpc_server_register_method's handles */
+	void (*post)(void *ctx, kb_kms_call *call);
+	void *ctx;
+};
+
+static const char *const method_paths[KB_KMS_METHODS] = {
+	"/v2.KeyManagementService/Status",
+	"/v2.KeyManagementService/Encrypt",
+	"/v2.KeyManagementService/Decrypt",
+};
+
+/* wipe_in zeroes the received message's bytes: an Encrypt's carry a plaintext */
+static void wipe_in(grpc_byte_buffer *in)
+{
+	grpc_byte_buffer_reader r;
+	grpc_slice s;
+
+	if (!grpc_byte_buffer_reader_init(&r, in))
+		return;
+	while (grpc_byte_buffer_reader_next(&r, &s)) {
+		OPENSSL_cleanse(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+		grpc_slice_unref(s);
+	}
+	grpc_byte_buffer_reader_destroy(&r);
+}
+
+static void call_free(kb_kms_call *c)
+{
+	if (c->req && c->method == KB_KMS_ENCRYPT) {
+		const V2__EncryptRequest *e = (const V2__EncryptRequest *)c->req;
+		if (e->plaintext.data)
+			OPENSSL_cleanse(e->plaintext.data, e->plaintext.len);
+	}
+	if (c->req)
+		protobuf_c_message_free_unpacked(c->req, NULL);
+	if (c->in) {
+		wipe_in(c->in);
+		grpc_byte_buffer_destroy(c->in);
+	}
+	if (c->out)
+		grpc_byte_buffer_destroy(c->out);
+	if (c->have_details)
+		grpc_slice_unref(c->status_details);
+	grpc_call_details_destroy(&c->details);
+	grpc_metadata_array_destroy(&c->md);
+	if (c->call)
+		grpc_call_unref(c->call);
+	free(c);
+}
+
+/*
+ * request_next asks the server for the next call of method m (KB_KMS_METHODS:
+ * of any other method); false once it is shutting down.
+ */
+static bool request_next(kb_kms_grpc *g, kb_kms_method m)
+{
+	kb_kms_call *c = calloc(1, sizeof(*c));
+	grpc_call_error rc;
+
+	if (c == NULL)
+		return false;
+	c->g = g;
+	c->step = STEP_NEW;
+	c->fd = -1;
+	c->method = m;
+	grpc_call_details_init(&c->details);
+	grpc_metadata_array_init(&c->md);
+	if (m == KB_KMS_METHODS)
+		rc = grpc_server_request_call(g->server, &c->call, &c->details, &c->md, g->cq, g->cq, c);
+	else
+		rc = grpc_server_request_registered_call(g->server, g->methods[m], &c->call, &c->deadline,
+							 &c->md, &c->in, g->cq, g->cq, c);
+	if (rc != GRPC_CALL_OK) {
+		call_free(c);
+		return false;
+	}
+	return true;
+}
+
+/* peer_fd reads N from the call's peer "fd:N" (the name gRPC gives a connection from an fd). */
+static int peer_fd(grpc_call *call)
+{
+	char *peer = grpc_call_get_peer(call);
+	int fd = -1;
+
+	if (peer && strncmp(peer, "fd:", 3) == 0)
+		fd = atoi(peer + 3);
+	gpr_free(peer);
+	return fd;
+}
+
+/* decode unpacks the request message; false if it is not one of the method's type */
+static bool decode(kb_kms_call *c)
+{
+	static const ProtobufCMessageDescriptor *const types[KB_KMS_METHODS] = {
+		&v2__status_request__descriptor,
+		&v2__encrypt_request__descriptor,
+		&v2__decrypt_request__descriptor,
+	};
+	grpc_byte_buffer_reader r;
+	grpc_slice s;
+
+	if (c->in == NULL || !grpc_byte_buffer_reader_init(&r, c->in))
+		return false;
+	s = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	c->req = protobuf_c_message_unpack(types[c->method], NULL, GRPC_SLICE_LENGTH(s),
+					   GRPC_SLICE_START_PTR(s));
+	/* an Encrypt's plaintext was in there */
+	OPENSSL_cleanse(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+	grpc_slice_unref(s);
+	return c->req != NULL;
+}
+
+static void on_new(kb_kms_grpc *g, kb_kms_call *c)
+{
+	request_next(g, c->method);
+	if (c->method == KB_KMS_METHODS) {
+		kb_kms_call_reply(c, GRPC_STATUS_UNIMPLEMENTED,
+				  "keybroker serves only v2.KeyManagementService Status, Encrypt and Decrypt", NULL);
+		return;
+	}
+	if (c->in == NULL) {
+		kb_kms_call_reply(c, GRPC_STATUS_CANCELLED, "the request message did not come", NULL);
+		return;
+	}
+	if (!decode(c)) {
+		kb_kms_call_reply(c, GRPC_STATUS_INVALID_ARGUMENT,
+				  "the request is not a KMS v2 message of this method", NULL);
+		return;
+	}
+	c->fd = peer_fd(c->call);
+	g->post(g->ctx, c);
+}
+
+static void *run(void *arg)
+{
+	kb_kms_grpc *g = arg;
+
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(g->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		kb_kms_call *c;
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		if (ev.tag == &g->shutdown_tag) {
+			grpc_completion_queue_shutdown(g->cq);
+			continue;
+		}
+		c = ev.tag;
+		if (c->step == STEP_NEW && !ev.success)
+			call_free(c); /* the server is shutting down */
+		else if (c->step == STEP_NEW)
+			on_new(g, c);
+		else
+			call_free(c);
+	}
+	return NULL;
+}
+
+kb_code kb_kms_grpc_start(const kb_kms_limits *lim, void (*post)(void *ctx, kb_kms_call *call), void *ctx,
+			  kb_kms_grpc **out, kb_err *err)
+{
+	kb_kms_grpc *g = calloc(1, sizeof(*g));
+	grpc_arg arg[3] = {
+		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = (int)lim->max_msg },
+		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = lim->max_streams },
+		/* also ends a connection that never speaks HTTP/2: gRPC has no handshake to time on an fd it is given */
+		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+		  .value.integer = (int)(lim->idle_ms > INT32_MAX ? INT32_MAX : lim->idle_ms) },
+	};
+	grpc_channel_args args = { .num_args = 3, .args = arg };
+	bool break_start = false;
+
+	if (g == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	grpc_init();
+	g->post = post;
+	g->ctx = ctx;
+	g->cq = grpc_completion_queue_create_for_next(NULL);
+	g->server = grpc_server_create(&args, NULL);
+	g->creds = grpc_insecure_server_credentials_create();
+	grpc_server_register_completion_queue(g->server, g->cq, NULL);
+	for (int m = 0; m < KB_KMS_METHODS; m++)
+		g->methods[m] = grpc_server_register_method(g->server, method_paths[m], NULL,
+							    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+	grpc_server_start(g->server);
+	for (int m = 0; m <= KB_KMS_METHODS; m++)
+		if (!request_next(g, (kb_kms_method)m))
+			break_start = true;
+	if (break_start || pthread_create(&g->thread, NULL, run, g) != 0) {
+		kb_kms_grpc_stop(g);
+		return kb_err_set(err, KB_E_INTERNAL, "cannot start the KMS gRPC server");
+	}
+	g->thread_started = true;
+	*out = g;
+	return KB_OK;
+}
+
+void kb_kms_grpc_add_fd(kb_kms_grpc *g, int fd)
+{
+	grpc_server_add_channel_from_fd(g->server, fd, g->creds);
+}
+
+void kb_kms_grpc_stop(kb_kms_grpc *g)
+{
+	if (g == NULL)
+		return;
+	grpc_server_shutdown_and_notify(g->server, g->cq, &g->shutdown_tag);
+	grpc_server_cancel_all_calls(g->server);
+	if (g->thread_started) {
+		pthread_join(g->thread, NULL);
+	} else {
+		/* the queue never ran: drain it here */
+		grpc_completion_queue_shutdown(g->cq);
+		while (grpc_completion_queue_next(g->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+		       GRPC_QUEUE_SHUTDOWN)
+			;
+	}
+	grpc_server_destroy(g->server);
+	grpc_completion_queue_destroy(g->cq);
+	grpc_server_credentials_release(g->creds);
+	free(g);
+	grpc_shutdown();
+}
+
+kb_kms_method kb_kms_call_method(const kb_kms_call *c)
+{
+	return c->method;
+}
+
+int kb_kms_call_fd(const kb_kms_call *c)
+{
+	return c->fd;
+}
+
+const V2__EncryptRequest *kb_kms_call_encrypt(const kb_kms_call *c)
+{
+	return c->method == KB_KMS_ENCRYPT ? (const V2__EncryptRequest *)c->req : NULL;
+}
+
+const V2__DecryptRequest *kb_kms_call_decrypt(const kb_kms_call *c)
+{
+	return c->method == KB_KMS_DECRYPT ? (const V2__DecryptRequest *)c->req : NULL;
+}
+
+kb_kms_call **kb_kms_call_next(kb_kms_call *c)
+{
+	return &c->next;
+}
+
+void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
+		       const ProtobufCMessage *resp)
+{
+	grpc_op ops[4];
+	size_t n = 0;
+
+	memset(ops, 0, sizeof(ops));
+	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	if (resp && status == GRPC_STATUS_OK) {
+		size_t len = protobuf_c_message_get_packed_size(resp);
+		grpc_slice s = grpc_slice_malloc(len);
+
+		protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(s));
+		c->out = grpc_raw_byte_buffer_create(&s, 1); /* shares s: it is sent, not copied */
+		grpc_slice_unref(s);
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n++].data.send_message.send_message = c->out;
+	}
+	c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+	c->have_details = true;
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = status;
+	ops[n++].data.send_status_from_server.status_details = &c->status_details;
+	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+	c->step = STEP_DONE;
+	if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
+		kb_warn("could not answer a KMS call");
+		call_free(c);
+	}
+}

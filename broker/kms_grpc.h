@@ -1,0 +1,77 @@
+/*
+ * kms_grpc.h: the gRPC side of the Kubernetes KMS v2 face.
+ *
+ * gRPC's C core runs its own threads; one more thread of ours drives the
+ * completion queue of one grpc_server. It takes each call's request message,
+ * decodes it with protobuf-c, and posts the call (from that thread) to whoever
+ * started the server; nothing here touches the broker. The receiver answers
+ * with kb_kms_call_reply, from any thread, exactly once per posted call.
+ *
+ * Connections are accepted by the caller (who checks the peer first) and
+ * handed over with kb_kms_grpc_add_fd; a call names its connection as the
+ * peer "fd:N".
+ */
+#ifndef KB_KMS_GRPC_H
+#define KB_KMS_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+#include "error.h"
+#include "kms_v2.pb-c.h"
+
+typedef struct kb_kms_grpc kb_kms_grpc;
+typedef struct kb_kms_call kb_kms_call;
+
+typedef enum kb_kms_method {
+	KB_KMS_STATUS = 0,
+	KB_KMS_ENCRYPT,
+	KB_KMS_DECRYPT,
+	KB_KMS_METHODS
+} kb_kms_method;
+
+/* the main socket's limits, as gRPC applies them to a connection */
+typedef struct kb_kms_limits {
+	size_t max_msg;          /* max_request_bytes: a bigger message fails RESOURCE_EXHAUSTED */
+	int max_streams;         /* max_inflight: calls at once on one connection */
+	int64_t idle_ms;         /* a connection with no call for this long is closed (> 0) */
+} kb_kms_limits;
+
+/*
+ * kb_kms_grpc_start starts a server with limits lim, posting each call to
+ * post(ctx, call) from its thread. Returns KB_OK or KB_E_INTERNAL.
+ */
+kb_code kb_kms_grpc_start(const kb_kms_limits *lim, void (*post)(void *ctx, kb_kms_call *call), void *ctx,
+			  kb_kms_grpc **out, kb_err *err);
+
+/* kb_kms_grpc_add_fd serves an accepted connection; the server owns fd from now on. */
+void kb_kms_grpc_add_fd(kb_kms_grpc *g, int fd);
+
+/*
+ * kb_kms_grpc_stop cancels what is left, ends the thread and frees g (NULL is
+ * fine). Every posted call must have been answered first.
+ */
+void kb_kms_grpc_stop(kb_kms_grpc *g);
+
+kb_kms_method kb_kms_call_method(const kb_kms_call *c);
+
+/* kb_kms_call_fd is N of the call's peer "fd:N", or -1. */
+int kb_kms_call_fd(const kb_kms_call *c);
+
+/* the decoded request: the one for the call's method, else NULL */
+const V2__EncryptRequest *kb_kms_call_encrypt(const kb_kms_call *c);
+const V2__DecryptRequest *kb_kms_call_decrypt(const kb_kms_call *c);
+
+/*
+ * kb_kms_call_reply answers c with resp (NULL unless status is GRPC_STATUS_OK)
+ * or status and msg, and lets c go: it is not used again by the caller.
+ */
+void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
+		       const ProtobufCMessage *resp);
+
+/* inbox link for the receiver: the call is its while posted */
+kb_kms_call **kb_kms_call_next(kb_kms_call *c);
+
+#endif
