@@ -168,12 +168,12 @@ def garbage_connections_keep_both_sockets_serving(root):
     check(kb.proc.poll() is None, "keybrokerd is alive")
 
 
-def silent_connection_is_closed_after_client_timeout(root):
+def silent_connection_is_closed_after_idle_timeout(root):
     """A connection to the KMS socket that never speaks HTTP/2 (or makes no
-    call) is closed after client_timeout, as one that sends a partial line is
-    on the main socket; gRPC clients just connect again."""
+    call) is closed after idle_timeout, as a silent one is on the main socket
+    (client_timeout when idle_timeout is 0); gRPC clients just connect again."""
     import time
-    kb, kms, path = start(root, extra="client_timeout = 1s\n")
+    kb, kms, path = start(root, extra="idle_timeout = 1s\n")
     healthy(kms)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(20)
@@ -182,7 +182,7 @@ def silent_connection_is_closed_after_client_timeout(root):
     while s.recv(4096):
         pass  # gRPC may greet first; the close is what counts
     waited = time.monotonic() - t0
-    check(0.5 < waited < 15, "closed after about client_timeout (1 s): %.1f s" % waited)
+    check(0.5 < waited < 15, "closed after about idle_timeout (1 s): %.1f s" % waited)
     check(kms.status().healthz == "ok", "the KMS socket still serves")
 
 
