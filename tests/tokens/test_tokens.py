@@ -6,7 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tokenkit import PROXY_MODULE, P11KitRemote, Tpm, key_section  # noqa: E402
+from tokenkit import PROXY_MODULE, P11KitRemote, ShimToken, Tpm, key_section  # noqa: E402
 from kbtest import Broker, b64, blob_fields, check, run, unb64  # noqa: E402
 
 
@@ -161,6 +161,46 @@ def tpm_aes_refused_clearly(root):
             check(absent not in mechs, "the TPM token offers %s after all:\n%s" % (absent, mechs))
     finally:
         tok.stop()
+
+
+def shim_rotate_retries_without_optional_attributes(root):
+    """A token that refuses CKA_SIGN/CKA_VERIFY/CKA_EXTRACTABLE in a template (as tpm2-pkcs11
+    refuses CKA_SIGN=FALSE): rotate makes the key pair and the AES key without them."""
+    tok = ShimToken(root)
+    kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")])
+    old = {k: kb.ok({"op": "wrap", "key": k, "plaintext": b64(b"o" * 32)})["blob"] for k in ("rsa", "aes")}
+    tok.set("strict_templates")
+    for key, call in (("rsa", "C_GenerateKeyPair"), ("aes", "C_GenerateKey")):
+        check(kb.ok({"op": "rotate", "key": key})["version"] == "02", "%s rotates to 02" % key)
+        check("kbshim: strict_templates: %s refused a template with" % call in kb.log_text(),
+              "the first %s asked for the optional attributes and was refused" % call)
+        new = kb.ok({"op": "wrap", "key": key, "plaintext": b64(b"n" * 32)})
+        check(blob_fields(new["blob"])["version"] == "02", "%s wraps under the new version" % key)
+        kb.ok({"op": "flush"})
+        check(unb64(kb.ok({"op": "unwrap", "blob": new["blob"]})["plaintext"]) == b"n" * 32,
+              "the new %s version unwraps" % key)
+        check(unb64(kb.ok({"op": "unwrap", "blob": old[key]})["plaintext"]) == b"o" * 32,
+              "a blob of %s 01 unwraps after rotate" % key)
+    kb.stop()
+
+
+def shim_rotate_refused_names_the_call(root):
+    """A token that makes no keys at all: rotate's error names rotate, the PKCS#11 call, the
+    label and the fix, is never internal, and rotate works once the token does again."""
+    tok = ShimToken(root)
+    kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")])
+    tok.set("refuse_generate")
+    for key, call, label in (("rsa", "C_GenerateKeyPair", "rsa-kek"), ("aes", "C_GenerateKey", "aes-kek")):
+        m = kb.err({"op": "rotate", "key": key}, "mechanism_unsupported")["error"]["message"]
+        check("during rotate" in m and "CKR_GENERAL_ERROR from %s" % call in m and "label %s" % label in m
+              and "the next CKA_ID" in m and "internal" not in m and "resource manager" not in m,
+              "the refusal names rotate, %s, the label and the fix: %s" % (call, m))
+        p = kb.cli("rotate", key)
+        err = p.stderr.decode()
+        check(p.returncode != 0 and call in err and "internal" not in err, "the CLI shows it: %s" % err)
+    tok.set("ok")
+    check(kb.ok({"op": "rotate", "key": "rsa"})["version"] == "02", "rotate works once the token makes keys")
+    kb.stop()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@
   primary, the token's seal object and each used key loaded, so creating a
   key in a process that has used one needs objects swapped out.
 
+- ShimToken: a SoftHSM token seen through kbshim (tests/shim), which refuses
+  key generation templates on command (strict_templates, refuse_generate).
+
 Each object stops what it started (by its own pid) in stop().
 """
 import os
@@ -83,6 +86,36 @@ def stop_proc(p):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+SHIM = os.environ.get("KB_SHIM", "")
+
+
+class ShimToken(Token):
+    """A SoftHSM token (scripts/softhsm-token) through kbshim; set() writes the shim's mode atomically."""
+
+    module = SHIM
+    kind = "kbshim"
+
+    def __init__(self, root, label="kbtest"):
+        super().__init__(root, label)
+        check(os.path.exists(SHIM), "KB_SHIM names no built kbshim: %r" % SHIM)
+        self.control = os.path.join(root, "shim.control")
+        self.set("ok")
+
+    def set(self, mode):
+        tmp = self.control + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(mode + "\n")
+        os.replace(tmp, self.control)
+
+    def env(self):
+        e = Token.env(self)
+        e["KB_SHIM_CONTROL"], e["KB_SHIM_MODULE"] = self.control, MODULE
+        return e
+
+    def stop(self):
+        pass
 
 
 class P11KitRemote(Token):
