@@ -9,6 +9,7 @@
 #ifndef KB_BROKER_H
 #define KB_BROKER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -220,6 +221,13 @@ typedef struct kb_broker {
 	/* set by the server */
 	int nconns;
 	bool draining;
+	/*
+	 * The loop's gate (finish.h): the loop thread holds it while it works
+	 * and lets go only while it waits for events (loop_asleep), when a
+	 * worker may finish its own job in the loop's stead.
+	 */
+	pthread_mutex_t gate;
+	bool loop_asleep;
 } kb_broker;
 
 /* kb_now_ms and kb_now_us read the monotonic clock. */

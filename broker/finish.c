@@ -1,6 +1,7 @@
 /*
  * finish.c: the loop's half of a job: counters, health, the cache, and the
- * answers to every request that waited on it.
+ * answers to every request that waited on it; and the gate that lets a
+ * worker do that half while the loop sleeps (finish.h).
  */
 #include <stdio.h>
 #include <string.h>
@@ -248,4 +249,43 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 		kb_conn_unref(c);
 	}
 	kb_job_free(j);
+}
+
+bool kb_job_finish_here(kb_broker *b, kb_job *j)
+{
+	if (j->work || pthread_mutex_trylock(&b->gate) != 0)
+		return false;
+	if (!b->loop_asleep) {
+		/* between two of the loop's turns, or after it stopped */
+		pthread_mutex_unlock(&b->gate);
+		return false;
+	}
+	kb_job_finish(b, j);
+	pthread_mutex_unlock(&b->gate);
+	return true;
+}
+
+void kb_loop_enter(kb_broker *b)
+{
+	pthread_mutex_init(&b->gate, NULL);
+	pthread_mutex_lock(&b->gate);
+	b->loop_asleep = false;
+}
+
+void kb_loop_sleep(kb_broker *b)
+{
+	b->loop_asleep = true;
+	pthread_mutex_unlock(&b->gate);
+}
+
+void kb_loop_wake(kb_broker *b)
+{
+	pthread_mutex_lock(&b->gate);
+	b->loop_asleep = false;
+}
+
+void kb_loop_leave(kb_broker *b)
+{
+	b->loop_asleep = false;
+	pthread_mutex_unlock(&b->gate);
 }
