@@ -13,6 +13,7 @@
 #include "finish.h"
 #include "jobs.h"
 #include "jsonw.h"
+#include "keys.h"
 #include "log.h"
 
 static int hist_bucket(int64_t us)
@@ -205,14 +206,14 @@ static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 	kb_answer_end(b, w);
 }
 
-void kb_job_finish(kb_broker *b, kb_job *j)
+/* finish does all of kb_job_finish but free the job. */
+static void finish(kb_broker *b, kb_job *j)
 {
 	int64_t now = kb_now_ms();
 	kb_code rc = j->err.code;
 
 	if (j->work_done) {
 		j->work_done(j->work_ctx);
-		kb_job_free(j);
 		return;
 	}
 	count_calls(b, j);
@@ -248,6 +249,11 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 		}
 		kb_conn_unref(c);
 	}
+}
+
+void kb_job_finish(kb_broker *b, kb_job *j)
+{
+	finish(b, j);
 	kb_job_free(j);
 }
 
@@ -260,14 +266,28 @@ bool kb_job_finish_here(kb_broker *b, kb_job *j)
 		pthread_mutex_unlock(&b->gate);
 		return false;
 	}
-	kb_job_finish(b, j);
+	finish(b, j);
+	/* the keyset's count is the loop's; the rest of the job is the worker's own */
+	kb_keyset_unref(j->ks);
+	j->ks = NULL;
 	pthread_mutex_unlock(&b->gate);
+	kb_job_free(j); /* wiping a job takes microseconds: not while the loop may want the gate */
 	return true;
 }
 
 void kb_loop_enter(kb_broker *b)
 {
-	pthread_mutex_init(&b->gate, NULL);
+	pthread_mutexattr_t a;
+
+	/*
+	 * The loop often wakes for the client's next request while the worker
+	 * that answered the last one still holds the gate for a microsecond or
+	 * two: an adaptive mutex spins that out instead of sleeping on a futex.
+	 */
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&b->gate, &a);
+	pthread_mutexattr_destroy(&a);
 	pthread_mutex_lock(&b->gate);
 	b->loop_asleep = false;
 }
@@ -278,9 +298,22 @@ void kb_loop_sleep(kb_broker *b)
 	pthread_mutex_unlock(&b->gate);
 }
 
+/* GATE_SPIN_US: about the longest a worker holds the gate to answer a job */
+#define GATE_SPIN_US 50
+
 void kb_loop_wake(kb_broker *b)
 {
-	pthread_mutex_lock(&b->gate);
+	int64_t until = 0;
+
+	/* the worker that holds the gate is answering: wait it out awake, not on a futex */
+	while (pthread_mutex_trylock(&b->gate) != 0) {
+		if (until == 0)
+			until = kb_now_us() + GATE_SPIN_US;
+		else if (kb_now_us() >= until) {
+			pthread_mutex_lock(&b->gate);
+			break;
+		}
+	}
 	b->loop_asleep = false;
 }
 
