@@ -203,5 +203,54 @@ def shim_rotate_refused_names_the_call(root):
     kb.stop()
 
 
+def softhsm_answer_follows_its_bookkeeping(root):
+    """A worker answers a PKCS#11 miss itself when the loop sleeps (broker/finish.h). Whoever
+    answers, the answer comes after the bookkeeping: a client that asks again at once finds the
+    DEK it was given in the cache, the counters already counting its miss, and its connection
+    free for more (the in-flight count). 4 clients at once, so some answers come from workers
+    and some from the loop."""
+    import threading
+    from kbtest import Token
+    tok = Token(root)
+    kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")])
+    kb.ok({"op": "flush"})
+    fails = []
+
+    def client(key):
+        c = kb.conn()
+        try:
+            for _ in range(60):
+                d = c.call({"op": "datakey", "key": key})
+                u = c.call({"op": "unwrap", "blob": d["blob"]})
+                if not (u.get("ok") and u["cached"] is True and u["plaintext"] == d["plaintext"]):
+                    fails.append("a datakey's blob right after it: %s" % u)
+                w = c.call({"op": "wrap", "key": key, "plaintext": b64(os.urandom(24))})
+                u = c.call({"op": "unwrap", "blob": w["blob"]})
+                if not (u.get("ok") and u["cached"] is True):
+                    fails.append("a wrapped blob right after it: %s" % u)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            fails.append(repr(e))
+        finally:
+            c.close()
+    threads = [threading.Thread(target=client, args=(k,)) for k in ("rsa", "aes", "rsa", "aes")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not fails, "%d answers came before their bookkeeping, first: %s" % (len(fails), fails[:1]))
+    # misses, each counted by the time it is answered; pipelined, all 32 at once on one connection
+    blobs = [kb.ok({"op": "wrap", "key": "aes", "plaintext": b64(bytes([i]) * 32)})["blob"] for i in range(32)]
+    kb.ok({"op": "flush"})
+    before = kb.backend_calls("aes")
+    c = kb.conn()
+    for b in blobs:
+        c.send({"op": "unwrap", "blob": b})
+    got = sorted(unb64(c.read_line()["plaintext"])[0] for _ in blobs)
+    check(got == list(range(32)), "every pipelined miss answered once, right: %s" % got)
+    check(kb.backend_calls("aes") - before == 32, "the 32 misses counted by the time they were answered")
+    c.close()
+    kb.stop()
+
+
 if __name__ == "__main__":
     run(globals())
