@@ -133,7 +133,11 @@ class P11KitRemote(Token):
         self.logf = open(log, "ab")
         self.proc = subprocess.Popen(["p11-kit", "server", "-f", "-n", self.addr_path, "--provider", MODULE,
                                       "pkcs11:token=" + label], env=env, stdout=self.logf, stderr=self.logf)
-        wait_until("p11-kit server", lambda: connects(socket.AF_UNIX, self.addr_path), self.proc, log)
+        try:
+            wait_until("p11-kit server", lambda: connects(socket.AF_UNIX, self.addr_path), self.proc, log)
+        except BaseException:
+            self.stop()
+            raise
 
     def env(self):
         # the client needs only the server's address: no SoftHSM config on this side
@@ -174,6 +178,13 @@ class Tpm:
         os.makedirs(self.store)
         self.port = free_port_pair()
         self.procs, self.logs = [], []
+        try:
+            self.start(root, state, label, rm)
+        except BaseException:
+            self.stop()  # what started before the failure stops with it
+            raise
+
+    def start(self, root, state, label, rm):
         self.proc = self.spawn(root, "swtpm", [
             "swtpm", "socket", "--tpm2", "--server", "type=tcp,port=%d,bindaddr=127.0.0.1" % self.port,
             "--ctrl", "type=tcp,port=%d,bindaddr=127.0.0.1" % (self.port + 1),
