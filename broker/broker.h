@@ -9,6 +9,7 @@
 #ifndef KB_BROKER_H
 #define KB_BROKER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -236,6 +237,13 @@ typedef struct kb_broker {
 	int nconns;
 	bool draining;
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
+	/*
+	 * The loop's gate (finish.h): the loop thread holds it while it works
+	 * and lets go only while it waits for events (loop_asleep), when a
+	 * worker may finish its own job in the loop's stead.
+	 */
+	pthread_mutex_t gate;
+	bool loop_asleep;
 } kb_broker;
 
 /* kb_key_find returns the key named name in the current keyset, or NULL. */

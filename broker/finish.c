@@ -1,6 +1,7 @@
 /*
  * finish.c: the loop's half of a job: counters, health, the cache, and the
- * answers to every request that waited on it.
+ * answers to every request that waited on it; and the gate that lets a
+ * worker do that half while the loop sleeps (finish.h).
  */
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "finish.h"
 #include "jobs.h"
 #include "jsonw.h"
+#include "keys.h"
 #include "log.h"
 
 static int hist_bucket(int64_t us)
@@ -249,14 +251,14 @@ static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 	kb_answer_end(b, w);
 }
 
-void kb_job_finish(kb_broker *b, kb_job *j)
+/* finish does all of kb_job_finish but free the job. */
+static void finish(kb_broker *b, kb_job *j)
 {
 	int64_t now = kb_now_ms();
 	kb_code rc = j->err.code;
 
 	if (j->work_done) {
 		j->work_done(j->work_ctx);
-		kb_job_free(j);
 		return;
 	}
 	count_calls(b, j);
@@ -296,5 +298,76 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 		}
 		kb_conn_unref(c);
 	}
+}
+
+void kb_job_finish(kb_broker *b, kb_job *j)
+{
+	finish(b, j);
 	kb_job_free(j);
+}
+
+bool kb_job_finish_here(kb_broker *b, kb_job *j)
+{
+	if (j->work || pthread_mutex_trylock(&b->gate) != 0)
+		return false;
+	if (!b->loop_asleep) {
+		/* between two of the loop's turns, or after it stopped */
+		pthread_mutex_unlock(&b->gate);
+		return false;
+	}
+	finish(b, j);
+	/* the keyset's count is the loop's; the rest of the job is the worker's own */
+	kb_keyset_unref(j->ks);
+	j->ks = NULL;
+	pthread_mutex_unlock(&b->gate);
+	kb_job_free(j); /* wiping a job takes microseconds: not while the loop may want the gate */
+	return true;
+}
+
+void kb_loop_enter(kb_broker *b)
+{
+	pthread_mutexattr_t a;
+
+	/*
+	 * The loop often wakes for the client's next request while the worker
+	 * that answered the last one still holds the gate for a microsecond or
+	 * two: an adaptive mutex spins that out instead of sleeping on a futex.
+	 */
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&b->gate, &a);
+	pthread_mutexattr_destroy(&a);
+	pthread_mutex_lock(&b->gate);
+	b->loop_asleep = false;
+}
+
+void kb_loop_sleep(kb_broker *b)
+{
+	b->loop_asleep = true;
+	pthread_mutex_unlock(&b->gate);
+}
+
+/* GATE_SPIN_US: about the longest a worker holds the gate to answer a job */
+#define GATE_SPIN_US 50
+
+void kb_loop_wake(kb_broker *b)
+{
+	int64_t until = 0;
+
+	/* the worker that holds the gate is answering: wait it out awake, not on a futex */
+	while (pthread_mutex_trylock(&b->gate) != 0) {
+		if (until == 0)
+			until = kb_now_us() + GATE_SPIN_US;
+		else if (kb_now_us() >= until) {
+			pthread_mutex_lock(&b->gate);
+			break;
+		}
+	}
+	b->loop_asleep = false;
+}
+
+void kb_loop_leave(kb_broker *b)
+{
+	b->loop_asleep = false;
+	pthread_mutex_unlock(&b->gate);
 }

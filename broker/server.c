@@ -573,7 +573,9 @@ static void loop_once(server *s)
 		if (kb_now_us() < s->spin_until_us)
 			timeout = 0;
 	}
+	kb_loop_sleep(s->b); /* a worker may answer its own job meanwhile (finish.h) */
 	n = epoll_wait(s->epfd, evs, 64, timeout);
+	kb_loop_wake(s->b);
 	if (n > 0)
 		s->spin_until_us = 0;
 
@@ -617,6 +619,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	kb_opshttp *ops = NULL;
 	kb_code rc;
 
+	kb_loop_enter(b);
 	s.conns.count = &b->nconns;
 	s.io = (kb_io){ .loop = &s, .watch = io_watch, .timer_new = io_timer_new,
 			.timer_arm = io_timer_arm, .timer_free = io_timer_free, .offload = io_offload };
@@ -625,6 +628,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	if ((rc = setup(&s, err)) != KB_OK) {
 		teardown(&s);
 		free(s.path);
+		kb_loop_leave(b);
 		return rc;
 	}
 	s.conns.epfd = s.epfd;
@@ -662,5 +666,6 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	kb_connset_bury(&s.conns);
 	bury_watches(&s);
 	free(s.path);
+	kb_loop_leave(b);
 	return KB_OK;
 }

@@ -3,7 +3,8 @@
  *
  * A call to a backend that does not block (kb_async) starts on the loop and
  * finishes on it; everything else goes to a worker. Either way the job ends
- * in kb_job_finish on the loop thread.
+ * in kb_job_finish: on the loop thread, or on the worker in the loop's stead
+ * while the loop sleeps (finish.h).
  */
 #ifndef KB_SUBMIT_H
 #define KB_SUBMIT_H

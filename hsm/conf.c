@@ -382,7 +382,7 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	if ((rc = take_count("max_retries", retries, 5, 0, 50, &conf->max_retries, kc, err)) != KB_OK ||
 	    (rc = take_count("max_in_flight", kb_keyconf_take(kc, "max_in_flight", NULL), 256, 1, 100000,
 			     &conf->max_in_flight, kc, err)) != KB_OK ||
-	    (rc = take_count("http_connections", kb_keyconf_take(kc, "http_connections", NULL), 32, 1, 1024,
+	    (rc = take_count("http_connections", kb_keyconf_take(kc, "http_connections", NULL), 256, 1, 1024,
 			     &conf->http_connections, kc, err)) != KB_OK)
 		return rc;
 	return KB_OK;

@@ -231,9 +231,16 @@ kb_code kb_p11_error(const kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err
 				  k->name, tok, op_name(c->op), rvs,
 				  (kb_p11_pin_describe(&k->conf.pin, pin, sizeof(pin)), pin));
 	if (strncmp(fn, "C_GenerateKey", 13) == 0)
+		/*
+		 * A TPM without a resource manager is full: tpm2-pkcs11 keeps its
+		 * primary, seal object and the key in use loaded, and swtpm holds 3.
+		 */
 		return kb_err_set(err, KB_E_MECHANISM_UNSUPPORTED,
-				  "key %s: token %s cannot make the next version during rotate (%s from %s, also without the optional attributes): create it with the token's own tool (same label %s, the next CKA_ID) and the broker finds it",
-				  k->name, tok, rvs, fn, k->conf.label);
+				  "key %s: token %s cannot make the next version during rotate (%s from %s, also without the optional attributes): %screate it with the token's own tool (same label %s, the next CKA_ID) and the broker finds it",
+				  k->name, tok, rvs, fn,
+				  k->tok && strstr(k->tok->library, "TPM") ?
+					  "reach the TPM through a resource manager (TPM2_PKCS11_TCTI=device:/dev/tpmrm0 or tabrmd), or " : "",
+				  k->conf.label);
 	return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
 			  "key %s: token %s answered %s to %s during %s%s%s: see the token's own log; the broker retries on the next request",
 			  k->name, tok, rvs, fn, op_name(c->op), alg[0] ? " with " : "", alg);

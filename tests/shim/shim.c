@@ -21,6 +21,12 @@
  *                      that does the work, not its C_*Init)
  *   fail_decrypt N     the next N C_Decrypt/C_UnwrapKey calls return
  *                      CKR_DEVICE_ERROR
+ *   strict_templates   C_GenerateKey and C_GenerateKeyPair refuse a template
+ *                      that mentions CKA_SIGN, CKA_VERIFY or CKA_EXTRACTABLE
+ *                      with CKR_GENERAL_ERROR, as tpm2-pkcs11 refuses
+ *                      CKA_SIGN=FALSE; each refusal is told on stderr
+ *   refuse_generate    every C_GenerateKey and C_GenerateKeyPair returns
+ *                      CKR_GENERAL_ERROR (a token that makes no keys)
  *
  * Writing removed, token_not_present or session_invalid closes every session
  * in the real module (C_CloseAllSessions on each slot), as a token that is
@@ -46,7 +52,10 @@
 
 #define SHIM_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
-typedef enum mode { M_OK, M_REMOVED, M_NOT_PRESENT, M_SESSION_INVALID, M_SLOW, M_FAIL_DECRYPT } mode;
+typedef enum mode {
+	M_OK, M_REMOVED, M_NOT_PRESENT, M_SESSION_INVALID, M_SLOW, M_FAIL_DECRYPT, M_STRICT_TEMPLATES,
+	M_REFUSE_GENERATE
+} mode;
 
 /* What a call is, for the faults that apply to it. */
 typedef enum kind {
@@ -56,6 +65,7 @@ typedef enum kind {
 	K_SESSION,      /* calls on a session that do no cryptography, C_*Init included */
 	K_CRYPTO,       /* cryptographic calls: slow applies */
 	K_DECRYPT,      /* C_Decrypt, C_UnwrapKey: slow and fail_decrypt apply */
+	K_GENERATE,     /* C_GenerateKey, C_GenerateKeyPair: slow and the template modes apply */
 } kind;
 
 static CK_FUNCTION_LIST *real;
@@ -89,6 +99,8 @@ static mode parse(const char *text, long *arg)
 		{ "session_invalid", M_SESSION_INVALID, false },
 		{ "slow", M_SLOW, true },
 		{ "fail_decrypt", M_FAIL_DECRYPT, true },
+		{ "strict_templates", M_STRICT_TEMPLATES, false },
+		{ "refuse_generate", M_REFUSE_GENERATE, false },
 	};
 	char word[32] = "";
 	long n = 0;
@@ -153,6 +165,21 @@ static bool token_hidden(void)
 	return ctl.m == M_REMOVED || ctl.m == M_NOT_PRESENT;
 }
 
+/* optional_attr names the first attribute strict_templates refuses in t, or NULL. */
+static const char *optional_attr(const CK_ATTRIBUTE *t, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; t && i < n; i++)
+		switch (t[i].type) {
+		case CKA_SIGN:
+			return "CKA_SIGN";
+		case CKA_VERIFY:
+			return "CKA_VERIFY";
+		case CKA_EXTRACTABLE:
+			return "CKA_EXTRACTABLE";
+		}
+	return NULL;
+}
+
 /*
  * fault returns the answer the fault gives a call of kind k, or CKR_OK to
  * forward it; then the caller holds in_call for reading and releases it
@@ -179,11 +206,13 @@ static CK_RV fault(kind k, bool *hide)
 			rv = CKR_TOKEN_NOT_PRESENT;
 		else
 			rv = CKR_DEVICE_REMOVED;
-	} else if (ctl.m == M_SLOW && (k == K_CRYPTO || k == K_DECRYPT)) {
+	} else if (ctl.m == M_SLOW && (k == K_CRYPTO || k == K_DECRYPT || k == K_GENERATE)) {
 		sleep_ms = ctl.arg;
 	} else if (ctl.m == M_FAIL_DECRYPT && k == K_DECRYPT && ctl.arg > 0) {
 		ctl.arg--;
 		rv = CKR_DEVICE_ERROR;
+	} else if (ctl.m == M_REFUSE_GENERATE && k == K_GENERATE) {
+		rv = CKR_GENERAL_ERROR;
 	}
 	if (rv == CKR_OK)
 		pthread_rwlock_rdlock(&in_call);
@@ -281,8 +310,54 @@ FWD(K_CRYPTO, C_DigestEncryptUpdate, P_IO, A_IO)
 FWD(K_CRYPTO, C_DecryptDigestUpdate, P_IO, A_IO)
 FWD(K_CRYPTO, C_SignEncryptUpdate, P_IO, A_IO)
 FWD(K_CRYPTO, C_DecryptVerifyUpdate, P_IO, A_IO)
-FWD(K_CRYPTO, C_GenerateKey, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key), (s, m, t, n, key))
-FWD(K_CRYPTO, C_GenerateKeyPair, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn, CK_ATTRIBUTE_PTR vt, CK_ULONG vn, CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv), (s, m, pt, pn, vt, vn, pub, priv))
+
+/* strict refuses a generation whose template has an attribute strict_templates refuses. */
+static bool strict(const char *fn, const CK_ATTRIBUTE *a, CK_ULONG an, const CK_ATTRIBUTE *b, CK_ULONG bn)
+{
+	const char *attr;
+	bool on;
+
+	pthread_mutex_lock(&ctl.lock);
+	on = ctl.m == M_STRICT_TEMPLATES;
+	pthread_mutex_unlock(&ctl.lock);
+	attr = on ? optional_attr(a, an) : NULL;
+	if (on && attr == NULL)
+		attr = optional_attr(b, bn);
+	if (attr)
+		fprintf(stderr, "kbshim: strict_templates: %s refused a template with %s\n", fn, attr);
+	return attr != NULL;
+}
+
+static CK_RV shim_C_GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+				CK_OBJECT_HANDLE_PTR key)
+{
+	CK_RV rv = fault(K_GENERATE, NULL);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (strict("C_GenerateKey", t, n, NULL, 0))
+		rv = CKR_GENERAL_ERROR;
+	else
+		rv = real->C_GenerateKey(s, m, t, n, key);
+	pthread_rwlock_unlock(&in_call);
+	return rv;
+}
+
+static CK_RV shim_C_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
+				    CK_ATTRIBUTE_PTR vt, CK_ULONG vn, CK_OBJECT_HANDLE_PTR pub,
+				    CK_OBJECT_HANDLE_PTR priv)
+{
+	CK_RV rv = fault(K_GENERATE, NULL);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (strict("C_GenerateKeyPair", pt, pn, vt, vn))
+		rv = CKR_GENERAL_ERROR;
+	else
+		rv = real->C_GenerateKeyPair(s, m, pt, pn, vt, vn, pub, priv);
+	pthread_rwlock_unlock(&in_call);
+	return rv;
+}
 FWD(K_CRYPTO, C_WrapKey, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR outlen), (s, m, wk, key, out, outlen))
 FWD(K_DECRYPT, C_UnwrapKey, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR in, CK_ULONG inlen, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key), (s, m, uk, in, inlen, t, n, key))
 FWD(K_CRYPTO, C_DeriveKey, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key), (s, m, base, t, n, key))

@@ -6,7 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tokenkit import PROXY_MODULE, P11KitRemote, Tpm, key_section  # noqa: E402
+from tokenkit import PROXY_MODULE, P11KitRemote, ShimToken, Tpm, key_section  # noqa: E402
 from kbtest import Broker, b64, blob_fields, check, run, unb64  # noqa: E402
 
 
@@ -48,8 +48,8 @@ def rsa_operations(kb, tok, alg, rotates=True):
     doctor_passes(kb)
     if not rotates:
         r = kb.err({"op": "rotate", "key": "rsa"}, "mechanism_unsupported")["error"]["message"]
-        check("rotate" in r and "C_GenerateKeyPair" in r and "label rsa-kek" in r and "internal" not in r,
-              "rotate's refusal names the operation, the call and the fix: %s" % r)
+        check("rotate" in r and "C_GenerateKeyPair" in r and "label rsa-kek" in r and "resource manager" in r
+              and "internal" not in r, "rotate's refusal names the operation, the call and the fix: %s" % r)
         return
     r = kb.ok({"op": "rotate", "key": "rsa"})
     check(r["version"] == "02", "rotate made version %s" % r["version"])
@@ -116,12 +116,10 @@ def p11kit_proxy_module(root):
 
 
 def tpm_rsa_operations(root):
-    tok = Tpm(root)
+    tok = Tpm(root)  # behind tpm2-abrmd, as a real host has /dev/tpmrm0
     try:
         kb = broker(root, tok, [("rsa", "rsa-kek")])
-        # swtpm holds 3 loaded objects and has no resource manager: C_GenerateKeyPair inside
-        # the broker's process finds the TPM full (tpm:warn out of memory for object contexts)
-        rsa_operations(kb, tok, "RSA-OAEP", rotates=False)
+        rsa_operations(kb, tok, "RSA-OAEP")
         kb.stop()
     finally:
         tok.stop()
@@ -131,7 +129,21 @@ def tpm_rsa_oaep_256_operations(root):
     tok = Tpm(root)
     try:
         kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP-256")])
-        rsa_operations(kb, tok, "RSA-OAEP-256", rotates=False)
+        rsa_operations(kb, tok, "RSA-OAEP-256")
+        kb.stop()
+    finally:
+        tok.stop()
+
+
+def tpm_without_resource_manager(root):
+    """swtpm alone holds 3 loaded objects and nothing swaps them out: tpm2-pkcs11 keeps its
+    primary, the seal object and rsa-kek loaded, so C_GenerateKeyPair in the broker's process
+    finds the TPM full (out of memory for object contexts). Everything else works; rotate
+    is refused naming the operation, the call and the fix."""
+    tok = Tpm(root, rm=False)
+    try:
+        kb = broker(root, tok, [("rsa", "rsa-kek")])
+        rsa_operations(kb, tok, "RSA-OAEP", rotates=False)
         kb.stop()
     finally:
         tok.stop()
@@ -149,6 +161,96 @@ def tpm_aes_refused_clearly(root):
             check(absent not in mechs, "the TPM token offers %s after all:\n%s" % (absent, mechs))
     finally:
         tok.stop()
+
+
+def shim_rotate_retries_without_optional_attributes(root):
+    """A token that refuses CKA_SIGN/CKA_VERIFY/CKA_EXTRACTABLE in a template (as tpm2-pkcs11
+    refuses CKA_SIGN=FALSE): rotate makes the key pair and the AES key without them."""
+    tok = ShimToken(root)
+    kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")])
+    old = {k: kb.ok({"op": "wrap", "key": k, "plaintext": b64(b"o" * 32)})["blob"] for k in ("rsa", "aes")}
+    tok.set("strict_templates")
+    for key, call in (("rsa", "C_GenerateKeyPair"), ("aes", "C_GenerateKey")):
+        check(kb.ok({"op": "rotate", "key": key})["version"] == "02", "%s rotates to 02" % key)
+        check("kbshim: strict_templates: %s refused a template with" % call in kb.log_text(),
+              "the first %s asked for the optional attributes and was refused" % call)
+        new = kb.ok({"op": "wrap", "key": key, "plaintext": b64(b"n" * 32)})
+        check(blob_fields(new["blob"])["version"] == "02", "%s wraps under the new version" % key)
+        kb.ok({"op": "flush"})
+        check(unb64(kb.ok({"op": "unwrap", "blob": new["blob"]})["plaintext"]) == b"n" * 32,
+              "the new %s version unwraps" % key)
+        check(unb64(kb.ok({"op": "unwrap", "blob": old[key]})["plaintext"]) == b"o" * 32,
+              "a blob of %s 01 unwraps after rotate" % key)
+    kb.stop()
+
+
+def shim_rotate_refused_names_the_call(root):
+    """A token that makes no keys at all: rotate's error names rotate, the PKCS#11 call, the
+    label and the fix, is never internal, and rotate works once the token does again."""
+    tok = ShimToken(root)
+    kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")])
+    tok.set("refuse_generate")
+    for key, call, label in (("rsa", "C_GenerateKeyPair", "rsa-kek"), ("aes", "C_GenerateKey", "aes-kek")):
+        m = kb.err({"op": "rotate", "key": key}, "mechanism_unsupported")["error"]["message"]
+        check("during rotate" in m and "CKR_GENERAL_ERROR from %s" % call in m and "label %s" % label in m
+              and "the next CKA_ID" in m and "internal" not in m and "resource manager" not in m,
+              "the refusal names rotate, %s, the label and the fix: %s" % (call, m))
+        p = kb.cli("rotate", key)
+        err = p.stderr.decode()
+        check(p.returncode != 0 and call in err and "internal" not in err, "the CLI shows it: %s" % err)
+    tok.set("ok")
+    check(kb.ok({"op": "rotate", "key": "rsa"})["version"] == "02", "rotate works once the token makes keys")
+    kb.stop()
+
+
+def softhsm_answer_follows_its_bookkeeping(root):
+    """A worker answers a PKCS#11 miss itself when the loop sleeps (broker/finish.h). Whoever
+    answers, the answer comes after the bookkeeping: a client that asks again at once finds the
+    DEK it was given in the cache, the counters already counting its miss, and its connection
+    free for more (the in-flight count). 4 clients at once, so some answers come from workers
+    and some from the loop."""
+    import threading
+    from kbtest import MODULE, Token
+    tok = Token(root)
+    tok.module = MODULE
+    kb = broker(root, tok, [("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")])
+    kb.ok({"op": "flush"})
+    fails = []
+
+    def client(key):
+        c = kb.conn()
+        try:
+            for _ in range(60):
+                d = c.call({"op": "datakey", "key": key})
+                u = c.call({"op": "unwrap", "blob": d["blob"]})
+                if not (u.get("ok") and u["cached"] is True and u["plaintext"] == d["plaintext"]):
+                    fails.append("a datakey's blob right after it: %s" % u)
+                w = c.call({"op": "rewrap", "blob": d["blob"]})
+                u = c.call({"op": "unwrap", "blob": w["blob"]})
+                if not (u.get("ok") and u["cached"] is True and u["plaintext"] == d["plaintext"]):
+                    fails.append("a rewrapped blob right after it: %s" % u)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            fails.append(repr(e))
+        finally:
+            c.close()
+    threads = [threading.Thread(target=client, args=(k,)) for k in ("rsa", "aes", "rsa", "aes")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not fails, "%d answers came before their bookkeeping, first: %s" % (len(fails), fails[:1]))
+    # misses, each counted by the time it is answered; pipelined, all 32 at once on one connection
+    blobs = [kb.ok({"op": "wrap", "key": "aes", "plaintext": b64(bytes([i]) * 32)})["blob"] for i in range(32)]
+    kb.ok({"op": "flush"})
+    before = kb.backend_calls("aes")
+    c = kb.conn()
+    for b in blobs:
+        c.send({"op": "unwrap", "blob": b})
+    got = sorted(unb64(c.read_line()["plaintext"])[0] for _ in blobs)
+    check(got == list(range(32)), "every pipelined miss answered once, right: %s" % got)
+    check(kb.backend_calls("aes") - before == 32, "the 32 misses counted by the time they were answered")
+    c.close()
+    kb.stop()
 
 
 if __name__ == "__main__":

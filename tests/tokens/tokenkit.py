@@ -4,7 +4,14 @@
   p11-kit-client.so with P11_KIT_SERVER_ADDRESS (the usual way to reach an HSM
   in another container or host).
 - Tpm: tpm2-pkcs11 on a software TPM (`swtpm socket --tpm2`), token and RSA key
-  made with pkcs11-tool, state under the test's temp dir.
+  made with pkcs11-tool, state under the test's temp dir. By default behind a
+  resource manager (tpm2-abrmd on a private D-Bus), as on a real host where
+  /dev/tpmrm0 is one: swtpm holds 3 loaded objects, and tpm2-pkcs11 keeps its
+  primary, the token's seal object and each used key loaded, so creating a
+  key in a process that has used one needs objects swapped out.
+
+- ShimToken: a SoftHSM token seen through kbshim (tests/shim), which refuses
+  key generation templates on command (strict_templates, refuse_generate).
 
 Each object stops what it started (by its own pid) in stop().
 """
@@ -81,6 +88,36 @@ def stop_proc(p):
             p.wait()
 
 
+SHIM = os.environ.get("KB_SHIM", "")
+
+
+class ShimToken(Token):
+    """A SoftHSM token (scripts/softhsm-token) through kbshim; set() writes the shim's mode atomically."""
+
+    module = SHIM
+    kind = "kbshim"
+
+    def __init__(self, root, label="kbtest"):
+        super().__init__(root, label)
+        check(os.path.exists(SHIM), "KB_SHIM names no built kbshim: %r" % SHIM)
+        self.control = os.path.join(root, "shim.control")
+        self.set("ok")
+
+    def set(self, mode):
+        tmp = self.control + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(mode + "\n")
+        os.replace(tmp, self.control)
+
+    def env(self):
+        e = Token.env(self)
+        e["KB_SHIM_CONTROL"], e["KB_SHIM_MODULE"] = self.control, MODULE
+        return e
+
+    def stop(self):
+        pass
+
+
 class P11KitRemote(Token):
     """A SoftHSM token (scripts/softhsm-token) served by p11-kit server on a Unix socket."""
 
@@ -96,7 +133,11 @@ class P11KitRemote(Token):
         self.logf = open(log, "ab")
         self.proc = subprocess.Popen(["p11-kit", "server", "-f", "-n", self.addr_path, "--provider", MODULE,
                                       "pkcs11:token=" + label], env=env, stdout=self.logf, stderr=self.logf)
-        wait_until("p11-kit server", lambda: connects(socket.AF_UNIX, self.addr_path), self.proc, log)
+        try:
+            wait_until("p11-kit server", lambda: connects(socket.AF_UNIX, self.addr_path), self.proc, log)
+        except BaseException:
+            self.stop()
+            raise
 
     def env(self):
         # the client needs only the server's address: no SoftHSM config on this side
@@ -110,29 +151,51 @@ class P11KitRemote(Token):
         self.logf.close()
 
 
+BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=%s</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>
+</busconfig>
+"""
+
+
 class Tpm:
-    """tpm2-pkcs11 on swtpm: token `label` with an RSA-2048 key rsa-kek, CKA_ID 01."""
+    """tpm2-pkcs11 on swtpm: token `label` with an RSA-2048 key rsa-kek, CKA_ID 01.
+    rm=True puts tpm2-abrmd between them (on a D-Bus of the test's own); rm=False talks to
+    swtpm directly, as a host without a resource manager would."""
 
     module = TPM_MODULE
     kind = "tpm2-pkcs11"
 
-    def __init__(self, root, label="kbtpm"):
+    def __init__(self, root, label="kbtpm", rm=True):
         self.label = label
         self.dir = os.path.join(root, "tpm")
         state, self.store = os.path.join(self.dir, "state"), os.path.join(self.dir, "store")
         os.makedirs(state)
         os.makedirs(self.store)
         self.port = free_port_pair()
-        log = os.path.join(root, "swtpm.log")
-        self.logf = open(log, "ab")
-        self.proc = subprocess.Popen(
-            ["swtpm", "socket", "--tpm2", "--server", "type=tcp,port=%d,bindaddr=127.0.0.1" % self.port,
-             "--ctrl", "type=tcp,port=%d,bindaddr=127.0.0.1" % (self.port + 1),
-             "--flags", "not-need-init,startup-clear", "--tpmstate", "dir=" + state],
-            stdout=self.logf, stderr=self.logf)
+        self.procs, self.logs = [], []
+        try:
+            self.start(root, state, label, rm)
+        except BaseException:
+            self.stop()  # what started before the failure stops with it
+            raise
+
+    def start(self, root, state, label, rm):
+        self.proc = self.spawn(root, "swtpm", [
+            "swtpm", "socket", "--tpm2", "--server", "type=tcp,port=%d,bindaddr=127.0.0.1" % self.port,
+            "--ctrl", "type=tcp,port=%d,bindaddr=127.0.0.1" % (self.port + 1),
+            "--flags", "not-need-init,startup-clear", "--tpmstate", "dir=" + state])
         for port in (self.port, self.port + 1):
             wait_until("swtpm port %d" % port, lambda p=port: connects(socket.AF_INET, ("127.0.0.1", p)),
-                       self.proc, log)
+                       self.proc, self.logs[-1])
+        self.tcti = "swtpm:port=%d" % self.port
+        self.bus = None
+        if rm:
+            self.start_resource_manager(root)
         self.so_pin = os.urandom(8).hex()
         self.pin = os.urandom(8).hex()
         self.pin_file = os.path.join(self.dir, "user.pin")
@@ -144,9 +207,44 @@ class Tpm:
                  "--new-pin", "env:KB_TEST_PIN")
         self.tool("--keypairgen", "--key-type", "rsa:2048", "--label", "rsa-kek", "--id", "01")
 
+    def spawn(self, root, name, cmd, env=None):
+        log = os.path.join(root, name + ".log")
+        f = open(log, "ab")
+        self.logs.append(log)
+        try:
+            p = subprocess.Popen(cmd, stdout=f, stderr=f, env=env)
+        finally:
+            f.close()
+        self.procs.append(p)
+        return p
+
+    def start_resource_manager(self, root):
+        """dbus-daemon on a socket under root, then tpm2-abrmd on it owning a name of its own."""
+        sock = os.path.join(self.dir, "bus")
+        conf = os.path.join(self.dir, "bus.conf")
+        with open(conf, "w") as f:
+            f.write(BUS_CONF % sock)
+        bus = self.spawn(root, "dbus-daemon", ["dbus-daemon", "--config-file=" + conf, "--nofork"])
+        wait_until("dbus-daemon", lambda: connects(socket.AF_UNIX, sock), bus, self.logs[-1])
+        self.bus = "unix:path=" + sock
+        name = "com.intel.tss2.Tabrmd.kb%d" % self.port
+        env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=self.bus)
+        abrmd = self.spawn(root, "tpm2-abrmd", ["tpm2-abrmd", "--session", "--allow-root", "--dbus-name=" + name,
+                                               "--tcti=" + self.tcti], env=env)
+
+        def owned():
+            p = subprocess.run(["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+                                "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", "string:" + name],
+                               env=env, capture_output=True)
+            return b"boolean true" in p.stdout
+        wait_until("tpm2-abrmd", owned, abrmd, self.logs[-1])
+        self.tcti = "tabrmd:bus_type=session,bus_name=" + name
+
     def env(self):
         e = dict(os.environ)
-        e["TPM2_PKCS11_TCTI"] = "swtpm:port=%d" % self.port
+        e["TPM2_PKCS11_TCTI"] = self.tcti
+        if self.bus:
+            e["DBUS_SESSION_BUS_ADDRESS"] = self.bus
         e["TPM2_PKCS11_STORE"] = self.store
         e["TSS2_LOG"] = "all+NONE"  # the TSS logs every probe of a TCTI it does not use
         return e
@@ -164,8 +262,8 @@ class Tpm:
         return self.p11("--login", "--pin", "env:KB_TEST_PIN", *args, check_rc=check_rc)
 
     def stop(self):
-        stop_proc(self.proc)
-        self.logf.close()
+        for p in reversed(self.procs):
+            stop_proc(p)
 
 
 def key_section(tok, name, label, alg=None, extra=""):
