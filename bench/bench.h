@@ -15,7 +15,7 @@
  * bench_broker.c the broker driver: prepare blobs, measure an op, read counters
  * bench_report.c the text table, --json and --csv
  * bench_plot.c   the latency CDF as SVG
- * bench_main.c   the `keybroker bench` subcommand
+ * client/bench_main.c  the `keybroker bench` subcommand (a thin entry point)
  */
 #ifndef KB_BENCH_H
 #define KB_BENCH_H
