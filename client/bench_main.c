@@ -1,7 +1,9 @@
 /*
  * bench_main.c: `keybroker bench`, one operation against the running broker:
  * throughput, latency percentiles, errors, and the backend calls and cache
- * hits the broker's counters saw during the measured window.
+ * hits the broker's counters saw during the measured window. A thin entry
+ * point: it checks the options and probes the broker, and the engine in
+ * bench/ (bench_cmd.h) measures and reports.
  */
 #include <errno.h>
 #include <limits.h>
@@ -10,8 +12,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "bench.h"
-#include "bench_kms.h"
+#include "bench_cmd.h"
 #include "cli.h"
 
 /* parse_num reads a number in [lo, hi] from s; false if s is not one. */
@@ -66,16 +67,13 @@ static int run_bench(cli *c)
 	const char *dur = cli_optval(c, "duration"), *req = cli_optval(c, "requests");
 	const char *csv = cli_optval(c, "csv"), *plot = cli_optval(c, "plot");
 	double clients = 1, duration = 10, requests = 0, warmup = 1, size = 32;
-	bench_spec spec = { 0 };
 	const char *kms_socket = cli_optval(c, "kms-socket");
 	bool kms = opname && (!strcmp(opname, "kms-decrypt") || !strcmp(opname, "kms-encrypt") ||
 			      !strcmp(opname, "kms-status"));
-	bench_series *s;
-	bench_broker *b = NULL;
-	bench_kms *k = NULL;
-	bench_driver *d;
-	char err[512], label[128];
-	int op, rc = CLI_EXIT_OK;
+	bench_cmd cmd;
+	kb_code code;
+	char err[512];
+	int op, rc;
 
 	if (kms && kms_socket == NULL)
 		return cli_usage(c, "--op %s needs --kms-socket PATH (a [kms:NAME] socket)", opname);
@@ -103,77 +101,31 @@ static int run_bench(cli *c)
 	if ((csv && !csv[0]) || (plot && !plot[0]))
 		return cli_usage(c, "--csv and --plot need a file name");
 
-	if (kms) {
-		/* the KMS socket names its key: the report shows Status's key_id */
-		if ((k = bench_kms_new(kms_socket, opname, (size_t)size, err, sizeof(err))) == NULL)
-			return cli_fail(KB_E_IO, "%s", err);
-		key = bench_kms_key_id(k);
-		d = bench_kms_driver(k);
-	} else {
-		if ((rc = cli_connect(c)) != CLI_EXIT_OK ||
-		    (rc = probe(c, key, (bench_op)op, (size_t)size)) != CLI_EXIT_OK)
-			return rc;
-		b = bench_broker_new(kb_client_socket(c->kc), key, (bench_op)op, (size_t)size, err,
-				     sizeof(err));
-		if (b == NULL)
-			return cli_fail(KB_E_IO, "%s", err);
-		d = bench_broker_driver(b);
-	}
-	s = malloc(sizeof(*s));
-	if (s == NULL) {
-		bench_broker_free(b);
-		bench_kms_free(k);
-		return cli_fail(KB_E_IO, "out of memory");
-	}
-	snprintf(label, sizeof(label), "%s %s", opname, key);
-	bench_series_init(s, label, (int)clients);
-	spec.clients = (int)clients;
-	spec.requests = (uint64_t)requests;
-	spec.duration_s = req ? 0 : duration;
-	spec.warmup_s = warmup;
-	spec.label = label;
-	/* for runs over 2 s; bench_run shows it only once 2 s have passed */
-	spec.progress = !c->json && isatty(STDERR_FILENO);
-	if (bench_run(d, &spec, s, err, sizeof(err)) != 0) {
-		rc = cli_fail(KB_E_IO, "%s", err);
-		goto out;
-	}
-	if (op == BENCH_UNWRAP_MISS && s->have_counters && s->backend_calls < s->ops)
-		snprintf(s->note, sizeof(s->note), "only %llu of %llu unwraps reached the backend",
-			 (unsigned long long)s->backend_calls, (unsigned long long)s->ops);
-	if (op == BENCH_UNWRAP_MISS && s->elapsed_s + 0.05 < spec.duration_s)
-		snprintf(s->note, sizeof(s->note), "the fresh blobs ran out after %.1f s", s->elapsed_s);
-	if (c->json) {
-		printf("{\"key\":\"%s\",\"backend\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"warmup_s\":%g,"
-		       "\"series\":[", key, b ? bench_broker_backend(b) : "kms", opname, (size_t)size, warmup);
-		bench_report_series_json(stdout, s);
-		printf("]}\n");
-	} else {
-		printf("keybroker bench: key %s (%s), op %s, %d client%s, %s, %zu-byte DEKs\n\n", key,
-		       b ? bench_broker_backend(b) : "kms", opname, (int)clients, clients == 1 ? "" : "s",
-		       req ? "by request count" : "by duration", (size_t)size);
-		bench_report_text(stdout, s, 1);
-		if (s->have_counters)
-			printf("\nbackend calls in the window: %llu (%.2f per request); cache hits %llu, "
-			       "misses %llu\n", (unsigned long long)s->backend_calls,
-			       s->ops ? (double)s->backend_calls / (double)s->ops : 0.0,
-			       (unsigned long long)s->hits, (unsigned long long)s->misses);
-	}
-	if (csv && bench_report_csv(csv, s, 1) != 0)
-		rc = cli_fail(KB_E_IO, "cannot write %s: %s", csv, strerror(errno));
-	if (plot && bench_plot_svg(plot, "keybroker bench: latency CDF", s, 1) != 0)
-		rc = cli_fail(KB_E_IO, "cannot write %s: %s", plot, strerror(errno));
-	if (s->errors > 0 && rc == CLI_EXIT_OK) {
-		rc = cli_fail(kb_code_from_name(d->first_code), "%llu of %llu requests failed%s; the "
-			      "first: %s", (unsigned long long)s->errors, (unsigned long long)s->ops,
-			      s->errors == s->ops ? " (all of them: nothing was measured)" : "",
-			      d->first_error);
-	}
-out:
-	bench_broker_free(b);
-	bench_kms_free(k);
-	free(s);
-	return rc;
+	/* the broker is asked once here, on the CLI's own connection; the KMS
+	 * socket is the engine's to open */
+	if (!kms && ((rc = cli_connect(c)) != CLI_EXIT_OK ||
+		     (rc = probe(c, key, (bench_op)op, (size_t)size)) != CLI_EXIT_OK))
+		return rc;
+	cmd = (bench_cmd){
+		.socket = kms ? NULL : kb_client_socket(c->kc),
+		.kms_socket = kms ? kms_socket : NULL,
+		.key = key,
+		.opname = opname,
+		.op = (bench_op)op,
+		.size = (size_t)size,
+		.clients = (int)clients,
+		.requests = (uint64_t)requests,
+		.duration_s = duration,
+		.warmup_s = warmup,
+		.json = c->json,
+		/* for runs over 2 s; bench_run shows it only once 2 s have passed */
+		.progress = !c->json && isatty(STDERR_FILENO),
+		.csv = csv,
+		.plot = plot,
+	};
+	if ((code = bench_cmd_run(&cmd, err, sizeof(err))) != KB_OK)
+		return cli_fail(code, "%s", err);
+	return CLI_EXIT_OK;
 }
 
 const cli_cmd cli_bench = {

@@ -1,6 +1,6 @@
 /*
  * line.h: newline-framed lines on a stream socket, the client side of the
- * broker's protocol. libkeybroker (conn.c) and the bench (bench_line.c) both
+ * broker's protocol. libkeybroker (conn.c) and the bench engine (bench/bench_line.c) both
  * frame with it, so they read, grow and wipe alike. Not installed.
  *
  * A buffer is (buf, len, cap) owned by the caller: bytes read and not yet

@@ -2,13 +2,14 @@
  * cases.h: the one runner of keybroker's cmocka tests, and how a case is
  * registered once.
  *
- * Each case is one line of its file's table, CASE(fn) or CASE(fn, "test
- * name"), CASE_WITH(fn, setup, teardown[, "test name"]) when it needs them,
- * or CASE_XFAIL(fn) for a known bug reported to the module's owner (it is
- * expected to fail until fixed). tests/meson.build reads these lines and
- * registers one meson test() per case, named by the string, else by its
- * folder's prefix and fn, and run as `exe fn`. So a case is listed only in
- * C, and a name that matches no case fails (exit 2) instead of running
+ * Each case is one line of its file's table, CASE(fn, "test name"),
+ * CASE_WITH(fn, setup, teardown, "test name") when it needs them, or
+ * CASE_XFAIL(fn, "test name") for a known bug reported to the module's owner
+ * (it is expected to fail until fixed). tests/meson.build reads these lines
+ * and registers one meson test() per case, named by the string (the style is
+ * at the top of tests/meson.build; a case without a name is a configure
+ * error), and run as `exe fn`. So a case is listed only in C, and a name
+ * that matches no case fails (exit 2) instead of running
  * nothing. Keep each CASE on a line of its own, and no '"' in a test name.
  *
  * Without an argument every case runs, each as its own group (so each gets

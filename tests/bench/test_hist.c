@@ -108,13 +108,13 @@ static void merged_histograms_equal_one_fed_all_samples(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(percentiles_below_128_are_exact),
-	CASE(percentiles_of_1_to_1000_microseconds_are_within_a_bucket),
-	CASE(p999_of_1000_samples_is_the_999th),
-	CASE(a_skewed_sample_puts_the_tail_in_p99),
-	CASE(empty_histogram_reports_zero_and_one_sample_reports_itself),
-	CASE(every_value_lands_in_a_bucket_no_wider_than_1_in_64),
-	CASE(merged_histograms_equal_one_fed_all_samples),
+	CASE(percentiles_below_128_are_exact, "bench - histogram percentiles below 128 are exact"),
+	CASE(percentiles_of_1_to_1000_microseconds_are_within_a_bucket, "bench - histogram percentiles of 1 to 1000 microseconds are within a bucket"),
+	CASE(p999_of_1000_samples_is_the_999th, "bench - histogram p99.9 of 1000 samples is the 999th"),
+	CASE(a_skewed_sample_puts_the_tail_in_p99, "bench - histogram of a skewed sample puts the tail in p99"),
+	CASE(empty_histogram_reports_zero_and_one_sample_reports_itself, "bench - an empty histogram reports zero and one sample reports itself"),
+	CASE(every_value_lands_in_a_bucket_no_wider_than_1_in_64, "bench - histogram every value lands in a bucket no wider than 1 in 64"),
+	CASE(merged_histograms_equal_one_fed_all_samples, "bench - merged histograms equal one fed all samples"),
 };
 
 CASES_MAIN("bench_hist", tests, NULL, NULL)

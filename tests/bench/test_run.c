@@ -127,9 +127,9 @@ static void no_failures_have_every_request_in_the_latencies(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(all_failed_reports_errors_and_no_latency_or_throughput),
-	CASE(failed_requests_add_nothing_to_latencies_or_throughput),
-	CASE(no_failures_have_every_request_in_the_latencies),
+	CASE(all_failed_reports_errors_and_no_latency_or_throughput, "bench - runner with all requests failed reports errors and no latency or throughput"),
+	CASE(failed_requests_add_nothing_to_latencies_or_throughput, "bench - runner adds failed requests to no latency or throughput"),
+	CASE(no_failures_have_every_request_in_the_latencies, "bench - runner without failures has every request in the latencies"),
 };
 
 CASES_MAIN("bench_run", tests, NULL, NULL)

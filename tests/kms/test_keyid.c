@@ -89,12 +89,12 @@ static void annotations_over_32_kb_in_all_are_refused(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(key_id_round_trips_key_version_and_fingerprint),
-	CASE(key_id_malformed_is_refused_with_a_message),
-	CASE(key_id_with_a_nul_inside_is_refused),
-	CASE(fingerprint_differs_with_the_material),
-	CASE(annotation_keys_must_be_dns_names),
-	CASE(annotations_over_32_kb_in_all_are_refused),
+	CASE(key_id_round_trips_key_version_and_fingerprint, "kms - key_id round trips key, version and fingerprint"),
+	CASE(key_id_malformed_is_refused_with_a_message, "kms - a malformed key_id is refused with a message"),
+	CASE(key_id_with_a_nul_inside_is_refused, "kms - key_id with a NUL inside is refused"),
+	CASE(fingerprint_differs_with_the_material, "kms - fingerprint differs with the material"),
+	CASE(annotation_keys_must_be_dns_names, "kms - annotation keys must be DNS names"),
+	CASE(annotations_over_32_kb_in_all_are_refused, "kms - annotations over 32 KB in all are refused"),
 };
 
 CASES_MAIN("kms_keyid", tests, NULL, NULL)

@@ -9,12 +9,14 @@ strongly connected component of more than one file). The check fails when
   - there is a cycle not named in known_cycles.txt (the list of cycles
     another change is taking apart; it may only shrink), or
   - keybrokerd holds a symbol defined by client/ (the daemon must not link
-    client code).
+    client code), or
+  - libkeybroker holds a symbol defined by bench/ (the benchmark engine is
+    linked into the CLI, never into the library users install).
 
 It prints the cycle count either way. Which object belongs to which source
 comes from the build's compile_commands.json, so no file name is guessed.
 
-usage: check_layers.py BUILD_ROOT SOURCE_ROOT KEYBROKERD
+usage: check_layers.py BUILD_ROOT SOURCE_ROOT KEYBROKERD LIBKEYBROKER
 """
 import json
 import os
@@ -24,8 +26,10 @@ import sys
 PRODUCT = ('broker/', 'pkcs11/', 'hsm/', 'common/', 'client/', 'emulator/', 'bench/')
 
 
-def nm(path):
-	"""(defined, undefined) global symbol sets of one object or binary."""
+def nm(path, local=False):
+	"""(defined, undefined) global symbol sets of one object or binary; with
+	local, the defined set also holds local ones (a shared library's hidden
+	symbols are local once it is linked)."""
 	out = subprocess.run(['nm', '-P', path], check=True, capture_output=True, text=True).stdout
 	defined, undefined = set(), set()
 	for line in out.splitlines():
@@ -35,7 +39,7 @@ def nm(path):
 		name, kind = parts[0], parts[1]
 		if kind == 'U':
 			undefined.add(name)
-		elif kind in 'TDBRCGSVW':
+		elif kind in 'TDBRCGSVW' or (local and kind in 'tdbrgsv'):
 			defined.add(name)
 	return defined, undefined
 
@@ -126,7 +130,7 @@ def known(path):
 
 
 def main():
-	build, source, daemon = sys.argv[1:4]
+	build, source, daemon, library = sys.argv[1:5]
 	objs = product_objects(build, source)
 	if not objs:
 		print('no product objects found in compile_commands.json', file=sys.stderr)
@@ -150,23 +154,28 @@ def main():
 		if comp not in found:
 			print('gone (drop it from known_cycles.txt): ' + ' '.join(comp))
 
-	# a name client/ defines and nothing else does (main is everyone's)
-	client_defs, other_defs = {}, set()
+	bad += holds(daemon, 'keybrokerd', 'client/', objs)
+	bad += holds(library, 'libkeybroker', 'bench/', objs, local=True)
+	return 1 if bad else 0
+
+
+def holds(binary, name, folder, objs, local=False):
+	"""Prints the symbols of folder that binary holds: the names folder
+	defines and nothing else does (main is everyone's). 1 if any, else 0."""
+	folder_defs, other_defs = {}, set()
 	for src, obj in objs.items():
 		for s in nm(obj)[0]:
-			if src.startswith('client/'):
-				client_defs[s] = src
+			if src.startswith(folder):
+				folder_defs[s] = src
 			else:
 				other_defs.add(s)
-	client_defs = {s: src for s, src in client_defs.items() if s not in other_defs}
-	daemon_defs, _ = nm(daemon)
-	linked = sorted(f'{s} ({client_defs[s]})' for s in daemon_defs if s in client_defs)
-	print(f'keybrokerd holds {len(linked)} symbols of client/')
+	folder_defs = {s: src for s, src in folder_defs.items() if s not in other_defs}
+	defs, _ = nm(binary, local)
+	linked = sorted(f'{s} ({folder_defs[s]})' for s in defs if s in folder_defs)
+	print(f'{name} holds {len(linked)} symbols of {folder}')
 	for s in linked:
 		print('  ' + s)
-	if linked:
-		bad += 1
-	return 1 if bad else 0
+	return 1 if linked else 0
 
 
 if __name__ == '__main__':

@@ -439,22 +439,22 @@ static void arena_runs_unlocked_when_allowed(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(arena_alloc_gives_distinct_zeroed_slots_until_full),
-	CASE(arena_free_zeroes_the_slot),
-	CASE(arena_alloc_takes_the_smallest_class_that_holds_the_dek),
-	CASE(arena_full_class_refuses_while_the_others_still_give),
-	CASE(arena_free_zeroes_the_slot_in_every_class),
-	CASE(arena_refuses_classes_out_of_order_or_empty),
-	CASE(arena_free_of_null_is_a_no_op),
-	CASE(arena_destroy_unmaps_everything),
-	CASE(arena_write_to_the_leading_guard_page_is_fatal),
-	CASE(arena_write_to_the_trailing_guard_page_is_fatal),
-	CASE(arena_write_to_the_guard_page_between_two_classes_is_fatal),
-	CASE(arena_damaged_canary_aborts_on_free),
-	CASE(arena_canary_of_each_class_detects_an_overwrite),
-	CASE(arena_free_of_a_pointer_that_is_no_slot_aborts),
-	CASE(arena_refuses_to_start_unlocked_naming_rlimit_memlock_and_ulimit),
-	CASE(arena_runs_unlocked_when_allowed),
+	CASE(arena_alloc_gives_distinct_zeroed_slots_until_full, "arena - alloc gives distinct zeroed slots until full"),
+	CASE(arena_free_zeroes_the_slot, "arena - free zeroes the slot"),
+	CASE(arena_alloc_takes_the_smallest_class_that_holds_the_dek, "arena - alloc takes the smallest class that holds the DEK"),
+	CASE(arena_full_class_refuses_while_the_others_still_give, "arena - full class refuses while the others still give"),
+	CASE(arena_free_zeroes_the_slot_in_every_class, "arena - free zeroes the slot in every class"),
+	CASE(arena_refuses_classes_out_of_order_or_empty, "arena - refuses classes out of order or empty"),
+	CASE(arena_free_of_null_is_a_no_op, "arena - freeing NULL is a no-op"),
+	CASE(arena_destroy_unmaps_everything, "arena - destroy unmaps everything"),
+	CASE(arena_write_to_the_leading_guard_page_is_fatal, "arena - write to the leading guard page is fatal"),
+	CASE(arena_write_to_the_trailing_guard_page_is_fatal, "arena - write to the trailing guard page is fatal"),
+	CASE(arena_write_to_the_guard_page_between_two_classes_is_fatal, "arena - write to the guard page between two classes is fatal"),
+	CASE(arena_damaged_canary_aborts_on_free, "arena - damaged canary aborts on free"),
+	CASE(arena_canary_of_each_class_detects_an_overwrite, "arena - canary of each class detects an overwrite"),
+	CASE(arena_free_of_a_pointer_that_is_no_slot_aborts, "arena - free of a pointer that is no slot aborts"),
+	CASE(arena_refuses_to_start_unlocked_naming_rlimit_memlock_and_ulimit, "arena - refuses to start unlocked naming RLIMIT_MEMLOCK and ulimit"),
+	CASE(arena_runs_unlocked_when_allowed, "arena - runs unlocked when allowed"),
 };
 
 CASES_MAIN("arena", tests, NULL, NULL)

@@ -173,14 +173,14 @@ static void b64_round_trips_every_length_up_to_300(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(b64_std_matches_rfc4648_vectors),
-	CASE(b64_url_matches_rfc4648_vectors_unpadded),
-	CASE(b64_url_accepts_padded_input),
-	CASE(b64_refuses_characters_outside_its_alphabet),
-	CASE(b64_refuses_misplaced_or_missing_padding),
-	CASE(b64_refuses_nonzero_trailing_bits),
-	CASE(b64_refuses_output_that_does_not_fit),
-	CASE(b64_round_trips_every_length_up_to_300),
+	CASE(b64_std_matches_rfc4648_vectors, "base64 - the standard alphabet matches the RFC 4648 vectors"),
+	CASE(b64_url_matches_rfc4648_vectors_unpadded, "base64 - the url-safe alphabet matches the RFC 4648 vectors, unpadded"),
+	CASE(b64_url_accepts_padded_input, "base64 - url-safe decoding accepts padded input"),
+	CASE(b64_refuses_characters_outside_its_alphabet, "base64 - refuses characters outside its alphabet"),
+	CASE(b64_refuses_misplaced_or_missing_padding, "base64 - refuses misplaced or missing padding"),
+	CASE(b64_refuses_nonzero_trailing_bits, "base64 - refuses nonzero trailing bits"),
+	CASE(b64_refuses_output_that_does_not_fit, "base64 - refuses output that does not fit"),
+	CASE(b64_round_trips_every_length_up_to_300, "base64 - round trips every length up to 300"),
 };
 
 CASES_MAIN("b64", tests, NULL, NULL)

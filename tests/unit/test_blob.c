@@ -441,22 +441,22 @@ static void blob_name_valid_accepts_1_to_64_of_a_z_digits_dash_underscore(void *
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(blob_round_trips_every_algorithm_and_size),
-	CASE(blob_encode_refuses_invalid_fields),
-	CASE(blob_golden_v1_blobs_decode_to_their_recorded_fields),
-	CASE(blob_golden_v1_blobs_are_what_the_encoder_still_writes),
-	CASE(blob_every_truncation_is_rejected),
-	CASE(blob_every_single_bit_flip_is_rejected),
-	CASE(blob_well_sealed_but_malformed_v1_fields_are_rejected),
-	CASE(blob_empty_or_foreign_strings_are_rejected),
-	CASE(blob_over_4096_bytes_is_rejected),
-	CASE(blob_azure_raw_form_decodes_kid_version_and_alg),
-	CASE(blob_bad_azure_raw_forms_are_rejected),
-	CASE(blob_raw_kid_over_512_bytes_is_rejected),
-	CASE(blob_v1_ciphertext_with_padding_is_rejected),
-	CASE(blob_raw_kid_without_a_version_is_rejected),
-	CASE(blob_raw_form_with_text_after_the_object_is_rejected),
-	CASE(blob_name_valid_accepts_1_to_64_of_a_z_digits_dash_underscore),
+	CASE(blob_round_trips_every_algorithm_and_size, "blob - round trips every algorithm and size"),
+	CASE(blob_encode_refuses_invalid_fields, "blob - encode refuses invalid fields"),
+	CASE(blob_golden_v1_blobs_decode_to_their_recorded_fields, "blob - golden v1 blobs decode to their recorded fields"),
+	CASE(blob_golden_v1_blobs_are_what_the_encoder_still_writes, "blob - golden v1 blobs are what the encoder still writes"),
+	CASE(blob_every_truncation_is_rejected, "blob - every truncation is rejected"),
+	CASE(blob_every_single_bit_flip_is_rejected, "blob - every single bit flip is rejected"),
+	CASE(blob_well_sealed_but_malformed_v1_fields_are_rejected, "blob - well-sealed but malformed v1 fields are rejected"),
+	CASE(blob_empty_or_foreign_strings_are_rejected, "blob - empty or foreign strings are rejected"),
+	CASE(blob_over_4096_bytes_is_rejected, "blob - over 4096 bytes is rejected"),
+	CASE(blob_azure_raw_form_decodes_kid_version_and_alg, "blob - the Azure raw form decodes kid, version and alg"),
+	CASE(blob_bad_azure_raw_forms_are_rejected, "blob - bad Azure raw forms are rejected"),
+	CASE(blob_raw_kid_over_512_bytes_is_rejected, "blob - raw kid over 512 bytes is rejected"),
+	CASE(blob_v1_ciphertext_with_padding_is_rejected, "blob - v1 ciphertext with padding is rejected"),
+	CASE(blob_raw_kid_without_a_version_is_rejected, "blob - raw kid without a version is rejected"),
+	CASE(blob_raw_form_with_text_after_the_object_is_rejected, "blob - raw form with text after the object is rejected"),
+	CASE(blob_name_valid_accepts_1_to_64_of_a_z_digits_dash_underscore, "blob - a key name of 1 to 64 of a-z, digits, dash and underscore is valid"),
 };
 
 CASES_MAIN("blob", tests, NULL, NULL)

@@ -157,12 +157,12 @@ static void jsonw_error_response_parses_with_code_and_message(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(jsonw_quotes_and_backslashes_are_escaped),
-	CASE(jsonw_control_characters_are_escaped),
-	CASE(jsonw_utf8_passes_through_unchanged),
-	CASE(jsonw_long_strings_survive_buffer_growth),
-	CASE(jsonw_response_parses_with_its_fields),
-	CASE(jsonw_error_response_parses_with_code_and_message),
+	CASE(jsonw_quotes_and_backslashes_are_escaped, "json - quotes and backslashes are escaped"),
+	CASE(jsonw_control_characters_are_escaped, "json - control characters are escaped"),
+	CASE(jsonw_utf8_passes_through_unchanged, "json - UTF-8 passes through unchanged"),
+	CASE(jsonw_long_strings_survive_buffer_growth, "json - long strings survive buffer growth"),
+	CASE(jsonw_response_parses_with_its_fields, "json - response parses with its fields"),
+	CASE(jsonw_error_response_parses_with_code_and_message, "json - error response parses with code and message"),
 };
 
 CASES_MAIN("jsonw", tests, NULL, NULL)

@@ -114,10 +114,10 @@ static void peer_refusals_are_logged_once_per_interval(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(peer_a_process_gets_max_connections_per_peer),
-	CASE(peer_one_uid_leaves_the_reserve_to_other_uids),
-	CASE(peer_record_goes_with_its_last_connection_unless_refused_lately),
-	CASE(peer_refusals_are_logged_once_per_interval),
+	CASE(peer_a_process_gets_max_connections_per_peer, "peer - a process gets max_connections_per_peer"),
+	CASE(peer_one_uid_leaves_the_reserve_to_other_uids, "peer - one uid leaves the reserve to other uids"),
+	CASE(peer_record_goes_with_its_last_connection_unless_refused_lately, "peer - record goes with its last connection unless refused lately"),
+	CASE(peer_refusals_are_logged_once_per_interval, "peer - refusals are logged once per interval"),
 };
 
 CASES_MAIN("peer", tests, NULL, NULL)

@@ -15,7 +15,9 @@
  * bench_broker.c the broker driver: prepare blobs, measure an op, read counters
  * bench_report.c the text table, --json and --csv
  * bench_plot.c   the latency CDF as SVG
- * bench_main.c   the `keybroker bench` subcommand
+ * bench_kms.c    the KMS v2 driver (bench_kms.h)
+ * bench_cmd.c    one `keybroker bench` run, driver to report (bench_cmd.h)
+ * client/bench_main.c  the `keybroker bench` subcommand (a thin entry point)
  */
 #ifndef KB_BENCH_H
 #define KB_BENCH_H
