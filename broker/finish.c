@@ -276,10 +276,8 @@ static void finish(kb_broker *b, kb_job *j)
 		cache_result(b, j, now);
 	else if (j->refresh)
 		b->counters.refresh_failures++;
-	if (rc != KB_OK && outage_grace(b, j, rc, now)) {
-		kb_job_free(j);
-		return;
-	}
+	if (rc != KB_OK && outage_grace(b, j, rc, now))
+		return; /* its waiters have their stale answers; the caller frees j */
 	if (rc != KB_OK && j->op == KB_OP_UNWRAP)
 		kb_debug("unwrap of key %s version %s failed: %s", j->src->conf->name, j->blob.version,
 			 kb_code_name(rc));
