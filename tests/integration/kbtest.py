@@ -26,7 +26,7 @@ import time
 SRC = os.environ.get("KB_SOURCE_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BUILD = os.environ.get("KB_BUILD_ROOT", os.path.join(SRC, "build"))
 KEYBROKERD = os.environ.get("KB_KEYBROKERD", os.path.join(BUILD, "keybrokerd"))
-CLI = os.environ.get("KB_CLI", os.path.join(BUILD, "client", "keybroker"))
+CLI = os.environ.get("KB_CLI", os.path.join(BUILD, "keybroker"))
 MODULE = os.environ.get("KB_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 
 SECRETS = set()          # bytes: plaintexts seen on the wire and PINs
