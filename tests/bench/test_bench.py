@@ -93,7 +93,9 @@ def bench_plot_and_csv_hold_one_series(root):
 def compare_plot_has_one_path_per_series(root):
     out = os.path.join(root, "out")
     p = subprocess.run([os.path.join(SRC, "bench", "compare"), "--build", BUILD, "--out", out,
-                        "--duration", "0.3", "--rounds", "1", "--runs", "1", "--warmup", "0"],
+                        "--duration", "0.3", "--rounds", "1", "--runs", "1", "--warmup", "0",
+                        # the latency series runs too, briefly: its code is what is tested here, not its figures
+                        "--latency-clients", "1,32", "--latency-duration", "0.5", "--latency-runs", "1"],
                        capture_output=True, timeout=600)
     check(p.returncode == 0, "bench/compare failed: %s" % p.stderr.decode(errors="replace"))
     j = json.load(open(os.path.join(out, "compare.json")))
