@@ -108,6 +108,7 @@ typedef struct kb_batch kb_batch;
 typedef struct kb_conn {
 	int fd;                 /* -1 once closed */
 	struct kb_connset *set; /* the loop's connections it belongs to; NULL: none */
+	bool on_closed;         /* on set->closed: closed, with requests in flight */
 	uint64_t serial;
 	pid_t pid;
 	uid_t uid;

@@ -53,6 +53,15 @@ void kb_conn_close(kb_conn *c)
 	c->fd = -1;
 	kb_buf_free(&c->in);
 	kb_buf_free(&c->out);
+	if (s && c->refs > 1) {
+		/* requests of it are still in flight: the set keeps it in sight until they end */
+		c->prev = NULL;
+		c->next = s->closed;
+		if (s->closed)
+			s->closed->prev = c;
+		s->closed = c;
+		c->on_closed = true;
+	}
 	kb_conn_unref(c);
 }
 
@@ -60,11 +69,31 @@ void kb_conn_unref(kb_conn *c)
 {
 	if (--c->refs > 0)
 		return;
+	if (c->set && c->on_closed) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->set->closed = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		c->on_closed = false;
+	}
 	if (c->set) {
 		c->next = c->set->dead;
 		c->set->dead = c;
 	} else {
 		conn_free(c);
+	}
+}
+
+void kb_connset_detach(kb_connset *s)
+{
+	while (s->closed) {
+		kb_conn *c = s->closed;
+
+		s->closed = c->next;
+		c->on_closed = false;
+		c->set = NULL; /* its last reference frees it */
 	}
 }
 

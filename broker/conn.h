@@ -17,6 +17,7 @@ typedef struct kb_connset {
 	int epfd;
 	kb_conn *list;     /* open connections */
 	kb_conn *dead;     /* unreferenced, freed by kb_connset_bury */
+	kb_conn *closed;   /* closed, still referenced by requests in flight */
 	int *count;        /* the broker's count of open connections */
 	bool stopping;     /* no more requests are read */
 	kb_peers peers;    /* the peers of these connections and their shares */
@@ -41,6 +42,13 @@ void kb_conn_close(kb_conn *c);
  * through) or, without a set, freed at once.
  */
 void kb_conn_unref(kb_conn *c);
+
+/*
+ * kb_connset_detach lets go of the closed connections that requests in
+ * flight still reference: their set may go (the loop's frame ends) before
+ * the jobs that hold them, so the last reference then frees each at once.
+ */
+void kb_connset_detach(kb_connset *s);
 
 /* kb_connset_bury frees the connections that died during the last batch of events. */
 void kb_connset_bury(kb_connset *s);

@@ -411,6 +411,7 @@ static void teardown(server *s)
 {
 	while (s->conns.list)
 		kb_conn_close(s->conns.list);
+	kb_connset_detach(&s->conns);
 	s->b->peers = NULL;
 	kb_peers_free(&s->conns.peers);
 	remove_socket(s);
