@@ -5,6 +5,7 @@
  * errors, with exponential backoff and full jitter, or after the wait the
  * service names, but never past the key's timeout.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,17 +126,44 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
 	return size * nmemb;
 }
 
+/* The ids are unique, not secret: 16 random bytes drawn once per process, the
+ * request counter added to the last 8, so a miss does not pay for RAND_bytes
+ * (its DRBG lock and fork check cost more than the rest of the headers). */
+static uint8_t reqid_base[16];
+static atomic_uint_fast64_t reqid_count;
+static pthread_once_t reqid_once = PTHREAD_ONCE_INIT;
+
+static void reqid_init(void)
+{
+	if (RAND_bytes(reqid_base, sizeof(reqid_base)) != 1)
+		memset(reqid_base, 0, sizeof(reqid_base));
+}
+
 static void request_id(char out[AZ_REQID_LEN + 1])
 {
+	static const char hex[] = "0123456789abcdef";
 	uint8_t b[16];
+	uint64_t n;
+	char *o = out;
 
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		memset(b, 0, sizeof(b));
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	pthread_once(&reqid_once, reqid_init);
+	memcpy(b, reqid_base, sizeof(b));
+	n = atomic_fetch_add_explicit(&reqid_count, 1, memory_order_relaxed);
+	for (int i = 15; i >= 8; i--) { /* base + n, big-endian, carrying across the last 8 bytes */
+		unsigned v = b[i] + (unsigned)(n & 0xff);
+
+		b[i] = (uint8_t)v;
+		n = (n >> 8) + (v >> 8);
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* a version-4 UUID's shape, as Azure's own SDKs send */
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, AZ_REQID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[b[i] >> 4];
+		*o++ = hex[b[i] & 0x0f];
+	}
+	*o = '\0';
 }
 
 /* net_retryable: may a failed attempt be sent again? */
@@ -214,6 +242,11 @@ static struct curl_slist *headers(const az_req *rq, const char *rid)
 	if (h && (t = curl_slist_append(h, "x-ms-return-client-request-id: true")))
 		h = t;
 	if (h && (t = curl_slist_append(h, "Accept: application/json")))
+		h = t;
+	/* no "Expect: 100-continue" (libcurl adds it to larger POST bodies, such as a
+	 * token request with a client assertion): it costs a round trip, or a 1 s wait
+	 * on a server that does not answer it */
+	if (h && (t = curl_slist_append(h, "Expect:")))
 		h = t;
 	if (h && rq->content_type) {
 		snprintf(line, sizeof(line), "Content-Type: %s", rq->content_type);
