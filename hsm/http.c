@@ -270,8 +270,8 @@ void az_http_headers_free(struct curl_slist *h)
 	curl_slist_free_all(h);
 }
 
-void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *rq, struct curl_slist *hdrs,
-		     int64_t remaining_ms, az_resp *r)
+void az_http_prepare(const az_conf *conf, CURL *h, bool set_up, char *errbuf, const az_req *rq,
+		     struct curl_slist *hdrs, int64_t remaining_ms, az_resp *r)
 {
 	kb_buf_consume(&r->body, r->body.len);
 	if (r->body.data)
@@ -281,27 +281,32 @@ void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *r
 	r->retry_after_ms = -1;
 	r->too_big = false;
 	errbuf[0] = '\0';
-	curl_easy_reset(h); /* keeps the connections alive; forgets the last request's options */
+	if (!set_up) {
+		/* what is the same for every request of conf: set once per handle where the
+		 * caller keeps handles per key (multi.c), not reset and set again per miss */
+		curl_easy_reset(h); /* keeps the connections alive; forgets the last request's options */
+		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		if (conf->ca_file)
+			curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(h, CURLOPT_USERAGENT, "keybroker/" KB_VERSION);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	}
 	curl_easy_setopt(h, CURLOPT_URL, rq->url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, rq->plain_http ? "http,https" : "https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (conf->ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(remaining_ms < CONNECT_TIMEOUT_MS ? remaining_ms : CONNECT_TIMEOUT_MS));
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "keybroker/" KB_VERSION);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	if (strcmp(rq->method, "GET") == 0) {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
@@ -367,7 +372,7 @@ void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp
 		now = kb_now_ms();
 		if (now >= deadline)
 			break;
-		az_http_prepare(conf, s->h, s->errbuf, rq, hdrs, deadline - now, resp);
+		az_http_prepare(conf, s->h, false, s->errbuf, rq, hdrs, deadline - now, resp);
 		az_http_collect(s->h, s->errbuf, curl_easy_perform(s->h), resp);
 		if ((wait = az_http_next_wait(conf, rq->idempotent, resp, n, deadline)) < 0)
 			break;
