@@ -265,15 +265,17 @@ void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp
  * az_http_headers resets resp, gives it a request id and returns the
  * header list of rq (NULL without memory; it may hold a token: free it with
  * az_http_headers_free, which wipes it). az_http_prepare sets h up to send
- * rq with at most remaining_ms to finish; az_http_collect takes the outcome
+ * rq with at most remaining_ms to finish; set_up says h was last prepared for
+ * the same conf (only the request's own options are set, no reset: a miss
+ * then costs libcurl less). az_http_collect takes the outcome
  * cc of that attempt into r. az_http_next_wait says how long to wait before
  * attempt n+1, or -1 to stop (not retryable, retries spent, or the wait
  * would pass deadline_ms: then r->gave_up_early).
  */
 struct curl_slist *az_http_headers(const az_req *rq, az_resp *resp);
 void az_http_headers_free(struct curl_slist *h);
-void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *rq, struct curl_slist *hdrs,
-		     int64_t remaining_ms, az_resp *r);
+void az_http_prepare(const az_conf *conf, CURL *h, bool set_up, char *errbuf, const az_req *rq,
+		     struct curl_slist *hdrs, int64_t remaining_ms, az_resp *r);
 void az_http_collect(CURL *h, const char *errbuf, CURLcode cc, az_resp *r);
 int64_t az_http_next_wait(const az_conf *conf, bool idempotent, az_resp *r, int n, int64_t deadline_ms);
 

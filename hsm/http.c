@@ -5,6 +5,7 @@
  * errors, with exponential backoff and full jitter, or after the wait the
  * service names, but never past the key's timeout.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,17 +126,44 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
 	return size * nmemb;
 }
 
+/* The ids are unique, not secret: 16 random bytes drawn once per process, the
+ * request counter added to the last 8, so a miss does not pay for RAND_bytes
+ * (its DRBG lock and fork check cost more than the rest of the headers). */
+static uint8_t reqid_base[16];
+static atomic_uint_fast64_t reqid_count;
+static pthread_once_t reqid_once = PTHREAD_ONCE_INIT;
+
+static void reqid_init(void)
+{
+	if (RAND_bytes(reqid_base, sizeof(reqid_base)) != 1)
+		memset(reqid_base, 0, sizeof(reqid_base));
+}
+
 static void request_id(char out[AZ_REQID_LEN + 1])
 {
+	static const char hex[] = "0123456789abcdef";
 	uint8_t b[16];
+	uint64_t n;
+	char *o = out;
 
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		memset(b, 0, sizeof(b));
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	pthread_once(&reqid_once, reqid_init);
+	memcpy(b, reqid_base, sizeof(b));
+	n = atomic_fetch_add_explicit(&reqid_count, 1, memory_order_relaxed);
+	for (int i = 15; i >= 8; i--) { /* base + n, big-endian, carrying across the last 8 bytes */
+		unsigned v = b[i] + (unsigned)(n & 0xff);
+
+		b[i] = (uint8_t)v;
+		n = (n >> 8) + (v >> 8);
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* a version-4 UUID's shape, as Azure's own SDKs send */
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, AZ_REQID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[b[i] >> 4];
+		*o++ = hex[b[i] & 0x0f];
+	}
+	*o = '\0';
 }
 
 /* net_retryable: may a failed attempt be sent again? */
@@ -215,6 +243,11 @@ static struct curl_slist *headers(const az_req *rq, const char *rid)
 		h = t;
 	if (h && (t = curl_slist_append(h, "Accept: application/json")))
 		h = t;
+	/* no "Expect: 100-continue" (libcurl adds it to larger POST bodies, such as a
+	 * token request with a client assertion): it costs a round trip, or a 1 s wait
+	 * on a server that does not answer it */
+	if (h && (t = curl_slist_append(h, "Expect:")))
+		h = t;
 	if (h && rq->content_type) {
 		snprintf(line, sizeof(line), "Content-Type: %s", rq->content_type);
 		if ((t = curl_slist_append(h, line)))
@@ -237,8 +270,8 @@ void az_http_headers_free(struct curl_slist *h)
 	curl_slist_free_all(h);
 }
 
-void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *rq, struct curl_slist *hdrs,
-		     int64_t remaining_ms, az_resp *r)
+void az_http_prepare(const az_conf *conf, CURL *h, bool set_up, char *errbuf, const az_req *rq,
+		     struct curl_slist *hdrs, int64_t remaining_ms, az_resp *r)
 {
 	kb_buf_consume(&r->body, r->body.len);
 	if (r->body.data)
@@ -248,27 +281,32 @@ void az_http_prepare(const az_conf *conf, CURL *h, char *errbuf, const az_req *r
 	r->retry_after_ms = -1;
 	r->too_big = false;
 	errbuf[0] = '\0';
-	curl_easy_reset(h); /* keeps the connections alive; forgets the last request's options */
+	if (!set_up) {
+		/* what is the same for every request of conf: set once per handle where the
+		 * caller keeps handles per key (multi.c), not reset and set again per miss */
+		curl_easy_reset(h); /* keeps the connections alive; forgets the last request's options */
+		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		if (conf->ca_file)
+			curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(h, CURLOPT_USERAGENT, "keybroker/" KB_VERSION);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	}
 	curl_easy_setopt(h, CURLOPT_URL, rq->url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, rq->plain_http ? "http,https" : "https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (conf->ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(remaining_ms < CONNECT_TIMEOUT_MS ? remaining_ms : CONNECT_TIMEOUT_MS));
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "keybroker/" KB_VERSION);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	if (strcmp(rq->method, "GET") == 0) {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
@@ -334,7 +372,7 @@ void az_http_do(const az_conf *conf, az_slot *s, const az_req *rq, az_resp *resp
 		now = kb_now_ms();
 		if (now >= deadline)
 			break;
-		az_http_prepare(conf, s->h, s->errbuf, rq, hdrs, deadline - now, resp);
+		az_http_prepare(conf, s->h, false, s->errbuf, rq, hdrs, deadline - now, resp);
 		az_http_collect(s->h, s->errbuf, curl_easy_perform(s->h), resp);
 		if ((wait = az_http_next_wait(conf, rq->idempotent, resp, n, deadline)) < 0)
 			break;

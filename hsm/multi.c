@@ -101,7 +101,13 @@ static void release_handle(az_engine *e, az_xfer *x)
 {
 	if (x->h == NULL)
 		return;
-	curl_easy_reset(x->h);
+	/* a spare keeps the key's options (az_http_prepare sets them once), not x's pointers */
+	curl_easy_setopt(x->h, CURLOPT_PRIVATE, NULL);
+	curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(x->h, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, NULL);
 	if (e->nspare < SPARE_HANDLES)
 		e->spare[e->nspare++] = x->h;
 	else
@@ -354,12 +360,14 @@ static void send_xfer(az_xfer *x)
 		answered(x);
 		return;
 	}
-	x->h = e->nspare ? e->spare[--e->nspare] : curl_easy_init();
+	bool set_up = e->nspare > 0; /* spares were prepared for this key before */
+
+	x->h = set_up ? e->spare[--e->nspare] : curl_easy_init();
 	if (x->h == NULL) {
 		complete(x, kb_err_set(x->a->err, KB_E_INTERNAL, "out of memory (curl handle)"));
 		return;
 	}
-	az_http_prepare(&e->k->conf, x->h, x->errbuf, &x->rq, x->hdrs, x->deadline_ms - now, &x->resp);
+	az_http_prepare(&e->k->conf, x->h, set_up, x->errbuf, &x->rq, x->hdrs, x->deadline_ms - now, &x->resp);
 	curl_easy_setopt(x->h, CURLOPT_PRIVATE, (char *)x);
 	x->st = X_ON_WIRE;
 	if (curl_multi_add_handle(e->multi, x->h) != CURLM_OK)
