@@ -178,7 +178,7 @@ static void do_encrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
 	kb_jw_str(&fl, t->key);
 	kb_jw_raw(&fl, ",\"plaintext\":");
 	kb_jw_b64(&fl, rq->plaintext.data, rq->plaintext.len);
-	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_wrapped, o) != KB_OK) {
+	if (fl.oom || kb_inproc_request_now(conn, &fl, rq->uid, on_wrapped, o) != KB_OK) {
 		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
 		op_free(o);
 	}
@@ -261,7 +261,7 @@ static void do_decrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
 	o->call = c;
 	kb_jw_raw(&fl, "\"op\":\"unwrap\",\"blob\":");
 	kb_jw_strn(&fl, (const char *)rq->ciphertext.data, rq->ciphertext.len);
-	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_unwrapped, o) != KB_OK) {
+	if (fl.oom || kb_inproc_request_now(conn, &fl, rq->uid, on_unwrapped, o) != KB_OK) {
 		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
 		op_free(o);
 	}

@@ -55,6 +55,7 @@ struct kb_kms_grpc {
 	void *methods[KB_KMS_METHODS]; /* grpc_server_register_method's handles */
 	void (*post)(void *ctx, kb_kms_call *call);
 	void *ctx;
+	uint64_t replies;              /* kb_kms_call_reply calls, from any thread */
 };
 
 static const char *const method_paths[KB_KMS_METHODS] = {
@@ -280,6 +281,11 @@ void kb_kms_grpc_stop(kb_kms_grpc *g)
 	grpc_shutdown();
 }
 
+uint64_t kb_kms_grpc_replies(const kb_kms_grpc *g)
+{
+	return __atomic_load_n(&g->replies, __ATOMIC_RELAXED);
+}
+
 kb_kms_method kb_kms_call_method(const kb_kms_call *c)
 {
 	return c->method;
@@ -311,6 +317,7 @@ void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
 	grpc_op ops[4];
 	size_t n = 0;
 
+	__atomic_add_fetch(&c->g->replies, 1, __ATOMIC_RELAXED);
 	memset(ops, 0, sizeof(ops));
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (resp && status == GRPC_STATUS_OK) {
