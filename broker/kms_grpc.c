@@ -226,6 +226,11 @@ kb_code kb_kms_grpc_start(const kb_kms_limits *lim, void (*post)(void *ctx, kb_k
 		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS,
 		  .value.integer = (int)(lim->idle_ms > INT32_MAX ? INT32_MAX : lim->idle_ms) },
 	};
+	/*
+	 * Not GRPC_ARG_MINIMAL_STACK: it saves ~5 us a call here but drops the
+	 * max_age filter, so the idle limit above would no longer apply. Turning
+	 * off BDP probing and channelz measured no difference (docs/kubernetes.md).
+	 */
 	grpc_channel_args args = { .num_args = 3, .args = arg };
 	bool break_start = false;
 
