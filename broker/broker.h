@@ -125,6 +125,7 @@ typedef struct kb_conn {
 	int64_t last_activity_ms;
 	int64_t partial_since_ms; /* a partial line has waited since then, or 0 */
 	int64_t blocked_since_ms; /* output has waited for the reader since then, or 0 */
+	kb_buf *capture;        /* inproc.c: while set, answers land here instead of the socket */
 	struct kb_conn *prev, *next;
 } kb_conn;
 

@@ -119,6 +119,12 @@ void kb_conn_send(kb_conn *c)
 		kb_conn_close(c);
 		return;
 	}
+	/* an in-process caller takes an answer made while it dispatches (inproc.c): no socket, no loop turn */
+	if (c->capture && !was) {
+		kb_buf_append(c->capture, c->out.data, c->out.len);
+		kb_buf_consume(&c->out, c->out.len);
+		return;
+	}
 	while (c->out.len > 0) {
 		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {

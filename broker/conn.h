@@ -26,7 +26,8 @@ typedef struct kb_connset {
 /*
  * kb_conn_send writes what c->out holds without blocking, arming EPOLLOUT
  * for the rest. A connection whose peer is gone is closed; one that is
- * closed already just drops the output.
+ * closed already just drops the output. While c->capture is set and nothing
+ * waits for the socket, the output is moved there instead (inproc.c).
  */
 void kb_conn_send(kb_conn *c);
 

@@ -244,6 +244,11 @@ static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 		kb_jw_key(o, "version");
 		kb_jw_str(o, j->version);
 	}
+	/* a face's own connection (inproc.c) also gets the key service's request id; clients of protocol v1 do not */
+	if (w->conn->face[0] && j->err.request_id[0]) {
+		kb_jw_key(o, "request_id");
+		kb_jw_str(o, j->err.request_id);
+	}
 	if (j->op == KB_OP_UNWRAP)
 		kb_jw_raw(o, ",\"cached\":false");
 	if (j->op == KB_OP_DATAKEY)

@@ -40,6 +40,7 @@ struct kb_inproc {
 	kb_io_watch *ewatch;   /* set.epfd: conn writable again */
 	kb_buf in;
 	kb_buf line;
+	kb_buf now;            /* answers made while kb_inproc_request_now dispatched */
 	uint64_t next_id;
 	pending *pending;
 };
@@ -78,6 +79,37 @@ static void take_answer(kb_inproc *p, char *text, size_t n)
 		}
 	}
 	cJSON_Delete(root); /* cJSON's free hook wipes (main.c) */
+}
+
+/*
+ * take_now hands the answers captured while request id was dispatched to
+ * their callbacks; if the capture ran out of memory, that request fails
+ * (its answer is lost), as it would had the connection broken.
+ */
+static void take_now(kb_inproc *p, uint64_t id)
+{
+	size_t start = 0;
+
+	if (p->now.oom) {
+		for (pending **pp = &p->pending; *pp; pp = &(*pp)->next)
+			if ((*pp)->id == id) {
+				pending *q = *pp;
+				*pp = q->next;
+				q->cb(q->ctx, NULL);
+				free(q);
+				break;
+			}
+		kb_buf_free(&p->now);
+		return;
+	}
+	for (;;) {
+		char *nl = memchr(p->now.data + start, '\n', p->now.len - start);
+		if (nl == NULL)
+			break;
+		take_answer(p, p->now.data + start, (size_t)(nl - (p->now.data + start)));
+		start = (size_t)(nl - p->now.data) + 1;
+	}
+	kb_buf_consume(&p->now, p->now.len); /* wipes the plaintext; a partial line cannot come */
 }
 
 static void on_answers(void *ctx, int fd, unsigned ready)
@@ -179,8 +211,8 @@ fail:
 	return err->code;
 }
 
-kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb,
-			  void *ctx)
+static kb_code request(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb, void *ctx,
+		       bool now)
 {
 	pending *q = calloc(1, sizeof(*q));
 	char head[140];
@@ -208,9 +240,26 @@ kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, const char *tag, k
 		return KB_E_INTERNAL;
 	}
 	p->conn->last_activity_ms = kb_now_ms();
+	if (now)
+		p->conn->capture = &p->now;
 	kb_dispatch(p->b, p->conn, p->line.data, p->line.len);
+	p->conn->capture = NULL;
 	kb_buf_consume(&p->line, p->line.len); /* wipes the plaintext it may hold */
+	if (now)
+		take_now(p, q->id);
 	return KB_OK;
+}
+
+kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb,
+			  void *ctx)
+{
+	return request(p, fields, tag, cb, ctx, false);
+}
+
+kb_code kb_inproc_request_now(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb,
+			      void *ctx)
+{
+	return request(p, fields, tag, cb, ctx, true);
 }
 
 bool kb_inproc_ok(const cJSON *answer, const char **code, const char **msg)
@@ -261,5 +310,6 @@ void kb_inproc_close(kb_inproc *p)
 		close(p->set.epfd);
 	kb_buf_free(&p->in);
 	kb_buf_free(&p->line);
+	kb_buf_free(&p->now);
 	free(p);
 }

@@ -6,7 +6,8 @@
  * flight, TTL as the revocation point, limits, audit and the counters. An
  * inproc is one connection, owned by the loop, with the credentials of the
  * peer it stands for; its answers come back over a socketpair and are handed
- * to each request's callback as parsed JSON. Loop thread only.
+ * to each request's callback as parsed JSON. The loop's thread only, or a
+ * thread that holds the loop's gate while the loop sleeps (finish.h).
  */
 #ifndef KB_INPROC_H
 #define KB_INPROC_H
@@ -42,6 +43,15 @@ kb_code kb_inproc_open(kb_broker *b, const kb_io *io, uid_t uid, gid_t gid, pid_
  */
 kb_code kb_inproc_request(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb,
 			  void *ctx);
+
+/*
+ * kb_inproc_request_now is kb_inproc_request, except that an answer the
+ * dispatcher makes at once (a cache hit, a refusal) is taken without the
+ * socketpair, and cb runs before this returns; an answer that waits for a
+ * job comes later as before. For callers that may be called back from here.
+ */
+kb_code kb_inproc_request_now(kb_inproc *p, const kb_buf *fields, const char *tag, kb_inproc_cb cb,
+			      void *ctx);
 
 /*
  * kb_inproc_ok tells whether answer says ok; if not, *code and *msg (when

@@ -15,6 +15,7 @@
 
 #define ANN_FORMAT "format.keybroker.io"
 #define ANN_ALG "alg.keybroker.io"
+#define ANN_REQUEST_ID "request-id.keybroker.io"
 
 /* one Encrypt or Decrypt between its request and its answer */
 typedef struct op {
@@ -22,6 +23,7 @@ typedef struct op {
 	kb_kms_call *call;
 	char version[KB_VERSION_MAX + 1];
 	char alg[32];
+	char request_id[sizeof(((kb_err *)0)->request_id)]; /* the key service's, "" if none */
 	char *blob;
 } op;
 
@@ -91,9 +93,10 @@ static void encrypt_answer(void *ctx)
 {
 	op *o = ctx;
 	V2__EncryptResponse r = V2__ENCRYPT_RESPONSE__INIT;
-	V2__EncryptResponse__AnnotationsEntry a[2] = { V2__ENCRYPT_RESPONSE__ANNOTATIONS_ENTRY__INIT,
+	V2__EncryptResponse__AnnotationsEntry a[3] = { V2__ENCRYPT_RESPONSE__ANNOTATIONS_ENTRY__INIT,
+						       V2__ENCRYPT_RESPONSE__ANNOTATIONS_ENTRY__INIT,
 						       V2__ENCRYPT_RESPONSE__ANNOTATIONS_ENTRY__INIT };
-	V2__EncryptResponse__AnnotationsEntry *ap[2] = { &a[0], &a[1] };
+	V2__EncryptResponse__AnnotationsEntry *ap[3] = { &a[0], &a[1], &a[2] };
 	kb_kms_key_id id = { 0 };
 	char key_id[KB_KMS_KEY_ID_MAX + 1];
 
@@ -116,6 +119,13 @@ static void encrypt_answer(void *ctx)
 	a[1].value.data = (uint8_t *)o->alg;
 	a[1].value.len = strlen(o->alg);
 	r.n_annotations = 2;
+	if (o->request_id[0]) {
+		/* Azure's x-ms-client-request-id of the wrap: what Microsoft support asks for */
+		a[2].key = ANN_REQUEST_ID;
+		a[2].value.data = (uint8_t *)o->request_id;
+		a[2].value.len = strlen(o->request_id);
+		r.n_annotations = 3;
+	}
 	r.annotations = ap;
 	kb_kms_call_reply(o->call, GRPC_STATUS_OK, NULL, &r.base);
 	op_free(o);
@@ -125,6 +135,7 @@ static void on_wrapped(void *ctx, const cJSON *a)
 {
 	op *o = ctx;
 	const char *code, *msg, *blob = kb_inproc_str(a, "blob"), *version = kb_inproc_str(a, "version");
+	const char *request_id = kb_inproc_str(a, "request_id");
 	char fp[KB_KMS_FP_LEN + 1];
 	kb_blob *decoded;
 	kb_err err;
@@ -140,6 +151,7 @@ static void on_wrapped(void *ctx, const cJSON *a)
 		return;
 	}
 	snprintf(o->version, sizeof(o->version), "%s", version);
+	snprintf(o->request_id, sizeof(o->request_id), "%s", request_id ? request_id : "");
 	o->blob = strdup(blob);
 	decoded = malloc(sizeof(*decoded));
 	if (decoded && kb_blob_decode(blob, strlen(blob), decoded, &err) == KB_OK)
@@ -178,7 +190,7 @@ static void do_encrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
 	kb_jw_str(&fl, t->key);
 	kb_jw_raw(&fl, ",\"plaintext\":");
 	kb_jw_b64(&fl, rq->plaintext.data, rq->plaintext.len);
-	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_wrapped, o) != KB_OK) {
+	if (fl.oom || kb_inproc_request_now(conn, &fl, rq->uid, on_wrapped, o) != KB_OK) {
 		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
 		op_free(o);
 	}
@@ -261,7 +273,7 @@ static void do_decrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
 	o->call = c;
 	kb_jw_raw(&fl, "\"op\":\"unwrap\",\"blob\":");
 	kb_jw_strn(&fl, (const char *)rq->ciphertext.data, rq->ciphertext.len);
-	if (fl.oom || kb_inproc_request(conn, &fl, rq->uid, on_unwrapped, o) != KB_OK) {
+	if (fl.oom || kb_inproc_request_now(conn, &fl, rq->uid, on_unwrapped, o) != KB_OK) {
 		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
 		op_free(o);
 	}

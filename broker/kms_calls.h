@@ -1,5 +1,5 @@
 /*
- * kms_calls.h: the three KMS v2 methods, answered on the loop.
+ * kms_calls.h: the three KMS v2 methods, answered as the loop would.
  *
  * Status answers from the key's last real health check (health.h). Encrypt
  * is a wrap with the key's latest version and Decrypt an unwrap (from the
@@ -7,7 +7,8 @@
  * connection (inproc.h), so they take the broker's own request path:
  * policy, cache, single flight, limits, audit. Every answer or failure goes
  * back with kb_kms_call_reply; failures carry a specific gRPC code and a
- * message that starts with keybroker's error code. Loop thread only.
+ * message that starts with keybroker's error code. The loop's thread, or
+ * one holding the loop's gate while it sleeps (kms_face.c).
  */
 #ifndef KB_KMS_CALLS_H
 #define KB_KMS_CALLS_H

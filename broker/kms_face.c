@@ -1,8 +1,9 @@
 /*
  * kms_face.c: the KMS v2 sockets (see kms_face.h): accepting and checking
- * peers, the hand-off of calls from gRPC's thread to the loop (an inbox and
- * an eventfd), and one in-process connection per peer uid and gid, through
- * which kms_calls.c answers them.
+ * peers, answering calls on gRPC's thread under the loop's gate while the
+ * loop sleeps or else handing them to the loop (an inbox and an eventfd),
+ * and one in-process connection per peer uid and gid, through which
+ * kms_calls.c answers them.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -108,12 +109,58 @@ static void handle(kms *k, kb_kms_call *c)
 	kb_kms_answer(&k->target, c, kb_kms_call_method(c) == KB_KMS_STATUS ? NULL : conn_for(k, c));
 }
 
-/* post runs on the gRPC thread: the call waits in the inbox for the loop */
+static void wake_loop(kms *k)
+{
+	uint64_t one = 1;
+
+	if (write(k->efd, &one, sizeof(one)) < 0)
+		kb_debug("eventfd: %s", strerror(errno)); /* it is already readable */
+}
+
+/*
+ * run_here answers c on the gRPC thread while the loop waits for events: it
+ * takes the loop's gate, as a worker that ends its own job does (finish.h),
+ * and makes the call's request just as the loop would, so a cache hit is
+ * answered with no hand-off at all. A call that is not answered before the
+ * gate is let go has started a job (or a check); the loop is then woken, as
+ * it may have timers to take up that only it reads. Status runs here only
+ * while its key is healthy: otherwise it may start a check. false: the loop
+ * is busy (or stopping), and c goes to it.
+ */
+static bool run_here(kms *k, kb_kms_call *c)
+{
+	kb_broker *b = k->f->b;
+	const kb_health_state *st;
+	bool stopping, answered;
+	uint64_t before;
+
+	if (pthread_mutex_trylock(&b->gate) != 0)
+		return false;
+	pthread_mutex_lock(&k->mu);
+	stopping = k->stopping;
+	pthread_mutex_unlock(&k->mu);
+	st = kb_kms_call_method(c) == KB_KMS_STATUS ? kb_health_get(k->f->health, k->key) : NULL;
+	if (!b->loop_asleep || stopping || (kb_kms_call_method(c) == KB_KMS_STATUS && (st == NULL || !st->ok))) {
+		pthread_mutex_unlock(&b->gate);
+		return false;
+	}
+	before = kb_kms_grpc_replies(k->grpc);
+	handle(k, c);
+	answered = kb_kms_grpc_replies(k->grpc) != before;
+	pthread_mutex_unlock(&b->gate);
+	if (!answered)
+		wake_loop(k);
+	return true;
+}
+
+/* post runs on the gRPC thread: the call is answered here, or waits in the inbox for the loop */
 static void post(void *ctx, kb_kms_call *c)
 {
 	kms *k = ctx;
-	uint64_t one = 1;
 	bool stopping;
+
+	if (run_here(k, c))
+		return;
 
 	pthread_mutex_lock(&k->mu);
 	stopping = k->stopping;
@@ -124,8 +171,8 @@ static void post(void *ctx, kb_kms_call *c)
 	pthread_mutex_unlock(&k->mu);
 	if (stopping)
 		kb_kms_call_reply(c, GRPC_STATUS_UNAVAILABLE, "the broker is shutting down", NULL);
-	else if (write(k->efd, &one, sizeof(one)) < 0)
-		kb_debug("eventfd: %s", strerror(errno)); /* it is already readable */
+	else
+		wake_loop(k);
 }
 
 /* take_inbox returns the posted calls, oldest first */

@@ -55,6 +55,12 @@ void kb_kms_grpc_add_fd(kb_kms_grpc *g, int fd);
  */
 void kb_kms_grpc_stop(kb_kms_grpc *g);
 
+/*
+ * kb_kms_grpc_replies counts the answers given so far (kb_kms_call_reply):
+ * whoever posted a call can tell whether it was answered before it returned.
+ */
+uint64_t kb_kms_grpc_replies(const kb_kms_grpc *g);
+
 kb_kms_method kb_kms_call_method(const kb_kms_call *c);
 
 /* kb_kms_call_fd is N of the call's peer "fd:N", or -1. */

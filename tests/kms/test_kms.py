@@ -105,6 +105,72 @@ def decrypt_is_served_from_the_cache(root):
     check(kb.backend_calls("rsa") - before == 1, "five Decrypts of one ciphertext make one backend unwrap")
 
 
+def calls_at_once_from_many_threads(root):
+    """KMS calls from several connections at once, beside NDJSON wraps and
+    unwraps: gRPC's thread answers calls itself while the broker's loop
+    sleeps and hands them to the loop while it is busy. Every answer is
+    right, and each Encrypt and Decrypt is audited exactly once."""
+    import threading
+    kb, kms, path = start(root, health_interval="1h")
+    healthy(kms)
+    seeds = [os.urandom(32) for _ in range(8)]
+    encs = [kms.encrypt(s) for s in seeds]
+    errors, counts = [], {"kms": len(encs)}
+    lock = threading.Lock()
+
+    def kms_thread(n):
+        k = Kms(path)
+        made = 0
+        try:
+            for i in range(60):
+                j = (n + i) % len(seeds)
+                got = k.decrypt(encs[j].ciphertext, encs[j].key_id, dict(encs[j].annotations)).plaintext
+                if got != seeds[j]:
+                    errors.append("thread %d: Decrypt %d gave the wrong plaintext" % (n, i))
+                made += 1
+                if i % 10 == 0:
+                    seed = os.urandom(32)
+                    enc = k.encrypt(seed, uid="t%d-%d" % (n, i))
+                    if k.decrypt(enc.ciphertext, enc.key_id, dict(enc.annotations)).plaintext != seed:
+                        errors.append("thread %d: a fresh seed did not round trip" % n)
+                    made += 2
+                if i % 15 == 0 and k.status().healthz != "ok":
+                    errors.append("thread %d: Status not ok" % n)
+        except Exception as e:  # a failed call is a finding, not a crash of the test
+            errors.append("thread %d: %r" % (n, e))
+        finally:
+            k.close()
+            with lock:
+                counts["kms"] += made
+
+    def ndjson_thread(n):
+        try:
+            c = kb.conn()
+            for i in range(60):
+                pt = os.urandom(32)
+                w = c.call({"op": "wrap", "key": "aes", "plaintext": b64(pt)})
+                u = c.call({"op": "unwrap", "blob": w.get("blob", "")})
+                if not u.get("ok") or u.get("plaintext") != b64(pt):
+                    errors.append("ndjson %d: %s / %s" % (n, w, u))
+            c.close()
+        except Exception as e:
+            errors.append("ndjson %d: %r" % (n, e))
+
+    threads = [threading.Thread(target=kms_thread, args=(n,)) for n in range(4)]
+    threads += [threading.Thread(target=ndjson_thread, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    check(not any(t.is_alive() for t in threads), "every thread finished")
+    check(errors == [], "no wrong answer or failed call: %s" % errors[:5])
+    audited = [a for a in audit_lines(root) if a.get("face") == "kms:k8s" and a.get("op") in ("wrap", "unwrap")]
+    check(len(audited) == counts["kms"], "each of %d Encrypts and Decrypts audited once: %d lines" %
+          (counts["kms"], len(audited)))
+    check(all(a["result"] == "ok" for a in audited), "every audited KMS call succeeded: %s" %
+          [a for a in audited if a["result"] != "ok"][:3])
+
+
 def bad_input_gets_specific_codes(root):
     """A wrong key_id, a corrupt ciphertext, an unknown key, empty and
     oversized plaintexts, malformed annotations: each a specific gRPC code and

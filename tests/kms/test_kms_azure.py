@@ -1,5 +1,6 @@
 """The KMS v2 face on an Azure Key Vault key, against the real akv-emulator
 over TLS on loopback: Status reports the key's real health."""
+import json
 import os
 import sys
 
@@ -17,14 +18,22 @@ def status_not_ok_while_azure_key_disabled(root):
     disabled, and "ok" again once it is enabled; Encrypt and Decrypt follow."""
     emu = Emu(root)
     path, sec = kms_section(root, "rsa")
-    kb = broker(root, key_section(emu, "rsa", root=root) + sec,
-                broker_extra="health_interval = 1s\ncache_ttl = 1s\n")
+    # the wrap goes to the vault (not to the public key here): it has an Azure request id
+    audit = os.path.join(root, "audit.log")
+    kb = broker(root, key_section(emu, "rsa", root=root, extra="local_wrap = false\n") + sec,
+                broker_extra="health_interval = 1s\ncache_ttl = 1s\naudit_log = %s\n" % audit)
     kms = Kms(path)
     st = wait_for(lambda: (lambda s: s if s.healthz == "ok" else None)(kms.status()), "Status ok")
     check(st.key_id.startswith("kb1/rsa/"), "key_id of the vault key: %s" % st.key_id)
     seed = os.urandom(32)
     enc = kms.encrypt(seed)
     check(kms.decrypt(enc.ciphertext, enc.key_id, dict(enc.annotations)).plaintext == seed, "round trip")
+    rid = dict(enc.annotations).get("request-id.keybroker.io", b"").decode()
+    with open(audit) as f:
+        wraps = [json.loads(line) for line in f if '"op":"wrap"' in line and '"face":"kms:' in line]
+    check(rid != "" and rid in [w.get("request_id") for w in wraps],
+          "Encrypt's request-id annotation %r is the audited wrap's Azure request id (%s)" %
+          (rid, [w.get("request_id") for w in wraps]))
     checks_before = emu.count(r"unwrapkey")
     emu.admin("/admin/keys/disable", {"vault": "kv", "key": "rsa"})
     bad = wait_for(lambda: (lambda s: s if s.healthz != "ok" else None)(kms.status()),
