@@ -33,13 +33,16 @@ socket.getaddrinfo = _loopback_getaddrinfo
 
 
 class Emulator:
-    def __init__(self, config=None, admin=False, state=None, workdir=None, args=()):
+    def __init__(self, config=None, admin=False, state=None, workdir=None, args=(), port=0, admin_port=0):
+        # port, admin_port: 0 for any free one; a fixed one keeps its URLs across a restart
         self.own_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="akv-emu-")
         self.config = config
         self.admin_on = admin
         self.state = state
         self.args = list(args)
+        self.listen_port = port
+        self.admin_listen_port = admin_port
         self.proc = None
         self.port = None
         self.admin_port = None
@@ -49,19 +52,19 @@ class Emulator:
 
     def start(self):
         cmd = [os.environ.get("AKV_EMULATOR", "akv-emulator"),
-               "--init-tls", os.path.join(self.dir, "tls"), "--listen", "127.0.0.1:0"]
+               "--init-tls", os.path.join(self.dir, "tls"), "--listen", "127.0.0.1:%d" % self.listen_port]
         if self.config is not None:
             path = os.path.join(self.dir, "emulator.ini")
             with open(path, "w") as f:
                 f.write(self.config)
             cmd += ["--config", path]
         if self.admin_on:
-            cmd += ["--admin", "127.0.0.1:0"]
+            cmd += ["--admin", "127.0.0.1:%d" % self.admin_listen_port]
         if self.state:
             cmd += ["--state", self.state]
         cmd += self.args
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.logf = open(self.log_path, "a")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, text=True)
         banner = []
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -89,7 +92,7 @@ class Emulator:
             self.proc.wait(10)
         if self.proc:
             self.proc.stdout.close()
-            self.log.close()
+            self.logf.close()
         self.proc = None
 
     def __enter__(self):
