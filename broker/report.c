@@ -128,11 +128,19 @@ static void help(kb_buf *t, const char *name, const char *type, const char *text
 	line(t, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
-/* single writes a family of one unlabelled sample: its HELP, TYPE and value. */
-static void single(kb_buf *t, const char *name, const char *type, const char *text, double v)
+/* One family of one unlabelled sample. */
+struct single {
+	const char *name, *type, *text;
+	double v;
+};
+
+/* singles writes each family of f[0..n): its HELP, TYPE and value. */
+static void singles(kb_buf *t, const struct single *f, size_t n)
 {
-	help(t, name, type, text);
-	metric(t, name, NULL, v);
+	for (size_t i = 0; i < n; i++) {
+		help(t, f[i].name, f[i].type, f[i].text);
+		metric(t, f[i].name, NULL, f[i].v);
+	}
 }
 
 /* per_key_op writes one counter family labelled by key and backend op; field is a kb_key member. */
@@ -247,6 +255,36 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 void kb_report_prometheus(kb_broker *b, kb_buf *out)
 {
 	const kb_counters *n = &b->counters;
+	const struct single cache_counters[] = {
+		{ "keybroker_cache_hits_total", "counter", "Unwraps answered from the DEK cache.",
+		  (double)n->hits },
+		{ "keybroker_cache_misses_total", "counter", "Unwraps that needed the key service.",
+		  (double)n->misses },
+		{ "keybroker_singleflight_joins_total", "counter", "Misses that shared another request's key-service call.",
+		  (double)n->joins },
+		{ "keybroker_cache_refreshes_total", "counter", "Refresh-ahead calls started.",
+		  (double)n->refreshes },
+		{ "keybroker_cache_refresh_failures_total", "counter", "Refresh-ahead calls the key service refused.",
+		  (double)n->refresh_failures },
+		{ "keybroker_cache_stale_answers_total", "counter", "DEKs served past their TTL, stale, while the key service could not be reached (outage_grace).",
+		  (double)n->stale_answers },
+		{ "keybroker_datakey_reused_total", "counter", "Data keys handed out again under the reuse limits.",
+		  (double)n->datakey_reused },
+	};
+	const struct single cache_and_conns[] = {
+		{ "keybroker_cache_entries", "gauge", "DEKs in the cache.",
+		  b->cache.count },
+		{ "keybroker_cache_capacity", "gauge", "Most DEKs the cache holds.",
+		  b->cache.capacity },
+		{ "keybroker_locked_bytes", "gauge", "Bytes of locked memory that hold the DEK cache.",
+		  (double)b->cache.arena.locked_bytes },
+		{ "keybroker_memory_locked", "gauge", "1 if the DEK cache is in locked memory.",
+		  b->cache.arena.locked },
+		{ "keybroker_connections", "gauge", "Open client connections.",
+		  b->nconns },
+		{ "keybroker_connections_refused_total", "counter", "Connections refused by peer policy or limits.",
+		  (double)n->conns_refused },
+	};
 	kb_buf t = { 0 };
 	char labels[64];
 
@@ -260,37 +298,13 @@ void kb_report_prometheus(kb_broker *b, kb_buf *out)
 		snprintf(labels, sizeof(labels), "op=\"%s\"", op ? kb_op_name((kb_op)op) : "unparsed");
 		metric(&t, "keybroker_request_errors_total", labels, (double)n->errors[op]);
 	}
-	single(&t, "keybroker_cache_hits_total", "counter", "Unwraps answered from the DEK cache.",
-	       (double)n->hits);
-	single(&t, "keybroker_cache_misses_total", "counter", "Unwraps that needed the key service.",
-	       (double)n->misses);
-	single(&t, "keybroker_singleflight_joins_total", "counter", "Misses that shared another request's key-service call.",
-	       (double)n->joins);
-	single(&t, "keybroker_cache_refreshes_total", "counter", "Refresh-ahead calls started.",
-	       (double)n->refreshes);
-	single(&t, "keybroker_cache_refresh_failures_total", "counter", "Refresh-ahead calls the key service refused.",
-	       (double)n->refresh_failures);
-	single(&t, "keybroker_cache_stale_answers_total", "counter", "DEKs served past their TTL, stale, while the key service could not be reached (outage_grace).",
-	       (double)n->stale_answers);
-	single(&t, "keybroker_datakey_reused_total", "counter", "Data keys handed out again under the reuse limits.",
-	       (double)n->datakey_reused);
+	singles(&t, cache_counters, sizeof(cache_counters) / sizeof(cache_counters[0]));
 	help(&t, "keybroker_cache_evictions_total", "counter", "DEKs evicted (and zeroed), by cause.");
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"ttl\"", (double)b->cache.evictions[KB_EVICT_TTL]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"lru\"", (double)b->cache.evictions[KB_EVICT_LRU]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"flush\"", (double)b->cache.evictions[KB_EVICT_FLUSH]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"replace\"", (double)b->cache.evictions[KB_EVICT_REPLACE]);
-	single(&t, "keybroker_cache_entries", "gauge", "DEKs in the cache.",
-	       b->cache.count);
-	single(&t, "keybroker_cache_capacity", "gauge", "Most DEKs the cache holds.",
-	       b->cache.capacity);
-	single(&t, "keybroker_locked_bytes", "gauge", "Bytes of locked memory that hold the DEK cache.",
-	       (double)b->cache.arena.locked_bytes);
-	single(&t, "keybroker_memory_locked", "gauge", "1 if the DEK cache is in locked memory.",
-	       b->cache.arena.locked);
-	single(&t, "keybroker_connections", "gauge", "Open client connections.",
-	       b->nconns);
-	single(&t, "keybroker_connections_refused_total", "counter", "Connections refused by peer policy or limits.",
-	       (double)n->conns_refused);
+	singles(&t, cache_and_conns, sizeof(cache_and_conns) / sizeof(cache_and_conns[0]));
 	peer_metrics(b, &t);
 	backend_metrics(b, &t);
 	kms_metrics(b, &t);
