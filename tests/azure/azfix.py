@@ -6,12 +6,9 @@ admin endpoint on another free port) and a broker whose [key:] sections point
 at it. Nothing is mocked.
 """
 import base64
-import http.client
-import json
 import os
 import re
 import sys
-import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
@@ -67,6 +64,9 @@ class Emu(emu_fixture.Emulator):
     """One akv-emulator with a vault kv (key rsa) and a Managed HSM hsm (key aes), on
     ports fixed for its life so the broker's URLs hold across a restart; started at once."""
 
+    tenant, client, secret = TENANT, CLIENT, SECRET
+    timeout = 30
+
     def __init__(self, root, lifetime=3600, state=False, extra_config=""):
         workdir = os.path.join(root, "emu")
         os.makedirs(workdir, exist_ok=True)
@@ -83,50 +83,19 @@ class Emu(emu_fixture.Emulator):
         return len(re.findall(pattern, self.read_log()))
 
     def host(self, kind="vault"):
-        return "%s.%s.localhost:%d" % ("hsm" if kind == "mhsm" else "kv",
-                                       "managedhsm" if kind == "mhsm" else "vault", self.port)
+        return super().host(kind, "hsm" if kind == "mhsm" else "kv")
 
     def url(self, kind="vault", key=None):
         return "https://%s/keys/%s" % (self.host(kind), key or ("aes" if kind == "mhsm" else "rsa"))
 
-    def request(self, method, host, path, body=None, token=None, form=False):
-        conn = http.client.HTTPSConnection(host.split(":")[0], self.port, context=self.ctx, timeout=30)
-        hdrs = {"Host": host}
-        if token:
-            hdrs["Authorization"] = "Bearer " + token
-        if form:
-            body = urllib.parse.urlencode(body)
-            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            body = json.dumps(body)
-            hdrs["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
-        conn.close()
-        return resp.status, (json.loads(raw) if raw else None)
-
-    def token(self, kind="vault", client=CLIENT, secret=SECRET):
-        scope = "https://%s.localhost:%d/.default" % ("managedhsm" if kind == "mhsm" else "vault", self.port)
-        st, data = self.request("POST", "localhost:%d" % self.port, "/%s/oauth2/v2.0/token" % TENANT,
-                                {"grant_type": "client_credentials", "client_id": client,
-                                 "client_secret": secret, "scope": scope}, form=True)
-        check(st == 200, "token endpoint: %s %s" % (st, data))
-        return data["access_token"]
-
     def rest(self, method, kind, path, body=None):
-        st, data = self.request(method, self.host(kind), path + "?api-version=7.4", body, self.token(kind))
+        st, _, data = self.request(method, self.host(kind), path + "?api-version=7.4", body, self.token(kind))
         check(200 <= st < 300, "%s %s: %s %s" % (method, path, st, data))
         return data
 
     def admin(self, path, body=None, method="POST"):
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=30)
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        data = json.loads(resp.read() or b"null")
-        conn.close()
-        check(resp.status == 200, "admin %s: %s %s" % (path, resp.status, data))
+        st, data = super().admin(method, path, body)
+        check(st == 200, "admin %s: %s %s" % (path, st, data))
         return data
 
 

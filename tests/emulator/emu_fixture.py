@@ -33,6 +33,11 @@ socket.getaddrinfo = _loopback_getaddrinfo
 
 
 class Emulator:
+    # who token() asks for and as whom, and how long a request may take; a subclass with
+    # another config sets its own
+    tenant, client, secret = "dev-tenant", "dev-client", "dev-secret"
+    timeout = 20
+
     def __init__(self, config=None, admin=False, state=None, workdir=None, args=(), port=0, admin_port=0):
         # port, admin_port: 0 for any free one; a fixed one keeps its URLs across a restart
         self.own_dir = workdir is None
@@ -111,7 +116,7 @@ class Emulator:
 
     def connect(self, host):
         name = host.split(":")[0]
-        return http.client.HTTPSConnection(name, self.port, context=self.ctx, timeout=20)
+        return http.client.HTTPSConnection(name, self.port, context=self.ctx, timeout=self.timeout)
 
     def request(self, method, host, path, body=None, token=None, headers=None, conn=None):
         """One HTTPS request; returns (status, headers dict (lower case), parsed JSON or raw)."""
@@ -136,17 +141,17 @@ class Emulator:
             data = raw
         return resp.status, h, data
 
-    def token(self, kind="vault", client="dev-client", secret="dev-secret"):
+    def token(self, kind="vault", client=None, secret=None):
         scope = "https://%s.localhost:%d/.default" % ("managedhsm" if kind == "mhsm" else "vault", self.port)
-        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client,
-                                       "client_secret": secret, "scope": scope})
-        st, _, data = self.request("POST", self.host("login"), "/dev-tenant/oauth2/v2.0/token", body=form,
+        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client or self.client,
+                                       "client_secret": secret or self.secret, "scope": scope})
+        st, _, data = self.request("POST", self.host("login"), "/%s/oauth2/v2.0/token" % self.tenant, body=form,
                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert st == 200, (st, data)
         return data["access_token"]
 
     def admin(self, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=20)
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=self.timeout)
         conn.request(method, path, body=json.dumps(body) if body is not None else None,
                      headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
