@@ -194,6 +194,8 @@ bench_driver *bench_echo_driver(bench_echo *e);
 void bench_report_text(FILE *f, const bench_series *s, size_t n);
 /* bench_report_series_json writes one series as a JSON object (no newline). */
 void bench_report_series_json(FILE *f, const bench_series *s);
+/* bench_report_close closes f, a report just written: 0, or -1 (errno set) if a write or the close failed. */
+int bench_report_close(FILE *f);
 /* bench_report_csv writes a header and one row per series. Returns 0, or -1 (errno set). */
 int bench_report_csv(const char *path, const bench_series *s, size_t n);
 /* bench_plot_svg writes the latency CDF of each non-skipped series. Returns 0, or -1 (errno set). */

@@ -3,7 +3,6 @@
  * series and nothing else drawn as a path (axes, grid and legend swatches
  * are <line>s), so a reader or a test can count the curves.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -55,7 +54,6 @@ int bench_plot_svg(const char *path, const char *title, const bench_series *s, s
 	double mn = INFINITY, mx = 0, lo, hi;
 	size_t shown = 0;
 	FILE *f;
-	int e;
 
 	for (size_t i = 0; i < n; i++) {
 		if (s[i].skipped || s[i].hist.count == 0)
@@ -144,11 +142,5 @@ int bench_plot_svg(const char *path, const char *title, const bench_series *s, s
 		shown++;
 	}
 	fprintf(f, "</svg>\n");
-	if (ferror(f)) {
-		e = errno;
-		fclose(f);
-		errno = e;
-		return -1;
-	}
-	return fclose(f);
+	return bench_report_close(f);
 }

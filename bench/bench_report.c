@@ -110,10 +110,22 @@ void bench_report_series_json(FILE *f, const bench_series *s)
 	fputc('}', f);
 }
 
+int bench_report_close(FILE *f)
+{
+	int e;
+
+	if (ferror(f)) {
+		e = errno;
+		fclose(f);
+		errno = e;
+		return -1;
+	}
+	return fclose(f);
+}
+
 int bench_report_csv(const char *path, const bench_series *s, size_t n)
 {
 	FILE *f = fopen(path, "w");
-	int e;
 
 	if (f == NULL)
 		return -1;
@@ -146,11 +158,5 @@ int bench_report_csv(const char *path, const bench_series *s, size_t n)
 		}
 		fputs("\"\n", f);
 	}
-	if (ferror(f)) {
-		e = errno;
-		fclose(f);
-		errno = e;
-		return -1;
-	}
-	return fclose(f);
+	return bench_report_close(f);
 }

@@ -1,3 +1,4 @@
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -101,22 +102,45 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 	kb_jw_raw(o, "}");
 }
 
+/* line appends one formatted line to t, cut at 511 bytes. */
+static void line(kb_buf *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void line(kb_buf *t, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		kb_buf_append(t, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+}
+
 /* metric appends one Prometheus sample line. */
 static void metric(kb_buf *t, const char *name, const char *labels, double v)
 {
-	char line[512];
-	int n = snprintf(line, sizeof(line), "%s%s%s%s %.17g\n", name, labels ? "{" : "",
-			 labels ? labels : "", labels ? "}" : "", v);
-
-	kb_buf_append(t, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	line(t, "%s%s%s%s %.17g\n", name, labels ? "{" : "", labels ? labels : "", labels ? "}" : "", v);
 }
 
 static void help(kb_buf *t, const char *name, const char *type, const char *text)
 {
-	char line[512];
-	int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+	line(t, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
 
-	kb_buf_append(t, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+/* One family of one unlabelled sample. */
+struct single {
+	const char *name, *type, *text;
+	double v;
+};
+
+/* singles writes each family of f[0..n): its HELP, TYPE and value. */
+static void singles(kb_buf *t, const struct single *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		help(t, f[i].name, f[i].type, f[i].text);
+		metric(t, f[i].name, NULL, f[i].v);
+	}
 }
 
 /* per_key_op writes one counter family labelled by key and backend op; field is a kb_key member. */
@@ -231,6 +255,36 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 void kb_report_prometheus(kb_broker *b, kb_buf *out)
 {
 	const kb_counters *n = &b->counters;
+	const struct single cache_counters[] = {
+		{ "keybroker_cache_hits_total", "counter", "Unwraps answered from the DEK cache.",
+		  (double)n->hits },
+		{ "keybroker_cache_misses_total", "counter", "Unwraps that needed the key service.",
+		  (double)n->misses },
+		{ "keybroker_singleflight_joins_total", "counter", "Misses that shared another request's key-service call.",
+		  (double)n->joins },
+		{ "keybroker_cache_refreshes_total", "counter", "Refresh-ahead calls started.",
+		  (double)n->refreshes },
+		{ "keybroker_cache_refresh_failures_total", "counter", "Refresh-ahead calls the key service refused.",
+		  (double)n->refresh_failures },
+		{ "keybroker_cache_stale_answers_total", "counter", "DEKs served past their TTL, stale, while the key service could not be reached (outage_grace).",
+		  (double)n->stale_answers },
+		{ "keybroker_datakey_reused_total", "counter", "Data keys handed out again under the reuse limits.",
+		  (double)n->datakey_reused },
+	};
+	const struct single cache_and_conns[] = {
+		{ "keybroker_cache_entries", "gauge", "DEKs in the cache.",
+		  b->cache.count },
+		{ "keybroker_cache_capacity", "gauge", "Most DEKs the cache holds.",
+		  b->cache.capacity },
+		{ "keybroker_locked_bytes", "gauge", "Bytes of locked memory that hold the DEK cache.",
+		  (double)b->cache.arena.locked_bytes },
+		{ "keybroker_memory_locked", "gauge", "1 if the DEK cache is in locked memory.",
+		  b->cache.arena.locked },
+		{ "keybroker_connections", "gauge", "Open client connections.",
+		  b->nconns },
+		{ "keybroker_connections_refused_total", "counter", "Connections refused by peer policy or limits.",
+		  (double)n->conns_refused },
+	};
 	kb_buf t = { 0 };
 	char labels[64];
 
@@ -244,37 +298,13 @@ void kb_report_prometheus(kb_broker *b, kb_buf *out)
 		snprintf(labels, sizeof(labels), "op=\"%s\"", op ? kb_op_name((kb_op)op) : "unparsed");
 		metric(&t, "keybroker_request_errors_total", labels, (double)n->errors[op]);
 	}
-	help(&t, "keybroker_cache_hits_total", "counter", "Unwraps answered from the DEK cache.");
-	metric(&t, "keybroker_cache_hits_total", NULL, (double)n->hits);
-	help(&t, "keybroker_cache_misses_total", "counter", "Unwraps that needed the key service.");
-	metric(&t, "keybroker_cache_misses_total", NULL, (double)n->misses);
-	help(&t, "keybroker_singleflight_joins_total", "counter", "Misses that shared another request's key-service call.");
-	metric(&t, "keybroker_singleflight_joins_total", NULL, (double)n->joins);
-	help(&t, "keybroker_cache_refreshes_total", "counter", "Refresh-ahead calls started.");
-	metric(&t, "keybroker_cache_refreshes_total", NULL, (double)n->refreshes);
-	help(&t, "keybroker_cache_refresh_failures_total", "counter", "Refresh-ahead calls the key service refused.");
-	metric(&t, "keybroker_cache_refresh_failures_total", NULL, (double)n->refresh_failures);
-	help(&t, "keybroker_cache_stale_answers_total", "counter", "DEKs served past their TTL, stale, while the key service could not be reached (outage_grace).");
-	metric(&t, "keybroker_cache_stale_answers_total", NULL, (double)n->stale_answers);
-	help(&t, "keybroker_datakey_reused_total", "counter", "Data keys handed out again under the reuse limits.");
-	metric(&t, "keybroker_datakey_reused_total", NULL, (double)n->datakey_reused);
+	singles(&t, cache_counters, sizeof(cache_counters) / sizeof(cache_counters[0]));
 	help(&t, "keybroker_cache_evictions_total", "counter", "DEKs evicted (and zeroed), by cause.");
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"ttl\"", (double)b->cache.evictions[KB_EVICT_TTL]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"lru\"", (double)b->cache.evictions[KB_EVICT_LRU]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"flush\"", (double)b->cache.evictions[KB_EVICT_FLUSH]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"replace\"", (double)b->cache.evictions[KB_EVICT_REPLACE]);
-	help(&t, "keybroker_cache_entries", "gauge", "DEKs in the cache.");
-	metric(&t, "keybroker_cache_entries", NULL, b->cache.count);
-	help(&t, "keybroker_cache_capacity", "gauge", "Most DEKs the cache holds.");
-	metric(&t, "keybroker_cache_capacity", NULL, b->cache.capacity);
-	help(&t, "keybroker_locked_bytes", "gauge", "Bytes of locked memory that hold the DEK cache.");
-	metric(&t, "keybroker_locked_bytes", NULL, (double)b->cache.arena.locked_bytes);
-	help(&t, "keybroker_memory_locked", "gauge", "1 if the DEK cache is in locked memory.");
-	metric(&t, "keybroker_memory_locked", NULL, b->cache.arena.locked);
-	help(&t, "keybroker_connections", "gauge", "Open client connections.");
-	metric(&t, "keybroker_connections", NULL, b->nconns);
-	help(&t, "keybroker_connections_refused_total", "counter", "Connections refused by peer policy or limits.");
-	metric(&t, "keybroker_connections_refused_total", NULL, (double)n->conns_refused);
+	singles(&t, cache_and_conns, sizeof(cache_and_conns) / sizeof(cache_and_conns[0]));
 	peer_metrics(b, &t);
 	backend_metrics(b, &t);
 	kms_metrics(b, &t);

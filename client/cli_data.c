@@ -24,11 +24,12 @@ static int stdin_usable(const cli *c, const char *what)
 }
 
 /*
- * read_blob sets *blob to the blob argument, or reads it from stdin with
- * trailing whitespace (the newline that `keybroker wrap` printed) removed.
- * *buf is what to free, NULL for the argument.
+ * blob_call readies a call on one blob: sets *blob to the blob argument, or
+ * reads it from stdin with trailing whitespace (the newline that `keybroker
+ * wrap` printed) removed, then connects c. *buf is what to free (with
+ * out_wipe_free(*buf, *n)) whatever it returns, NULL for the argument.
  */
-static int read_blob(const cli *c, const char **blob, uint8_t **buf, size_t *n)
+static int blob_call(cli *c, const char **blob, uint8_t **buf, size_t *n)
 {
 	int r;
 
@@ -36,7 +37,7 @@ static int read_blob(const cli *c, const char **blob, uint8_t **buf, size_t *n)
 	*n = 0;
 	if (c->nargs > 0 && strcmp(c->args[0], "-") != 0) {
 		*blob = c->args[0];
-		return CLI_EXIT_OK;
+		return cli_connect(c);
 	}
 	if ((r = stdin_usable(c, "the blob as an argument or")) != CLI_EXIT_OK)
 		return r;
@@ -47,6 +48,14 @@ static int read_blob(const cli *c, const char **blob, uint8_t **buf, size_t *n)
 	if (*n == 0 || memchr(*buf, '\0', *n) != NULL)
 		return cli_usage(c, "stdin holds no blob (or a NUL byte)");
 	*blob = (const char *)*buf;
+	return cli_connect(c);
+}
+
+/* write_stdout writes p[0..n), key material, to stdout. */
+static int write_stdout(const void *p, size_t n)
+{
+	if (!out_write(STDOUT_FILENO, p, n))
+		return cli_fail(KB_E_IO, "cannot write to stdout: %s", strerror(errno));
 	return CLI_EXIT_OK;
 }
 
@@ -113,17 +122,15 @@ static int run_unwrap(cli *c)
 
 	if ((r = plaintext_target(c)) != CLI_EXIT_OK)
 		return r;
-	if ((r = read_blob(c, &blob, &buf, &n)) != CLI_EXIT_OK)
-		goto done;
-	if ((r = cli_connect(c)) != CLI_EXIT_OK)
+	if ((r = blob_call(c, &blob, &buf, &n)) != CLI_EXIT_OK)
 		goto done;
 	code = kb_unwrap(c->kc, blob, &res, &err);
 	r = cli_finish(c, code, &err);
 	if (code == KB_OK && !c->json) {
 		if (out != NULL)
 			r = out_write_secret(out, res.plaintext, res.plaintext_len);
-		else if (!out_write(STDOUT_FILENO, res.plaintext, res.plaintext_len))
-			r = cli_fail(KB_E_IO, "cannot write to stdout: %s", strerror(errno));
+		else
+			r = write_stdout(res.plaintext, res.plaintext_len);
 	}
 	kb_result_clear(&res);
 done:
@@ -198,8 +205,7 @@ static int run_datakey(cli *c)
 			printf("%s\n", res.blob);
 			fflush(stdout);
 			b64[n++] = '\n';
-			if (!out_write(STDOUT_FILENO, b64, n))
-				r = cli_fail(KB_E_IO, "cannot write to stdout: %s", strerror(errno));
+			r = write_stdout(b64, n);
 			out_wipe_free(b64, n);
 		} else {
 			r = cli_fail(KB_E_IO, "out of memory");
@@ -252,9 +258,7 @@ static int run_rewrap(cli *c)
 			return cli_usage(c, "give blobs either with --in or as the argument, not both");
 		return rewrap_bulk(c);
 	}
-	if ((r = read_blob(c, &blob, &buf, &n)) != CLI_EXIT_OK)
-		goto done;
-	if ((r = cli_connect(c)) != CLI_EXIT_OK)
+	if ((r = blob_call(c, &blob, &buf, &n)) != CLI_EXIT_OK)
 		goto done;
 	code = kb_rewrap(c->kc, blob, cli_optval(c, "key"), &res, &err);
 	r = cli_finish_result(c, code, &err, &res, res.blob);

@@ -54,17 +54,22 @@ static enum emu_kind emu_auth_scope_kind(const char *scope)
 	return EMU_KIND_NONE;
 }
 
-/* issue stores a new token for principal and kind; false if randomness fails. */
-static bool issue(const char *principal, enum emu_kind kind, unsigned lifetime, char *out,
-		  size_t cap)
+/*
+ * issue stores a new token for principal and kind, and names principal as
+ * rep's caller; false with 500 set if randomness fails.
+ */
+static bool issue(struct emu_reply *rep, const char *principal, enum emu_kind kind,
+		  unsigned lifetime, char *out, size_t cap)
 {
 	uint8_t raw[TOKEN_BYTES];
 	char *s;
 	int64_t now = emu_clock_real();
 	struct token *slot = NULL;
 
-	if (emu_random(raw, sizeof(raw)) || !(s = emu_b64url_encode(raw, sizeof(raw))))
+	if (emu_random(raw, sizeof(raw)) || !(s = emu_b64url_encode(raw, sizeof(raw)))) {
+		emu_oauth_error(rep, 500, "server_error", "no randomness");
 		return false;
+	}
 	snprintf(out, cap, "%s", s);
 	free(s);
 	pthread_mutex_lock(&token_lock);
@@ -81,6 +86,7 @@ static bool issue(const char *principal, enum emu_kind kind, unsigned lifetime, 
 	slot->kind = kind;
 	slot->exp = now + lifetime;
 	pthread_mutex_unlock(&token_lock);
+	snprintf(rep->principal, sizeof(rep->principal), "%s", principal);
 	return true;
 }
 
@@ -218,11 +224,8 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 				"AADSTS7000215: Invalid client secret or client assertion provided.");
 		return;
 	}
-	if (!issue(client, kind, w->cfg.token_lifetime, token, sizeof(token))) {
-		emu_oauth_error(rep, 500, "server_error", "no randomness");
+	if (!issue(rep, client, kind, w->cfg.token_lifetime, token, sizeof(token)))
 		return;
-	}
-	snprintf(rep->principal, sizeof(rep->principal), "%s", client);
 	j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "token_type", "Bearer");
 	cJSON_AddNumberToObject(j, "expires_in", w->cfg.token_lifetime);
@@ -269,11 +272,8 @@ static void managed_token(struct emu_world *w, const struct emu_req *rq, struct 
 		emu_oauth_error(rep, 400, "invalid_request", "Identity not found");
 		return;
 	}
-	if (!issue(client, kind, w->cfg.token_lifetime, token, sizeof(token))) {
-		emu_oauth_error(rep, 500, "server_error", "no randomness");
+	if (!issue(rep, client, kind, w->cfg.token_lifetime, token, sizeof(token)))
 		return;
-	}
-	snprintf(rep->principal, sizeof(rep->principal), "%s", client);
 	j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "access_token", token);
 	cJSON_AddStringToObject(j, "client_id", client);

@@ -90,7 +90,6 @@ static void op_create(struct emu_kctx *c)
 	unsigned long e = 65537;
 	unsigned ops;
 	struct emu_version *ver = NULL;
-	struct emu_key *k;
 
 	if (!body)
 		return;
@@ -137,23 +136,8 @@ static void op_create(struct emu_kctx *c)
 		emu_error(c->rep, 500, "InternalError", NULL, "Key generation failed.");
 		goto out;
 	}
-	if (emu_kc_parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), ver) ||
-	    emu_kc_parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &ver->tags))
-		goto out;
-	k = emu_store_key(c->v, c->rt->key);
-	if (k && k->deleted) {
-		emu_error(c->rep, 409, "Conflict", NULL,
-			  "Key %s is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.",
-			  c->rt->key);
-		goto out;
-	}
-	if ((!k && !(k = emu_store_add_key(c->v, c->rt->key))) || emu_store_attach(k, ver)) {
-		emu_error(c->rep, 500, "InternalError", NULL, "Out of memory.");
-		goto out;
-	}
-	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
+	emu_kc_add_version(c, body, ver);
 	ver = NULL;
-	emu_kc_persist(c);
 out:
 	emu_version_free(ver);
 	cJSON_Delete(body);
@@ -190,22 +174,35 @@ static void op_rotate(struct emu_kctx *c)
 	emu_kc_persist(c);
 }
 
-static void op_get(struct emu_kctx *c)
+/*
+ * enabled_version finds the version the request names of the live key *k;
+ * NULL with 404 set (no such key or version), or 403 naming op when it is
+ * disabled.
+ */
+static struct emu_version *enabled_version(struct emu_kctx *c, struct emu_key **k, const char *op)
 {
-	struct emu_key *k = emu_kc_live_key(c);
 	struct emu_version *ver;
 
-	if (!k)
-		return;
-	if (!(ver = emu_store_resolve(k, c->rt->version))) {
+	if (!(*k = emu_kc_live_key(c)))
+		return NULL;
+	if (!(ver = emu_store_resolve(*k, c->rt->version))) {
 		emu_kc_not_found(c, false);
-		return;
+		return NULL;
 	}
 	if (!ver->enabled) {
-		emu_error(c->rep, 403, "Forbidden", NULL, "Operation get is not allowed on a disabled key.");
-		return;
+		emu_error(c->rep, 403, "Forbidden", NULL, "Operation %s is not allowed on a disabled key.", op);
+		return NULL;
 	}
-	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
+	return ver;
+}
+
+static void op_get(struct emu_kctx *c)
+{
+	struct emu_key *k;
+	struct emu_version *ver = enabled_version(c, &k, "get");
+
+	if (ver)
+		emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
 }
 
 static void op_update(struct emu_kctx *c)
@@ -383,7 +380,7 @@ static const char *op_name(enum emu_op op)
 /* op_crypto runs wrapkey/unwrapkey/encrypt/decrypt; the lock is held on entry and exit. */
 static void op_crypto(struct emu_kctx *c, enum emu_op op)
 {
-	struct emu_key *k = emu_kc_live_key(c);
+	struct emu_key *k;
 	struct emu_version *ver;
 	struct emu_keymat km = { 0 };
 	struct emu_opbody b;
@@ -394,16 +391,8 @@ static void op_crypto(struct emu_kctx *c, enum emu_op op)
 	int rc;
 	cJSON *root;
 
-	if (!k)
+	if (!(ver = enabled_version(c, &k, op_name(op))))
 		return;
-	if (!(ver = emu_store_resolve(k, c->rt->version))) {
-		emu_kc_not_found(c, false);
-		return;
-	}
-	if (!ver->enabled) {
-		emu_error(c->rep, 403, "Forbidden", NULL, "Operation %s is not allowed on a disabled key.", op_name(op));
-		return;
-	}
 	if (ver->nbf && now < ver->nbf) {
 		emu_error(c->rep, 403, "Forbidden", NULL, "Operation %s is not allowed on a key that is not yet valid (nbf).", op_name(op));
 		return;

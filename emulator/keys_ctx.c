@@ -206,3 +206,29 @@ struct emu_key *emu_kc_live_key(struct emu_kctx *c)
 	}
 	return k;
 }
+
+void emu_kc_add_version(struct emu_kctx *c, const cJSON *body, struct emu_version *ver)
+{
+	struct emu_key *k;
+
+	if (emu_kc_parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), ver) ||
+	    emu_kc_parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &ver->tags))
+		goto out;
+	k = emu_store_key(c->v, c->rt->key);
+	if (k && k->deleted) {
+		emu_error(c->rep, 409, "Conflict", NULL,
+			  "Key %s is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.",
+			  c->rt->key);
+		goto out;
+	}
+	/* an existing name gets a new version, as Azure does for create and import */
+	if ((!k && !(k = emu_store_add_key(c->v, c->rt->key))) || emu_store_attach(k, ver)) {
+		emu_error(c->rep, 500, "InternalError", NULL, "Out of memory.");
+		goto out;
+	}
+	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
+	ver = NULL;
+	emu_kc_persist(c);
+out:
+	emu_version_free(ver);
+}

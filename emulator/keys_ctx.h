@@ -51,6 +51,14 @@ int emu_kc_parse_tags(struct emu_kctx *c, const cJSON *tags, cJSON **out);
 /* emu_kc_parse_body parses the request body as a JSON object; NULL with 400 set. */
 cJSON *emu_kc_parse_body(struct emu_kctx *c);
 
+/*
+ * emu_kc_add_version ends a create or an import: applies body's attributes
+ * and tags to ver, adds it as the newest version of the request's key (made
+ * if absent; refused with 409 while the name is deleted), answers the bundle
+ * and saves the state. Takes ver: it is attached or freed.
+ */
+void emu_kc_add_version(struct emu_kctx *c, const cJSON *body, struct emu_version *ver);
+
 /* emu_kc_live_key finds the request's key, existing and not deleted; NULL with 404 set. */
 struct emu_key *emu_kc_live_key(struct emu_kctx *c);
 

@@ -121,7 +121,6 @@ void emu_km_import(struct emu_kctx *c)
 	cJSON *body = emu_kc_parse_body(c);
 	const cJSON *hsm;
 	struct emu_version *ver = NULL;
-	struct emu_key *k;
 	char err[200];
 	int rc;
 
@@ -139,24 +138,8 @@ void emu_km_import(struct emu_kctx *c)
 		goto out;
 	}
 	ver->created = ver->updated = emu_now();
-	if (emu_kc_parse_attrs(c, cJSON_GetObjectItemCaseSensitive(body, "attributes"), ver) ||
-	    emu_kc_parse_tags(c, cJSON_GetObjectItemCaseSensitive(body, "tags"), &ver->tags))
-		goto out;
-	k = emu_store_key(c->v, c->rt->key);
-	if (k && k->deleted) {
-		emu_error(c->rep, 409, "Conflict", NULL,
-			  "Key %s is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.",
-			  c->rt->key);
-		goto out;
-	}
-	/* importing under an existing name adds a version, as Azure does */
-	if ((!k && !(k = emu_store_add_key(c->v, c->rt->key))) || emu_store_attach(k, ver)) {
-		emu_error(c->rep, 500, "InternalError", NULL, "Out of memory.");
-		goto out;
-	}
-	emu_reply_json(c->rep, 200, emu_kc_bundle(c, k, ver));
+	emu_kc_add_version(c, body, ver);
 	ver = NULL;
-	emu_kc_persist(c);
 out:
 	emu_version_free(ver);
 	cJSON_Delete(body);

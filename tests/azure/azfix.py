@@ -6,41 +6,23 @@ admin endpoint on another free port) and a broker whose [key:] sections point
 at it. Nothing is mocked.
 """
 import base64
-import http.client
-import json
 import os
 import re
-import signal
-import socket
-import ssl
-import subprocess
 import sys
-import time
-import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "emulator"))
+import emu_fixture  # noqa: E402  (it also sends *.localhost to loopback, as curl does)
 import kbtest  # noqa: E402
 from kbtest import Broker, check, free_port  # noqa: E402,F401
 
-AKV_EMULATOR = os.environ.get("AKV_EMULATOR", os.path.join(kbtest.BUILD, "emulator", "akv-emulator"))
+# emu_fixture starts $AKV_EMULATOR; meson sets it, a hand run finds the build's
+os.environ.setdefault("AKV_EMULATOR", os.path.join(kbtest.BUILD, "emulator", "akv-emulator"))
 
 # the tests set every AZURE_* variable they rely on themselves
 for _name in [n for n in os.environ if n.startswith("AZURE_")]:
     del os.environ[_name]
-
-_orig_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback_getaddrinfo(host, *args, **kwargs):
-    # curl resolves *.localhost to loopback itself; Python asks the system resolver
-    name = host.decode() if isinstance(host, bytes) else host
-    if isinstance(name, str) and (name == "localhost" or name.endswith(".localhost")):
-        host = "127.0.0.1"
-    return _orig_getaddrinfo(host, *args, **kwargs)
-
-
-socket.getaddrinfo = _loopback_getaddrinfo
 
 TENANT = "kb-tenant"
 CLIENT = "kb-app"
@@ -75,103 +57,45 @@ size = 256
 """
 
 
-class Emu:
-    """One akv-emulator with a vault kv (key rsa) and a Managed HSM hsm (key aes)."""
+_live = []  # every Emu a test made, stopped when it ends
+
+
+class Emu(emu_fixture.Emulator):
+    """One akv-emulator with a vault kv (key rsa) and a Managed HSM hsm (key aes), on
+    ports fixed for its life so the broker's URLs hold across a restart; started at once."""
+
+    tenant, client, secret = TENANT, CLIENT, SECRET
+    timeout = 30
 
     def __init__(self, root, lifetime=3600, state=False, extra_config=""):
-        self.dir = os.path.join(root, "emu")
-        os.makedirs(self.dir, exist_ok=True)
+        workdir = os.path.join(root, "emu")
+        os.makedirs(workdir, exist_ok=True)
+        config = CONFIG % {"tenant": TENANT, "lifetime": lifetime, "client": CLIENT, "secret": SECRET,
+                           "assertion": ASSERTION, "identity_header": IDENTITY_HEADER} + extra_config
+        super().__init__(config=config, admin=True, workdir=workdir,
+                         state=os.path.join(workdir, "state.json") if state else None,
+                         port=free_port(), admin_port=free_port())
         self.tls = os.path.join(self.dir, "tls")
-        self.ca = os.path.join(self.tls, "ca.pem")
-        self.conf = os.path.join(self.dir, "emulator.ini")
-        self.state = os.path.join(self.dir, "state.json") if state else None
-        self.log_path = os.path.join(root, "emulator.log")
-        with open(self.conf, "w") as f:
-            f.write(CONFIG % {"tenant": TENANT, "lifetime": lifetime, "client": CLIENT, "secret": SECRET,
-                              "assertion": ASSERTION, "identity_header": IDENTITY_HEADER} + extra_config)
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.proc = None
+        _live.append(self)
         self.start()
 
-    def start(self):
-        cmd = [AKV_EMULATOR, "--config", self.conf, "--init-tls", self.tls,
-               "--listen", "127.0.0.1:%d" % self.port, "--admin", "127.0.0.1:%d" % self.admin_port]
-        if self.state:
-            cmd += ["--state", self.state]
-        self.logf = open(self.log_path, "a")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, text=True)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise kbtest.Failure("akv-emulator exited:\n" + self.log())
-            if line.strip() == "ready":
-                break
-        self.ctx = ssl.create_default_context(cafile=self.ca)
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-        if self.proc:
-            self.proc.stdout.close()
-            self.logf.close()
-        self.proc = None
-
-    def log(self):
-        with open(self.log_path) as f:
-            return f.read()
-
     def count(self, pattern):
-        return len(re.findall(pattern, self.log()))
+        return len(re.findall(pattern, self.read_log()))
 
     def host(self, kind="vault"):
-        return "%s.%s.localhost:%d" % ("hsm" if kind == "mhsm" else "kv",
-                                       "managedhsm" if kind == "mhsm" else "vault", self.port)
+        return super().host(kind, "hsm" if kind == "mhsm" else "kv")
 
     def url(self, kind="vault", key=None):
         return "https://%s/keys/%s" % (self.host(kind), key or ("aes" if kind == "mhsm" else "rsa"))
 
-    def request(self, method, host, path, body=None, token=None, form=False):
-        conn = http.client.HTTPSConnection(host.split(":")[0], self.port, context=self.ctx, timeout=30)
-        hdrs = {"Host": host}
-        if token:
-            hdrs["Authorization"] = "Bearer " + token
-        if form:
-            body = urllib.parse.urlencode(body)
-            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            body = json.dumps(body)
-            hdrs["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
-        conn.close()
-        return resp.status, (json.loads(raw) if raw else None)
-
-    def token(self, kind="vault", client=CLIENT, secret=SECRET):
-        scope = "https://%s.localhost:%d/.default" % ("managedhsm" if kind == "mhsm" else "vault", self.port)
-        st, data = self.request("POST", "localhost:%d" % self.port, "/%s/oauth2/v2.0/token" % TENANT,
-                                {"grant_type": "client_credentials", "client_id": client,
-                                 "client_secret": secret, "scope": scope}, form=True)
-        check(st == 200, "token endpoint: %s %s" % (st, data))
-        return data["access_token"]
-
     def rest(self, method, kind, path, body=None):
-        st, data = self.request(method, self.host(kind), path + "?api-version=7.4", body, self.token(kind))
+        st, _, data = self.request(method, self.host(kind), path + "?api-version=7.4", body, self.token(kind))
         check(200 <= st < 300, "%s %s: %s %s" % (method, path, st, data))
         return data
 
     def admin(self, path, body=None, method="POST"):
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=30)
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        data = json.loads(resp.read() or b"null")
-        conn.close()
-        check(resp.status == 200, "admin %s: %s %s" % (path, resp.status, data))
+        st, data = super().admin(method, path, body)
+        check(st == 200, "admin %s: %s %s" % (path, st, data))
         return data
 
 
@@ -213,18 +137,6 @@ def unb64(s):
 
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-_live = []
-_orig_emu_init = Emu.__init__
-
-
-def _tracked_init(self, *a, **kw):
-    _live.append(self)
-    _orig_emu_init(self, *a, **kw)
-
-
-Emu.__init__ = _tracked_init
 
 
 def run(tests):

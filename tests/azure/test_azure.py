@@ -241,7 +241,7 @@ def auth_client_secret(root):
     auth_round_trip(kb, emu)
     check(emu.count(r"oauth2/v2.0/token 200 principal=%s" % CLIENT) == 2, "one token per audience")
     kb.stop()
-    check("kb-secret" not in kb.log_text() and "kb-secret" not in emu.log(), "the secret is in no log")
+    check("kb-secret" not in kb.log_text() and "kb-secret" not in emu.read_log(), "the secret is in no log")
     # a wrong secret in the file: auth_failed at startup, naming method, tenant and authority
     bad = secret_file(root, "bad.secret", "wrong")
     kb2 = broker(os.path.join(root), key_section(emu, "rsa", extra="client_secret_file = %s" % bad),
@@ -327,7 +327,7 @@ def hostile_challenge_gets_nothing(root, auth, credential, env=None):
             check(vault.requests, "the hostile vault was asked for its challenge")
             want = TENANT if tenant else "evil-tenant"
             check(emu.count(r"POST localhost:\d+/%s/oauth2/v2.0/token" % want) >= 1,
-                  "the token request went to the configured authority (tenant %s):\n%s" % (want, emu.log()))
+                  "the token request went to the configured authority (tenant %s):\n%s" % (want, emu.read_log()))
             kb.stop()
             os.unlink(kb.log)
         check(evil.conns == 0 and not evil.requests,
@@ -374,11 +374,11 @@ def auth_managed_identity_app_service(root):
     kb = broker(root, keys, env=env)
     auth_round_trip(kb, emu)
     check(emu.count(r"GET localhost:\d+/msi/token 200") == 2 and emu.count(r"/metadata/identity") == 0,
-          "with IDENTITY_ENDPOINT and IDENTITY_HEADER, tokens come from the App Service endpoint:\n" + emu.log())
+          "with IDENTITY_ENDPOINT and IDENTITY_HEADER, tokens come from the App Service endpoint:\n" + emu.read_log())
     d = kb.cli("--json", "doctor", "rsa", check_rc=0).stdout
     check(b"App Service" in d, "doctor names the flavour: %s" % d)
     kb.stop()
-    check(IDENTITY_HEADER not in kb.log_text() and IDENTITY_HEADER not in emu.log(), "the header is in no log")
+    check(IDENTITY_HEADER not in kb.log_text() and IDENTITY_HEADER not in emu.read_log(), "the header is in no log")
     # a wrong IDENTITY_HEADER: auth_failed at startup, naming the endpoint
     kb2 = broker(root, key_section(emu, "rsa", auth="managed_identity"),
                  env=dict(env, IDENTITY_HEADER="not-the-header"), start=False)

@@ -409,6 +409,18 @@ static void op_result_rejects_malformed(void **state)
 
 static void token_lifetimes(void **state)
 {
+	static const struct {
+		const char *json;
+		int64_t life;
+	} lifetimes[] = {
+		/* IMDS: numbers as strings; expires_in wins over expires_on */
+		{ "{'access_token':'tok','expires_in':'86399','expires_on':'1700000100','token_type':'Bearer'}", 86399 },
+		/* App Service 2019-08-01: expires_on alone, in unix seconds */
+		{ "{'access_token':'tok','expires_on':'1700000600','resource':'https://vault.azure.net'}", 600 },
+		/* neither, or only nonsense: Entra ID's usual hour */
+		{ "{'access_token':'tok','expires_in':0,'expires_on':'1600000000'}", 3600 },
+		{ "{'access_token':'tok','expires_in':'soon'}", 3600 },
+	};
 	char *t = NULL, why[128];
 	int64_t life = 0;
 	const char *j;
@@ -420,27 +432,12 @@ static void token_lifetimes(void **state)
 	assert_int_equal(life, 3599);
 	az_secret_free(t);
 
-	/* IMDS: numbers as strings; expires_in wins over expires_on */
-	j = J("{'access_token':'tok','expires_in':'86399','expires_on':'1700000100','token_type':'Bearer'}");
-	assert_true(az_parse_token(j, strlen(j), NOW, &t, &life, NULL, 0));
-	assert_int_equal(life, 86399);
-	az_secret_free(t);
-
-	/* App Service 2019-08-01: expires_on alone, in unix seconds */
-	j = J("{'access_token':'tok','expires_on':'1700000600','resource':'https://vault.azure.net'}");
-	assert_true(az_parse_token(j, strlen(j), NOW, &t, &life, NULL, 0));
-	assert_int_equal(life, 600);
-	az_secret_free(t);
-
-	/* neither, or only nonsense: Entra ID's usual hour */
-	j = J("{'access_token':'tok','expires_in':0,'expires_on':'1600000000'}");
-	assert_true(az_parse_token(j, strlen(j), NOW, &t, &life, NULL, 0));
-	assert_int_equal(life, 3600);
-	az_secret_free(t);
-	j = J("{'access_token':'tok','expires_in':'soon'}");
-	assert_true(az_parse_token(j, strlen(j), NOW, &t, &life, NULL, 0));
-	assert_int_equal(life, 3600);
-	az_secret_free(t);
+	for (size_t i = 0; i < sizeof(lifetimes) / sizeof(lifetimes[0]); i++) {
+		j = J(lifetimes[i].json);
+		assert_true(az_parse_token(j, strlen(j), NOW, &t, &life, NULL, 0));
+		assert_int_equal(life, lifetimes[i].life);
+		az_secret_free(t);
+	}
 }
 
 static void token_rejects_unusable(void **state)

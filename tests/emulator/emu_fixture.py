@@ -33,13 +33,21 @@ socket.getaddrinfo = _loopback_getaddrinfo
 
 
 class Emulator:
-    def __init__(self, config=None, admin=False, state=None, workdir=None, args=()):
+    # who token() asks for and as whom, and how long a request may take; a subclass with
+    # another config sets its own
+    tenant, client, secret = "dev-tenant", "dev-client", "dev-secret"
+    timeout = 20
+
+    def __init__(self, config=None, admin=False, state=None, workdir=None, args=(), port=0, admin_port=0):
+        # port, admin_port: 0 for any free one; a fixed one keeps its URLs across a restart
         self.own_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="akv-emu-")
         self.config = config
         self.admin_on = admin
         self.state = state
         self.args = list(args)
+        self.listen_port = port
+        self.admin_listen_port = admin_port
         self.proc = None
         self.port = None
         self.admin_port = None
@@ -49,19 +57,19 @@ class Emulator:
 
     def start(self):
         cmd = [os.environ.get("AKV_EMULATOR", "akv-emulator"),
-               "--init-tls", os.path.join(self.dir, "tls"), "--listen", "127.0.0.1:0"]
+               "--init-tls", os.path.join(self.dir, "tls"), "--listen", "127.0.0.1:%d" % self.listen_port]
         if self.config is not None:
             path = os.path.join(self.dir, "emulator.ini")
             with open(path, "w") as f:
                 f.write(self.config)
             cmd += ["--config", path]
         if self.admin_on:
-            cmd += ["--admin", "127.0.0.1:0"]
+            cmd += ["--admin", "127.0.0.1:%d" % self.admin_listen_port]
         if self.state:
             cmd += ["--state", self.state]
         cmd += self.args
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.logf = open(self.log_path, "a")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, text=True)
         banner = []
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -89,7 +97,7 @@ class Emulator:
             self.proc.wait(10)
         if self.proc:
             self.proc.stdout.close()
-            self.log.close()
+            self.logf.close()
         self.proc = None
 
     def __enter__(self):
@@ -108,7 +116,7 @@ class Emulator:
 
     def connect(self, host):
         name = host.split(":")[0]
-        return http.client.HTTPSConnection(name, self.port, context=self.ctx, timeout=20)
+        return http.client.HTTPSConnection(name, self.port, context=self.ctx, timeout=self.timeout)
 
     def request(self, method, host, path, body=None, token=None, headers=None, conn=None):
         """One HTTPS request; returns (status, headers dict (lower case), parsed JSON or raw)."""
@@ -133,17 +141,17 @@ class Emulator:
             data = raw
         return resp.status, h, data
 
-    def token(self, kind="vault", client="dev-client", secret="dev-secret"):
+    def token(self, kind="vault", client=None, secret=None):
         scope = "https://%s.localhost:%d/.default" % ("managedhsm" if kind == "mhsm" else "vault", self.port)
-        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client,
-                                       "client_secret": secret, "scope": scope})
-        st, _, data = self.request("POST", self.host("login"), "/dev-tenant/oauth2/v2.0/token", body=form,
+        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client or self.client,
+                                       "client_secret": secret or self.secret, "scope": scope})
+        st, _, data = self.request("POST", self.host("login"), "/%s/oauth2/v2.0/token" % self.tenant, body=form,
                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert st == 200, (st, data)
         return data["access_token"]
 
     def admin(self, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=20)
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=self.timeout)
         conn.request(method, path, body=json.dumps(body) if body is not None else None,
                      headers={"Content-Type": "application/json"})
         resp = conn.getresponse()

@@ -13,7 +13,7 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from kbtest import BUILD, Broker, Conn, Failure, Token, b64, check, run, unb64, wait_for  # noqa: E402
+from kbtest import BUILD, Broker, Conn, Failure, Token, b64, check, run, unb64, wait_for, write_atomic  # noqa: E402
 
 ALLOCFAIL = os.environ.get("KB_ALLOCFAIL", os.path.join(BUILD, "tests", "shim", "kballocfail.so"))
 REFUSALS = ("internal", "busy")
@@ -34,10 +34,7 @@ class AllocFail:
 
     def _say(self, cmd):
         self.seq += 1
-        tmp = self.ctl + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%s %d\n" % (cmd, self.seq))
-        os.replace(tmp, self.ctl)
+        write_atomic(self.ctl, "%s %d\n" % (cmd, self.seq))
         os.kill(self.pid, signal.SIGUSR2)
 
         def acked():

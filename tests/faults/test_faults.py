@@ -11,30 +11,16 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from kbtest import BUILD, MODULE, Broker, Conn, Token, b64, check, run, unb64, wait_for  # noqa: E402
+from kbtest import BUILD, MODULE, Broker, Conn, ShimControl, Token, b64, check, run, unb64, wait_for  # noqa: E402
 
 SHIM = os.environ.get("KB_SHIM", os.path.join(BUILD, "tests", "shim", "kbshim.so"))
 UNAVAILABLE = "backend_unavailable"
 
 
-class Shim:
-    """The shim's control file, written atomically so the shim never reads half a mode."""
-
-    def __init__(self, root):
-        self.path = os.path.join(root, "shim.control")
-        self.set("ok")
-
-    def set(self, mode):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(mode + "\n")
-        os.replace(tmp, self.path)
-
-
 def setup(root, broker_extra="cache_ttl = 60s"):
     """A token, the shim in front of it, and a broker whose rsa and aes keys use the shim."""
     token = Token(root)
-    shim = Shim(root)
+    shim = ShimControl(os.path.join(root, "shim.control"))
     keys = "".join("[key:%s]\nbackend = pkcs11\nmodule = %s\nuri = pkcs11:token=%s;object=%s\n"
                    "pin_file = %s\nalg = %s\n\n" % (name, SHIM, token.label, label, token.pin_file, alg)
                    for name, label, alg in (("rsa", "rsa-kek", "RSA-OAEP"), ("aes", "aes-kek", "AES-KWP")))

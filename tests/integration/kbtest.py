@@ -309,15 +309,41 @@ class Conn:
         self.s.close()
 
 
-def run(tests):
-    """Runs the test function named in argv[1] in a fresh temp dir."""
+def write_atomic(path, text):
+    """Replaces path with text whole, so a reader (a preloaded shim) never sees half of it."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class ShimControl:
+    """kbshim's control file (tests/shim): set() writes the mode the shim reads on each call."""
+
+    def __init__(self, path):
+        self.path = path
+        self.set("ok")
+
+    def set(self, mode):
+        write_atomic(self.path, mode + "\n")
+
+
+def begin(tests, prefix):
+    """The name in argv[1], its test function and a fresh private temp dir for it;
+    an unknown name exits 2, so a misspelt registration fails."""
     name = sys.argv[1]
     fn = tests.get(name)
     if fn is None:
         print("no test named %s" % name)
         sys.exit(2)
-    root = tempfile.mkdtemp(prefix="kbtest-")
+    root = tempfile.mkdtemp(prefix=prefix)
     os.chmod(root, 0o700)
+    return name, fn, root
+
+
+def run(tests):
+    """Runs the test function named in argv[1] in a fresh temp dir."""
+    name, fn, root = begin(tests, "kbtest-")
     try:
         fn(root)
     except Exception:

@@ -58,12 +58,19 @@ def revocation_at_end_of_ttl(root):
     check(c["evicted_ttl"] >= 1 and c["evicted_flush"] == 1, "evictions by cause: %s" % c)
 
 
-def refresh_ahead_renews_on_success(root):
+def cached_for_refresh(root):
+    """A broker whose aes key has a 2 s TTL refreshed from its second half, and one aes
+    blob cached at t0: returns token, broker, plaintext, blob, t0."""
     token = Token(root)
     kb = Broker(root, token, broker_extra="cache_ttl = 2s", aes_extra="cache_refresh_fraction = 0.5")
     pt, blob = wrap(kb, "aes")
     t0 = time.monotonic()
     kb.ok({"op": "unwrap", "blob": blob})
+    return token, kb, pt, blob, t0
+
+
+def refresh_ahead_renews_on_success(root):
+    _, kb, pt, blob, t0 = cached_for_refresh(root)
     wait_for(lambda: time.monotonic() >= t0 + 1.3, 2, "the last half of the TTL")
     check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "hit inside refresh window")
     check(kb.status()["counters"]["refreshes"] == 1, "refresh counted")
@@ -77,11 +84,7 @@ def refresh_ahead_renews_on_success(root):
 
 
 def refresh_ahead_never_outlives_refusal(root):
-    token = Token(root)
-    kb = Broker(root, token, broker_extra="cache_ttl = 2s", aes_extra="cache_refresh_fraction = 0.5")
-    pt, blob = wrap(kb, "aes")
-    t0 = time.monotonic()
-    kb.ok({"op": "unwrap", "blob": blob})
+    token, kb, pt, blob, t0 = cached_for_refresh(root)
     delete_key(token, "aes")
     wait_for(lambda: time.monotonic() >= t0 + 1.3, 2, "the last half of the TTL")
     check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is True, "hit inside the refresh window")

@@ -110,37 +110,30 @@ static void open_bad(fx_key *k, const char *option, const char *why)
 
 void test_options(void **state)
 {
+	/* one option set (or dropped: value NULL) on a good key, refused naming it and saying says */
+	static const struct {
+		const char *name, *value, *says;
+	} bad[] = {
+		{ "uri", "pkcs11:token=keybroker;object=rsa-kek?pin-value=1234", "pin_file" },
+		{ "uri", "pkcs11:token=keybroker;object=rsa-kek?pin-source=file:/tmp/pin", "PIN in the URI" },
+		{ "uri", "pkcs11:token=keybroker", "object=" },
+		{ "uri", "https://vault.example/keys/x", "not a PKCS#11 URI" },
+		{ "module", NULL, "missing" },
+		{ "pin_env", "KB_PIN", "exactly one" },
+		{ "pin_file", NULL, "exactly one" },
+	};
 	fx *f = *state;
 	kb_err err;
 	fx_key k;
 
-	fx_conf(f, &k, "kek", "rsa-kek");
-	fx_opt(&k, "uri", "pkcs11:token=keybroker;object=rsa-kek?pin-value=1234");
-	open_bad(&k, "uri", "pin_file");
-
-	fx_conf(f, &k, "kek", "rsa-kek");
-	fx_opt(&k, "uri", "pkcs11:token=keybroker;object=rsa-kek?pin-source=file:/tmp/pin");
-	open_bad(&k, "uri", "PIN in the URI");
-
-	fx_conf(f, &k, "kek", "rsa-kek");
-	fx_opt(&k, "uri", "pkcs11:token=keybroker");
-	open_bad(&k, "uri", "object=");
-
-	fx_conf(f, &k, "kek", "rsa-kek");
-	fx_opt(&k, "uri", "https://vault.example/keys/x");
-	open_bad(&k, "uri", "not a PKCS#11 URI");
-
-	fx_conf(f, &k, "kek", "rsa-kek");
-	fx_drop(&k, "module");
-	open_bad(&k, "module", "missing");
-
-	fx_conf(f, &k, "kek", "rsa-kek");
-	fx_opt(&k, "pin_env", "KB_PIN");
-	open_bad(&k, "pin_env", "exactly one");
-
-	fx_conf(f, &k, "kek", "rsa-kek");
-	fx_drop(&k, "pin_file");
-	open_bad(&k, "pin_file", "exactly one");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fx_conf(f, &k, "kek", "rsa-kek");
+		if (bad[i].value != NULL)
+			fx_opt(&k, bad[i].name, bad[i].value);
+		else
+			fx_drop(&k, bad[i].name);
+		open_bad(&k, bad[i].name, bad[i].says);
+	}
 
 	/* the backend takes its own options and leaves unknown ones to the core */
 	fx_conf(f, &k, "kek", "rsa-kek");

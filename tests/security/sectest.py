@@ -17,12 +17,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
 from kbtest import (KEYBROKERD, SECRETS, STARTED, _MIN_SECRET, Broker, Conn, Failure, Token, b64,  # noqa: E402,F401
-                    check, remember, remember_b64, unb64, wait_for)
+                    begin, check, remember, remember_b64, unb64, wait_for)
 
 def forms(secret):
     """The ways a secret could be spelled in a log."""
@@ -151,13 +150,7 @@ def shareable(root):
 def run(tests):
     """Runs the test function named in argv[1] in a fresh temp dir, then
     searches every log it left for the secrets it saw."""
-    name = sys.argv[1]
-    fn = tests.get(name)
-    if fn is None:
-        print("no test named %s" % name)
-        sys.exit(2)
-    root = tempfile.mkdtemp(prefix="kbsec-")
-    os.chmod(root, 0o700)
+    name, fn, root = begin(tests, "kbsec-")
     failed = False
     try:
         fn(root)

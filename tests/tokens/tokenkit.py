@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from kbtest import MODULE, Failure, Token, check  # noqa: E402
+from kbtest import MODULE, Failure, ShimControl, Token, check  # noqa: E402
 
 P11_MODULE_DIR = os.environ.get("KB_P11_MODULE_DIR", "/usr/lib/x86_64-linux-gnu/pkcs11")
 CLIENT_MODULE = os.path.join(P11_MODULE_DIR, "p11-kit-client.so")
@@ -100,14 +100,11 @@ class ShimToken(Token):
     def __init__(self, root, label="kbtest"):
         super().__init__(root, label)
         check(os.path.exists(SHIM), "KB_SHIM names no built kbshim: %r" % SHIM)
-        self.control = os.path.join(root, "shim.control")
-        self.set("ok")
+        self.shim = ShimControl(os.path.join(root, "shim.control"))
+        self.control = self.shim.path
 
     def set(self, mode):
-        tmp = self.control + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(mode + "\n")
-        os.replace(tmp, self.control)
+        self.shim.set(mode)
 
     def env(self):
         e = Token.env(self)

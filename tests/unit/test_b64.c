@@ -40,64 +40,65 @@ static void check_refused(const char *in, size_t len, kb_b64_variant v)
 		fail_msg("\"%.*s\" (%s) was accepted", (int)len, in, v == KB_B64_STD ? "std" : "url");
 }
 
-static void b64_std_matches_rfc4648_vectors(void **state)
+/* check_all_refused checks that v refuses each string of in[0..n). */
+static void check_all_refused(const char *const *in, size_t n, kb_b64_variant v)
+{
+	for (size_t i = 0; i < n; i++)
+		check_refused(in[i], strlen(in[i]), v);
+}
+
+#define CHECK_ALL_REFUSED(in, v) check_all_refused(in, sizeof(in) / sizeof(in[0]), v)
+
+/* check_vectors encodes each RFC 4648 vector in v's alphabet and decodes it back. */
+static void check_vectors(kb_b64_variant v)
 {
 	for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
 		const char *p = rfc4648[i].plain;
+		const char *want = v == KB_B64_STD ? rfc4648[i].std : rfc4648[i].url;
 		char out[64];
-		size_t n = kb_b64_encode((const uint8_t *)p, strlen(p), out, KB_B64_STD);
+		size_t n = kb_b64_encode((const uint8_t *)p, strlen(p), out, v);
 
-		assert_string_equal(out, rfc4648[i].std);
-		assert_int_equal(n, strlen(rfc4648[i].std));
-		assert_int_equal(kb_b64_encoded_len(strlen(p), KB_B64_STD), n);
-		check_decodes(rfc4648[i].std, KB_B64_STD, p, strlen(p));
+		assert_string_equal(out, want);
+		assert_int_equal(n, strlen(want));
+		assert_int_equal(kb_b64_encoded_len(strlen(p), v), n);
+		check_decodes(want, v, p, strlen(p));
 	}
+}
+
+static void b64_std_matches_rfc4648_vectors(void **state)
+{
+	check_vectors(KB_B64_STD);
 }
 
 static void b64_url_matches_rfc4648_vectors_unpadded(void **state)
 {
-	for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
-		const char *p = rfc4648[i].plain;
-		char out[64];
-		size_t n = kb_b64_encode((const uint8_t *)p, strlen(p), out, KB_B64_URL);
-
-		assert_string_equal(out, rfc4648[i].url);
-		assert_int_equal(n, strlen(rfc4648[i].url));
-		assert_int_equal(kb_b64_encoded_len(strlen(p), KB_B64_URL), n);
-		check_decodes(rfc4648[i].url, KB_B64_URL, p, strlen(p));
-	}
+	check_vectors(KB_B64_URL);
 }
 
 static void b64_url_accepts_padded_input(void **state)
 {
+	static const char *const wrong_padding[] = { "Zg=", "Zm8==", "Zm9v=", "Zm9v==", "Zg===" };
+
 	check_decodes("Zg==", KB_B64_URL, "f", 1);
 	check_decodes("Zm8=", KB_B64_URL, "fo", 2);
 	check_decodes("Zm9vYg==", KB_B64_URL, "foob", 4);
 	check_decodes("-_8=", KB_B64_URL, "\xfb\xff", 2);
 	/* but only the right amount of it */
-	check_refused("Zg=", 3, KB_B64_URL);
-	check_refused("Zm8==", 5, KB_B64_URL);
-	check_refused("Zm9v=", 5, KB_B64_URL);
-	check_refused("Zm9v==", 6, KB_B64_URL);
-	check_refused("Zg===", 5, KB_B64_URL);
+	CHECK_ALL_REFUSED(wrong_padding, KB_B64_URL);
 }
 
 static void b64_refuses_characters_outside_its_alphabet(void **state)
 {
 	static const char *const both[] = { "Zm9*", "Zm9v YmFy", "Zm9v\nYmFy", " Zm9v", "Zm9v ",
 					    "Zm.v", "Zm9\x80", "\xc3\xa9Zm9" };
+	static const char *const url_only[] = { "-_8=", "ab-d", "ab_d" };
+	static const char *const std_only[] = { "+/8", "ab+d", "ab/d" };
 
-	for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++) {
-		check_refused(both[i], strlen(both[i]), KB_B64_STD);
-		check_refused(both[i], strlen(both[i]), KB_B64_URL);
-	}
+	CHECK_ALL_REFUSED(both, KB_B64_STD);
+	CHECK_ALL_REFUSED(both, KB_B64_URL);
 	/* each alphabet refuses the other's two extra characters */
-	check_refused("-_8=", 4, KB_B64_STD);
-	check_refused("ab-d", 4, KB_B64_STD);
-	check_refused("ab_d", 4, KB_B64_STD);
-	check_refused("+/8", 3, KB_B64_URL);
-	check_refused("ab+d", 4, KB_B64_URL);
-	check_refused("ab/d", 4, KB_B64_URL);
+	CHECK_ALL_REFUSED(url_only, KB_B64_STD);
+	CHECK_ALL_REFUSED(std_only, KB_B64_URL);
 	/* an embedded NUL is a bad character, not the end */
 	check_refused("Zm\0v", 4, KB_B64_STD);
 	check_refused("Zm\0v", 4, KB_B64_URL);
@@ -111,23 +112,18 @@ static void b64_refuses_misplaced_or_missing_padding(void **state)
 	static const char *const url_bad[] = { "=Zg", "Zg==Zg", "Zm=8", "Z", "Zm9vY", "Z===",
 					       "====", "Zm9vY===" };
 
-	for (size_t i = 0; i < sizeof(std_bad) / sizeof(std_bad[0]); i++)
-		check_refused(std_bad[i], strlen(std_bad[i]), KB_B64_STD);
-	for (size_t i = 0; i < sizeof(url_bad) / sizeof(url_bad[0]); i++)
-		check_refused(url_bad[i], strlen(url_bad[i]), KB_B64_URL);
+	CHECK_ALL_REFUSED(std_bad, KB_B64_STD);
+	CHECK_ALL_REFUSED(url_bad, KB_B64_URL);
 }
 
 static void b64_refuses_nonzero_trailing_bits(void **state)
 {
 	/* "Zg==" is 'f'; "Zh==" .. "Zv==" carry set bits past the last byte */
-	check_refused("Zh==", 4, KB_B64_STD);
-	check_refused("Zv==", 4, KB_B64_STD);
-	check_refused("Zm9=", 4, KB_B64_STD);
-	check_refused("Zm/=", 4, KB_B64_STD);
-	check_refused("Zh", 2, KB_B64_URL);
-	check_refused("Zm9", 3, KB_B64_URL);
-	check_refused("Zm9vYh", 6, KB_B64_URL);
-	check_refused("Zh==", 4, KB_B64_URL);
+	static const char *const std_bad[] = { "Zh==", "Zv==", "Zm9=", "Zm/=" };
+	static const char *const url_bad[] = { "Zh", "Zm9", "Zm9vYh", "Zh==" };
+
+	CHECK_ALL_REFUSED(std_bad, KB_B64_STD);
+	CHECK_ALL_REFUSED(url_bad, KB_B64_URL);
 }
 
 static void b64_refuses_output_that_does_not_fit(void **state)

@@ -34,6 +34,29 @@ static void expect_code(const char *line, kb_code want)
 	assert_true(strlen(err.msg) > 0);
 }
 
+/* expect_codes expects want for each of lines[0..n). */
+static void expect_codes(const char *const *lines, size_t n, kb_code want)
+{
+	for (size_t i = 0; i < n; i++)
+		expect_code(lines[i], want);
+}
+
+#define EXPECT_CODES(lines, want) expect_codes(lines, sizeof(lines) / sizeof(lines[0]), want)
+
+/* An id as sent and as it is echoed. */
+struct id_case {
+	const char *line, *echo;
+};
+
+/* expect_ids parses each line of cases[0..n) and checks its id's echo. */
+static void expect_ids(const struct id_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		expect_ok(cases[i].line);
+		assert_string_equal(req.id_json, cases[i].echo);
+	}
+}
+
 static void proto_every_op_parses_with_valid_fields(void **state)
 {
 	expect_ok("{\"op\":\"status\"}");
@@ -100,29 +123,28 @@ static void proto_every_op_parses_with_valid_fields(void **state)
 
 static void proto_numeric_id_is_echoed_with_the_same_digits(void **state)
 {
-	expect_ok("{\"id\":42,\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "42");
-	expect_ok("{\"id\":0,\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "0");
-	expect_ok("{\"id\":-7,\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "-7");
-	expect_ok("{\"id\":9007199254740991,\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "9007199254740991");
-	expect_ok("{\"id\":1.5,\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "1.5");
+	static const struct id_case cases[] = {
+		{ "{\"id\":42,\"op\":\"status\"}", "42" },
+		{ "{\"id\":0,\"op\":\"status\"}", "0" },
+		{ "{\"id\":-7,\"op\":\"status\"}", "-7" },
+		{ "{\"id\":9007199254740991,\"op\":\"status\"}", "9007199254740991" },
+		{ "{\"id\":1.5,\"op\":\"status\"}", "1.5" },
+	};
+
+	expect_ids(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void proto_string_id_is_echoed_escaped(void **state)
 {
+	static const struct id_case cases[] = {
+		{ "{\"id\":\"req-1\",\"op\":\"status\"}", "\"req-1\"" },
+		{ "{\"id\":\"a\\\"b\\\\c\\nd\\u0001\",\"op\":\"status\"}", "\"a\\\"b\\\\c\\nd\\u0001\"" },
+		{ "{\"id\":\"\",\"op\":\"status\"}", "\"\"" },
+	};
 	char line[512];
 	char id[129];
 
-	expect_ok("{\"id\":\"req-1\",\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "\"req-1\"");
-	expect_ok("{\"id\":\"a\\\"b\\\\c\\nd\\u0001\",\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "\"a\\\"b\\\\c\\nd\\u0001\"");
-	expect_ok("{\"id\":\"\",\"op\":\"status\"}");
-	assert_string_equal(req.id_json, "\"\"");
+	expect_ids(cases, sizeof(cases) / sizeof(cases[0]));
 	/* 128 bytes is the longest id */
 	memset(id, 'i', 128);
 	id[128] = '\0';
@@ -142,9 +164,13 @@ static void proto_absent_id_is_echoed_as_null(void **state)
 
 static void proto_object_or_array_or_bool_id_is_bad_request(void **state)
 {
-	expect_code("{\"id\":{\"a\":1},\"op\":\"status\"}", KB_E_BAD_REQUEST);
-	expect_code("{\"id\":[1],\"op\":\"status\"}", KB_E_BAD_REQUEST);
-	expect_code("{\"id\":true,\"op\":\"status\"}", KB_E_BAD_REQUEST);
+	static const char *const lines[] = {
+		"{\"id\":{\"a\":1},\"op\":\"status\"}",
+		"{\"id\":[1],\"op\":\"status\"}",
+		"{\"id\":true,\"op\":\"status\"}",
+	};
+
+	EXPECT_CODES(lines, KB_E_BAD_REQUEST);
 }
 
 static void proto_id_of_129_bytes_is_too_large(void **state)
@@ -181,8 +207,7 @@ static void proto_malformed_json_is_bad_request(void **state)
 					   "{\"op\":'status'}", "{\"op\":\"status\",}", "\xff\xfe",
 					   "{\"op\":\"st\\xtus\"}" };
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		expect_code(bad[i], KB_E_BAD_REQUEST);
+	EXPECT_CODES(bad, KB_E_BAD_REQUEST);
 	/* the length given is what counts, not a NUL further on */
 	{
 		kb_err err;
@@ -202,18 +227,21 @@ static void proto_non_object_is_bad_request(void **state)
 	static const char *const bad[] = { "[]", "[{\"op\":\"status\"}]", "\"status\"", "42", "null",
 					   "true" };
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		expect_code(bad[i], KB_E_BAD_REQUEST);
+	EXPECT_CODES(bad, KB_E_BAD_REQUEST);
 }
 
 static void proto_missing_or_mistyped_op_is_bad_request(void **state)
 {
-	expect_code("{}", KB_E_BAD_REQUEST);
-	expect_code("{\"key\":\"aes\"}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":1}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":null}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":[\"status\"]}", KB_E_BAD_REQUEST);
-	expect_code("{\"OP\":\"status\"}", KB_E_BAD_REQUEST);
+	static const char *const lines[] = {
+		"{}",
+		"{\"key\":\"aes\"}",
+		"{\"op\":1}",
+		"{\"op\":null}",
+		"{\"op\":[\"status\"]}",
+		"{\"OP\":\"status\"}",
+	};
+
+	EXPECT_CODES(lines, KB_E_BAD_REQUEST);
 }
 
 static void proto_unknown_op_is_unknown_op(void **state)
@@ -246,27 +274,35 @@ static void proto_missing_required_fields_are_bad_request(void **state)
 
 static void proto_mistyped_fields_are_bad_request(void **state)
 {
-	expect_code("{\"op\":\"get\",\"key\":1}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"get\",\"key\":[\"aes\"]}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"wrap\",\"key\":\"aes\",\"plaintext\":1234}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"wrap\",\"key\":\"aes\",\"plaintext\":\"AAAA\",\"alg\":1}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"unwrap\",\"blob\":42}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"unwrap\",\"blob\":[\"kb1:x\"]}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":\"256\"}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bytes\":\"1\"}", KB_E_BAD_REQUEST);
+	static const char *const lines[] = {
+		"{\"op\":\"get\",\"key\":1}",
+		"{\"op\":\"get\",\"key\":[\"aes\"]}",
+		"{\"op\":\"wrap\",\"key\":\"aes\",\"plaintext\":1234}",
+		"{\"op\":\"wrap\",\"key\":\"aes\",\"plaintext\":\"AAAA\",\"alg\":1}",
+		"{\"op\":\"unwrap\",\"blob\":42}",
+		"{\"op\":\"unwrap\",\"blob\":[\"kb1:x\"]}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":\"256\"}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bytes\":\"1\"}",
+	};
+
+	EXPECT_CODES(lines, KB_E_BAD_REQUEST);
 }
 
 static void proto_bits_must_be_a_multiple_of_8_from_8_to_8192(void **state)
 {
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":12}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":255}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":0}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":-256}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":8200}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":256.5}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":1e300}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bytes\":-1}", KB_E_BAD_REQUEST);
-	expect_code("{\"op\":\"datakey\",\"key\":\"aes\",\"bytes\":1e300}", KB_E_BAD_REQUEST);
+	static const char *const lines[] = {
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":12}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":255}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":0}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":-256}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":8200}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":256.5}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bits\":1e300}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bytes\":-1}",
+		"{\"op\":\"datakey\",\"key\":\"aes\",\"bytes\":1e300}",
+	};
+
+	EXPECT_CODES(lines, KB_E_BAD_REQUEST);
 }
 
 static void proto_invalid_key_name_is_unknown_key(void **state)
