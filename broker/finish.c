@@ -309,32 +309,14 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 	kb_job_free(j);
 }
 
-bool kb_job_finish_here(kb_broker *b, kb_job *j)
-{
-	if (j->work || pthread_mutex_trylock(&b->gate) != 0)
-		return false;
-	if (!b->loop_asleep) {
-		/* between two of the loop's turns, or after it stopped */
-		pthread_mutex_unlock(&b->gate);
-		return false;
-	}
-	finish(b, j);
-	/* the keyset's count is the loop's; the rest of the job is the worker's own */
-	kb_keyset_unref(j->ks);
-	j->ks = NULL;
-	pthread_mutex_unlock(&b->gate);
-	kb_job_free(j); /* wiping a job takes microseconds: not while the loop may want the gate */
-	return true;
-}
-
 void kb_loop_enter(kb_broker *b)
 {
 	pthread_mutexattr_t a;
 
 	/*
-	 * The loop often wakes for the client's next request while the worker
-	 * that answered the last one still holds the gate for a microsecond or
-	 * two: an adaptive mutex spins that out instead of sleeping on a futex.
+	 * The loop may wake while the KMS thread that answered a call still
+	 * holds the gate for a microsecond or two: an adaptive mutex spins that
+	 * out instead of sleeping on a futex.
 	 */
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);

@@ -68,17 +68,11 @@ static void *worker_main(void *arg)
 	kb_pool *p = w->pool;
 	uint64_t one = 1;
 
-	bool answered = false;
-
 	for (;;) {
 		kb_job *j;
 		int64_t until = kb_now_us() + SPIN_US;
 
-		/*
-		 * After answering a client itself, the next job is a whole client
-		 * round trip away: spinning would only take the CPU that client needs.
-		 */
-		while (!answered && __atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) == NULL && cpu_to_spare(p) &&
+		while (__atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) == NULL && cpu_to_spare(p) &&
 		       !__atomic_load_n(&p->stopping, __ATOMIC_RELAXED) && kb_now_us() < until)
 			cpu_relax();
 		pthread_mutex_lock(&p->lock);
@@ -97,13 +91,6 @@ static void *worker_main(void *arg)
 		__atomic_add_fetch(&p->busy, 1, __ATOMIC_RELAXED);
 		kb_job_run(p->broker, j, w->slot);
 		__atomic_sub_fetch(&p->busy, 1, __ATOMIC_RELAXED);
-
-		/* answer it here if the loop sleeps: waking it would cost a thread hand-off */
-		answered = kb_job_finish_here(p->broker, j);
-		if (answered) {
-			__atomic_sub_fetch(&p->pending, 1, __ATOMIC_RELAXED);
-			continue;
-		}
 
 		pthread_mutex_lock(&p->lock);
 		push(&p->done_head, &p->done_tail, j);

@@ -2,9 +2,8 @@
  * pool.h: the worker threads that make backend calls.
  *
  * The event loop submits jobs; each worker runs one at a time with its own
- * backend slot (its index), then ends the job itself if the loop is waiting
- * for events (kb_job_finish_here, finish.h), else hands it back: those are
- * picked up by the loop when kb_pool_fd() turns readable. Nothing a worker touches
+ * backend slot (its index), then hands it back: finished jobs are picked up
+ * by the loop when kb_pool_fd() turns readable. Nothing a worker touches
  * besides its job and its backend slot is shared.
  */
 #ifndef KB_POOL_H
