@@ -64,28 +64,33 @@ static void waiter_key(kb_waiter *w, const kb_key *k)
 	w->key[n] = '\0';
 }
 
-/* maybe_refresh starts a refresh-ahead call when a hit lands late in an entry's life. */
-static void maybe_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, kb_cache_entry *e,
-			  int64_t now_ms)
+/* refresh_due: a hit in the last fraction of an entry's life starts refresh-ahead (once). */
+static bool refresh_due(const kb_key *k, const kb_cache_entry *e, int64_t now_ms)
 {
 	double f = k->conf->cache_refresh_fraction;
+
+	return f > 0 && !e->refreshing && (double)(e->expires_ms - now_ms) <= f * (double)e->ttl_ms;
+}
+
+/*
+ * start_refresh asks the key service for blob again in the background, its
+ * answer renewing the cache entry of digest; not while a call for it is in
+ * flight. Returns whether it started one.
+ */
+static bool start_refresh(kb_broker *b, kb_key *k, const kb_blob *blob, const uint8_t *digest)
+{
 	kb_job *j;
 
-	if (f <= 0 || e->refreshing || (double)(e->expires_ms - now_ms) > f * (double)e->ttl_ms)
-		return;
-	if (kb_flight_find(b, e->digest))
-		return;
-	j = kb_job_new(b, KB_OP_UNWRAP, k);
-	if (j == NULL)
-		return;
+	if (kb_flight_find(b, digest) || (j = kb_job_new(b, KB_OP_UNWRAP, k)) == NULL)
+		return false;
 	j->src = k;
 	j->blob = *blob;
-	memcpy(j->digest, e->digest, KB_DIGEST_LEN);
+	memcpy(j->digest, digest, KB_DIGEST_LEN);
 	j->refresh = true;
-	e->refreshing = true;
 	b->counters.refreshes++;
 	kb_flight_add(b, j);
 	kb_job_submit(b, j);
+	return true;
 }
 
 /*
@@ -112,9 +117,10 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 			goto fail;
 		b->counters.hits++;
 		kb_answer_hit(b, w, k, e, false);
-		if (k->conf->cache_refresh_fraction > 0 && (blob = malloc(sizeof(*blob))) != NULL &&
-		    kb_blob_decode(text, len, blob, &err) == KB_OK)
-			maybe_refresh(b, k, blob, e, now);
+		/* only a refresh needs the blob decoded: the hit itself never does */
+		if (refresh_due(k, e, now) && (blob = malloc(sizeof(*blob))) != NULL &&
+		    kb_blob_decode(text, len, blob, &err) == KB_OK && start_refresh(b, k, blob, e->digest))
+			e->refreshing = true;
 		free(blob);
 		return;
 	}
@@ -139,15 +145,8 @@ static void handle_unwrap(kb_broker *b, kb_waiter *w, const char *text, size_t l
 	if ((e = kb_cache_stale(&b->cache, w->digest, now)) != NULL && e->stale) {
 		b->counters.stale_answers++;
 		kb_answer_hit(b, w, k, e, true);
-		if (j == NULL && (j = kb_job_new(b, KB_OP_UNWRAP, k)) != NULL) {
-			j->src = k;
-			j->blob = *blob;
-			memcpy(j->digest, w->digest, KB_DIGEST_LEN);
-			j->refresh = true;
-			b->counters.refreshes++;
-			kb_flight_add(b, j);
-			kb_job_submit(b, j);
-		}
+		if (j == NULL)
+			start_refresh(b, k, blob, w->digest);
 		free(blob);
 		return;
 	}

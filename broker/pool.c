@@ -5,7 +5,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "finish.h"
 #include "pool.h"
 #include "run.h"
 
@@ -27,7 +26,7 @@ struct kb_pool {
 	worker *workers;
 	int ncpu;
 	int busy;        /* workers running a job (atomic) */
-	int pending;     /* jobs submitted and not yet ended (atomic) */
+	int pending;     /* jobs submitted and not yet taken back (loop only) */
 };
 
 /*
@@ -141,7 +140,7 @@ int kb_pool_fd(const kb_pool *p)
 
 void kb_pool_submit(kb_pool *p, kb_job *j)
 {
-	__atomic_add_fetch(&p->pending, 1, __ATOMIC_RELAXED);
+	p->pending++;
 	pthread_mutex_lock(&p->lock);
 	push(&p->queue_head, &p->queue_tail, j);
 	pthread_cond_signal(&p->more);
@@ -160,13 +159,13 @@ kb_job *kb_pool_take_done(kb_pool *p)
 	p->done_head = p->done_tail = NULL;
 	pthread_mutex_unlock(&p->lock);
 	for (kb_job *k = j; k; k = k->next)
-		__atomic_sub_fetch(&p->pending, 1, __ATOMIC_RELAXED);
+		p->pending--;
 	return j;
 }
 
 bool kb_pool_should_spin(const kb_pool *p)
 {
-	return __atomic_load_n(&p->pending, __ATOMIC_RELAXED) > 0 && cpu_to_spare(p);
+	return p->pending > 0 && cpu_to_spare(p);
 }
 
 kb_job *kb_pool_stop(kb_pool *p)
