@@ -20,6 +20,7 @@
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
+#include "loopcall.h"
 #include "proto.h"
 
 /* backend operations, as counted per key */
@@ -88,6 +89,7 @@ typedef struct kb_key {
 	uint64_t backend_errors[KB_BOP_COUNT];
 	uint64_t latency_hist[KB_HIST_BUCKETS];
 	double latency_sum_s;
+	int64_t unwrap_avg_us;  /* running average of its successful unwraps (loopcall.h), 0 before one */
 } kb_key;
 
 /*
@@ -204,6 +206,7 @@ typedef struct kb_counters {
 	uint64_t refreshes;
 	uint64_t refresh_failures;
 	uint64_t stale_answers;    /* outage grace: DEKs served past their TTL */
+	uint64_t loop_calls;       /* backend calls the loop made itself (loopcall.h) */
 	uint64_t datakey_reused;
 	uint64_t conns_accepted;
 	uint64_t conns_refused;
@@ -246,6 +249,7 @@ typedef struct kb_broker {
 	 */
 	pthread_mutex_t gate;
 	bool loop_asleep;
+	kb_loopcall loopcall;      /* loopcall.h: the loop's own calls on an idle broker */
 } kb_broker;
 
 /* kb_key_find returns the key named name in the current keyset, or NULL. */

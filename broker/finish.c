@@ -56,6 +56,8 @@ static void count_calls(kb_broker *b, kb_job *j)
 			k->backend_errors[j->calls[i].op]++;
 		k->latency_hist[hist_bucket(j->calls[i].us)]++;
 		k->latency_sum_s += (double)j->calls[i].us / 1e6;
+		if (j->calls[i].op == KB_BOP_UNWRAP && rc == KB_OK)
+			k->unwrap_avg_us = kb_loopcall_avg(k->unwrap_avg_us, j->calls[i].us);
 		k->last_code = rc;
 		k->healthy = !is_outage(rc);
 		if (rc != KB_OK)
@@ -309,14 +311,32 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 	kb_job_free(j);
 }
 
+bool kb_job_finish_here(kb_broker *b, kb_job *j)
+{
+	if (j->work || pthread_mutex_trylock(&b->gate) != 0)
+		return false;
+	if (!b->loop_asleep) {
+		/* between two of the loop's turns, or after it stopped */
+		pthread_mutex_unlock(&b->gate);
+		return false;
+	}
+	finish(b, j);
+	/* the keyset's count is the loop's; the rest of the job is the worker's own */
+	kb_keyset_unref(j->ks);
+	j->ks = NULL;
+	pthread_mutex_unlock(&b->gate);
+	kb_job_free(j); /* wiping a job takes microseconds: not while the loop may want the gate */
+	return true;
+}
+
 void kb_loop_enter(kb_broker *b)
 {
 	pthread_mutexattr_t a;
 
 	/*
-	 * The loop may wake while the KMS thread that answered a call still
-	 * holds the gate for a microsecond or two: an adaptive mutex spins that
-	 * out instead of sleeping on a futex.
+	 * The loop often wakes for the client's next request while the worker
+	 * that answered the last one still holds the gate for a microsecond or
+	 * two: an adaptive mutex spins that out instead of sleeping on a futex.
 	 */
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);

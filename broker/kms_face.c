@@ -119,7 +119,7 @@ static void wake_loop(kms *k)
 
 /*
  * run_here answers c on the gRPC thread while the loop waits for events: it
- * takes the loop's gate (finish.h)
+ * takes the loop's gate, as a worker that ends its own job does (finish.h),
  * and makes the call's request just as the loop would, so a cache hit is
  * answered with no hand-off at all. A call that is not answered before the
  * gate is let go has started a job (or a check); the loop is then woken, as

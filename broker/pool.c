@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "finish.h"
 #include "pool.h"
 #include "run.h"
 
@@ -26,7 +27,7 @@ struct kb_pool {
 	worker *workers;
 	int ncpu;
 	int busy;        /* workers running a job (atomic) */
-	int pending;     /* jobs submitted and not yet taken back (loop only) */
+	int pending;     /* jobs submitted and not yet ended (atomic: a worker ends some itself) */
 };
 
 /*
@@ -67,13 +68,25 @@ static void *worker_main(void *arg)
 	kb_pool *p = w->pool;
 	uint64_t one = 1;
 
+	int64_t spin_us = SPIN_US;
+
 	for (;;) {
 		kb_job *j;
-		int64_t until = kb_now_us() + SPIN_US;
+		int64_t until = kb_now_us() + spin_us;
 
 		while (__atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) == NULL && cpu_to_spare(p) &&
 		       !__atomic_load_n(&p->stopping, __ATOMIC_RELAXED) && kb_now_us() < until)
 			cpu_relax();
+		/*
+		 * Adaptive, as glibc's adaptive mutex: a spell that caught its job is
+		 * worth its CPU, one that ran out is not. When clients are slow to
+		 * come back (a loaded machine, where the spin also takes their CPU)
+		 * the spells shrink to an eighth; the first one that pays restores them.
+		 */
+		if (__atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) != NULL)
+			spin_us = SPIN_US;
+		else if (spin_us > SPIN_US / 8)
+			spin_us /= 2;
 		pthread_mutex_lock(&p->lock);
 		while (p->queue_head == NULL && !p->stopping)
 			pthread_cond_wait(&p->more, &p->lock);
@@ -90,6 +103,12 @@ static void *worker_main(void *arg)
 		__atomic_add_fetch(&p->busy, 1, __ATOMIC_RELAXED);
 		kb_job_run(p->broker, j, w->slot);
 		__atomic_sub_fetch(&p->busy, 1, __ATOMIC_RELAXED);
+
+		/* answer it here if the loop sleeps: waking it would cost a thread hand-off */
+		if (kb_job_finish_here(p->broker, j)) {
+			__atomic_sub_fetch(&p->pending, 1, __ATOMIC_RELAXED);
+			continue;
+		}
 
 		pthread_mutex_lock(&p->lock);
 		push(&p->done_head, &p->done_tail, j);
@@ -140,7 +159,7 @@ int kb_pool_fd(const kb_pool *p)
 
 void kb_pool_submit(kb_pool *p, kb_job *j)
 {
-	p->pending++;
+	__atomic_add_fetch(&p->pending, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->lock);
 	push(&p->queue_head, &p->queue_tail, j);
 	pthread_cond_signal(&p->more);
@@ -159,13 +178,23 @@ kb_job *kb_pool_take_done(kb_pool *p)
 	p->done_head = p->done_tail = NULL;
 	pthread_mutex_unlock(&p->lock);
 	for (kb_job *k = j; k; k = k->next)
-		p->pending--;
+		__atomic_sub_fetch(&p->pending, 1, __ATOMIC_RELAXED);
 	return j;
 }
 
 bool kb_pool_should_spin(const kb_pool *p)
 {
-	return p->pending > 0 && cpu_to_spare(p);
+	return __atomic_load_n(&p->pending, __ATOMIC_RELAXED) > 0 && cpu_to_spare(p);
+}
+
+bool kb_pool_may_spin(const kb_pool *p)
+{
+	return cpu_to_spare(p);
+}
+
+bool kb_pool_idle(const kb_pool *p)
+{
+	return __atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) == 0;
 }
 
 kb_job *kb_pool_stop(kb_pool *p)

@@ -2,8 +2,9 @@
  * pool.h: the worker threads that make backend calls.
  *
  * The event loop submits jobs; each worker runs one at a time with its own
- * backend slot (its index), then hands it back: finished jobs are picked up
- * by the loop when kb_pool_fd() turns readable. Nothing a worker touches
+ * backend slot (its index), then ends the job itself if the loop is waiting
+ * for events (kb_job_finish_here, finish.h), else hands it back: those are
+ * picked up by the loop when kb_pool_fd() turns readable. Nothing a worker touches
  * besides its job and its backend slot is shared.
  */
 #ifndef KB_POOL_H
@@ -30,6 +31,15 @@ kb_job *kb_pool_take_done(kb_pool *p);
  * within microseconds and a CPU is free, so polling beats sleeping.
  */
 bool kb_pool_should_spin(const kb_pool *p);
+
+/* kb_pool_may_spin says whether a CPU is free for the loop to poll on. */
+bool kb_pool_may_spin(const kb_pool *p);
+
+/*
+ * kb_pool_idle says whether no job is with the workers: none is queued,
+ * running or being ended, so no worker is in any backend slot.
+ */
+bool kb_pool_idle(const kb_pool *p);
 
 /*
  * kb_pool_stop lets the workers finish the queue, joins and frees them, and

@@ -91,6 +91,7 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 	field_u64(o, "refreshes", n->refreshes);
 	field_u64(o, "refresh_failures", n->refresh_failures);
 	field_u64(o, "stale_answers", n->stale_answers);
+	field_u64(o, "loop_calls", n->loop_calls);
 	field_u64(o, "datakey_reused", n->datakey_reused);
 	field_u64(o, "evicted_ttl", b->cache.evictions[KB_EVICT_TTL]);
 	field_u64(o, "evicted_lru", b->cache.evictions[KB_EVICT_LRU]);
@@ -270,6 +271,8 @@ void kb_report_prometheus(kb_broker *b, kb_buf *out)
 		  (double)n->stale_answers },
 		{ "keybroker_datakey_reused_total", "counter", "Data keys handed out again under the reuse limits.",
 		  (double)n->datakey_reused },
+		{ "keybroker_loop_calls_total", "counter", "Short backend calls the event loop made itself on an idle broker (loop_call_max).",
+		  (double)n->loop_calls },
 	};
 	const struct single cache_and_conns[] = {
 		{ "keybroker_cache_entries", "gauge", "DEKs in the cache.",

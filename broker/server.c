@@ -25,6 +25,7 @@
 #include "finish.h"
 #include "jsonw.h"
 #include "log.h"
+#include "loopcall.h"
 #include "policy.h"
 #include "pool.h"
 #include "reload.h"
@@ -70,6 +71,7 @@ typedef struct server {
 	bool stopping;
 	int64_t stop_deadline_ms;
 	int64_t spin_until_us;  /* end of the current polling spell, or 0 */
+	int turn_events;        /* events the loop is handling this turn */
 	kb_io io;               /* lent to backends that wait on the network */
 	kb_io_timer *timers;
 	kb_io_watch *dead_watches; /* ended, freed after the current batch of events */
@@ -242,8 +244,16 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 		}
 		if (len > 0 && c->in.data[start + len - 1] == '\r')
 			len--;
-		if (len > 0)
+		if (len > 0) {
+			kb_loopcall *lc = &s->b->loopcall;
+
+			/* the loop may make a call itself only for a line that is all it has to do (loopcall.h) */
+			kb_loopcall_note(lc, c, kb_now_us());
+			lc->turn_ok = s->turn_events == 1 &&
+				      memchr(c->in.data + scanned, '\n', c->in.len - scanned) == NULL;
 			kb_dispatch(s->b, c, c->in.data + start, len);
+			lc->turn_ok = false;
+		}
 		start = scanned;
 		if (c->fd < 0 || c->close_after_flush)
 			break;
@@ -568,7 +578,8 @@ static void loop_once(server *s)
 		timeout = tt;
 
 	/* poll, not sleep, for a short while when a job may finish any moment (pool.c) */
-	if (kb_pool_should_spin(s->b->pool)) {
+	if (kb_pool_should_spin(s->b->pool) ||
+	    (kb_loopcall_awake(&s->b->loopcall, kb_now_us()) && kb_pool_may_spin(s->b->pool))) {
 		if (s->spin_until_us == 0)
 			s->spin_until_us = kb_now_us() + 150;
 		if (kb_now_us() < s->spin_until_us)
@@ -579,6 +590,7 @@ static void loop_once(server *s)
 	kb_loop_wake(s->b);
 	if (n > 0)
 		s->spin_until_us = 0;
+	s->turn_events = n;
 
 	for (int i = 0; i < n; i++) {
 		uint64_t tag = evs[i].data.u64;

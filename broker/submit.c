@@ -1,8 +1,10 @@
 /*
- * submit.c: a job goes to a worker, or, for an unwrap on a backend that
- * does not block, starts on the loop and comes back to it (see submit.h).
+ * submit.c: a job goes to a worker; or, for an unwrap on a backend that
+ * does not block, starts on the loop and comes back to it; or, on an idle
+ * broker, is a short call the loop makes itself (see submit.h).
  */
 #include "finish.h"
+#include "loopcall.h"
 #include "pool.h"
 #include "run.h"
 #include "submit.h"
@@ -17,12 +19,36 @@ static void unwrap_done(kb_async *a, kb_code rc)
 	kb_job_finish(j->broker, j);
 }
 
+/*
+ * on_loop_ok says whether the loop makes j's call itself (loopcall.h): one
+ * request's unwrap, on a key whose unwraps have been short, while the broker
+ * has nothing else to do.
+ */
+static bool on_loop_ok(kb_broker *b, const kb_job *j)
+{
+	const kb_key *k = j->src;
+
+	return j->op == KB_OP_UNWRAP && !j->refresh && j->work == NULL && j->nwaiters == 1 &&
+	       j->waiters[0].batch == NULL && k != NULL && !k->async &&
+	       kb_loopcall_ok(&b->loopcall, kb_now_us(), k->unwrap_avg_us, b->cfg->loop_call_max_us,
+			      kb_pool_idle(b->pool));
+}
+
 void kb_job_submit(kb_broker *b, kb_job *j)
 {
 	kb_key *k = j->src;
 	kb_async *a = &j->async;
 	kb_code rc;
 
+	if (on_loop_ok(b, j)) {
+		/* no job is with the workers, so slot 0 and its sessions are free */
+		b->loopcall.turn_ok = false;
+		b->counters.loop_calls++;
+		kb_job_run(b, j, 0);
+		b->loopcall.ran_at_us = kb_now_us();
+		kb_job_finish(b, j);
+		return;
+	}
 	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL) {
 		kb_pool_submit(b->pool, j);
 		return;

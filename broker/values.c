@@ -51,6 +51,14 @@ bool kb_parse_duration(const char *s, int64_t *ms)
 	return parse_scaled(s, units, false, ms);
 }
 
+bool kb_parse_duration_us(const char *s, int64_t *us)
+{
+	static const unit units[] = { { "", 1000000 }, { "s", 1000000 }, { "ms", 1000 }, { "us", 1 },
+				      { NULL, 0 } };
+
+	return parse_scaled(s, units, false, us);
+}
+
 bool kb_parse_size(const char *s, int64_t *bytes)
 {
 	static const unit units[] = { { "", 1 }, { "k", 1024 }, { "kib", 1024 }, { "m", 1 << 20 },

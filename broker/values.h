@@ -38,6 +38,9 @@ bool kb_parse_bool(const char *s, bool *out);
  */
 bool kb_parse_duration(const char *s, int64_t *ms);
 
+/* kb_parse_duration_us reads "2", "2s", "1500ms" or "200us" into microseconds, for short spans. */
+bool kb_parse_duration_us(const char *s, int64_t *us);
+
 /*
  * kb_parse_idlist reads a list of uids (or, with groups, gids) given as
  * numbers or names, separated by commas or spaces, into out. On failure why

@@ -265,5 +265,57 @@ def no_request_lost_while_token_flaps(root):
     check(kb.stop(signal.SIGTERM) == 0, "keybrokerd did not exit 0 on SIGTERM")
 
 
+def loop_calls(c):
+    """The loop_calls counter, asked on c itself: another connection would count as a second client."""
+    r = c.call({"op": "status"})
+    check(r.get("ok"), "status: %s" % r)
+    return r["counters"]["loop_calls"]
+
+
+def short_calls_run_on_the_loop_until_the_token_turns_slow(root):
+    """One client's AES misses are short calls the loop makes itself (broker/loopcall.h); each
+    answer is still right. Once the token turns slow, the first slow call moves the key's average
+    past loop_call_max and the calls after it go to the workers, so the loop is held at most once."""
+    token, shim, kb = setup(root)
+    blobs = [wrap(kb, "aes") for _ in range(400)]
+    kb.ok({"op": "flush"})
+    c = kb.conn()
+    before, ran, i = loop_calls(c), 0, 0
+    # until a quiet spell after the other connection's requests has passed (and the key has an average)
+    while ran < 20 and i < len(blobs) - 10:
+        for pt, blob in blobs[i:i + 10]:
+            r = c.call({"op": "unwrap", "blob": blob})
+            check(r.get("ok") and r["cached"] is False and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+        i += 10
+        ran = loop_calls(c) - before
+    check(ran >= 20, "the loop made %d of %d sequential AES misses itself" % (ran, i))
+
+    shim.set("slow 100")
+    before = loop_calls(c)
+    for pt, blob in blobs[i:i + 4]:
+        r = c.call({"op": "unwrap", "blob": blob})
+        check(r.get("ok") and unb64(r["plaintext"]) == pt, "slow unwrap: %s" % r)
+    slow_on_loop = loop_calls(c) - before
+    check(slow_on_loop <= 1, "%d of 4 slow calls ran on the loop (at most the first may)" % slow_on_loop)
+    shim.set("ok")
+    c.close()
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def loop_call_max_0_keeps_every_call_on_the_workers(root):
+    token, shim, kb = setup(root, broker_extra="cache_ttl = 60s\nloop_call_max = 0")
+    blobs = [wrap(kb, "aes") for _ in range(100)]
+    kb.ok({"op": "flush"})
+    c = kb.conn()
+    for pt, blob in blobs:
+        r = c.call({"op": "unwrap", "blob": blob})
+        check(r.get("ok") and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+    check(loop_calls(c) == 0, "loop_call_max = 0, yet the loop made calls")
+    m = [ln for ln in kb.ok({"op": "metrics"})["text"].splitlines() if ln.startswith("keybroker_loop_calls_total ")]
+    check(m == ["keybroker_loop_calls_total 0"], "the metric says the same: %s" % m)
+    c.close()
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
 if __name__ == "__main__":
     run(globals())

@@ -204,9 +204,11 @@ def shim_rotate_refused_names_the_call(root):
 
 
 def softhsm_answer_follows_its_bookkeeping(root):
-    """The answer to a PKCS#11 miss comes after its bookkeeping: a client that asks again at
-    once finds the DEK it was given in the cache, the counters already counting its miss, and
-    its connection free for more (the in-flight count). 4 clients at once, on both keys."""
+    """A worker answers a PKCS#11 miss itself when the loop sleeps (broker/finish.h). Whoever
+    answers, the answer comes after the bookkeeping: a client that asks again at once finds the
+    DEK it was given in the cache, the counters already counting its miss, and its connection
+    free for more (the in-flight count). 4 clients at once, so some answers come from workers
+    and some from the loop."""
     import threading
     from kbtest import MODULE, Token
     tok = Token(root)

@@ -177,6 +177,32 @@ static void config_outage_grace_and_ttl_jitter_take_their_values(void **state)
 	expect_error("[broker]\ncache_ttl_jitter = -0.1\n", 2, "cache_ttl_jitter", "fraction");
 }
 
+static void config_loop_call_max_takes_microseconds_up_to_a_second(void **state)
+{
+	static const struct {
+		const char *text;
+		int64_t us;
+	} ok[] = { { "200us", 200 }, { "0", 0 }, { "1ms", 1000 }, { "1s", 1000000 }, { "1500us", 1500 } };
+
+	expect_ok("[broker]\n");
+	assert_int_equal(cfg->loop_call_max_us, 200);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char text[64];
+
+		kb_config_free(cfg);
+		cfg = NULL;
+		snprintf(text, sizeof(text), "[broker]\nloop_call_max = %s\n", ok[i].text);
+		expect_ok(text);
+		assert_int_equal(cfg->loop_call_max_us, ok[i].us);
+	}
+	kb_config_free(cfg);
+	cfg = NULL;
+	expect_error("[broker]\nloop_call_max = 2s\n", 2, "loop_call_max", "up to 1s");
+	expect_error("[broker]\nloop_call_max = 5m\n", 2, "loop_call_max", "200us");
+	expect_error("[broker]\nloop_call_max = 200US\n", 2, "loop_call_max", "duration");
+	expect_error("[broker]\nloop_call_max = -1\n", 2, "loop_call_max", "duration");
+}
+
 static void config_bad_broker_values_name_file_line_and_option(void **state)
 {
 	static const char *const bad[][2] = {
@@ -659,6 +685,7 @@ static const struct CMUnitTest tests[] = {
 	CASE_WITH(config_every_broker_option_takes_its_valid_values, NULL, teardown, "config - every broker option takes its valid values"),
 	CASE_WITH(config_bad_broker_values_name_file_line_and_option, NULL, teardown, "config - bad broker values name file, line and option"),
 	CASE_WITH(config_outage_grace_and_ttl_jitter_take_their_values, NULL, teardown, "config - outage_grace and ttl_jitter take their values"),
+	CASE_WITH(config_loop_call_max_takes_microseconds_up_to_a_second, NULL, teardown, "config - loop_call_max takes microseconds up to a second"),
 	CASE_WITH(config_durations_take_plain_seconds_s_ms_m_h_and_d, NULL, teardown, "config - durations take plain seconds, s, ms, m, h and d"),
 	CASE_WITH(config_booleans_are_read_in_any_case, NULL, teardown, "config - booleans are read in any case"),
 	CASE_WITH(config_sizes_take_bytes_k_and_m, NULL, teardown, "config - sizes take bytes, k and m"),
