@@ -92,6 +92,7 @@ typedef struct bench_spec {
 	double duration_s;      /* measured window, when requests == 0 */
 	uint64_t requests;      /* measured requests in all, or 0 */
 	double warmup_s;
+	int pause_us;           /* each client idles this long between requests, untimed (0: none) */
 	bool progress;          /* a progress line on stderr (the caller checks it is a terminal) */
 	const char *label;      /* for the progress line */
 } bench_spec;

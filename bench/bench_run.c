@@ -86,6 +86,11 @@ static void *client_main(void *p)
 		if (sh->spec->requests > 0 &&
 		    atomic_fetch_add(&sh->tickets, 1) >= sh->spec->requests)
 			break;
+		if (sh->spec->pause_us > 0) {
+			struct timespec pause = { 0, (long)sh->spec->pause_us * 1000 };
+
+			nanosleep(&pause, NULL);
+		}
 		t0 = bench_now_ns();
 		r = d->op(c->conn);
 		t1 = bench_now_ns();

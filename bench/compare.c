@@ -32,12 +32,14 @@ enum {
 	S_P11_RSA_1, S_MISS_RSA_1, S_PEER_RSA_1, S_MISS_RSA_2, S_P11_RSA_2,
 	S_ECHO_AES_1, S_P11_AES_1, S_MISS_AES_1, S_PEER_AES_1,
 	S_AZ_RAW_1, S_MISS_AZ_1,
+	S_P11_RSA_1P, S_P11_AES_1P,
 	S_COUNT
 };
 
 typedef struct series_def {
 	const char *name;
 	int clients;
+	int pause_us;   /* the client idles this long between calls, as a server waits for requests */
 } series_def;
 
 static const series_def defs[S_COUNT] = {
@@ -56,6 +58,8 @@ static const series_def defs[S_COUNT] = {
 	[S_PEER_AES_1] = { "peer: p11-kit server AES", 1 },
 	[S_AZ_RAW_1] = { "Azure: raw HTTPS unwrapkey", 1 },
 	[S_MISS_AZ_1] = { "keybroker unwrap-miss azure", 1 },
+	[S_P11_RSA_1P] = { "floor B, 50 us pauses: RSA", 1, 50 },
+	[S_P11_AES_1P] = { "floor B, 50 us pauses: AES", 1, 50 },
 };
 
 typedef enum { P50, THR } metric;
@@ -78,6 +82,8 @@ static const ratio_def ratios[] = {
 	{ "  (in-process RSA req/s, 2 clients / 1 client)", S_P11_RSA_2, S_P11_RSA_1, -1, THR, INFO, 0 },
 	{ "uncached AES unwrap p50 / (in-process + echo) p50", S_MISS_AES_1, S_P11_AES_1, S_ECHO_AES_1, P50, LE, 1.25 },
 	{ "  (uncached AES unwrap p50 / p11-kit server p50)", S_MISS_AES_1, S_PEER_AES_1, -1, P50, INFO, 0 },
+	{ "  (in-process RSA p50, 50 us pauses / back to back)", S_P11_RSA_1P, S_P11_RSA_1, -1, P50, INFO, 0 },
+	{ "  (in-process AES p50, 50 us pauses / back to back)", S_P11_AES_1P, S_P11_AES_1, -1, P50, INFO, 0 },
 	{ "Azure: uncached unwrap p50 / raw keep-alive request", S_MISS_AZ_1, S_AZ_RAW_1, -1, P50, LE, 1.2 },
 };
 #define NRATIOS (sizeof(ratios) / sizeof(ratios[0]))
@@ -460,13 +466,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kb-bench-compare: floor B: %s\n", err);
 		return 1;
 	}
-	drv[S_P11_RSA_1] = drv[S_P11_RSA_2] = p11_bench_driver(p11_rsa);
+	drv[S_P11_RSA_1] = drv[S_P11_RSA_2] = drv[S_P11_RSA_1P] = p11_bench_driver(p11_rsa);
 	p11_aes = p11_bench_new(o.module, o.token, pin, o.aes_label, P11_AES_KWP, ct_aes, n_aes, err, sizeof(err));
 	if (p11_aes == NULL) {
 		fprintf(stderr, "kb-bench-compare: floor B: %s\n", err);
 		return 1;
 	}
-	drv[S_P11_AES_1] = p11_bench_driver(p11_aes);
+	drv[S_P11_AES_1] = drv[S_P11_AES_1P] = p11_bench_driver(p11_aes);
 
 	if (o.peer_module == NULL) {
 		skip_series(all, o.runs, S_PEER_RSA_1, "no --peer-module (p11-kit-client.so)");
@@ -518,7 +524,7 @@ int main(int argc, char **argv)
 			for (int j = 0; j < S_COUNT; j++) {
 				int i = (j + round * 5 + run * 3) % S_COUNT;
 				bench_spec spec = { .clients = defs[i].clients, .duration_s = o.duration / o.rounds,
-						    .warmup_s = o.warmup };
+						    .warmup_s = o.warmup, .pause_us = defs[i].pause_us };
 
 				if (s[i].skipped)
 					continue;
