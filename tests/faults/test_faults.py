@@ -275,8 +275,10 @@ def loop_calls(c):
 def short_calls_run_on_the_loop_until_the_token_turns_slow(root):
     """One client's AES misses are short calls the loop makes itself (broker/loopcall.h); each
     answer is still right. Once the token turns slow, the first slow call moves the key's average
-    past loop_call_max and the calls after it go to the workers, so the loop is held at most once."""
-    token, shim, kb = setup(root)
+    past loop_call_max and the calls after it go to the workers, so the loop is held at most once.
+    loop_call_max is 50ms here, not the default 200us, so that a slow machine or a sanitizer build
+    (SoftHSM's calls then take a millisecond) is still a token with short calls."""
+    token, shim, kb = setup(root, broker_extra="cache_ttl = 60s\nloop_call_max = 50ms")
     blobs = [wrap(kb, "aes") for _ in range(400)]
     kb.ok({"op": "flush"})
     c = kb.conn()
@@ -290,7 +292,7 @@ def short_calls_run_on_the_loop_until_the_token_turns_slow(root):
         ran = loop_calls(c) - before
     check(ran >= 20, "the loop made %d of %d sequential AES misses itself" % (ran, i))
 
-    shim.set("slow 100")
+    shim.set("slow 500")  # one call lifts the average to about 500/8 ms, past 50ms
     before = loop_calls(c)
     for pt, blob in blobs[i:i + 4]:
         r = c.call({"op": "unwrap", "blob": blob})
