@@ -20,6 +20,7 @@
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
+#include "fdlimit.h"
 #include "loopcall.h"
 #include "proto.h"
 
@@ -250,6 +251,7 @@ typedef struct kb_broker {
 	pthread_mutex_t gate;
 	bool loop_asleep;
 	kb_loopcall loopcall;      /* loopcall.h: the loop's own calls on an idle broker */
+	kb_fdlimit fdlimit;        /* fdlimit.h: the reserve descriptor the listeners share */
 } kb_broker;
 
 /* kb_key_find returns the key named name in the current keyset, or NULL. */

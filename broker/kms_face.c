@@ -45,6 +45,7 @@ typedef struct kms {
 	char *path;
 	int lfd;
 	kb_io_watch *lwatch;
+	kb_io_timer *lrest;     /* watches lfd again after it rested (fdlimit.h) */
 	kb_kms_grpc *grpc;
 	/* calls posted by the gRPC thread */
 	pthread_mutex_t mu;
@@ -206,6 +207,47 @@ static void on_inbox(void *ctx, int fd, unsigned ready)
 	}
 }
 
+static void on_accept(void *ctx, int lfd, unsigned ready);
+
+static void listen_again(void *ctx)
+{
+	kms *k = ctx;
+	const kb_io *io = k->f->io;
+
+	if (k->lwatch == NULL && io->watch(io->loop, &k->lwatch, k->lfd, KB_IO_IN, on_accept, k) != 0)
+		kb_log_err("kms %s: cannot watch its socket again", k->name);
+}
+
+/*
+ * out_of_fds takes the connection accept could not, and closes it (a gRPC
+ * client connects again), or rests the listener when not even that is
+ * possible: never a listener readable forever under a spinning loop (fdlimit.h).
+ */
+static void out_of_fds(kms *k, int lfd, int why)
+{
+	kb_broker *b = k->f->b;
+	const kb_io *io = k->f->io;
+	int fd = kb_fdlimit_accept(&b->fdlimit, lfd);
+	uint64_t since;
+
+	b->counters.conns_refused++;
+	if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
+		kb_warn("kms %s: refused %llu connection%s since the last such warning (one a minute at most): "
+			"out of file descriptors (%s); raise LimitNOFILE= or lower max_connections", k->name,
+			(unsigned long long)since, since == 1 ? "" : "s", strerror(why));
+	if (fd >= 0) {
+		close(fd);
+		kb_fdlimit_restore(&b->fdlimit);
+		return;
+	}
+	if (k->lrest == NULL)
+		k->lrest = io->timer_new(io->loop, listen_again, k);
+	if (k->lrest != NULL && k->lwatch != NULL) {
+		io->watch(io->loop, &k->lwatch, lfd, 0, NULL, NULL);
+		io->timer_arm(k->lrest, kb_now_ms() + KB_FDLIMIT_REST_MS);
+	}
+}
+
 static void on_accept(void *ctx, int lfd, unsigned ready)
 {
 	kms *k = ctx;
@@ -217,8 +259,11 @@ static void on_accept(void *ctx, int lfd, unsigned ready)
 		char why[256];
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				out_of_fds(k, lfd, errno);
 			return;
+		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
 			close(fd);
 			continue;
@@ -339,6 +384,8 @@ void kb_kms_face_stop(kb_kms_face *f)
 	}
 	for (int i = 0; i < f->n; i++) {
 		kms *k = &f->servers[i];
+		if (k->lrest)
+			f->io->timer_free(k->lrest);
 		if (k->lwatch)
 			f->io->watch(f->io->loop, &k->lwatch, k->lfd, 0, NULL, NULL);
 		if (k->ewatch)

@@ -21,6 +21,7 @@
 #include "json.h"
 #include "kb_socket.h"
 #include "keys.h"
+#include "fdlimit.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"
@@ -172,6 +173,8 @@ static int serve(kb_broker *b, kb_config *cfg)
 		kb_info("key %s: backend %s, alg %s, cache ttl %llds", b->keys[i].conf->name,
 			b->keys[i].ops->name, kb_alg_name(b->keys[i].conf->alg),
 			(long long)(b->keys[i].ttl_ms / 1000));
+	/* connections, the KMS sockets, token sessions, kept-alive HTTPS connections (fdlimit.h) */
+	kb_fdlimit_raise((uint64_t)b->cfg->max_connections + 256);
 	if (kb_pool_start(b, b->cfg->workers, &b->pool, &err) != KB_OK) {
 		kb_log_err("%s", err.msg);
 		goto out;

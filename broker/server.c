@@ -75,7 +75,13 @@ typedef struct server {
 	kb_io io;               /* lent to backends that wait on the network */
 	kb_io_timer *timers;
 	kb_io_watch *dead_watches; /* ended, freed after the current batch of events */
+	kb_io_timer *listen_rest;  /* re-arms the listener after it rested (fdlimit.h) */
+	bool listen_resting;
 } server;
+
+static kb_io_timer *io_timer_new(void *loop, void (*cb)(void *ctx), void *ctx);
+static void io_timer_arm(kb_io_timer *t, int64_t at_ms);
+static void io_timer_free(kb_io_timer *t);
 
 /* epoll data of a backend's watch: its pointer with the low bit set (conns are plain pointers) */
 #define WATCH_BIT 1u
@@ -105,6 +111,51 @@ static void peer_exe(pid_t pid, char *out, size_t cap)
 	out[n > 0 ? n : 0] = '\0';
 }
 
+static void listen_events(server *s, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.u64 = TAG_LISTEN };
+
+	epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->lfd, &ev);
+}
+
+static void listen_again(void *ctx)
+{
+	server *s = ctx;
+
+	s->listen_resting = false;
+	listen_events(s, EPOLLIN);
+}
+
+/*
+ * out_of_fds answers the connection that accept could not take for want of
+ * a descriptor, or rests the listener when not even that is possible
+ * (fdlimit.h), so the loop neither spins on a readable listener nor logs
+ * every attempt.
+ */
+static void out_of_fds(server *s, int why)
+{
+	kb_broker *b = s->b;
+	int fd = kb_fdlimit_accept(&b->fdlimit, s->lfd);
+	uint64_t since;
+
+	b->counters.conns_refused++;
+	if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
+		kb_warn("refused %llu connection%s since the last such warning (one a minute at most): out of "
+			"file descriptors (%s); raise LimitNOFILE= or lower max_connections",
+			(unsigned long long)since, since == 1 ? "" : "s", strerror(why));
+	if (fd >= 0) {
+		refuse_conn(fd, KB_E_BUSY,
+			    "the broker has no file descriptor left for another connection: try again later");
+		kb_fdlimit_restore(&b->fdlimit);
+		return;
+	}
+	if (s->listen_rest != NULL && !s->listen_resting) {
+		s->listen_resting = true;
+		listen_events(s, 0);
+		io_timer_arm(s->listen_rest, kb_now_ms() + KB_FDLIMIT_REST_MS);
+	}
+}
+
 static void accept_conns(server *s)
 {
 	kb_broker *b = s->b;
@@ -120,7 +171,9 @@ static void accept_conns(server *s)
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE)
+				out_of_fds(s, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				kb_warn("accept: %s", strerror(errno));
 			return;
 		}
@@ -419,6 +472,9 @@ static kb_code setup(server *s, kb_err *err)
 
 static void teardown(server *s)
 {
+	io_timer_free(s->listen_rest);
+	s->listen_rest = NULL;
+	kb_fdlimit_close(&s->b->fdlimit);
 	while (s->conns.list)
 		kb_conn_close(s->conns.list);
 	kb_connset_detach(&s->conns);
@@ -645,6 +701,8 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		return rc;
 	}
 	s.conns.epfd = s.epfd;
+	kb_fdlimit_init(&b->fdlimit);
+	s.listen_rest = io_timer_new(&s, listen_again, &s);
 	b->peers = &s.conns.peers;
 	kb_broker_attach_io(b, &s.io);
 	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */

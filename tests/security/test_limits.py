@@ -4,6 +4,7 @@ max_inflight, idle_timeout and client_timeout, each configured and each observed
 (uid, pid) takes more than its share: max_connections_per_peer, reserved_connections and
 max_inflight_per_peer, with real peers of another uid (nobody, through setpriv)."""
 import errno
+import json
 import os
 import re
 import socket
@@ -77,6 +78,67 @@ def max_connections_answers_busy_beyond_the_limit(root):
     wait_for(lambda: Conn(kb.sock).call({"op": "status"})["ok"], 5, "a slot freed by a close")
     for c in conns:
         c.close()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def out_of_file_descriptors_answers_busy_without_spinning(root):
+    """At RLIMIT_NOFILE, accept fails with EMFILE and the connection stays in the backlog: the
+    listener is readable forever. The broker answers such connections busy through a reserve
+    descriptor, on the main socket and on a KMS socket, does not spin, logs it once, and serves
+    again once descriptors are free (broker/fdlimit.h)."""
+    import resource
+    token = Token(root)
+    kms_sock = os.path.join(root, "kms.sock")
+    kb = Broker(root, token, broker_extra="max_connections = 1000\nmax_connections_per_peer = 1000\n"
+                "reserved_connections = 0\n\n[kms:k8s]\nsocket = %s\nkey = aes\n" % kms_sock)
+    check(Conn(kb.sock).call({"op": "status"})["ok"], "served before the limit")
+    # the soft limit was raised at startup; lower it for the running daemon
+    soft, hard = resource.prlimit(kb.proc.pid, resource.RLIMIT_NOFILE)
+    check(soft >= 1256 or soft == hard, "the soft limit was raised at startup: %d (hard %d)" % (soft, hard))
+    resource.prlimit(kb.proc.pid, resource.RLIMIT_NOFILE, (64, hard))
+    socks = []
+    for _ in range(120):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(kb.sock)
+        socks.append(s)
+    # the daemon held fewer than 64 descriptors for the first ones; the rest are refused, each told why
+    wait_for(lambda: len([1 for s in socks if peek_busy(s)]) >= 50, 10, "at least 50 refusals answered busy")
+    msgs = [json.loads(s.recv(4096)) for s in socks if peek_busy(s)]
+    check(all(m["error"]["code"] == "busy" and "file descriptor" in m["error"]["message"] for m in msgs),
+          "each refusal is busy and says why: %s" % msgs[:1])
+    k = [socket.socket(socket.AF_UNIX) for _ in range(20)]
+    for s in k:
+        s.connect(kms_sock)
+    # a KMS connection past the limit is closed (a gRPC client connects again)
+    for s in k[-5:]:
+        s.settimeout(5)
+        check(s.recv(1) == b"", "a KMS connection past the limit is closed")
+    # nothing waits in a backlog, so the loop must be asleep
+    t0 = cpu_seconds(kb.proc.pid)
+    time.sleep(1.0)
+    used = cpu_seconds(kb.proc.pid) - t0
+    check(used < 0.3, "the daemon used %.2f CPU seconds in 1 s at the open-file limit" % used)
+    warned = [ln for ln in kb.log_text().splitlines() if "out of file descriptors" in ln]
+    check(1 <= len(warned) <= 2, "one warning a minute at most, not one a connection: %d lines" % len(warned))
+    for s in socks + k:
+        s.close()
+    resource.prlimit(kb.proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    wait_for(lambda: Conn(kb.sock).call({"op": "status"})["ok"], 5, "served again once descriptors are free")
+    honest_round_trip(kb)
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def peek_busy(s):
+    s.setblocking(False)
+    try:
+        return b'"busy"' in s.recv(4096, socket.MSG_PEEK)
+    except (BlockingIOError, OSError):
+        return False
 
 
 def max_request_bytes_refuses_a_line_as_it_grows(root):

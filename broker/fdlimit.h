@@ -1,0 +1,61 @@
+/*
+ * fdlimit.h: running out of file descriptors without spinning or going silent.
+ *
+ * When the process is at RLIMIT_NOFILE, accept() fails with EMFILE and the
+ * waiting connection stays in the backlog: a level-triggered listener is then
+ * readable forever, and a loop that only logs the failure spins at 100% CPU
+ * and floods the log (it wrote 1.4 million lines in 3 s). So the broker keeps
+ * one descriptor in reserve (/dev/null): at EMFILE it lets it go, takes the
+ * waiting connection, tells it why (busy) and closes it, then takes the
+ * reserve back; if even that fails, the listener is left alone for a moment.
+ * The refusals are logged once a minute with their count, and at startup the
+ * soft limit is raised to what max_connections needs (within the hard limit).
+ */
+#ifndef KB_FDLIMIT_H
+#define KB_FDLIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct kb_fdlimit {
+	int spare;          /* the reserve descriptor, or -1 */
+	int64_t logged_ms;  /* when a refusal was last logged, or 0 */
+	uint64_t unlogged;  /* refusals since */
+	uint64_t refused;   /* refusals in all */
+} kb_fdlimit;
+
+/* how long a listener rests when not even the reserve freed a descriptor */
+#define KB_FDLIMIT_REST_MS 100
+#define KB_FDLIMIT_LOG_INTERVAL_MS 60000
+
+/*
+ * kb_fdlimit_raise lifts RLIMIT_NOFILE's soft limit to 65536 or need, within
+ * the hard limit, and warns when the hard limit is below need. Called once
+ * at startup.
+ */
+void kb_fdlimit_raise(uint64_t need);
+
+/* kb_fdlimit_init takes the reserve descriptor. */
+void kb_fdlimit_init(kb_fdlimit *f);
+void kb_fdlimit_close(kb_fdlimit *f);
+
+/*
+ * kb_fdlimit_accept is called when accept4 on lfd failed with EMFILE or
+ * ENFILE: it frees the reserve, accepts one waiting connection and returns
+ * its descriptor for the caller to refuse and close (then call
+ * kb_fdlimit_restore), or returns -1 if that was not possible: the caller
+ * then rests its listener for KB_FDLIMIT_REST_MS.
+ */
+int kb_fdlimit_accept(kb_fdlimit *f, int lfd);
+
+/* kb_fdlimit_restore takes the reserve back after the refused connection is closed. */
+void kb_fdlimit_restore(kb_fdlimit *f);
+
+/*
+ * kb_fdlimit_refused counts a refusal at now_ms and says whether to log it
+ * now (once per KB_FDLIMIT_LOG_INTERVAL_MS); *since is the count the line
+ * should give, this one included.
+ */
+bool kb_fdlimit_refused(kb_fdlimit *f, int64_t now_ms, uint64_t *since);
+
+#endif
