@@ -34,6 +34,18 @@ void kb_fdlimit_raise(uint64_t need)
 	}
 }
 
+bool kb_fdlimit_over(int fd)
+{
+	struct rlimit rl;
+	rlim_t keep;
+
+	/* read each time: an operator may change it under the running daemon (prlimit) */
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return false;
+	keep = rl.rlim_cur / 4 < 64 ? rl.rlim_cur / 4 : 64;
+	return (rlim_t)fd >= rl.rlim_cur - keep;
+}
+
 void kb_fdlimit_init(kb_fdlimit *f)
 {
 	*f = (kb_fdlimit){ .spare = open("/dev/null", O_RDONLY | O_CLOEXEC) };

@@ -35,6 +35,15 @@ typedef struct kb_fdlimit {
  */
 void kb_fdlimit_raise(uint64_t need);
 
+/*
+ * kb_fdlimit_over says whether a connection just accepted as fd eats into
+ * the descriptors kept for the backends: a quarter of the soft limit, at
+ * most 64. A token library that cannot open its files at EMFILE may decide
+ * its keys are gone (SoftHSM does, and does not find them again), so clients
+ * are refused busy before the backends run short.
+ */
+bool kb_fdlimit_over(int fd);
+
 /* kb_fdlimit_init takes the reserve descriptor. */
 void kb_fdlimit_init(kb_fdlimit *f);
 void kb_fdlimit_close(kb_fdlimit *f);

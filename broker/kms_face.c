@@ -264,6 +264,18 @@ static void on_accept(void *ctx, int lfd, unsigned ready)
 				out_of_fds(k, lfd, errno);
 			return;
 		}
+		if (kb_fdlimit_over(fd)) {
+			uint64_t since;
+
+			b->counters.conns_refused++;
+			if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
+				kb_warn("kms %s: refused %llu connection%s since the last such warning (one a minute at "
+					"most): the open-file limit is nearly reached, and the rest is kept for the key "
+					"services; raise LimitNOFILE= or lower max_connections", k->name,
+					(unsigned long long)since, since == 1 ? "" : "s");
+			close(fd);
+			continue;
+		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
 			close(fd);
 			continue;

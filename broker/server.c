@@ -126,6 +126,22 @@ static void listen_again(void *ctx)
 	listen_events(s, EPOLLIN);
 }
 
+#define NO_FD_LEFT "the broker has no file descriptor left for another connection: try again later"
+
+/* refuse_over_fds answers busy a connection that would leave the backends short of descriptors. */
+static void refuse_over_fds(server *s, int fd)
+{
+	kb_broker *b = s->b;
+	uint64_t since;
+
+	b->counters.conns_refused++;
+	if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
+		kb_warn("refused %llu connection%s since the last such warning (one a minute at most): the "
+			"open-file limit is nearly reached, and the rest is kept for the key services; raise "
+			"LimitNOFILE= or lower max_connections", (unsigned long long)since, since == 1 ? "" : "s");
+	refuse_conn(fd, KB_E_BUSY, NO_FD_LEFT);
+}
+
 /*
  * out_of_fds answers the connection that accept could not take for want of
  * a descriptor, or rests the listener when not even that is possible
@@ -144,8 +160,7 @@ static void out_of_fds(server *s, int why)
 			"file descriptors (%s); raise LimitNOFILE= or lower max_connections",
 			(unsigned long long)since, since == 1 ? "" : "s", strerror(why));
 	if (fd >= 0) {
-		refuse_conn(fd, KB_E_BUSY,
-			    "the broker has no file descriptor left for another connection: try again later");
+		refuse_conn(fd, KB_E_BUSY, NO_FD_LEFT);
 		kb_fdlimit_restore(&b->fdlimit);
 		return;
 	}
@@ -176,6 +191,10 @@ static void accept_conns(server *s)
 			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				kb_warn("accept: %s", strerror(errno));
 			return;
+		}
+		if (kb_fdlimit_over(fd)) {
+			refuse_over_fds(s, fd);
+			continue;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
 			kb_warn("cannot read the peer's credentials: %s", strerror(errno));

@@ -87,47 +87,64 @@ def cpu_seconds(pid):
 
 
 def out_of_file_descriptors_answers_busy_without_spinning(root):
-    """At RLIMIT_NOFILE, accept fails with EMFILE and the connection stays in the backlog: the
-    listener is readable forever. The broker answers such connections busy through a reserve
-    descriptor, on the main socket and on a KMS socket, does not spin, logs it once, and serves
-    again once descriptors are free (broker/fdlimit.h)."""
+    """Near RLIMIT_NOFILE, connections are refused busy before the token runs short (SoftHSM at
+    EMFILE decides its keys are gone); at the limit itself accept fails with EMFILE and the
+    connection would stay in the backlog with the listener readable forever: the broker answers
+    it busy through a reserve descriptor, on the main socket and on a KMS socket, does not spin,
+    logs it once, and serves again once descriptors are free (broker/fdlimit.h)."""
     import resource
     token = Token(root)
     kms_sock = os.path.join(root, "kms.sock")
     kb = Broker(root, token, broker_extra="max_connections = 1000\nmax_connections_per_peer = 1000\n"
                 "reserved_connections = 0\n\n[kms:k8s]\nsocket = %s\nkey = aes\n" % kms_sock)
-    check(Conn(kb.sock).call({"op": "status"})["ok"], "served before the limit")
-    # the soft limit was raised at startup; lower it for the running daemon
-    soft, hard = resource.prlimit(kb.proc.pid, resource.RLIMIT_NOFILE)
+    pid = kb.proc.pid
+    held = Conn(kb.sock)  # a client connected before the limit
+    check(held.call({"op": "status"})["ok"], "served before the limit")
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     check(soft >= 1256 or soft == hard, "the soft limit was raised at startup: %d (hard %d)" % (soft, hard))
-    resource.prlimit(kb.proc.pid, resource.RLIMIT_NOFILE, (64, hard))
+
+    # near the limit: a quarter of it (16 of 64) stays with the token
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, hard))
     socks = []
     for _ in range(120):
         s = socket.socket(socket.AF_UNIX)
         s.connect(kb.sock)
         socks.append(s)
-    # the daemon held fewer than 64 descriptors for the first ones; the rest are refused, each told why
     wait_for(lambda: len([1 for s in socks if peek_busy(s)]) >= 50, 10, "at least 50 refusals answered busy")
     msgs = [json.loads(s.recv(4096)) for s in socks if peek_busy(s)]
     check(all(m["error"]["code"] == "busy" and "file descriptor" in m["error"]["message"] for m in msgs),
           "each refusal is busy and says why: %s" % msgs[:1])
-    k = [socket.socket(socket.AF_UNIX) for _ in range(20)]
+    # the token still has descriptors to work with: a held connection's wrap and uncached unwrap
+    pt = os.urandom(32)
+    blob = held.call({"op": "wrap", "key": "aes", "plaintext": b64(pt)})["blob"]
+    held.call({"op": "flush"})
+    r = held.call({"op": "unwrap", "blob": blob})
+    check(r.get("ok") and unb64(r["plaintext"]) == pt, "a miss near the limit: %s" % r)
+    for s in socks:
+        s.close()
+
+    # at the limit: nothing left but the reserve
+    wait_for(lambda: len(os.listdir("/proc/%d/fd" % pid)) < 40, 10, "the closed connections to be let go")
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)), hard))
+    socks = [socket.socket(socket.AF_UNIX) for _ in range(20)]
+    for s in socks:
+        s.connect(kb.sock)
+    wait_for(lambda: all(peek_busy(s) for s in socks), 10, "every connection at EMFILE answered busy")
+    k = [socket.socket(socket.AF_UNIX) for _ in range(5)]
     for s in k:
         s.connect(kms_sock)
-    # a KMS connection past the limit is closed (a gRPC client connects again)
-    for s in k[-5:]:
         s.settimeout(5)
-        check(s.recv(1) == b"", "a KMS connection past the limit is closed")
-    # nothing waits in a backlog, so the loop must be asleep
-    t0 = cpu_seconds(kb.proc.pid)
+        check(s.recv(1) == b"", "a KMS connection at the limit is closed (gRPC connects again)")
+    t0 = cpu_seconds(pid)
     time.sleep(1.0)
-    used = cpu_seconds(kb.proc.pid) - t0
+    used = cpu_seconds(pid) - t0
     check(used < 0.3, "the daemon used %.2f CPU seconds in 1 s at the open-file limit" % used)
-    warned = [ln for ln in kb.log_text().splitlines() if "out of file descriptors" in ln]
+    warned = [ln for ln in kb.log_text().splitlines() if "refused" in ln and "file" in ln]
     check(1 <= len(warned) <= 2, "one warning a minute at most, not one a connection: %d lines" % len(warned))
     for s in socks + k:
         s.close()
-    resource.prlimit(kb.proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    held.close()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     wait_for(lambda: Conn(kb.sock).call({"op": "status"})["ok"], 5, "served again once descriptors are free")
     honest_round_trip(kb)
     check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
