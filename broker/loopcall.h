@@ -25,7 +25,7 @@
 typedef struct kb_loopcall {
 	const void *last_conn;  /* the connection of the last request line */
 	int64_t quiet_until_us; /* another connection spoke lately: no loop calls before this */
-	int64_t ran_at_us;      /* the end of the last loop call, or 0 */
+	int64_t ran_at_us;      /* the end of the last loop call or answered Azure miss, or 0 */
 	bool turn_ok;           /* the loop serves only this line this turn (set around kb_dispatch) */
 } kb_loopcall;
 
@@ -44,7 +44,13 @@ void kb_loopcall_note(kb_loopcall *lc, const void *conn, int64_t now_us);
  */
 bool kb_loopcall_ok(const kb_loopcall *lc, int64_t now_us, int64_t avg_us, int64_t max_us, bool pool_idle);
 
-/* kb_loopcall_awake says whether the loop should poll rather than sleep (a call just ran). */
+/*
+ * kb_loopcall_awake says whether the loop should poll rather than sleep: a
+ * loop call, or a miss of a backend that does not block (Azure), was just
+ * answered, and a client that sends one request at a time will be back
+ * within a round trip. Measured against akv-emulator at 0 ms, 9 A/B pairs:
+ * p50 462 against 491 us at the median (docs/BENCHMARKS.md).
+ */
 bool kb_loopcall_awake(const kb_loopcall *lc, int64_t now_us);
 
 /* kb_loopcall_avg folds a call of us microseconds into a key's running average avg. */

@@ -12,11 +12,14 @@
 static void unwrap_done(kb_async *a, kb_code rc)
 {
 	kb_job *j = a->ctx;
+	kb_broker *b = j->broker;
 
 	kb_call_end(j, KB_BOP_UNWRAP, j->async_t0, rc);
 	if (rc == KB_OK)
 		kb_unwrap_done(j, j->async_len);
-	kb_job_finish(j->broker, j);
+	kb_job_finish(b, j);
+	/* the client's next request is likely a round trip away: meet it awake (loopcall.h) */
+	b->loopcall.ran_at_us = kb_now_us();
 }
 
 /*
