@@ -20,6 +20,9 @@
 #include "opshttp.h"
 #include "report.h"
 
+/* scrapers and probes are few: a burst past this waits in the backlog */
+#define CONN_LIMIT 64u
+
 struct kb_opshttp {
 	kb_broker *b;
 	const kb_io *io;
@@ -81,20 +84,38 @@ static void arm(kb_opshttp *h)
 	h->io->timer_arm(h->timer, MHD_get_timeout(h->d, &ms) == MHD_YES ? kb_now_ms() + (int64_t)ms : -1);
 }
 
-static void on_ready(void *ctx, int fd, unsigned ready)
+static unsigned open_conns(const kb_opshttp *h)
 {
-	kb_opshttp *h = ctx;
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return i ? i->num_connections : 0;
+}
+
+/*
+ * run lets libmicrohttpd work. At CONN_LIMIT it takes its listening socket
+ * out of its epoll set and puts it back only at the start of a later run,
+ * once a connection has gone: so when this run freed room, run once more.
+ * Otherwise a client that waits in the backlog waits for an event that never
+ * comes, and /healthz stays dark after a burst of connections has left.
+ */
+static void run(kb_opshttp *h)
+{
+	unsigned before = open_conns(h);
 
 	MHD_run(h->d);
+	if (before >= CONN_LIMIT && open_conns(h) < CONN_LIMIT)
+		MHD_run(h->d);
 	arm(h);
+}
+
+static void on_ready(void *ctx, int fd, unsigned ready)
+{
+	run(ctx);
 }
 
 static void on_timer(void *ctx)
 {
-	kb_opshttp *h = ctx;
-
-	MHD_run(h->d);
-	arm(h);
+	run(ctx);
 }
 
 /* listen_on binds "HOST:PORT" (or "PORT": loopback) */
@@ -148,7 +169,8 @@ kb_code kb_opshttp_start(kb_broker *b, const kb_io *io, kb_health *health, kb_op
 		return rc;
 	}
 	h->d = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->lfd,
-				MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+				MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT,
+				MHD_OPTION_END);
 	info = h->d ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	if (info == NULL || (h->timer = io->timer_new(io->loop, on_timer, h)) == NULL ||
 	    io->watch(io->loop, &h->watch, info->epoll_fd, KB_IO_IN, on_ready, h) != 0) {

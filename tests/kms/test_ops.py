@@ -93,11 +93,45 @@ def readyz_names_a_key_whose_check_fails(root):
           "keybroker_key_check_ok per key")
 
 
+def healthz_answers_again_after_a_burst_past_the_connection_limit(root):
+    """libmicrohttpd takes its listening socket out of its epoll set at its connection limit (64)
+    and puts it back only on a later run: once a burst of idle connections (with a probe that
+    gave up waiting behind them) goes, /healthz must answer again, not stay dark for good."""
+    import socket
+    kb, base = start(root)
+    port = int(base.rsplit(":", 1)[1])
+
+    def probe(timeout):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+                c.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                return c.recv(64)
+        except OSError as e:
+            return repr(e).encode()
+
+    check(probe(5).startswith(b"HTTP/1.1 200"), "/healthz before the burst")
+    for n in (64, 100):
+        held = []
+        for _ in range(n):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break  # the backlog is full: enough
+        gave_up = probe(1)  # waits in the backlog behind the held connections, then gives up
+        for s in held:
+            s.close()
+        got = wait_for(lambda: (lambda r: r if r.startswith(b"HTTP/1.1 200") else None)(probe(1)),
+                       "/healthz to answer again after a burst of %d" % n, timeout=15)
+        check(got.startswith(b"HTTP/1.1 200"), "after %d held connections (a probe meanwhile: %r)" % (n, gave_up))
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
 
 if __name__ == "__main__":
     name = sys.argv[1]
     fns = {"prometheus_scrapes_keybroker_metrics": prometheus_scrapes_keybroker_metrics,
-           "readyz_names_a_key_whose_check_fails": readyz_names_a_key_whose_check_fails}
+           "readyz_names_a_key_whose_check_fails": readyz_names_a_key_whose_check_fails,
+           "healthz_answers_again_after_a_burst_past_the_connection_limit":
+           healthz_answers_again_after_a_burst_past_the_connection_limit}
     try:
         kbtest.run(fns)
     finally:
