@@ -125,7 +125,10 @@ def out_of_file_descriptors_answers_busy_without_spinning(root):
 
     # at the limit: nothing left but the reserve
     wait_for(lambda: len(os.listdir("/proc/%d/fd" % pid)) < 40, 10, "the closed connections to be let go")
-    resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)), hard))
+    # the lowest free descriptor as the limit: every accept now fails with EMFILE (a hole lower
+    # in the table would otherwise take a connection as usual)
+    used = {int(n) for n in os.listdir("/proc/%d/fd" % pid)}
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (min(set(range(len(used) + 1)) - used), hard))
     socks = [socket.socket(socket.AF_UNIX) for _ in range(20)]
     for s in socks:
         s.connect(kb.sock)
