@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fdlimit.h"
 #include "log.h"
 
@@ -78,14 +79,16 @@ void kb_fdlimit_restore(kb_fdlimit *f)
 		f->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-bool kb_fdlimit_refused(kb_fdlimit *f, int64_t now_ms, uint64_t *since)
+void kb_fdlimit_refusal(kb_fdlimit *f, const char *face, const char *why)
 {
-	f->refused++;
+	int64_t now = kb_now_ms();
+
 	f->unlogged++;
-	if (f->logged_ms != 0 && now_ms - f->logged_ms < KB_FDLIMIT_LOG_INTERVAL_MS)
-		return false;
-	*since = f->unlogged;
+	if (f->logged_ms != 0 && now - f->logged_ms < KB_FDLIMIT_LOG_INTERVAL_MS)
+		return;
+	kb_warn("%s%srefused %llu connection%s since the last such warning (one a minute at most): %s; raise "
+		"LimitNOFILE= or lower max_connections", face, face[0] ? ": " : "", (unsigned long long)f->unlogged,
+		f->unlogged == 1 ? "" : "s", why);
 	f->unlogged = 0;
-	f->logged_ms = now_ms;
-	return true;
+	f->logged_ms = now;
 }

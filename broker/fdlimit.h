@@ -21,8 +21,10 @@ typedef struct kb_fdlimit {
 	int spare;          /* the reserve descriptor, or -1 */
 	int64_t logged_ms;  /* when a refusal was last logged, or 0 */
 	uint64_t unlogged;  /* refusals since */
-	uint64_t refused;   /* refusals in all */
 } kb_fdlimit;
+
+/* why, for kb_fdlimit_refusal, of a connection past kb_fdlimit_over */
+#define KB_FDLIMIT_MARGIN_WHY "the open-file limit is nearly reached, and the rest is kept for the key services"
 
 /* how long a listener rests when not even the reserve freed a descriptor */
 #define KB_FDLIMIT_REST_MS 100
@@ -61,10 +63,10 @@ int kb_fdlimit_accept(kb_fdlimit *f, int lfd);
 void kb_fdlimit_restore(kb_fdlimit *f);
 
 /*
- * kb_fdlimit_refused counts a refusal at now_ms and says whether to log it
- * now (once per KB_FDLIMIT_LOG_INTERVAL_MS); *since is the count the line
- * should give, this one included.
+ * kb_fdlimit_refusal records a connection refused for want of descriptors
+ * and warns once per KB_FDLIMIT_LOG_INTERVAL_MS with the count since: face
+ * names the listener ("" for the main socket), why what ran short.
  */
-bool kb_fdlimit_refused(kb_fdlimit *f, int64_t now_ms, uint64_t *since);
+void kb_fdlimit_refusal(kb_fdlimit *f, const char *face, const char *why);
 
 #endif

@@ -218,25 +218,33 @@ static void listen_again(void *ctx)
 		kb_log_err("kms %s: cannot watch its socket again", k->name);
 }
 
+/* refuse_short_of_fds closes a connection taken while descriptors ran short (a gRPC client connects again). */
+static void refuse_short_of_fds(kms *k, int fd, const char *why)
+{
+	char face[KB_KEY_NAME_MAX + 8];
+
+	k->f->b->counters.conns_refused++;
+	snprintf(face, sizeof(face), "kms %s", k->name);
+	kb_fdlimit_refusal(&k->f->b->fdlimit, face, why);
+	if (fd >= 0)
+		close(fd);
+}
+
 /*
- * out_of_fds takes the connection accept could not, and closes it (a gRPC
- * client connects again), or rests the listener when not even that is
- * possible: never a listener readable forever under a spinning loop (fdlimit.h).
+ * out_of_fds takes the connection accept could not, and closes it, or rests
+ * the listener when not even that is possible: never a listener readable
+ * forever under a spinning loop (fdlimit.h).
  */
 static void out_of_fds(kms *k, int lfd, int why)
 {
 	kb_broker *b = k->f->b;
 	const kb_io *io = k->f->io;
 	int fd = kb_fdlimit_accept(&b->fdlimit, lfd);
-	uint64_t since;
+	char what[128];
 
-	b->counters.conns_refused++;
-	if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
-		kb_warn("kms %s: refused %llu connection%s since the last such warning (one a minute at most): "
-			"out of file descriptors (%s); raise LimitNOFILE= or lower max_connections", k->name,
-			(unsigned long long)since, since == 1 ? "" : "s", strerror(why));
+	snprintf(what, sizeof(what), "out of file descriptors (%s)", strerror(why));
+	refuse_short_of_fds(k, fd, what);
 	if (fd >= 0) {
-		close(fd);
 		kb_fdlimit_restore(&b->fdlimit);
 		return;
 	}
@@ -265,15 +273,7 @@ static void on_accept(void *ctx, int lfd, unsigned ready)
 			return;
 		}
 		if (kb_fdlimit_over(fd)) {
-			uint64_t since;
-
-			b->counters.conns_refused++;
-			if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
-				kb_warn("kms %s: refused %llu connection%s since the last such warning (one a minute at "
-					"most): the open-file limit is nearly reached, and the rest is kept for the key "
-					"services; raise LimitNOFILE= or lower max_connections", k->name,
-					(unsigned long long)since, since == 1 ? "" : "s");
-			close(fd);
+			refuse_short_of_fds(k, fd, KB_FDLIMIT_MARGIN_WHY);
 			continue;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {

@@ -75,8 +75,7 @@ typedef struct server {
 	kb_io io;               /* lent to backends that wait on the network */
 	kb_io_timer *timers;
 	kb_io_watch *dead_watches; /* ended, freed after the current batch of events */
-	kb_io_timer *listen_rest;  /* re-arms the listener after it rested (fdlimit.h) */
-	bool listen_resting;
+	kb_io_timer *listen_rest;  /* re-arms the listener after it rested (fdlimit.h); armed while it rests */
 } server;
 
 static kb_io_timer *io_timer_new(void *loop, void (*cb)(void *ctx), void *ctx);
@@ -120,26 +119,20 @@ static void listen_events(server *s, uint32_t events)
 
 static void listen_again(void *ctx)
 {
-	server *s = ctx;
-
-	s->listen_resting = false;
-	listen_events(s, EPOLLIN);
+	listen_events(ctx, EPOLLIN);
 }
 
-#define NO_FD_LEFT "the broker has no file descriptor left for another connection: try again later"
-
-/* refuse_over_fds answers busy a connection that would leave the backends short of descriptors. */
-static void refuse_over_fds(server *s, int fd)
+/*
+ * refuse_short_of_fds answers busy a connection taken while descriptors ran
+ * short (fd, or -1 when there was none to take), and says so once a minute.
+ */
+static void refuse_short_of_fds(server *s, int fd, const char *why)
 {
-	kb_broker *b = s->b;
-	uint64_t since;
-
-	b->counters.conns_refused++;
-	if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
-		kb_warn("refused %llu connection%s since the last such warning (one a minute at most): the "
-			"open-file limit is nearly reached, and the rest is kept for the key services; raise "
-			"LimitNOFILE= or lower max_connections", (unsigned long long)since, since == 1 ? "" : "s");
-	refuse_conn(fd, KB_E_BUSY, NO_FD_LEFT);
+	s->b->counters.conns_refused++;
+	kb_fdlimit_refusal(&s->b->fdlimit, "", why);
+	if (fd >= 0)
+		refuse_conn(fd, KB_E_BUSY,
+			    "the broker has no file descriptor left for another connection: try again later");
 }
 
 /*
@@ -150,22 +143,16 @@ static void refuse_over_fds(server *s, int fd)
  */
 static void out_of_fds(server *s, int why)
 {
-	kb_broker *b = s->b;
-	int fd = kb_fdlimit_accept(&b->fdlimit, s->lfd);
-	uint64_t since;
+	int fd = kb_fdlimit_accept(&s->b->fdlimit, s->lfd);
+	char what[128];
 
-	b->counters.conns_refused++;
-	if (kb_fdlimit_refused(&b->fdlimit, kb_now_ms(), &since))
-		kb_warn("refused %llu connection%s since the last such warning (one a minute at most): out of "
-			"file descriptors (%s); raise LimitNOFILE= or lower max_connections",
-			(unsigned long long)since, since == 1 ? "" : "s", strerror(why));
+	snprintf(what, sizeof(what), "out of file descriptors (%s)", strerror(why));
+	refuse_short_of_fds(s, fd, what);
 	if (fd >= 0) {
-		refuse_conn(fd, KB_E_BUSY, NO_FD_LEFT);
-		kb_fdlimit_restore(&b->fdlimit);
+		kb_fdlimit_restore(&s->b->fdlimit);
 		return;
 	}
-	if (s->listen_rest != NULL && !s->listen_resting) {
-		s->listen_resting = true;
+	if (s->listen_rest != NULL && s->listen_rest->at_ms < 0) {
 		listen_events(s, 0);
 		io_timer_arm(s->listen_rest, kb_now_ms() + KB_FDLIMIT_REST_MS);
 	}
@@ -193,7 +180,7 @@ static void accept_conns(server *s)
 			return;
 		}
 		if (kb_fdlimit_over(fd)) {
-			refuse_over_fds(s, fd);
+			refuse_short_of_fds(s, fd, KB_FDLIMIT_MARGIN_WHY);
 			continue;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -302,14 +289,12 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 	c->last_activity_ms = kb_now_ms();
 
 	c->refs++; /* dispatch may close c; keep it alive until the loop ends */
-	for (;;) {
-		char *nl = memchr(c->in.data + scanned, '\n', c->in.len - scanned);
-		size_t len;
+	for (char *nl = memchr(c->in.data + scanned, '\n', c->in.len - scanned), *next; nl; nl = next) {
+		size_t len = (size_t)(nl - (c->in.data + start));
 
-		if (nl == NULL)
-			break;
-		len = (size_t)(nl - (c->in.data + start));
 		scanned = (size_t)(nl - c->in.data) + 1;
+		/* found once: whether another line waits decides loop calls (loopcall.h), then it is the next line */
+		next = memchr(c->in.data + scanned, '\n', c->in.len - scanned);
 		if (len > max) {
 			too_large(s, c);
 			break;
@@ -320,9 +305,9 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 			kb_loopcall *lc = &s->b->loopcall;
 
 			/* the loop may make a call itself only for a line that is all it has to do (loopcall.h) */
-			kb_loopcall_note(lc, c, kb_now_us());
-			lc->turn_ok = s->turn_events == 1 &&
-				      memchr(c->in.data + scanned, '\n', c->in.len - scanned) == NULL;
+			if (lc->last_conn != c) /* the clock only when the speaker changes: not per hit */
+				kb_loopcall_note(lc, c, kb_now_us());
+			lc->turn_ok = s->turn_events == 1 && next == NULL;
 			kb_dispatch(s->b, c, c->in.data + start, len);
 			lc->turn_ok = false;
 		}
