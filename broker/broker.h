@@ -208,6 +208,7 @@ typedef struct kb_counters {
 	uint64_t refresh_failures;
 	uint64_t stale_answers;    /* outage grace: DEKs served past their TTL */
 	uint64_t loop_calls;       /* backend calls the loop made itself (loopcall.h) */
+	uint64_t loop_waits;       /* one client's jobs the loop waited for awake (loopcall.h) */
 	uint64_t datakey_reused;
 	uint64_t conns_accepted;
 	uint64_t conns_refused;

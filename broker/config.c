@@ -74,7 +74,7 @@ static const char *const broker_options[] = {
 	"idle_timeout", "client_timeout", "request_timeout", "allow_uids", "allow_gids",
 	"admin_uids", "admin_gids", "audit_log", "outage_grace", "cache_ttl_jitter",
 	"max_connections_per_peer", "reserved_connections", "max_inflight_per_peer",
-	"health_interval", "metrics_listen", "loop_call_max",
+	"health_interval", "metrics_listen", "loop_call_max", "loop_wait_max",
 };
 
 static int broker_option(parse_state *st, const char *name, const char *value)
@@ -154,6 +154,10 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 	} else if (!strcmp(name, "loop_call_max")) {
 		if (!kb_parse_duration_us(value, &c->loop_call_max_us) || c->loop_call_max_us > 1000000)
 			return fail(st, "broker", name, "\"%s\" is not a duration up to 1s, such as 200us (0 turns it off)",
+				    value);
+	} else if (!strcmp(name, "loop_wait_max")) {
+		if (!kb_parse_duration_us(value, &c->loop_wait_max_us) || c->loop_wait_max_us > 1000000)
+			return fail(st, "broker", name, "\"%s\" is not a duration up to 1s, such as 2ms (0 turns it off)",
 				    value);
 	} else if (!strcmp(name, "idle_timeout")) {
 		if (!kb_parse_duration(value, &c->idle_timeout_ms))
@@ -462,6 +466,7 @@ static kb_config *config_new(const char *name)
 	c->max_inflight = 128;
 	c->max_batch = 1024;
 	c->loop_call_max_us = 200; /* loopcall.h: SoftHSM's AES unwraps (~60 us), no network round trip */
+	c->loop_wait_max_us = 2000; /* loopcall.h: SoftHSM's RSA-2048 to 3072 unwraps, a key service on the same host */
 	c->idle_timeout_ms = 10 * 60 * 1000; /* persistent clients reconnect through libkeybroker */
 	c->client_timeout_ms = 30 * 1000;
 	c->request_timeout_ms = 30 * 1000;

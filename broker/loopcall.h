@@ -27,6 +27,8 @@ typedef struct kb_loopcall {
 	int64_t quiet_until_us; /* another connection spoke lately: no loop calls before this */
 	int64_t ran_at_us;      /* the end of the last loop call or answered Azure miss, or 0 */
 	bool turn_ok;           /* the loop serves only this line this turn (set around kb_dispatch) */
+	int64_t wait_until_us;  /* the one client's job out now is expected to end before this, or 0 */
+	bool wait_pool;         /* that job is with the workers (else on the loop's own I/O) */
 } kb_loopcall;
 
 /* QUIET_US: how long a second busy connection keeps calls off the loop */
@@ -52,6 +54,21 @@ bool kb_loopcall_ok(const kb_loopcall *lc, int64_t now_us, int64_t avg_us, int64
  * p50 462 against 491 us at the median (docs/BENCHMARKS.md).
  */
 bool kb_loopcall_awake(const kb_loopcall *lc, int64_t now_us);
+
+/*
+ * kb_loopcall_expect notes a job handed out (to a worker if pool) for the
+ * loop's one client, on a key whose calls average avg_us. If the broker
+ * serves that client alone and the call averages at most max_us (option
+ * loop_wait_max; 0: never),
+ * the loop polls until it ends instead of sleeping: the client's CPU is
+ * free while it waits, and a CPU that halts for the call takes 30-50 us
+ * to wake for the answer on a VM, more than the thread hand-offs
+ * (docs/BENCHMARKS.md). Returns whether it will.
+ */
+bool kb_loopcall_expect(kb_loopcall *lc, int64_t now_us, int64_t avg_us, int64_t max_us, bool pool);
+
+/* kb_loopcall_waiting says whether the loop should still poll for the job kb_loopcall_expect noted. */
+bool kb_loopcall_waiting(const kb_loopcall *lc, int64_t now_us);
 
 /* kb_loopcall_avg folds a call of us microseconds into a key's running average avg. */
 int64_t kb_loopcall_avg(int64_t avg, int64_t us);

@@ -27,6 +27,8 @@ struct kb_pool {
 	worker *workers;
 	int ncpu;
 	int busy;        /* workers running a job (atomic) */
+	int spinning;    /* workers spinning for a job they have not taken yet (atomic) */
+	int queued;      /* jobs in the queue (under lock) */
 	int pending;     /* jobs submitted and not yet ended (atomic: a worker ends some itself) */
 };
 
@@ -72,21 +74,16 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		kb_job *j;
-		int64_t until = kb_now_us() + spin_us;
+		int64_t start = kb_now_us(), until = start + spin_us;
+		bool caught;
 
+		__atomic_add_fetch(&p->spinning, 1, __ATOMIC_ACQ_REL);
 		while (__atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) == NULL && cpu_to_spare(p) &&
 		       !__atomic_load_n(&p->stopping, __ATOMIC_RELAXED) && kb_now_us() < until)
 			cpu_relax();
-		/*
-		 * Adaptive, as glibc's adaptive mutex: a spell that caught its job is
-		 * worth its CPU, one that ran out is not. When clients are slow to
-		 * come back (a loaded machine, where the spin also takes their CPU)
-		 * the spells shrink to an eighth; the first one that pays restores them.
-		 */
-		if (__atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) != NULL)
-			spin_us = SPIN_US;
-		else if (spin_us > SPIN_US / 8)
-			spin_us /= 2;
+		/* before taking the lock: a counted spinner is one that will still look at the queue */
+		__atomic_sub_fetch(&p->spinning, 1, __ATOMIC_ACQ_REL);
+		caught = __atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) != NULL;
 		pthread_mutex_lock(&p->lock);
 		while (p->queue_head == NULL && !p->stopping)
 			pthread_cond_wait(&p->more, &p->lock);
@@ -98,7 +95,20 @@ static void *worker_main(void *arg)
 		p->queue_head = j->next;
 		if (p->queue_head == NULL)
 			p->queue_tail = NULL;
+		p->queued--;
 		pthread_mutex_unlock(&p->lock);
+		/*
+		 * Adaptive, as glibc's adaptive mutex: a spell that caught its job is
+		 * worth its CPU, one that ran out is not, so spells shrink to an eighth
+		 * when clients are slow to come back (a loaded machine, where the spin
+		 * also takes their CPU). A job that came within a full spell of its
+		 * start restores full spells, even if the short spell had ended: else
+		 * a client that is back in 40 us would never meet an 18 us spell again.
+		 */
+		if (caught || kb_now_us() - start < SPIN_US)
+			spin_us = SPIN_US;
+		else if (spin_us > SPIN_US / 8)
+			spin_us /= 2;
 
 		__atomic_add_fetch(&p->busy, 1, __ATOMIC_RELAXED);
 		kb_job_run(p->broker, j, w->slot);
@@ -162,7 +172,12 @@ void kb_pool_submit(kb_pool *p, kb_job *j)
 	__atomic_add_fetch(&p->pending, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->lock);
 	push(&p->queue_head, &p->queue_tail, j);
-	pthread_cond_signal(&p->more);
+	/*
+	 * A spinning worker takes the job within a microsecond; waking a sleeping
+	 * one as well only costs a futex call and a thread that finds nothing.
+	 */
+	if (++p->queued > __atomic_load_n(&p->spinning, __ATOMIC_ACQUIRE))
+		pthread_cond_signal(&p->more);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -190,6 +205,11 @@ bool kb_pool_should_spin(const kb_pool *p)
 bool kb_pool_may_spin(const kb_pool *p)
 {
 	return cpu_to_spare(p);
+}
+
+bool kb_pool_fits_loop(const kb_pool *p)
+{
+	return p->ncpu > 1 && __atomic_load_n(&p->busy, __ATOMIC_RELAXED) < p->ncpu;
 }
 
 bool kb_pool_idle(const kb_pool *p)

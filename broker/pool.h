@@ -36,6 +36,13 @@ bool kb_pool_should_spin(const kb_pool *p);
 bool kb_pool_may_spin(const kb_pool *p);
 
 /*
+ * kb_pool_fits_loop says whether the loop and the busy workers together
+ * need no more than the CPUs there are: when the loop's one client waits
+ * for an answer, its CPU is free and the loop may poll on it.
+ */
+bool kb_pool_fits_loop(const kb_pool *p);
+
+/*
  * kb_pool_idle says whether no job is with the workers: none is queued,
  * running or being ended, so no worker is in any backend slot.
  */

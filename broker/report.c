@@ -92,6 +92,7 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 	field_u64(o, "refresh_failures", n->refresh_failures);
 	field_u64(o, "stale_answers", n->stale_answers);
 	field_u64(o, "loop_calls", n->loop_calls);
+	field_u64(o, "loop_waits", n->loop_waits);
 	field_u64(o, "datakey_reused", n->datakey_reused);
 	field_u64(o, "evicted_ttl", b->cache.evictions[KB_EVICT_TTL]);
 	field_u64(o, "evicted_lru", b->cache.evictions[KB_EVICT_LRU]);
@@ -273,6 +274,8 @@ void kb_report_prometheus(kb_broker *b, kb_buf *out)
 		  (double)n->datakey_reused },
 		{ "keybroker_loop_calls_total", "counter", "Short backend calls the event loop made itself on an idle broker (loop_call_max).",
 		  (double)n->loop_calls },
+		{ "keybroker_loop_waits_total", "counter", "Backend calls of a lone client the event loop waited for polling, not asleep (loop_wait_max).",
+		  (double)n->loop_waits },
 	};
 	const struct single cache_and_conns[] = {
 		{ "keybroker_cache_entries", "gauge", "DEKs in the cache.",

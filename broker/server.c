@@ -627,6 +627,24 @@ static void run_timers(server *s)
 	}
 }
 
+/*
+ * loop_waits says whether the loop polls for the answer to its one client's
+ * job (kb_loopcall_expect): until the job ends or runs late, and only while
+ * the loop and the busy workers fit the CPUs.
+ */
+static bool loop_waits(server *s)
+{
+	kb_loopcall *lc = &s->b->loopcall;
+
+	if (!kb_loopcall_waiting(lc, kb_now_us()))
+		return false;
+	if (lc->wait_pool && kb_pool_idle(s->b->pool)) {
+		lc->wait_until_us = 0; /* a worker answered it */
+		return false;
+	}
+	return kb_pool_fits_loop(s->b->pool);
+}
+
 static void loop_once(server *s)
 {
 	struct epoll_event evs[64];
@@ -638,7 +656,9 @@ static void loop_once(server *s)
 		timeout = tt;
 
 	/* poll, not sleep, for a short while when a job may finish any moment (pool.c) */
-	if (kb_pool_should_spin(s->b->pool) ||
+	if (loop_waits(s)) {
+		timeout = 0;
+	} else if (kb_pool_should_spin(s->b->pool) ||
 	    (kb_loopcall_awake(&s->b->loopcall, kb_now_us()) && kb_pool_may_spin(s->b->pool))) {
 		if (s->spin_until_us == 0)
 			s->spin_until_us = kb_now_us() + 150;

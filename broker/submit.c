@@ -15,6 +15,7 @@ static void unwrap_done(kb_async *a, kb_code rc)
 	kb_broker *b = j->broker;
 
 	kb_call_end(j, KB_BOP_UNWRAP, j->async_t0, rc);
+	b->loopcall.wait_until_us = 0;
 	if (rc == KB_OK)
 		kb_unwrap_done(j, j->async_len);
 	kb_job_finish(b, j);
@@ -37,6 +38,15 @@ static bool on_loop_ok(kb_broker *b, const kb_job *j)
 			      kb_pool_idle(b->pool));
 }
 
+/*
+ * waited_avg is the average call time of j's key if a client waits for j's
+ * unwrap, else 0 (no one to answer soon: a refresh, a wrap, a rotation).
+ */
+static int64_t waited_avg(const kb_job *j)
+{
+	return j->op == KB_OP_UNWRAP && !j->refresh && j->src != NULL ? j->src->unwrap_avg_us : 0;
+}
+
 void kb_job_submit(kb_broker *b, kb_job *j)
 {
 	kb_key *k = j->src;
@@ -53,9 +63,13 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 		return;
 	}
 	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL) {
+		if (kb_loopcall_expect(&b->loopcall, kb_now_us(), waited_avg(j), b->cfg->loop_wait_max_us, true))
+			b->counters.loop_waits++;
 		kb_pool_submit(b->pool, j);
 		return;
 	}
+	if (kb_loopcall_expect(&b->loopcall, kb_now_us(), waited_avg(j), b->cfg->loop_wait_max_us, false))
+		b->counters.loop_waits++;
 	j->broker = b;
 	j->async_len = sizeof(j->pt);
 	*a = (kb_async){ .version = j->blob.version, .alg = j->blob.alg, .in = j->blob.ct,
@@ -66,6 +80,7 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 	rc = k->ops->unwrap_start(k->state, a);
 	if (rc != KB_OK) {
 		kb_call_end(j, KB_BOP_UNWRAP, j->async_t0, rc);
+		b->loopcall.wait_until_us = 0; /* nothing is out to wait for */
 		kb_job_finish(b, j);
 	}
 }

@@ -319,5 +319,81 @@ def loop_call_max_0_keeps_every_call_on_the_workers(root):
     check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
 
 
+def counter(c, name):
+    """A counter of status, asked on c itself: another connection would count as a second client."""
+    r = c.call({"op": "status"})
+    check(r.get("ok"), "status: %s" % r)
+    return r["counters"][name]
+
+
+def one_clients_misses_are_waited_for_awake_until_the_token_turns_slow(root):
+    """With calls kept off the loop (loop_call_max = 0), one client's AES misses go to the workers
+    and the loop polls for each answer instead of sleeping (loop_wait_max, broker/loopcall.h); every
+    answer is right. A token turned slow lifts the key's average past loop_wait_max after one call,
+    and a second client speaking in turn stops the waits. loop_wait_max is 50ms, not the default
+    2ms, so that a sanitizer build on a loaded machine is still a token with short calls."""
+    token, shim, kb = setup(root, broker_extra="cache_ttl = 60s\nloop_call_max = 0\nloop_wait_max = 50ms")
+    blobs = [wrap(kb, "aes") for _ in range(400)]
+    kb.ok({"op": "flush"})
+    c = kb.conn()
+    before, waited, i = counter(c, "loop_waits"), 0, 0
+    # until a quiet spell after the wrapping connection has passed (and the key has an average)
+    while waited < 20 and i < 300:
+        for pt, blob in blobs[i:i + 10]:
+            r = c.call({"op": "unwrap", "blob": blob})
+            check(r.get("ok") and r["cached"] is False and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+        i += 10
+        waited = counter(c, "loop_waits") - before
+    check(waited >= 20, "the loop waited awake for %d of %d sequential misses" % (waited, i))
+    check(counter(c, "loop_calls") == 0, "loop_call_max = 0, yet the loop made calls")
+
+    # two clients taking turns: neither's CPU is free, so the loop sleeps
+    d = kb.conn()
+    before = counter(c, "loop_waits")
+    for n, (pt, blob) in enumerate(blobs[i:i + 40]):
+        r = (c if n % 2 else d).call({"op": "unwrap", "blob": blob})
+        check(r.get("ok") and unb64(r["plaintext"]) == pt, "unwrap of two clients: %s" % r)
+    i += 40
+    two = counter(c, "loop_waits") - before
+    check(two <= 1, "the loop waited awake for %d of 40 misses of two clients (at most the first)" % two)
+    d.close()
+
+    # one client alone again: the waits come back once the other has been quiet for a spell
+    before, back = counter(c, "loop_waits"), 0
+    while back < 5 and i < len(blobs) - 10:
+        for pt, blob in blobs[i:i + 5]:
+            r = c.call({"op": "unwrap", "blob": blob})
+            check(r.get("ok") and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+        i += 5
+        back = counter(c, "loop_waits") - before
+    check(back >= 5, "the loop did not wait awake again for one client alone (%d)" % back)
+
+    shim.set("slow 500")  # one call lifts the average to about 500/8 ms, past 50ms
+    before = counter(c, "loop_waits")
+    for pt, blob in blobs[i:i + 4]:
+        r = c.call({"op": "unwrap", "blob": blob})
+        check(r.get("ok") and unb64(r["plaintext"]) == pt, "slow unwrap: %s" % r)
+    slow = counter(c, "loop_waits") - before
+    check(slow <= 1, "the loop waited awake for %d of 4 slow calls (at most the first)" % slow)
+    shim.set("ok")
+    m = [ln for ln in kb.ok({"op": "metrics"})["text"].splitlines() if ln.startswith("keybroker_loop_waits_total ")]
+    check(len(m) == 1 and int(m[0].split()[1]) >= 20, "the metric counts the waits: %s" % m)
+    c.close()
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
+def loop_wait_max_0_never_waits_awake(root):
+    token, shim, kb = setup(root, broker_extra="cache_ttl = 60s\nloop_call_max = 0\nloop_wait_max = 0")
+    blobs = [wrap(kb, "aes") for _ in range(100)]
+    kb.ok({"op": "flush"})
+    c = kb.conn()
+    for pt, blob in blobs:
+        r = c.call({"op": "unwrap", "blob": blob})
+        check(r.get("ok") and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+    check(counter(c, "loop_waits") == 0, "loop_wait_max = 0, yet the loop waited awake")
+    c.close()
+    check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
+
+
 if __name__ == "__main__":
     run(globals())

@@ -203,6 +203,24 @@ static void config_loop_call_max_takes_microseconds_up_to_a_second(void **state)
 	expect_error("[broker]\nloop_call_max = -1\n", 2, "loop_call_max", "duration");
 }
 
+static void config_loop_wait_max_takes_microseconds_up_to_a_second(void **state)
+{
+	expect_ok("[broker]\n");
+	assert_int_equal(cfg->loop_wait_max_us, 2000);
+	kb_config_free(cfg);
+	cfg = NULL;
+	expect_ok("[broker]\nloop_wait_max = 0\n");
+	assert_int_equal(cfg->loop_wait_max_us, 0);
+	kb_config_free(cfg);
+	cfg = NULL;
+	expect_ok("[broker]\nloop_wait_max = 750us\n");
+	assert_int_equal(cfg->loop_wait_max_us, 750);
+	kb_config_free(cfg);
+	cfg = NULL;
+	expect_error("[broker]\nloop_wait_max = 2s\n", 2, "loop_wait_max", "up to 1s");
+	expect_error("[broker]\nloop_wait_max = fast\n", 2, "loop_wait_max", "2ms");
+}
+
 static void config_bad_broker_values_name_file_line_and_option(void **state)
 {
 	static const char *const bad[][2] = {
@@ -686,6 +704,7 @@ static const struct CMUnitTest tests[] = {
 	CASE_WITH(config_bad_broker_values_name_file_line_and_option, NULL, teardown, "config - bad broker values name file, line and option"),
 	CASE_WITH(config_outage_grace_and_ttl_jitter_take_their_values, NULL, teardown, "config - outage_grace and ttl_jitter take their values"),
 	CASE_WITH(config_loop_call_max_takes_microseconds_up_to_a_second, NULL, teardown, "config - loop_call_max takes microseconds up to a second"),
+	CASE_WITH(config_loop_wait_max_takes_microseconds_up_to_a_second, NULL, teardown, "config - loop_wait_max takes microseconds up to a second"),
 	CASE_WITH(config_durations_take_plain_seconds_s_ms_m_h_and_d, NULL, teardown, "config - durations take plain seconds, s, ms, m, h and d"),
 	CASE_WITH(config_booleans_are_read_in_any_case, NULL, teardown, "config - booleans are read in any case"),
 	CASE_WITH(config_sizes_take_bytes_k_and_m, NULL, teardown, "config - sizes take bytes, k and m"),

@@ -80,11 +80,45 @@ static void loopcall_average_follows_calls_without_jumping_on_one(void **state)
 	assert_int_equal(kb_loopcall_avg(0, 0), 1);
 }
 
+static void loopcall_loop_waits_awake_for_one_clients_short_job_only(void **state)
+{
+	kb_loopcall lc = { 0 };
+	int64_t t = 1000;
+
+	/* no client spoke yet, or the call was never measured: no wait */
+	assert_false(kb_loopcall_expect(&lc, t, 600, 2000, true));
+	kb_loopcall_note(&lc, &a, t);
+	assert_false(kb_loopcall_expect(&lc, t, 0, 2000, true));
+	assert_false(kb_loopcall_waiting(&lc, t));
+
+	/* a 600 us call of the one client: awake until a quarter and 50 us past its average */
+	assert_true(kb_loopcall_expect(&lc, t, 600, 2000, true));
+	assert_true(lc.wait_pool);
+	assert_true(kb_loopcall_waiting(&lc, t + 799));
+	assert_false(kb_loopcall_waiting(&lc, t + 800));
+
+	/* a call longer than loop_wait_max is slept through, and clears the last wait */
+	assert_false(kb_loopcall_expect(&lc, t, 2001, 2000, false));
+	assert_false(kb_loopcall_waiting(&lc, t));
+	assert_true(kb_loopcall_expect(&lc, t, 2000, 2000, false));
+	assert_false(kb_loopcall_expect(&lc, t, 600, 0, false)); /* loop_wait_max = 0 */
+	assert_false(kb_loopcall_waiting(&lc, t));
+
+	/* a second connection speaking: its CPU is not free, so no wait */
+	kb_loopcall_note(&lc, &b, t + 10);
+	assert_false(kb_loopcall_expect(&lc, t + 10, 600, 2000, false));
+	assert_false(kb_loopcall_waiting(&lc, t + 10));
+	t += KB_LOOPCALL_QUIET_US + 20;
+	assert_true(kb_loopcall_expect(&lc, t, 600, 2000, false));
+	assert_false(lc.wait_pool);
+}
+
 static const struct CMUnitTest tests[] = {
 	CASE(loopcall_short_call_of_one_client_runs_on_the_loop, "loopcall - a short call of one client runs on the loop"),
 	CASE(loopcall_each_condition_alone_keeps_the_call_off_the_loop, "loopcall - each condition alone keeps the call off the loop"),
 	CASE(loopcall_a_second_connection_sends_calls_to_the_workers_for_a_while, "loopcall - a second connection sends calls to the workers for a while"),
 	CASE(loopcall_loop_stays_awake_only_briefly_after_a_call, "loopcall - the loop stays awake only briefly after a call"),
+	CASE(loopcall_loop_waits_awake_for_one_clients_short_job_only, "loopcall - the loop waits awake only for its one client's short job"),
 	CASE(loopcall_average_follows_calls_without_jumping_on_one, "loopcall - the average follows calls without jumping on one"),
 };
 
