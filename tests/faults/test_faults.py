@@ -265,11 +265,34 @@ def no_request_lost_while_token_flaps(root):
     check(kb.stop(signal.SIGTERM) == 0, "keybrokerd did not exit 0 on SIGTERM")
 
 
-def loop_calls(c):
-    """The loop_calls counter, asked on c itself: another connection would count as a second client."""
+def counter(c, name):
+    """A counter of status, asked on c itself: another connection would count as a second client."""
     r = c.call({"op": "status"})
     check(r.get("ok"), "status: %s" % r)
-    return r["counters"]["loop_calls"]
+    return r["counters"][name]
+
+
+def loop_calls(c):
+    return counter(c, "loop_calls")
+
+
+def metric(kb, name):
+    """The value of one metric line of the Prometheus text."""
+    m = [ln for ln in kb.ok({"op": "metrics"})["text"].splitlines() if ln.startswith(name + " ")]
+    check(len(m) == 1, "one %s line: %s" % (name, m))
+    return float(m[0].split()[1])
+
+
+def misses_of_one_client(root, broker_extra):
+    """100 fresh AES blobs unwrapped one after another on one connection, each right: (kb, c)."""
+    token, shim, kb = setup(root, broker_extra=broker_extra)
+    blobs = [wrap(kb, "aes") for _ in range(100)]
+    kb.ok({"op": "flush"})
+    c = kb.conn()
+    for pt, blob in blobs:
+        r = c.call({"op": "unwrap", "blob": blob})
+        check(r.get("ok") and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+    return kb, c
 
 
 def short_calls_run_on_the_loop_until_the_token_turns_slow(root):
@@ -305,25 +328,11 @@ def short_calls_run_on_the_loop_until_the_token_turns_slow(root):
 
 
 def loop_call_max_0_keeps_every_call_on_the_workers(root):
-    token, shim, kb = setup(root, broker_extra="cache_ttl = 60s\nloop_call_max = 0")
-    blobs = [wrap(kb, "aes") for _ in range(100)]
-    kb.ok({"op": "flush"})
-    c = kb.conn()
-    for pt, blob in blobs:
-        r = c.call({"op": "unwrap", "blob": blob})
-        check(r.get("ok") and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+    kb, c = misses_of_one_client(root, "cache_ttl = 60s\nloop_call_max = 0")
     check(loop_calls(c) == 0, "loop_call_max = 0, yet the loop made calls")
-    m = [ln for ln in kb.ok({"op": "metrics"})["text"].splitlines() if ln.startswith("keybroker_loop_calls_total ")]
-    check(m == ["keybroker_loop_calls_total 0"], "the metric says the same: %s" % m)
+    check(metric(kb, "keybroker_loop_calls_total") == 0, "the metric says the same")
     c.close()
     check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
-
-
-def counter(c, name):
-    """A counter of status, asked on c itself: another connection would count as a second client."""
-    r = c.call({"op": "status"})
-    check(r.get("ok"), "status: %s" % r)
-    return r["counters"][name]
 
 
 def one_clients_misses_are_waited_for_awake_until_the_token_turns_slow(root):
@@ -376,20 +385,13 @@ def one_clients_misses_are_waited_for_awake_until_the_token_turns_slow(root):
     slow = counter(c, "loop_waits") - before
     check(slow <= 1, "the loop waited awake for %d of 4 slow calls (at most the first)" % slow)
     shim.set("ok")
-    m = [ln for ln in kb.ok({"op": "metrics"})["text"].splitlines() if ln.startswith("keybroker_loop_waits_total ")]
-    check(len(m) == 1 and int(m[0].split()[1]) >= 20, "the metric counts the waits: %s" % m)
+    check(metric(kb, "keybroker_loop_waits_total") >= 20, "the metric counts the waits")
     c.close()
     check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
 
 
 def loop_wait_max_0_never_waits_awake(root):
-    token, shim, kb = setup(root, broker_extra="cache_ttl = 60s\nloop_call_max = 0\nloop_wait_max = 0")
-    blobs = [wrap(kb, "aes") for _ in range(100)]
-    kb.ok({"op": "flush"})
-    c = kb.conn()
-    for pt, blob in blobs:
-        r = c.call({"op": "unwrap", "blob": blob})
-        check(r.get("ok") and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+    kb, c = misses_of_one_client(root, "cache_ttl = 60s\nloop_call_max = 0\nloop_wait_max = 0")
     check(counter(c, "loop_waits") == 0, "loop_wait_max = 0, yet the loop waited awake")
     c.close()
     check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
