@@ -4,7 +4,6 @@
  * echo floor both use it, so they pay the same client cost per request.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,24 +48,6 @@ int bench_line_open(bench_line *l, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-/*
- * wait_readable waits in poll(2) before each recv, as libkeybroker does. A
- * thread blocked in recv on a Unix socket is also woken, for nothing, when
- * the server reads the request and frees its send buffer; a poll for POLLIN
- * is not, so a client costs the machine one context switch fewer per call.
- */
-static int wait_readable(void *ctx, short events)
-{
-	struct pollfd p = { .fd = *(int *)ctx, .events = events };
-
-	if (events != POLLIN)
-		return 0;
-	while (poll(&p, 1, -1) < 0)
-		if (errno != EINTR)
-			return -1;
-	return 0;
-}
-
 int bench_line_call(bench_line *l, const char *req, size_t n)
 {
 	/* drop the previous response; a pipelining-free client has nothing else buffered */
@@ -74,7 +55,7 @@ int bench_line_call(bench_line *l, const char *req, size_t n)
 		kb_line_drop(l->buf, &l->len, l->line_len);
 	l->line_len = 0;
 	if (kb_line_send(l->fd, req, n, NULL, NULL) != KB_LINE_OK ||
-	    kb_line_read(l->fd, &l->buf, &l->len, &l->cap, LINE_MAX_BYTES, &l->line_len, wait_readable, &l->fd) != KB_LINE_OK)
+	    kb_line_read(l->fd, &l->buf, &l->len, &l->cap, LINE_MAX_BYTES, &l->line_len, NULL, NULL) != KB_LINE_OK)
 		return -1;
 	l->buf[l->line_len] = '\0';
 	return 0;

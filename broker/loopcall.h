@@ -59,11 +59,10 @@ bool kb_loopcall_awake(const kb_loopcall *lc, int64_t now_us);
  * kb_loopcall_expect notes a job handed out (to a worker if pool) for the
  * loop's one client, on a key whose calls average avg_us. If the broker
  * serves that client alone and the call averages at most max_us (option
- * loop_wait_max; 0: never),
- * the loop polls until it ends instead of sleeping: the client's CPU is
- * free while it waits, and a CPU that halts for the call takes 30-50 us
- * to wake for the answer on a VM, more than the thread hand-offs
- * (docs/BENCHMARKS.md). Returns whether it will.
+ * loop_wait_max; 0: never), the loop polls until it ends instead of
+ * sleeping: the client's CPU is free while it waits, and a CPU that halts
+ * for the call takes 30-50 us to wake for the answer on a VM, more than the
+ * thread hand-offs (docs/BENCHMARKS.md). Returns whether it will.
  */
 bool kb_loopcall_expect(kb_loopcall *lc, int64_t now_us, int64_t avg_us, int64_t max_us, bool pool);
 

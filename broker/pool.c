@@ -75,7 +75,6 @@ static void *worker_main(void *arg)
 	for (;;) {
 		kb_job *j;
 		int64_t start = kb_now_us(), until = start + spin_us;
-		bool caught;
 
 		__atomic_add_fetch(&p->spinning, 1, __ATOMIC_ACQ_REL);
 		while (__atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) == NULL && cpu_to_spare(p) &&
@@ -83,7 +82,6 @@ static void *worker_main(void *arg)
 			cpu_relax();
 		/* before taking the lock: a counted spinner is one that will still look at the queue */
 		__atomic_sub_fetch(&p->spinning, 1, __ATOMIC_ACQ_REL);
-		caught = __atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) != NULL;
 		pthread_mutex_lock(&p->lock);
 		while (p->queue_head == NULL && !p->stopping)
 			pthread_cond_wait(&p->more, &p->lock);
@@ -102,10 +100,10 @@ static void *worker_main(void *arg)
 		 * worth its CPU, one that ran out is not, so spells shrink to an eighth
 		 * when clients are slow to come back (a loaded machine, where the spin
 		 * also takes their CPU). A job that came within a full spell of its
-		 * start restores full spells, even if the short spell had ended: else
-		 * a client that is back in 40 us would never meet an 18 us spell again.
+		 * start, caught or not, restores full spells: else a client that is
+		 * back in 40 us would never meet an 18 us spell again.
 		 */
-		if (caught || kb_now_us() - start < SPIN_US)
+		if (kb_now_us() - start <= SPIN_US)
 			spin_us = SPIN_US;
 		else if (spin_us > SPIN_US / 8)
 			spin_us /= 2;

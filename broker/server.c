@@ -632,11 +632,11 @@ static void run_timers(server *s)
  * job (kb_loopcall_expect): until the job ends or runs late, and only while
  * the loop and the busy workers fit the CPUs.
  */
-static bool loop_waits(server *s)
+static bool loop_waits(server *s, int64_t now_us)
 {
 	kb_loopcall *lc = &s->b->loopcall;
 
-	if (!kb_loopcall_waiting(lc, kb_now_us()))
+	if (!kb_loopcall_waiting(lc, now_us))
 		return false;
 	if (lc->wait_pool && kb_pool_idle(s->b->pool)) {
 		lc->wait_until_us = 0; /* a worker answered it */
@@ -649,20 +649,21 @@ static void loop_once(server *s)
 {
 	struct epoll_event evs[64];
 	int timeout = s->stopping ? 100 : -1, tt;
+	int64_t now_us = kb_now_us(); /* one clock read a turn: the turn is a cache hit's whole path */
 	int n;
 
-	tt = next_timer_ms(s, kb_now_ms());
+	tt = next_timer_ms(s, now_us / 1000);
 	if (tt >= 0 && (timeout < 0 || tt < timeout))
 		timeout = tt;
 
 	/* poll, not sleep, for a short while when a job may finish any moment (pool.c) */
-	if (loop_waits(s)) {
+	if (loop_waits(s, now_us)) {
 		timeout = 0;
 	} else if (kb_pool_should_spin(s->b->pool) ||
-	    (kb_loopcall_awake(&s->b->loopcall, kb_now_us()) && kb_pool_may_spin(s->b->pool))) {
+	    (kb_loopcall_awake(&s->b->loopcall, now_us) && kb_pool_may_spin(s->b->pool))) {
 		if (s->spin_until_us == 0)
-			s->spin_until_us = kb_now_us() + 150;
-		if (kb_now_us() < s->spin_until_us)
+			s->spin_until_us = now_us + 150;
+		if (now_us < s->spin_until_us)
 			timeout = 0;
 	}
 	kb_loop_sleep(s->b); /* a worker may answer its own job meanwhile (finish.h) */

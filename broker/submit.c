@@ -47,6 +47,13 @@ static int64_t waited_avg(const kb_job *j)
 	return j->op == KB_OP_UNWRAP && !j->refresh && j->src != NULL ? j->src->unwrap_avg_us : 0;
 }
 
+/* expect_answer lets the loop wait awake for j if its one client waits for it (loopcall.h). */
+static void expect_answer(kb_broker *b, const kb_job *j, bool pool)
+{
+	if (kb_loopcall_expect(&b->loopcall, kb_now_us(), waited_avg(j), b->cfg->loop_wait_max_us, pool))
+		b->counters.loop_waits++;
+}
+
 void kb_job_submit(kb_broker *b, kb_job *j)
 {
 	kb_key *k = j->src;
@@ -63,13 +70,11 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 		return;
 	}
 	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL) {
-		if (kb_loopcall_expect(&b->loopcall, kb_now_us(), waited_avg(j), b->cfg->loop_wait_max_us, true))
-			b->counters.loop_waits++;
+		expect_answer(b, j, true);
 		kb_pool_submit(b->pool, j);
 		return;
 	}
-	if (kb_loopcall_expect(&b->loopcall, kb_now_us(), waited_avg(j), b->cfg->loop_wait_max_us, false))
-		b->counters.loop_waits++;
+	expect_answer(b, j, false);
 	j->broker = b;
 	j->async_len = sizeof(j->pt);
 	*a = (kb_async){ .version = j->blob.version, .alg = j->blob.alg, .in = j->blob.ct,

@@ -23,7 +23,9 @@ typedef enum kb_line_rc {
 
 /*
  * kb_line_wait is called before each send or recv with POLLOUT or POLLIN;
- * nonzero stops the call with KB_LINE_STOPPED. NULL: block in send/recv.
+ * nonzero stops the call with KB_LINE_STOPPED. NULL: block in send, and in
+ * poll(2) for POLLIN before each recv (a thread blocked in recv on a Unix
+ * socket is also woken, for nothing, each time the server reads a request).
  */
 typedef int (*kb_line_wait)(void *ctx, short events);
 
