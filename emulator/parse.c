@@ -170,6 +170,10 @@ static enum emu_route_status route_login(const char *m, const struct segs *s, st
 		r->op = EMU_OP_APP_SERVICE;
 		return get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
 	}
+	if (s->count == 1 && (seg_is(s, 0, "subscriptions") || seg_is(s, 0, "tenants"))) {
+		r->op = seg_is(s, 0, "tenants") ? EMU_OP_ARM_TENANTS : EMU_OP_ARM_SUBSCRIPTIONS;
+		return get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
+	}
 	if (s->count < 2 || !seg_copy(s, 0, r->tenant, sizeof(r->tenant)))
 		return EMU_ROUTE_NOT_FOUND;
 	if ((s->count == 4 && seg_is(s, 1, "oauth2") && seg_is(s, 2, "v2.0") && seg_is(s, 3, "token")) ||

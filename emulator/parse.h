@@ -41,6 +41,8 @@ enum emu_op {
 	EMU_OP_OPENID,
 	EMU_OP_IMDS,
 	EMU_OP_APP_SERVICE,    /* App Service's managed identity endpoint */
+	EMU_OP_ARM_SUBSCRIPTIONS, /* GET /subscriptions (Resource Manager, for az login) */
+	EMU_OP_ARM_TENANTS,    /* GET /tenants */
 };
 
 enum emu_route_status {
@@ -65,7 +67,9 @@ struct emu_route {
 /*
  * emu_route_parse classifies a request by Host header and path. Vault hosts
  * are NAME.vault.localhost[:PORT], Managed HSM hosts NAME.managedhsm.localhost,
- * the login host is localhost or a loopback address. Literal path segments
+ * the login host is localhost or a loopback address; it serves the token
+ * service under /{tenant}/ and /adfs/ (rt->tenant "adfs"), managed identity,
+ * and Resource Manager's /subscriptions and /tenants. Literal path segments
  * match case-insensitively and empty segments are ignored (SDKs send
  * "/keys/NAME/" for "latest"). Returns an enum emu_route_status; r is filled
  * as far as parsing got.
