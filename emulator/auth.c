@@ -38,19 +38,13 @@ static void emu_login_base(const struct emu_world *w, const struct emu_route *rt
 }
 
 /*
- * is_adfs: the /adfs/... paths serve the configured tenant in the shape of
- * an AD FS authority, which MSAL (and so az) trusts without asking
- * Microsoft's instance discovery first.
+ * tenant_ok: rt names the configured tenant, or is an /adfs/... path, which
+ * serves it in the shape of an AD FS authority: MSAL (and so az) trusts
+ * that without asking Microsoft's instance discovery first.
  */
-static bool is_adfs(const struct emu_route *rt)
-{
-	return strcasecmp(rt->tenant, "adfs") == 0;
-}
-
-/* tenant_ok: rt names the configured tenant, or its /adfs alias. */
 static bool tenant_ok(const struct emu_world *w, const struct emu_route *rt)
 {
-	return strcasecmp(rt->tenant, w->cfg.tenant) == 0 || is_adfs(rt);
+	return strcasecmp(rt->tenant, w->cfg.tenant) == 0 || (rt->adfs && strcasecmp(rt->tenant, "adfs") == 0);
 }
 
 /* emu_auth_scope_kind maps a scope or resource URL to the audience it names. */
@@ -362,7 +356,7 @@ void emu_auth_openid(struct emu_world *w, const struct emu_req *rq, const struct
 {
 	char base[128], url[512];
 	/* an AD FS authority has no tenant in its paths and serves the v1 token endpoint */
-	const char *t = is_adfs(rt) ? "adfs" : w->cfg.tenant, *v2 = is_adfs(rt) ? "" : "/v2.0";
+	const char *t = rt->adfs ? "adfs" : w->cfg.tenant, *v2 = rt->adfs ? "" : "/v2.0";
 	cJSON *j, *a;
 
 	if (!tenant_ok(w, rt)) {
@@ -386,7 +380,7 @@ void emu_auth_openid(struct emu_world *w, const struct emu_req *rq, const struct
 	cJSON_AddItemToArray(a, cJSON_CreateString("token"));
 	a = cJSON_AddArrayToObject(j, "grant_types_supported");
 	cJSON_AddItemToArray(a, cJSON_CreateString("client_credentials"));
-	if (!is_adfs(rt))
+	if (!rt->adfs)
 		cJSON_AddStringToObject(j, "tenant_region_scope", "WW");
 	emu_reply_json(rep, 200, j);
 	(void)rq;

@@ -3,7 +3,7 @@
  * "METHOD\nHOST\nPATH\nBODY"; the harness routes it, reads form fields from
  * the body and parses it as a wrap/unwrap body, a rotation policy and a key
  * to import, as the server would; PATH also goes through the ISO 8601
- * duration parser.
+ * duration parser, and the body through the access-token verifier.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "parse.h"
 #include "rotation.h"
 #include "store.h"
+#include "token.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -54,6 +55,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			emu_version_free(v);
 		cJSON_Delete(j);
 	}
+	static const uint8_t key[EMU_TOKEN_KEY_LEN];
+	struct emu_token_claims claims;
+	char *tok = strndup(body, blen);
+
+	if (tok)
+		emu_token_verify(key, tok, &claims);
+	free(tok);
 	int64_t secs;
 	emu_duration_parse(path, &secs);
 	emu_key_name_ok(path);

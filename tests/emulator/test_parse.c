@@ -100,6 +100,35 @@ static void routes_the_token_service(void **state)
 	assert_int_equal(emu_route_parse("GET", "localhost", "/dev-tenant/oauth2/v2.0/token", &r), EMU_ROUTE_BAD_METHOD);
 }
 
+static void routes_adfs_and_resource_manager(void **state)
+{
+	struct emu_route r;
+
+	assert_int_equal(emu_route_parse("GET", "localhost", "/adfs/.well-known/openid-configuration", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_OPENID);
+	assert_true(r.adfs);
+	assert_string_equal(r.tenant, "adfs");
+	/* az resolves a tenant name that is not a GUID under the AD FS authority */
+	assert_int_equal(emu_route_parse("GET", "localhost", "/adfs/dev-tenant/.well-known/openid-configuration", &r),
+			 EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_OPENID);
+	assert_true(r.adfs);
+	assert_string_equal(r.tenant, "dev-tenant");
+	assert_int_equal(emu_route_parse("POST", "localhost:443", "/ADFS/oauth2/token", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_TOKEN);
+	assert_true(r.adfs);
+	assert_int_equal(emu_route_parse("GET", "localhost", "/adfs/oauth2/token", &r), EMU_ROUTE_BAD_METHOD);
+	/* a tenant's own paths are not AD FS-shaped */
+	assert_int_equal(emu_route_parse("POST", "localhost", "/dev-tenant/oauth2/token", &r), EMU_ROUTE_OK);
+	assert_false(r.adfs);
+	assert_int_equal(emu_route_parse("GET", "localhost", "/subscriptions", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_ARM_SUBSCRIPTIONS);
+	assert_int_equal(emu_route_parse("GET", "localhost:443", "/tenants/", &r), EMU_ROUTE_OK);
+	assert_int_equal(r.op, EMU_OP_ARM_TENANTS);
+	assert_int_equal(emu_route_parse("POST", "localhost", "/subscriptions", &r), EMU_ROUTE_BAD_METHOD);
+	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/subscriptions", &r), EMU_ROUTE_NOT_FOUND);
+}
+
 static void api_versions(void **state)
 {
 	assert_true(emu_api_version_ok("7.0"));
@@ -156,6 +185,7 @@ static const struct CMUnitTest tests[] = {
 	CASE(routes_vault_and_mhsm_paths, "emulator - request parser routes vault and Managed HSM paths case-insensitively"),
 	CASE(rejects_bad_hosts_names_and_methods, "emulator - request parser rejects unknown hosts, bad key names and methods"),
 	CASE(routes_the_token_service, "emulator - request parser routes the token, OpenID, IMDS and App Service identity endpoints"),
+	CASE(routes_adfs_and_resource_manager, "emulator - request parser routes the AD FS-shaped token paths and Resource Manager's subscription and tenant lists"),
 	CASE(api_versions, "emulator - api-versions 7.0 to 7.6, 2025-07-01 and 7.4-preview.1 are known"),
 	CASE(form_bodies, "emulator - form bodies decode percent escapes and refuse NUL"),
 	CASE(operation_bodies, "emulator - wrap bodies accept padded base64url and refuse bad input"),
