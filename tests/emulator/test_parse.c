@@ -102,31 +102,34 @@ static void routes_the_token_service(void **state)
 
 static void routes_adfs_and_resource_manager(void **state)
 {
+	static const struct {
+		const char *method, *host, *path;
+		enum emu_route_status st;
+		enum emu_op op;
+		bool adfs;
+		const char *tenant;
+	} cases[] = {
+		{ "GET", "localhost", "/adfs/.well-known/openid-configuration", EMU_ROUTE_OK, EMU_OP_OPENID, true, "adfs" },
+		/* az resolves a tenant name that is not a GUID under the AD FS authority */
+		{ "GET", "localhost", "/adfs/dev-tenant/.well-known/openid-configuration", EMU_ROUTE_OK, EMU_OP_OPENID,
+		  true, "dev-tenant" },
+		{ "POST", "localhost:443", "/ADFS/oauth2/token", EMU_ROUTE_OK, EMU_OP_TOKEN, true, "ADFS" },
+		{ "GET", "localhost", "/adfs/oauth2/token", EMU_ROUTE_BAD_METHOD, EMU_OP_TOKEN, true, "adfs" },
+		/* a tenant's own paths are not AD FS-shaped */
+		{ "POST", "localhost", "/dev-tenant/oauth2/token", EMU_ROUTE_OK, EMU_OP_TOKEN, false, "dev-tenant" },
+		{ "GET", "localhost", "/subscriptions", EMU_ROUTE_OK, EMU_OP_ARM_SUBSCRIPTIONS, false, "" },
+		{ "GET", "localhost:443", "/tenants/", EMU_ROUTE_OK, EMU_OP_ARM_TENANTS, false, "" },
+		{ "POST", "localhost", "/subscriptions", EMU_ROUTE_BAD_METHOD, EMU_OP_ARM_SUBSCRIPTIONS, false, "" },
+		{ "GET", "dev.vault.localhost", "/subscriptions", EMU_ROUTE_NOT_FOUND, EMU_OP_NONE, false, "" },
+	};
 	struct emu_route r;
 
-	assert_int_equal(emu_route_parse("GET", "localhost", "/adfs/.well-known/openid-configuration", &r), EMU_ROUTE_OK);
-	assert_int_equal(r.op, EMU_OP_OPENID);
-	assert_true(r.adfs);
-	assert_string_equal(r.tenant, "adfs");
-	/* az resolves a tenant name that is not a GUID under the AD FS authority */
-	assert_int_equal(emu_route_parse("GET", "localhost", "/adfs/dev-tenant/.well-known/openid-configuration", &r),
-			 EMU_ROUTE_OK);
-	assert_int_equal(r.op, EMU_OP_OPENID);
-	assert_true(r.adfs);
-	assert_string_equal(r.tenant, "dev-tenant");
-	assert_int_equal(emu_route_parse("POST", "localhost:443", "/ADFS/oauth2/token", &r), EMU_ROUTE_OK);
-	assert_int_equal(r.op, EMU_OP_TOKEN);
-	assert_true(r.adfs);
-	assert_int_equal(emu_route_parse("GET", "localhost", "/adfs/oauth2/token", &r), EMU_ROUTE_BAD_METHOD);
-	/* a tenant's own paths are not AD FS-shaped */
-	assert_int_equal(emu_route_parse("POST", "localhost", "/dev-tenant/oauth2/token", &r), EMU_ROUTE_OK);
-	assert_false(r.adfs);
-	assert_int_equal(emu_route_parse("GET", "localhost", "/subscriptions", &r), EMU_ROUTE_OK);
-	assert_int_equal(r.op, EMU_OP_ARM_SUBSCRIPTIONS);
-	assert_int_equal(emu_route_parse("GET", "localhost:443", "/tenants/", &r), EMU_ROUTE_OK);
-	assert_int_equal(r.op, EMU_OP_ARM_TENANTS);
-	assert_int_equal(emu_route_parse("POST", "localhost", "/subscriptions", &r), EMU_ROUTE_BAD_METHOD);
-	assert_int_equal(emu_route_parse("GET", "dev.vault.localhost", "/subscriptions", &r), EMU_ROUTE_NOT_FOUND);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(emu_route_parse(cases[i].method, cases[i].host, cases[i].path, &r), cases[i].st);
+		assert_int_equal(r.op, cases[i].op);
+		assert_int_equal(r.adfs, cases[i].adfs);
+		assert_string_equal(r.tenant, cases[i].tenant);
+	}
 }
 
 static void api_versions(void **state)
