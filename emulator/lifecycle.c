@@ -27,7 +27,10 @@ static bool rotate_due(struct emu_world *w, struct emu_vault *vault, struct emu_
 	for (unsigned n = 0; n < EMU_CATCH_UP_MAX; n++) {
 		const struct emu_version *last;
 		struct emu_version *v;
+		enum emu_kty kty;
+		unsigned ops;
 		int64_t due;
+		int bits;
 
 		if (!(k = emu_store_key(vault, name)) || k->deleted || !k->nv || !k->policy.set)
 			break;
@@ -39,10 +42,9 @@ static bool rotate_due(struct emu_world *w, struct emu_vault *vault, struct emu_
 		if (due < last->created)
 			due = last->created;
 		snprintf(last_id, sizeof(last_id), "%s", last->id);
-		enum emu_kty kty = last->kty;
-		int bits = last->bits;
-		unsigned ops = last->ops;
-
+		kty = last->kty;
+		bits = last->bits;
+		ops = last->ops;
 		w->rotating = true;
 		pthread_mutex_unlock(&w->lock);
 		v = emu_version_generate(kty, bits, 65537, ops);
