@@ -494,6 +494,27 @@ static void fair_shares(kb_config *c, kb_err *err, parse_state *st)
 	}
 }
 
+/* kms_keys checks that each [kms:NAME] has a socket and names a configured key (startup and reload alike). */
+static void kms_keys(kb_config *c, kb_err *err, parse_state *st)
+{
+	for (int i = 0; i < c->nkms && !st->failed; i++) {
+		const kb_kmsconf *k = &c->kms[i];
+		bool found = false;
+
+		for (int n = 0; n < c->nkeys && !found; n++)
+			found = strcmp(c->keys[n].name, k->key) == 0;
+		if (k->socket == NULL || k->key[0] == '\0')
+			kb_err_set(err, KB_E_BAD_REQUEST, "%s: [kms:%s] needs socket and key", c->file, k->name);
+		else if (!found)
+			kb_err_set(err, KB_E_BAD_REQUEST,
+				   "%s: [kms:%s] key = %s: there is no [key:%s] section; add it, or name another key",
+				   c->file, k->name, k->key, k->key);
+		else
+			continue;
+		st->failed = true;
+	}
+}
+
 static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 {
 	kb_config *c = st->cfg;
@@ -514,6 +535,8 @@ static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 			st->failed = true;
 		}
 	}
+	if (!st->failed)
+		kms_keys(c, err, st);
 	if (!st->failed)
 		fair_shares(c, err, st);
 	if (st->failed) {
