@@ -23,6 +23,7 @@
 #include "keys.h"
 #include "fdlimit.h"
 #include "log.h"
+#include "options.h"
 #include "pool.h"
 #include "server.h"
 
@@ -36,6 +37,7 @@ static void usage(FILE *out)
 		"\n"
 		"  -c, --config FILE  the INI configuration (see keybrokerd.conf(5))\n"
 		"      --check        validate the config and every key: a line per key, exit 0 or 1\n"
+		"      --options      print every option: section, name, type, default, limits, doc\n"
 		"  -h, --help         this help\n"
 		"      --version      print the version\n"
 		"\n"
@@ -222,6 +224,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'C' },
+		{ "options", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -242,6 +245,7 @@ int main(int argc, char **argv)
 		case 'C': check_only = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("keybrokerd %s\n", KB_VERSION); return 0;
+		case 'O': kb_options_print(stdout); return 0;
 		case ':': return usage_error("%s needs a value (-c FILE)", argv[optind - 1]);
 		default:
 			/* a long option given a value it does not take reports as its letter */
