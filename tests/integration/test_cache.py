@@ -170,7 +170,7 @@ def datakey_reuse_limits(root):
     token = Token(root)
     keys = (token.key_section("uses", "aes-kek", "AES-KWP", "datakey_max_age = 1h\ndatakey_max_uses = 3") +
             token.key_section("bytes", "aes-kek", "AES-KWP", "datakey_max_age = 1h\ndatakey_max_bytes = 1000") +
-            token.key_section("age", "aes-kek", "AES-KWP", "datakey_max_age = 1s") +
+            token.key_section("age", "aes-kek", "AES-KWP", "datakey_max_age = 3s") +
             token.key_section("none", "aes-kek", "AES-KWP"))
     kb = Broker(root, token, keys=keys)
 
@@ -183,10 +183,13 @@ def datakey_reuse_limits(root):
     check(a[0][0] == a[1][0] == a[2][0] != a[3][0] and a[0][2] == a[2][2], "uses: same DEK thrice, then new")
     b = [dk("bytes", bytes=400) for _ in range(3)]
     check([x[1] for x in b] == [False, True, False], "bytes: reuse flags %s" % [x[1] for x in b])
+    # a 3 s max age: c2 comes well inside it even on a loaded machine; then ask until a new DEK
+    # comes, which must be no sooner than the max age after c1
+    t1 = time.monotonic()
     c1, c2 = dk("age"), dk("age")
-    time.sleep(1.1)
-    c3 = dk("age")
-    check(c2[1] and c1[0] == c2[0] and not c3[1] and c3[0] != c1[0], "age: reuse ends after max age")
+    check(c2[1] and c1[0] == c2[0], "age: reused within max age")
+    c3 = wait_for(lambda: (lambda d: None if d[1] else d)(dk("age")), 10, "a new DEK after max age", step=0.1)
+    check(c3[0] != c1[0] and time.monotonic() - t1 >= 3.0, "age: reuse ends at max age, not before")
     n1, n2 = dk("none"), dk("none")
     check(not n1[1] and not n2[1] and n1[0] != n2[0], "no reuse by default")
     u = kb.ok({"op": "unwrap", "blob": a[0][0]})
