@@ -166,6 +166,39 @@ def hits_cut_backend_calls(root):
     print("100 unwraps of one blob: hits=%d misses=%d backend calls=%d" % (c["hits"], c["misses"], calls))
 
 
+def ttl_jitter_spreads_expiry_and_never_lengthens_it(root):
+    """cache_ttl_jitter = 0.5 on an 8 s TTL: 40 DEKs cached by one batch at once leave the
+    cache spread over seconds, each no sooner than half the TTL and none after the TTL.
+    Without the jitter they would all go within the batch's own spread and one sweep (1 s)."""
+    token = Token(root)
+    ttl, jitter, n = 8.0, 0.5, 40
+    kb = Broker(root, token, broker_extra="cache_ttl = 8s\ncache_ttl_jitter = %g" % jitter)
+    blobs = [wrap(kb, "aes")[1] for _ in range(n)]
+    kb.ok({"op": "flush"})
+    c = Conn(kb.sock)
+    start = time.monotonic()
+    r = c.call({"op": "unwrap", "blobs": blobs})
+    end = time.monotonic()
+    check(r["ok"] and all(x["ok"] and x["cached"] is False for x in r["results"]), "one batch caches every DEK")
+    check(c.call({"op": "status"})["cache"]["entries"] == n, "%d DEKs cached" % n)
+    # every eviction is the sweep's (nothing looks these DEKs up again): note when the count drops
+    drops, last = [], n
+    while last and time.monotonic() - end < ttl + 3:
+        left = c.call({"op": "status"})["cache"]["entries"]
+        if left < last:
+            drops.append(time.monotonic())
+            last = left
+        time.sleep(0.05)
+    check(last == 0, "every DEK gone by the TTL and a sweep: %d left" % last)
+    first, final = drops[0] - start, drops[-1] - start
+    print("%d DEKs cached within %.2fs: evictions from %.2fs to %.2fs (TTL %gs, jitter %g)"
+          % (n, end - start, first, final, ttl, jitter))
+    check(first >= ttl * (1 - jitter), "no TTL cut by more than the jitter: the first left at %.2fs" % first)
+    check(final <= (end - start) + ttl + 1.5, "no TTL lengthened: the last left at %.2fs" % final)
+    check(final - first > (end - start) + 1.2,
+          "the jitter spreads the expiry: %.2fs from first to last, the batch took %.2fs" % (final - first, end - start))
+
+
 def datakey_reuse_limits(root):
     token = Token(root)
     keys = (token.key_section("uses", "aes-kek", "AES-KWP", "datakey_max_age = 1h\ndatakey_max_uses = 3") +
