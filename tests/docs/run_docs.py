@@ -29,13 +29,11 @@ changes how it is taken:
   <!-- docs-test: name=NAME -->             a shell block other pages may name
                                             as their prerequisite
 A page names what it needs from elsewhere with a marker of its own, before its
-first shell block that runs, on the line before the paragraph that tells the reader
-(which must link to that page, or say "install"):
+first shell block that runs, on the line before the paragraph that tells the
+reader (which must link to that page):
   <!-- docs-test: prerequisite=PAGE:NAME -->  the block NAME of PAGE (a path
                                             from the source root) runs first,
                                             in this page's session
-  <!-- docs-test: prerequisite=install -->  the programs an install puts on
-                                            PATH are there (see Session.install)
 A marker anywhere else, or an unknown one, is an error, so every skip is
 visible in the document and has a reason.
 
@@ -135,19 +133,15 @@ class Block:
         return [(n, t[2:]) for n, t in self.lines if t.startswith("$ ")]
 
 
-PREREQ = re.compile(r"^prerequisite=(install|([^\s:]+\.md):(\S+))$")
+PREREQ = re.compile(r"^prerequisite=([^\s:]+\.md):(\S+)$")
 
 
 def prerequisite(text, mline, paragraph):
-    """A page-level prerequisite marker: ("install", None) or (PAGE, NAME), checked against the paragraph it heads."""
+    """A page-level prerequisite marker: (PAGE, NAME), checked against the paragraph it heads."""
     m = PREREQ.match(text)
     if not m:
-        raise DocError("line %d: a prerequisite is prerequisite=install or prerequisite=PAGE.md:NAME" % mline)
-    if m.group(1) == "install":
-        if "install" not in paragraph:
-            raise DocError("line %d: prerequisite=install, but the paragraph after it does not say install" % mline)
-        return ("install", None)
-    page, name = m.group(2), m.group(3)
+        raise DocError("line %d: a prerequisite is prerequisite=PAGE.md:NAME" % mline)
+    page, name = m.group(1), m.group(2)
     if not re.search(r"\]\([^)]*\b%s\b[^)]*\)" % re.escape(os.path.basename(page)), paragraph):
         raise DocError("line %d: prerequisite %s, but the paragraph after it does not link to %s" %
                        (mline, text[len("prerequisite="):], page))
@@ -295,25 +289,6 @@ class Session:
         self.env = login_env(self.home)
         self.env.update(XDG_RUNTIME_DIR=run, KB_DOCS_OUT=self.out, KB_DOCS_SESSION=self.token)
         self.ports = {}
-
-    def install(self):
-        """What an install puts on PATH, without installing on this machine: each program meson would
-        install into a directory of the login's PATH is linked into a stand-in for that directory,
-        which goes on PATH just before it (so keybrokerd, in sbin, is there for root only, as on a
-        real install)."""
-        with open(os.path.join(BUILD, "meson-info", "intro-installed.json")) as f:
-            installed = json.load(f)
-        path = self.env["PATH"].split(":")
-        for built, dest in sorted(installed.items()):
-            where = os.path.dirname(dest)
-            if where not in path or not os.access(built, os.X_OK):
-                continue
-            stand_in = os.path.join(self.dir, ".install", where.lstrip("/"))
-            if not os.path.isdir(stand_in):
-                os.makedirs(stand_in)
-                path.insert(path.index(where), stand_in)
-            os.symlink(built, os.path.join(stand_in, os.path.basename(dest)))
-        self.env["PATH"] = ":".join(path)
 
     def start(self, argv, log, ready):
         """Starts argv in the session; ready(proc) says when it is up (waits at most 30 s)."""
@@ -477,8 +452,7 @@ def main():
     try:
         blocks = parse(os.path.join(SRC, name), prereqs)
         # steps: (key of its output file, the page it is from, the block), prerequisites first
-        steps = [("p%d" % k, page, named_block(page, want))
-                 for k, (page, want) in enumerate(prereqs) if page != "install"]
+        steps = [("p%d" % k, page, named_block(page, want)) for k, (page, want) in enumerate(prereqs)]
     except DocError as e:
         print("%s:%s" % (name, e))
         return 1
@@ -494,8 +468,6 @@ def main():
     try:
         for group in args.free_ports:
             session.free_ports(group.split(","))
-        if ("install", None) in prereqs:
-            session.install()
         if args.broker:
             session.broker()
         if args.emulator:
