@@ -332,7 +332,7 @@ static kb_config *config_new(const char *name)
 	c->file = xstrdup(name);
 	c->socket_mode = 0600;
 	c->workers = 2;
-	c->max_request_bytes = 0; /* unset: derived from max_batch in finish() */
+	c->max_request_bytes = 0; /* unset: sized in finish() and by the keys */
 	c->log_level = KB_LOG_INFO;
 	c->cache_ttl_ms = 300 * 1000;
 	c->health_interval_ms = 30 * 1000;
@@ -410,8 +410,11 @@ static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 			st->failed = true;
 		}
 	}
-	if (c->max_request_bytes == 0)
-		c->max_request_bytes = (size_t)c->max_batch * KB_BATCH_BLOB_BYTES + KB_BATCH_LINE_BYTES;
+	/* until the keys are open and their sizes known (kb_keyset_judge): the longest name, RSA-4096 */
+	c->max_request_bytes_set = c->max_request_bytes != 0;
+	if (!c->max_request_bytes_set)
+		c->max_request_bytes = kb_batch_request_bytes(c->max_batch,
+							      kb_blob_len_max(KB_KEY_NAME_MAX, KB_BATCH_UNKNOWN_WRAP));
 	if (!st->failed)
 		kms_keys(c, err, st);
 	if (!st->failed)
