@@ -42,7 +42,6 @@ static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 	return kb_parse_int(s, lo, hi, out);
 }
 
-
 static int fail(parse_state *st, const char *section, const char *name, const char *fmt,
 		const char *value)
 {
@@ -76,15 +75,9 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 			return fail(st, "broker", name, "unknown option; did you mean %s?", near);
 		return fail(st, "broker", name, "unknown option%s", "");
 	}
-	if (!kb_option_set(o, st->cfg, value, why, sizeof(why))) {
-		fail(st, "broker", name, "%s", why);
-		/* the hint is about the value given, not the refusal's words */
-		if (st->err && *kb_conf_comment_hint(value) && !*kb_conf_comment_hint(why)) {
-			size_t n = strlen(st->err->msg);
-			snprintf(st->err->msg + n, sizeof(st->err->msg) - n, "%s", kb_conf_comment_hint(value));
-		}
-		return 0;
-	}
+	/* the refusal quotes the value, so fail's comment hint still sees it */
+	if (!kb_option_set(o, st->cfg, value, why, sizeof(why)))
+		return fail(st, "broker", name, "%s", why);
 	return 1;
 }
 
