@@ -34,7 +34,7 @@ static bool on_loop_ok(kb_broker *b, const kb_job *j)
 	const kb_key *k = j->src;
 
 	return j->op == KB_OP_UNWRAP && !j->refresh && j->work == NULL && j->nwaiters == 1 &&
-	       j->waiters[0].batch == NULL && k != NULL && !k->async &&
+	       !j->waiters[0].batch_item && k != NULL && !k->async &&
 	       kb_loopcall_ok(&b->loopcall, kb_now_us(), k->unwrap_avg_us, b->cfg->loop_call_max_us,
 			      kb_pool_idle(b->pool));
 }
