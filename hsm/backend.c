@@ -238,25 +238,6 @@ static kb_code refuse_aes_on_vault(kb_keyconf *kc, const az_key *k, kb_err *err)
 			      az_alg_wire(kc->alg), k->conf.url.host);
 }
 
-/*
- * token_now gets the key's first token. A token that cannot be had (the
- * authority refuses the tenant or the credential, or does not answer) is an
- * outage of the key service as open reports it (backend.h): the broker
- * starts without the key and retries, as it does for a vault that is down.
- */
-static kb_code token_now(az_key *k, int slot, kb_err *err)
-{
-	char *token = NULL;
-	unsigned gen;
-	bool fresh;
-	kb_code rc = az_token_get(k->cred, &k->conf, &k->slots[slot], &token, &gen, &fresh, err);
-
-	az_secret_free(token);
-	if (rc == KB_E_AUTH_FAILED)
-		err->code = rc = KB_E_BACKEND_UNAVAILABLE;
-	return rc;
-}
-
 static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 {
 	az_key *k = calloc(1, sizeof(*k));
@@ -298,8 +279,6 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		rc = err->code;
 		goto fail;
 	}
-	if ((rc = token_now(k, ctl, err)) != KB_OK)
-		goto fail_where;
 	rc = az_keymat_fetch(k, ctl, az_pinned(k), &m, err);
 	if (rc != KB_OK)
 		goto fail_where;
