@@ -41,6 +41,8 @@ struct kb_kms_call {
 	grpc_metadata_array md;
 	grpc_byte_buffer *in;
 	grpc_byte_buffer *out;
+	grpc_slice out_slice;       /* the packed answer: our own reference, so it is wiped (gRPC takes the buffer's) */
+	bool have_out;
 	grpc_slice status_details;
 	bool have_details;
 	int cancelled;
@@ -120,11 +122,17 @@ static void call_free(kb_kms_call *c)
 		wipe_buffer(c->in);
 		grpc_byte_buffer_destroy(c->in);
 	}
-	if (c->out) {
-		/* sent by now (the call is done): the packed answer, a Decrypt's plaintext in it, is wiped */
-		wipe_buffer(c->out);
-		grpc_byte_buffer_destroy(c->out);
+	if (c->have_out) {
+		/*
+		 * sent by now (the call is done): the packed answer, a Decrypt's
+		 * plaintext in it, is wiped; gRPC moved the slices out of c->out
+		 * when it took the message, so it is wiped through our own reference
+		 */
+		OPENSSL_cleanse(GRPC_SLICE_START_PTR(c->out_slice), GRPC_SLICE_LENGTH(c->out_slice));
+		grpc_slice_unref(c->out_slice);
 	}
+	if (c->out)
+		grpc_byte_buffer_destroy(c->out);
 	if (c->have_details)
 		grpc_slice_unref(c->status_details);
 	grpc_call_details_destroy(&c->details);
@@ -511,7 +519,8 @@ void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
 
 		protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(s)); /* wiped in call_free */
 		c->out = grpc_raw_byte_buffer_create(&s, 1); /* shares s: it is sent, not copied */
-		grpc_slice_unref(s);
+		c->out_slice = s; /* our reference, let go in call_free */
+		c->have_out = true;
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
 		ops[n++].data.send_message.send_message = c->out;
 	}
