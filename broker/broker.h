@@ -71,6 +71,18 @@ typedef struct kb_key {
 	bool checked;
 	bool check_ok;
 
+	/*
+	 * outage.h: the key service was down when the key opened (state is
+	 * NULL) and a reopen is tried in the background; loop thread only
+	 */
+	bool down;
+	kb_err down_err;        /* why: requests for the key are answered with it */
+	int64_t down_since_ms;
+	int64_t retry_at_ms;    /* the next reopen is due (monotonic) */
+	int64_t retry_ms;       /* the backoff now */
+	int tries;
+	bool reopening;         /* a reopen runs on a worker */
+
 	/* health: the outcome of the last backend call */
 	bool healthy;
 	kb_code last_code;
@@ -247,6 +259,7 @@ typedef struct kb_broker {
 	int nconns;
 	bool draining;
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
+	kb_io_timer *outage_timer; /* outage.h: the reopens of keys whose service was down */
 	/*
 	 * The loop's gate (finish.h): the loop thread holds it while it works
 	 * and lets go only while it waits for events (loop_asleep), when a

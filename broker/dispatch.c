@@ -34,7 +34,7 @@ static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 	}
 	for (int i = 0; i < b->nkeys; i++) {
 		kb_key *k = &b->keys[i];
-		if (k->ops->claim_raw_blob && k->ops->claim_raw_blob(k->state, blob->kid))
+		if (k->state && k->ops->claim_raw_blob && k->ops->claim_raw_blob(k->state, blob->kid))
 			return k;
 	}
 	kb_err_set(err, KB_E_UNKNOWN_KEY,

@@ -509,16 +509,23 @@ void kb_health_end_learners(kb_health *h)
 
 bool kb_health_ready(kb_health *h, char *why, size_t cap)
 {
+	bool ready = true;
+	size_t n = 0;
+
 	track(h);
+	/* every key that is not ready is named, so an operator sees the whole outage at once */
 	for (int i = 0; i < h->b->nkeys; i++) {
 		hkey *k = find(h, h->b->keys[i].conf->name);
 		if (k == NULL || !k->st.ok) {
-			snprintf(why, cap, "%s", k ? k->st.text : "not checked yet");
+			int w = snprintf(why + n, n < cap ? cap - n : 0, "%s%s", ready ? "" : "; ",
+					 k ? k->st.text : "not checked yet");
+			n += w > 0 ? (size_t)w : 0;
+			ready = false;
 			if (k)
 				kb_health_poke(h, k->name);
-			return false;
 		}
 	}
-	snprintf(why, cap, "ok");
-	return true;
+	if (ready)
+		snprintf(why, cap, "ok");
+	return ready;
 }
