@@ -92,12 +92,13 @@ typedef struct kms {
 	int nbyfd;
 	int64_t idle_ms;
 	kb_io_timer *sweep;
+	bool over;              /* servers[0]'s: this sweep round closes the quiet connections */
 } kms;
 
 struct kb_kms_face {
 	kb_broker *b;
 	size_t heap0;           /* the heap in use when the face started */
-	bool over_budget;       /* the heap passed KMS_HEAP_BUDGET: logged once until it is back under */
+	size_t act_at;          /* quiet connections are closed when the heap reaches this */
 	const kb_io *io;
 	kb_connset *set;
 	kb_health *health;
@@ -191,28 +192,36 @@ static size_t heap_in_use(void)
 }
 
 /*
- * over_budget tells whether the heap grew past KMS_HEAP_BUDGET since the
- * face started; the first time in an episode it says so in the log.
+ * over_budget tells whether the heap reached f->act_at: KMS_HEAP_BUDGET past
+ * what it was when the face started, or, while an episode lasts (the heap
+ * has not come back under that), KMS_HEAP_BUDGET past where it was when the
+ * quiet connections were last closed: so one episode closes them once, and
+ * a new connection is not closed before its first call because the heap
+ * has not come down yet.
  */
 static bool over_budget(kb_kms_face *f)
 {
 	size_t now = heap_in_use();
-	bool over = now > f->heap0 + KMS_HEAP_BUDGET;
 
-	if (over && !f->over_budget)
-		kb_warn("kms: the heap grew by %zu MiB (more than %zu): closing every KMS connection without a call in flight; "
-			"gRPC gives back what a connection held when it closes (a peer resetting streams, HTTP/2 rapid reset, "
-			"grows it)",
-			(now - f->heap0) >> 20, KMS_HEAP_BUDGET >> 20);
-	f->over_budget = over;
-	return over;
+	if (now < f->heap0 + KMS_HEAP_BUDGET) {
+		f->act_at = f->heap0 + KMS_HEAP_BUDGET; /* no episode, or it is over */
+		return false;
+	}
+	if (now < f->act_at)
+		return false;
+	kb_warn("kms: the heap grew by %zu MiB (more than %zu): closing every KMS connection without a call in flight; "
+		"gRPC gives back what a connection held when it closes (a peer resetting streams, HTTP/2 rapid reset, "
+		"grows it)",
+		(now - f->heap0) >> 20, KMS_HEAP_BUDGET >> 20);
+	f->act_at = now + KMS_HEAP_BUDGET;
+	return true;
 }
 
 static void sweep(void *ctx)
 {
 	kms *k = ctx;
 	int64_t now = kb_now_ms();
-	bool over = over_budget(k->f);
+	bool over = k == &k->f->servers[0] ? over_budget(k->f) : k->f->servers[0].over;
 	kconn *next;
 
 	for (kconn *kc = k->conns; kc; kc = next) {
@@ -228,6 +237,7 @@ static void sweep(void *ctx)
 			close_conn(k, kc, k->f->b->cfg->idle_timeout_ms ? "had no call answered for longer than idle_timeout"
 								 : "had no call answered for longer than client_timeout");
 	}
+	k->over = over;
 	k->f->io->timer_arm(k->sweep, now + KMS_SWEEP_MS);
 }
 
@@ -352,6 +362,7 @@ kb_code kb_kms_face_start(kb_broker *b, const kb_io *io, kb_connset *set, kb_hea
 	f->io = io;
 	f->set = set;
 	f->heap0 = heap_in_use();
+	f->act_at = f->heap0 + KMS_HEAP_BUDGET;
 	f->health = health;
 	for (int i = 0; i < b->cfg->nkms; i++) {
 		f->n = i + 1;
