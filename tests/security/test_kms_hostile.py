@@ -24,8 +24,15 @@ from kmsfix import Kms, kms_section  # noqa: E402
 SHARED = "socket_mode = 0660\nsocket_group = nogroup\nallow_uids = root, nobody\n"
 FLOOD = os.path.join(HERE, "h2flood.py")
 MB = 1024 * 1024  # vmrss is in bytes
-SERVED_WITHIN = 2.0  # seconds: another uid's NDJSON status during the attack
-KMS_SERVED_WITHIN = 15.0  # seconds: a fresh KMS connection's Status while one gRPC server works through the flood
+# Under the sanitizers (scripts/test-sanitizers sets ASAN_OPTIONS) the daemon runs about three
+# times slower, and ASan's quarantine keeps up to 256 MB of freed memory out of reuse: the bounds
+# on time and RSS grow by that, and by nothing else.
+SANITIZED = "ASAN_OPTIONS" in os.environ
+SERVED_WITHIN = 2.0 * (3 if SANITIZED else 1)  # seconds: another uid's NDJSON status during the attack
+# seconds: a fresh KMS connection's Status while one gRPC server works through the flood
+KMS_SERVED_WITHIN = 15.0 * (4 if SANITIZED else 1)
+RSS_SLACK = 256 if SANITIZED else 0  # MB
+RSS_BOUND = (120 + RSS_SLACK) * MB
 
 
 def start(root, extra=""):
@@ -52,7 +59,7 @@ def healthy_status(path):
                 return kms.status().healthz == "ok"
             except Exception:  # noqa: BLE001 - UNAVAILABLE while the channel backs off
                 return False
-        wait_for(ok, 30, "a fresh KMS connection's Status ok")
+        wait_for(ok, KMS_SERVED_WITHIN + 15, "a fresh KMS connection's Status ok")
     finally:
         kms.close()
     return time.monotonic() - t0
@@ -107,7 +114,7 @@ def kms_rapid_reset_keeps_memory_bounded(root):
     less than 120 MB, and another uid and a fresh KMS connection are served within 2 s."""
     kb, path = start(root)
     rss0, fd0 = baseline(kb, path)
-    w = Watch(kb.proc.pid, rss0 + 400 * MB)
+    w = Watch(kb.proc.pid, rss0 + 400 * MB + RSS_SLACK * MB)
     p = subprocess.Popen([sys.executable, FLOOD, "reset", path, "10"], stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(2)  # two seconds into the attack: the figures below are taken under it
@@ -123,7 +130,7 @@ def kms_rapid_reset_keeps_memory_bounded(root):
     print("rapid reset: %s; RSS %d -> peak %d bytes, fds %d -> peak %d; nobody served in %.2f s, KMS Status in %.2f s"
           % (out.strip(), rss0, rss, fd0, nfd, took_other, took_kms))
     check(not w.over.is_set(), "RSS stayed under %d bytes: it passed it" % w.rss_limit)
-    check(rss - rss0 < 120 * MB, "RSS grew by less than 120 MB: %d bytes" % (rss - rss0))
+    check(rss - rss0 < RSS_BOUND, "RSS grew by less than %d MB: %d bytes" % (RSS_BOUND // MB, rss - rss0))
     check(nfd < fd0 + 50, "descriptors stayed bounded: %d -> %d" % (fd0, nfd))
     check(took_other < SERVED_WITHIN, "another uid served within %.0f s: %.2f s" % (SERVED_WITHIN, took_other))
     check(took_kms < KMS_SERVED_WITHIN, "a fresh KMS connection served within %.0f s: %.2f s" % (KMS_SERVED_WITHIN, took_kms))
@@ -136,7 +143,7 @@ def kms_100000_streams_on_one_connection_keep_memory_bounded(root):
     1.3 GB), the connection is closed, and another uid and a fresh KMS connection are served."""
     kb, path = start(root)
     rss0, fd0 = baseline(kb, path)
-    w = Watch(kb.proc.pid, rss0 + 400 * MB)
+    w = Watch(kb.proc.pid, rss0 + 400 * MB + RSS_SLACK * MB)
     p = subprocess.Popen([sys.executable, FLOOD, "streams", path, "100000"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -150,7 +157,7 @@ def kms_100000_streams_on_one_connection_keep_memory_bounded(root):
     print("100000 streams: %s written; RSS %d -> peak %d bytes, fds %d -> peak %d; nobody served in %.2f s, "
           "KMS Status in %.2f s" % (sent, rss0, rss, fd0, nfd, took_other, took_kms))
     check(not w.over.is_set(), "RSS stayed under %d bytes: it passed it" % w.rss_limit)
-    check(rss - rss0 < 120 * MB, "RSS grew by less than 120 MB: %d bytes" % (rss - rss0))
+    check(rss - rss0 < RSS_BOUND, "RSS grew by less than %d MB: %d bytes" % (RSS_BOUND // MB, rss - rss0))
     check(nfd < fd0 + 50, "descriptors stayed bounded: %d -> %d" % (fd0, nfd))
     check(took_other < SERVED_WITHIN, "another uid served within %.0f s: %.2f s" % (SERVED_WITHIN, took_other))
     check(took_kms < KMS_SERVED_WITHIN, "a fresh KMS connection served within %.0f s: %.2f s" % (KMS_SERVED_WITHIN, took_kms))
