@@ -174,7 +174,8 @@ static void check_timeouts(server *s, int64_t now)
 			why = "sent a partial line for longer than client_timeout";
 		else if (c->blocked_since_ms && now - c->blocked_since_ms > cfg->client_timeout_ms)
 			why = "left its answers unread for longer than client_timeout";
-		else if (cfg->idle_timeout_ms && c->inflight == 0 && c->out.len == 0 &&
+		/* a KMS connection's idle limit is its face's: gRPC says goodbye first (kms_face.c) */
+		else if (cfg->idle_timeout_ms && !c->shared && c->inflight == 0 && c->out.len == 0 &&
 			 now - c->last_activity_ms > cfg->idle_timeout_ms)
 			why = "was idle for longer than idle_timeout";
 		if (why) {
