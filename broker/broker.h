@@ -261,6 +261,12 @@ typedef struct kb_broker {
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
 	kb_io_timer *outage_timer; /* outage.h: the reopens of keys whose service was down */
 	/*
+	 * outage.h tells whoever registered here (the health face) that a key's
+	 * service is back, so the core never calls a face: NULL is nobody.
+	 */
+	void (*key_back)(void *ctx, const char *key);
+	void *key_back_ctx;
+	/*
 	 * The loop's gate (finish.h): the loop thread holds it while it works
 	 * and lets go only while it waits for events (loop_asleep), when a
 	 * worker may finish its own job in the loop's stead.
