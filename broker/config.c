@@ -199,8 +199,13 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 		if (!kb_parse_duration(value, &c->health_interval_ms) || c->health_interval_ms == 0)
 			return fail(st, "broker", name, "\"%s\" is not a positive duration such as 30s", value);
 	} else if (!strcmp(name, "metrics_listen")) {
-		if (*value == '\0' || (strchr(value, ':') == NULL && strspn(value, "0123456789") != strlen(value)))
-			return fail(st, "broker", name, "\"%s\" is not HOST:PORT such as 127.0.0.1:9464, or a PORT on loopback", value);
+		char host[256];
+		unsigned port;
+
+		if (!kb_parse_hostport(value, "127.0.0.1", host, sizeof(host), &port))
+			return fail(st, "broker", name,
+				    "\"%s\" is not HOST:PORT with a port up to 65535, such as 127.0.0.1:9464 "
+				    "(0.0.0.0:9464 for every interface), or a PORT on loopback", value);
 		free(c->metrics_listen);
 		c->metrics_listen = xstrdup(value);
 	} else {

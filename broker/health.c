@@ -29,6 +29,7 @@ typedef struct hkey {
 	struct kb_health *h;
 	char name[KB_KEY_NAME_MAX + 1];
 	kb_health_state st;
+	char brief[KB_KEY_NAME_MAX + 96]; /* what /readyz may show anyone: the key, the step, the code */
 	bool running;            /* a check is in flight */
 	int64_t next_ms;         /* the next check is due */
 	uint8_t probe[PROBE_LEN];
@@ -178,6 +179,7 @@ static void check_done(hkey *k, bool ok, const char *step, const char *code, con
 	} else {
 		k->st.failures++;
 		snprintf(k->st.text, sizeof(k->st.text), "key %s: %s failed: %s: %s", k->name, step, code, msg);
+		snprintf(k->brief, sizeof(k->brief), "key %s: %s failed: %s", k->name, step, code);
 		if (k->st.ok || k->st.checks == 1)
 			kb_warn("health check of %s", k->st.text);
 	}
@@ -490,14 +492,17 @@ void kb_health_end_learners(kb_health *h)
 		finish_learners(h->keys[i]);
 }
 
-bool kb_health_ready(kb_health *h, char *why, size_t cap)
+bool kb_health_ready(kb_health *h, bool poke, char *why, size_t cap)
 {
 	track(h);
 	for (int i = 0; i < h->b->nkeys; i++) {
 		hkey *k = find(h, h->b->keys[i].conf->name);
 		if (k == NULL || !k->st.ok) {
-			snprintf(why, cap, "%s", k ? k->st.text : "not checked yet");
-			if (k)
+			if (k == NULL || !k->st.checked)
+				snprintf(why, cap, "key %s: not checked yet", h->b->keys[i].conf->name);
+			else
+				snprintf(why, cap, "%s", k->brief);
+			if (k && poke)
 				kb_health_poke(h, k->name);
 			return false;
 		}

@@ -193,8 +193,8 @@ static void backend_metrics(kb_broker *b, kb_buf *t)
 	}
 }
 
-/* peer_metrics writes the fairness refusals (peer.h): by limit, and by peer for the peers still known. */
-static void peer_metrics(kb_broker *b, kb_buf *t)
+/* peer_metrics writes the fairness refusals (peer.h): by limit, and (with peers) by peer for the peers still known. */
+static void peer_metrics(kb_broker *b, kb_buf *t, bool peers)
 {
 	char labels[128];
 
@@ -206,6 +206,8 @@ static void peer_metrics(kb_broker *b, kb_buf *t)
 		snprintf(labels, sizeof(labels), "limit=\"%s\"", kb_peer_limit_name((kb_peer_limit)l));
 		metric(t, "keybroker_busy_refusals_total", labels, (double)b->peers->refused[l]);
 	}
+	if (!peers)
+		return;
 	help(t, "keybroker_peer_busy_refusals_total", "counter",
 	     "Busy refusals of each peer (uid, pid) still connected or refused within the last minute, by limit.");
 	for (const kb_peer *p = b->peers->list; p; p = p->next) {
@@ -248,13 +250,13 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 {
 	kb_buf t = { 0 };
 
-	kb_report_prometheus(b, &t);
+	kb_report_prometheus(b, &t, true);
 	kb_jw_key(o, "text");
 	kb_jw_strn(o, t.data ? t.data : "", t.len);
 	kb_buf_free(&t);
 }
 
-void kb_report_prometheus(kb_broker *b, kb_buf *out)
+void kb_report_prometheus(kb_broker *b, kb_buf *out, bool peers)
 {
 	const kb_counters *n = &b->counters;
 	const struct single cache_counters[] = {
@@ -311,7 +313,7 @@ void kb_report_prometheus(kb_broker *b, kb_buf *out)
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"flush\"", (double)b->cache.evictions[KB_EVICT_FLUSH]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"replace\"", (double)b->cache.evictions[KB_EVICT_REPLACE]);
 	singles(&t, cache_and_conns, sizeof(cache_and_conns) / sizeof(cache_and_conns[0]));
-	peer_metrics(b, &t);
+	peer_metrics(b, &t, peers);
 	backend_metrics(b, &t);
 	kms_metrics(b, &t);
 	kb_buf_append(out, t.data ? t.data : "", t.len);
