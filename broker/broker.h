@@ -69,6 +69,7 @@ typedef struct kb_key {
 	/* health.c's last real check (get, wrap, unwrap): not yet, passed or failed */
 	bool checked;
 	bool check_ok;
+	char check_error[512];  /* what failed and why; status shows it, /readyz only the code */
 
 	/* health: the outcome of the last backend call */
 	bool healthy;
@@ -244,6 +245,8 @@ typedef struct kb_broker {
 	int nconns;
 	bool draining;
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
+	struct kb_connset *conns;  /* the loop's client connections (conn.h), for a reload's re-check (revoke.h) */
+	struct kb_revoke_hook *revoke_hooks; /* the faces' re-checks of their own connections (revoke.h) */
 	/*
 	 * The loop's gate (finish.h): the loop thread holds it while it works
 	 * and lets go only while it waits for events (loop_asleep), when a

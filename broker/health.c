@@ -190,6 +190,7 @@ static void check_done(hkey *k, bool ok, const char *step, const char *code, con
 	if ((key = kb_key_find(h->b, k->name)) != NULL) {
 		key->checked = true;
 		key->check_ok = ok;
+		snprintf(key->check_error, sizeof(key->check_error), "%s", ok ? "" : k->st.text);
 	}
 	k->next_ms = now + h->b->cfg->health_interval_ms;
 	if (!h->stopping)

@@ -39,6 +39,19 @@ static void cache_classes(const kb_arena *a, kb_buf *o)
 	kb_jw_raw(o, "]");
 }
 
+/* metrics_listen says where the HTTP operator endpoints listen, and whether that is every interface */
+static void metrics_listen(const kb_config *cfg, kb_buf *o)
+{
+	char host[256];
+	unsigned port;
+
+	if (cfg->metrics_listen == NULL || !kb_parse_hostport(cfg->metrics_listen, "127.0.0.1", host, sizeof(host), &port))
+		return;
+	kb_jw_raw(o, ",\"metrics_listen\":{\"address\":");
+	kb_jw_str(o, cfg->metrics_listen);
+	kb_jw_raw(o, kb_host_is_any(host) ? ",\"every_interface\":true}" : ",\"every_interface\":false}");
+}
+
 void kb_report_status(kb_broker *b, kb_buf *o)
 {
 	const kb_counters *n = &b->counters;
@@ -71,6 +84,10 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 		kb_jw_raw(o, k->healthy ? ",\"healthy\":true" : ",\"healthy\":false");
 		if (k->checked) /* health.c runs with a [kms:] socket or metrics_listen */
 			kb_jw_raw(o, k->check_ok ? ",\"check\":\"ok\"" : ",\"check\":\"failed\"");
+		if (k->checked && !k->check_ok) {
+			kb_jw_key(o, "check_error");
+			kb_jw_str(o, k->check_error);
+		}
 		if (k->last_code != KB_OK) {
 			kb_jw_key(o, "last_error");
 			kb_jw_str(o, kb_code_name(k->last_code));
@@ -80,6 +97,8 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 		calls += sum(k->backend_calls, KB_BOP_COUNT);
 	}
 	kb_jw_raw(o, "]");
+
+	metrics_listen(b->cfg, o);
 
 	kb_jw_raw(o, ",\"counters\":{\"requests\":");
 	kb_jw_i64(o, (int64_t)sum(n->requests, KB_OP_COUNT));

@@ -483,6 +483,7 @@ static void teardown(server *s)
 		kb_conn_close(s->conns.list);
 	kb_connset_detach(&s->conns);
 	s->b->peers = NULL;
+	s->b->conns = NULL;
 	kb_peers_free(&s->conns.peers);
 	remove_socket(s);
 	if (s->epfd >= 0)
@@ -729,6 +730,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	kb_fdlimit_init(&b->fdlimit);
 	s.listen_rest = io_timer_new(&s, listen_again, &s);
 	b->peers = &s.conns.peers;
+	b->conns = &s.conns;
 	kb_broker_attach_io(b, &s.io);
 	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */
 	if (((b->cfg->nkms > 0 || b->cfg->metrics_listen) &&
