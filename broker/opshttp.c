@@ -29,9 +29,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -40,9 +38,8 @@
 #include "opshttp.h"
 #include "report.h"
 
-#define ACCEPT_BATCH 16u                 /* accepts between two runs of libmicrohttpd */
+#define ACCEPT_BATCH 8u                  /* accepts between two runs of libmicrohttpd (< KB_OPSHTTP_PER_ADDR / 2) */
 #define TABLE (2u * KB_OPSHTTP_CONNS + ACCEPT_BATCH) /* live, and shut down but not yet closed */
-#define FACE_NICE 10                     /* the face's thread yields the CPU to the loop */
 
 enum { TAG_LISTEN = 1, TAG_WAKE, TAG_MHD };
 
@@ -50,6 +47,8 @@ typedef struct hconn {
 	bool used;
 	bool dropped;           /* shut down by us; libmicrohttpd has yet to close it */
 	bool suspended;         /* waits for a snapshot */
+	bool served;            /* a request of it came whole */
+	uint64_t run;           /* the run of libmicrohttpd it was accepted before */
 	int fd;
 	struct MHD_Connection *mc;
 	int family;
@@ -93,6 +92,7 @@ struct kb_opshttp {
 	int epfd;
 	struct MHD_Daemon *d;
 	hconn conns[TABLE];
+	uint64_t runs;          /* runs of libmicrohttpd after accepts */
 	bool resting;           /* the listener is out of epoll for want of descriptors */
 	int64_t rest_until_ms;
 };
@@ -209,8 +209,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 	if (k == NULL || k->dropped)
 		return MHD_NO;
-	if (*state == NULL) /* a new request, whole (a GET has no body to wait for) */
+	if (*state == NULL) { /* a new request, whole (a GET has no body to wait for) */
 		k->since_ms = now;
+		k->served = true;
+	}
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return reply_text(c, 405, "only GET\n");
 	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/healthz") != 0 && strcmp(url, "/readyz") != 0)
@@ -286,53 +288,62 @@ static bool same_addr(const hconn *a, const hconn *b)
 	return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
-/* oldest is addr's (or, addr NULL, any address's) live connection that has waited longest */
-static hconn *oldest(kb_opshttp *h, const hconn *addr)
+/*
+ * by_address_rank orders connections by address, then the first to go first:
+ * one that has not sent a whole request before one that has, one that had a
+ * run of libmicrohttpd to send it (so not one whose request waits unread
+ * since its accept) before one that has not, then the oldest.
+ */
+static int by_address_rank(const void *pa, const void *pb, void *runs)
 {
-	hconn *o = NULL;
+	const hconn *a = *(const hconn *const *)pa, *b = *(const hconn *const *)pb;
+	uint64_t fresh_run = *(const uint64_t *)runs;
+	int d = a->family - b->family;
 
-	for (unsigned i = 0; i < TABLE; i++) {
-		hconn *k = &h->conns[i];
-		if (k->used && !k->dropped && (addr == NULL || same_addr(k, addr)) && (o == NULL || k->since_ms < o->since_ms))
-			o = k;
-	}
-	return o;
+	if (d == 0)
+		d = memcmp(a->addr, b->addr, sizeof(a->addr));
+	if (d == 0)
+		d = (int)a->served - (int)b->served;
+	if (d == 0)
+		d = (int)(a->run == fresh_run) - (int)(b->run == fresh_run);
+	return d ? d : (a->since_ms > b->since_ms) - (a->since_ms < b->since_ms);
 }
 
-static unsigned live_of(kb_opshttp *h, const hconn *addr)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < TABLE; i++)
-		if (h->conns[i].used && !h->conns[i].dropped && (addr == NULL || same_addr(&h->conns[i], addr)))
-			n++;
-	return n;
-}
-
-/* make_room drops a connection when a newcomer from k's address would pass a limit */
+/*
+ * make_room drops a connection when a newcomer from k's address would pass a
+ * limit: that address's first to go (by_address_rank) at KB_OPSHTTP_PER_ADDR,
+ * else at KB_OPSHTTP_CONNS the first to go of the address holding the most.
+ * Sorting the (at most TABLE) live ones keeps each accept cheap under a
+ * flood of them.
+ */
 static void make_room(kb_opshttp *h, const hconn *k)
 {
-	const hconn *most = NULL;
-	unsigned most_n = 0;
+	hconn *live[TABLE], *victim = NULL;
+	unsigned n = 0, mine = 0, most = 0;
 
-	if (live_of(h, k) >= KB_OPSHTTP_PER_ADDR) {
-		drop(oldest(h, k));
+	for (unsigned i = 0; i < TABLE; i++)
+		if (h->conns[i].used && !h->conns[i].dropped) {
+			live[n++] = &h->conns[i];
+			mine += same_addr(&h->conns[i], k);
+		}
+	if (n < KB_OPSHTTP_CONNS && mine < KB_OPSHTTP_PER_ADDR)
 		return;
-	}
-	if (live_of(h, NULL) < KB_OPSHTTP_CONNS)
-		return;
-	for (unsigned i = 0; i < TABLE; i++) {
-		const hconn *c = &h->conns[i];
-		unsigned n;
-		if (!c->used || c->dropped || (most && same_addr(c, most)))
-			continue;
-		if ((n = live_of(h, c)) > most_n) {
-			most = c;
-			most_n = n;
+	qsort_r(live, n, sizeof(live[0]), by_address_rank, &h->runs);
+	for (unsigned i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && same_addr(live[j], live[i]); j++)
+			;
+		/* live[i] is the first to go of an address that holds j - i */
+		if (mine >= KB_OPSHTTP_PER_ADDR && same_addr(live[i], k)) {
+			drop(live[i]);
+			return;
+		}
+		if (j - i > most) {
+			most = j - i;
+			victim = live[i];
 		}
 	}
-	if (most)
-		drop(oldest(h, most));
+	if (victim)
+		drop(victim);
 }
 
 static void listen_watch(kb_opshttp *h, bool on)
@@ -366,7 +377,7 @@ static void accept_some(kb_opshttp *h)
 			close(fd);
 			continue;
 		}
-		*k = (hconn){ .fd = fd, .family = sa.ss_family, .since_ms = kb_now_ms() };
+		*k = (hconn){ .fd = fd, .family = sa.ss_family, .since_ms = kb_now_ms(), .run = h->runs };
 		if (sa.ss_family == AF_INET)
 			memcpy(k->addr, &((struct sockaddr_in *)&sa)->sin_addr, 4);
 		else if (sa.ss_family == AF_INET6)
@@ -410,8 +421,6 @@ static void *serve(void *arg)
 {
 	kb_opshttp *h = arg;
 
-	/* a flood of scrapes must not take the CPU from the loop (errors: it runs at the daemon's nice) */
-	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), FACE_NICE);
 	for (;;) {
 		struct epoll_event evs[8];
 		MHD_UNSIGNED_LONG_LONG mhd_ms;
@@ -445,6 +454,7 @@ static void *serve(void *arg)
 			if (evs[i].data.u64 == TAG_LISTEN && !h->resting) {
 				accept_some(h);
 				MHD_run(h->d);
+				h->runs++;
 			}
 	}
 	resume_all(h); /* they answer from the last snapshot */

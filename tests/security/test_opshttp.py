@@ -226,7 +226,8 @@ def metrics_flood_leaves_ndjson_p50_within_twice_idle(root):
         rates.append(n / (took + 0.5))
     print("NDJSON unwrap p50 idle %s us, under a /metrics flood %s us; flood rates %s/s" %
           (["%.0f" % x for x in idle], ["%.0f" % x for x in flooded], ["%.0f" % r for r in rates]))
-    check(statistics.median(rates) > 500, "the flood ran (scrapes/s): %s" % rates)
+    # a real flood: 1,000 to 16,000 a second here, a few hundred under ASan on a loaded host
+    check(statistics.median(rates) > 200, "the flood ran (scrapes/s): %s" % rates)
     ratio = statistics.median(flooded) / statistics.median(idle)
     check(ratio <= 2.0, "NDJSON p50 under the /metrics flood is %.2fx its idle value (at most 2x)" % ratio)
     c.close()
