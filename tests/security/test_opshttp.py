@@ -123,8 +123,9 @@ def healthz_answers_through_slowloris(root):
 
 
 def healthz_answers_while_5000_idle_connections_are_held(root):
-    """5,000 TCP connections opened and held without a byte leave each /healthz probe answered
-    within 1 s, and the daemon's descriptors bounded."""
+    """5,000 TCP connections opened at once and held without a byte: once the daemon has taken
+    the burst, each /healthz probe answers within 1 s, and the daemon's descriptors stay bounded.
+    (Before, no probe was answered while they were held.)"""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 6000:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
@@ -136,6 +137,13 @@ def healthz_answers_while_5000_idle_connections_are_held(root):
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", port))
             held.append(s)
+        # the burst itself: the daemon takes the 5,000 from its backlog (0.1 to 0.2 s here, longer
+        # under ASan, when the backlog overflows and a probe waits for a SYN retry); then, while
+        # they are held, every probe answers within the bound
+        t0 = time.monotonic()
+        st, body, took = http_get(port, "/healthz", 10)
+        check(st == 200, "the first probe after the burst: %s %r after %.2f s" % (st, body, took))
+        print("the first probe after the burst of 5,000 answered in %.3f s" % (time.monotonic() - t0))
         probes_answer_in_time(port, 8, "5,000 idle connections held")
         fds = open_fds(kb.proc.pid)
         check(fds < 200, "the daemon holds a bounded number of descriptors: %d" % fds)
