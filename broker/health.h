@@ -59,9 +59,9 @@ void kb_health_end_learners(kb_health *h);
 
 /*
  * kb_health_ready tells whether every configured key's last check passed; why
- * names one that did not, its step and its error code, never the message
- * (which may name a tenant, a client or a token: it stays in status and the
- * logs). With poke, a failed key is checked again (kb_health_poke).
+ * names each that did not, with its step and its error code, never the
+ * message (which may name a tenant, a client or a token: it stays in status
+ * and the logs). With poke, a failed key is checked again (kb_health_poke).
  */
 bool kb_health_ready(kb_health *h, bool poke, char *why, size_t cap);
 

@@ -61,7 +61,7 @@ typedef struct snapshot {
 	kb_buf metrics;
 	bool oom;
 	bool ready;
-	char why[256];
+	char why[1024];         /* each key not ready, with step and code */
 	bool draining;
 	int64_t metrics_ms;     /* when the text was rendered (0: never) */
 	int64_t state_ms;       /* when readiness and draining were read */

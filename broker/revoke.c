@@ -12,21 +12,6 @@
 #include "policy.h"
 #include "revoke.h"
 
-void kb_revoke_hook_add(kb_broker *b, kb_revoke_hook *h)
-{
-	h->next = b->revoke_hooks;
-	b->revoke_hooks = h;
-}
-
-void kb_revoke_hook_remove(kb_broker *b, kb_revoke_hook *h)
-{
-	for (kb_revoke_hook **p = &b->revoke_hooks; *p; p = &(*p)->next)
-		if (*p == h) {
-			*p = h->next;
-			return;
-		}
-}
-
 /* denied tells whether c's peer is refused now; if so it has audited and logged the close */
 static bool denied(kb_broker *b, kb_conn *c, char *why, size_t cap)
 {
@@ -41,13 +26,17 @@ static bool denied(kb_broker *b, kb_conn *c, char *why, size_t cap)
 	return true;
 }
 
-/* close_revoked says why on c, when no half-written answer is in the way, then closes it */
+/*
+ * close_revoked closes c, first saying why on an NDJSON connection when no
+ * half-written answer is in the way (a KMS connection's socket is gRPC's to
+ * write: its close, a shutdown, makes gRPC drop it).
+ */
 static void close_revoked(kb_conn *c, const char *why)
 {
 	kb_buf o = { 0 };
 	kb_err err;
 
-	if (c->out.len == 0) {
+	if (c->face[0] == '\0' && !c->shared && c->out.len == 0) {
 		kb_err_set(&err, KB_E_PERMISSION_DENIED, "%s: the broker's policy changed, the connection is closed", why);
 		kb_jw_error(&o, "null", &err);
 		if (o.data && send(c->fd, o.data, o.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -67,21 +56,4 @@ void kb_revoke_recheck(kb_broker *b)
 		if (c->fd >= 0 && denied(b, c, why, sizeof(why)))
 			close_revoked(c, why);
 	}
-	for (kb_revoke_hook *h = b->revoke_hooks, *hn; h; h = hn) {
-		hn = h->next; /* a hook may remove itself */
-		h->recheck(h->ctx, b);
-	}
-}
-
-bool kb_revoke_may_stay(kb_broker *b, const char *face, uid_t uid, gid_t gid, pid_t pid, const char *exe)
-{
-	kb_conn c = { .fd = -1 }; /* what the audit line reads of a connection */
-	char why[256];
-
-	c.uid = uid;
-	c.gid = gid;
-	c.pid = pid;
-	snprintf(c.exe, sizeof(c.exe), "%s", exe ? exe : "");
-	snprintf(c.face, sizeof(c.face), "%s", face ? face : "");
-	return !denied(b, &c, why, sizeof(why));
 }
