@@ -390,6 +390,62 @@ def reload_that_revokes_a_uid_closes_its_connections(root):
     mine.close()
 
 
+# A KMS v2 client of another uid (kube-apiserver's stand-in, tests/kms/kmsfix.py) that holds its
+# channel: Status, then on a line on stdin Status again; each result is printed as [code, details].
+_KMS_HOLDER = r'''
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import kmsfix
+k = kmsfix.Kms(sys.argv[1])
+def ask():
+    code, details = k.code_of(k.status)
+    print(json.dumps([code.name if code else None, details]), flush=True)
+ask()
+sys.stdin.readline()
+ask()
+'''
+
+
+def reload_that_revokes_a_uid_closes_its_kms_connections(root):
+    """The same on a KMS v2 socket: the connection nobody's gRPC client holds is shut down by the
+    reload (gRPC then reconnects and is refused at connect), with one audit line naming the face."""
+    shareable(root)
+    token = Token(root)
+    audit = os.path.join(root, "audit.log")
+    kms_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kms")
+    sys.path.insert(0, kms_dir)
+    import kmsfix  # noqa: E402
+    path, section = kmsfix.kms_section(root)
+    shared = "socket_mode = 0660\nsocket_group = nogroup\naudit_log = %s\n" % audit
+    keys = token.key_section("rsa", "rsa-kek", "RSA-OAEP") + section
+    kb = Broker(root, token, keys=keys, broker_extra=shared + "allow_uids = root nobody\n")
+    mine = kmsfix.Kms(path)
+    wait_for(lambda: mine.code_of(mine.status)[0] is None, 20, "root's KMS Status")
+    peer = subprocess.Popen(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+                             sys.executable, "-c", _KMS_HOLDER, path, kms_dir], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, cwd="/")
+    try:
+        first = json.loads(peer.stdout.readline())
+        check(first[0] is None, "nobody's KMS Status before the reload: %s" % first)
+        Broker(root, token, keys=keys, broker_extra=shared + "allow_uids = root\n", start=False)
+        kb.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: reloaded" in kb.log_text(), 10, "the reload")
+        peer.stdin.write(b"go\n")
+        peer.stdin.flush()
+        second = json.loads(peer.stdout.readline())
+        check(second[0] == "UNAVAILABLE", "nobody's KMS connection is gone after the reload: %s" % second)
+    finally:
+        peer.kill()
+        peer.wait()
+    check(mine.code_of(mine.status)[0] is None, "root's KMS channel still serves")
+    revoked = [l for l in audit_lines(audit) if l.get("op") == "disconnect"]
+    check(len(revoked) == 1 and revoked[0]["uid"] == 65534 and revoked[0].get("face") == "kms:k8s" and
+          revoked[0]["result"] == "permission_denied", "one audit line for the KMS connection: %s" % revoked)
+    logged = [l for l in kb.log_text().splitlines() if "closing a kms:k8s connection of uid 65534" in l]
+    check(len(logged) == 1, "one log line: %s" % logged)
+    mine.close()
+
+
 def field_given_twice_is_refused(root):
     """{"op":"status","op":"rotate"} and every other name given twice in one object (escaped or
     nested too) is refused bad_request naming it; the connection keeps serving."""
@@ -417,4 +473,5 @@ if __name__ == "__main__":
                                  http_port_shows_no_peer_and_readyz_no_message,
                                  metrics_listen_is_checked_as_startup_checks_it,
                                  reload_that_revokes_a_uid_closes_its_connections,
+                                 reload_that_revokes_a_uid_closes_its_kms_connections,
                                  field_given_twice_is_refused)})
