@@ -318,6 +318,7 @@ static void teardown(server *s)
 		kb_conn_close(s->conns.list);
 	kb_connset_detach(&s->conns);
 	s->b->peers = NULL;
+	s->b->conns = NULL;
 	kb_peers_free(&s->conns.peers);
 	remove_socket(s);
 	if (s->epfd >= 0)
@@ -568,6 +569,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		return rc;
 	}
 	b->peers = &s.conns.peers;
+	b->conns = &s.conns;
 	kb_broker_attach_io(b, &s.io);
 	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */
 	if (((b->cfg->nkms > 0 || b->cfg->metrics_listen) &&
