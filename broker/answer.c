@@ -31,6 +31,7 @@ void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
 {
 	kb_err aerr;
 
+	kb_loop_assert_owner();
 	b->counters.errors[w->op]++;
 	/* an error answer goes out even if the audit log is down: it does nothing */
 	if (kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
@@ -53,6 +54,7 @@ bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int 
 	/* status and metrics only read the broker's own counters: not audited */
 	bool audited = w->op != KB_OP_STATUS && w->op != KB_OP_METRICS;
 
+	kb_loop_assert_owner();
 	if (audited && kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
 		kb_log_err("%s", err.msg);
 		b->counters.errors[w->op]++;
@@ -87,6 +89,7 @@ void kb_answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_c
 {
 	kb_buf *o;
 
+	kb_loop_assert_owner();
 	if (!kb_answer_begin(b, w, e->version, stale ? 2 : 1, NULL))
 		return;
 	o = out_of(w);

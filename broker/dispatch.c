@@ -379,11 +379,12 @@ static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
 
 void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
 {
-	static __thread kb_request req; /* large: keep it off the stack, and the loop is one thread */
+	static __thread kb_request req; /* large: off the stack; per thread, as the token's holder is not always the loop's thread */
 	kb_waiter w = { .conn = c, .start_us = kb_now_us() };
 	kb_key *k = NULL;
 	kb_err err;
 
+	kb_loop_assert_owner();
 	if (kb_proto_parse(line, n, &req, &err) != KB_OK) {
 		w.op = req.op;
 		memcpy(w.id_json, req.id_json, sizeof(w.id_json));

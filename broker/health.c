@@ -436,6 +436,7 @@ const kb_health_state *kb_health_get(kb_health *h, const char *key)
 {
 	hkey *k;
 
+	kb_loop_assert_owner();
 	track(h);
 	k = kb_key_find(h->b, key) ? find(h, key) : NULL;
 	return k ? &k->st : NULL;
@@ -445,6 +446,7 @@ void kb_health_poke(kb_health *h, const char *key)
 {
 	hkey *k = find(h, key);
 
+	kb_loop_assert_owner();
 	if (k && k->st.checked && !k->st.ok && kb_now_ms() - k->st.checked_ms >= RETRY_MS)
 		start_check(k);
 }
@@ -467,6 +469,7 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 	hkey *k;
 	learner *l;
 
+	kb_loop_assert_owner();
 	track(h);
 	if ((k = find(h, key)) == NULL || h->stopping)
 		return KB_E_UNKNOWN_KEY;
@@ -486,12 +489,14 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 
 void kb_health_end_learners(kb_health *h)
 {
+	kb_loop_assert_owner();
 	for (int i = 0; h && i < h->nkeys; i++)
 		finish_learners(h->keys[i]);
 }
 
 bool kb_health_ready(kb_health *h, char *why, size_t cap)
 {
+	kb_loop_assert_owner();
 	track(h);
 	for (int i = 0; i < h->b->nkeys; i++) {
 		hkey *k = find(h, h->b->keys[i].conf->name);

@@ -7,7 +7,7 @@
  * inproc is one connection, owned by the loop, with the credentials of the
  * peer it stands for; its answers come back over a socketpair and are handed
  * to each request's callback as parsed JSON. The loop's thread only, or a
- * thread that holds the loop's gate while the loop sleeps (finish.h).
+ * thread that holds the loop token while the loop sleeps (finish.h).
  */
 #ifndef KB_INPROC_H
 #define KB_INPROC_H

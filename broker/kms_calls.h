@@ -8,7 +8,7 @@
  * policy, cache, single flight, limits, audit. Every answer or failure goes
  * back with kb_kms_call_reply; failures carry a specific gRPC code and a
  * message that starts with keybroker's error code. The loop's thread, or
- * one holding the loop's gate while it sleeps (kms_face.c).
+ * one holding the loop token while it sleeps (kms_face.c).
  */
 #ifndef KB_KMS_CALLS_H
 #define KB_KMS_CALLS_H

@@ -1,6 +1,6 @@
 /*
  * kms_face.c: the KMS v2 sockets (see kms_face.h): accepting and checking
- * peers, answering calls on gRPC's thread under the loop's gate while the
+ * peers, answering calls on gRPC's thread holding the loop token while the
  * loop sleeps or else handing them to the loop (an inbox and an eventfd),
  * and one in-process connection per peer uid and gid, through which
  * kms_calls.c answers them.
@@ -120,10 +120,10 @@ static void wake_loop(kms *k)
 
 /*
  * run_here answers c on the gRPC thread while the loop waits for events: it
- * takes the loop's gate, as a worker that ends its own job does (finish.h),
+ * takes the loop token, as a worker that ends its own job does (finish.h),
  * and makes the call's request just as the loop would, so a cache hit is
  * answered with no hand-off at all. A call that is not answered before the
- * gate is let go has started a job (or a check); the loop is then woken, as
+ * token is given back has started a job (or a check); the loop is then woken, as
  * it may have timers to take up that only it reads. Status runs here only
  * while its key is healthy: otherwise it may start a check. false: the loop
  * is busy (or stopping), and c goes to it.
@@ -135,20 +135,20 @@ static bool run_here(kms *k, kb_kms_call *c)
 	bool stopping, answered;
 	uint64_t before;
 
-	if (pthread_mutex_trylock(&b->gate) != 0)
+	if (!kb_loop_token_try(&b->token))
 		return false;
 	pthread_mutex_lock(&k->mu);
 	stopping = k->stopping;
 	pthread_mutex_unlock(&k->mu);
 	st = kb_kms_call_method(c) == KB_KMS_STATUS ? kb_health_get(k->f->health, k->key) : NULL;
-	if (!b->loop_asleep || stopping || (kb_kms_call_method(c) == KB_KMS_STATUS && (st == NULL || !st->ok))) {
-		pthread_mutex_unlock(&b->gate);
+	if (stopping || (kb_kms_call_method(c) == KB_KMS_STATUS && (st == NULL || !st->ok))) {
+		kb_loop_token_give(&b->token);
 		return false;
 	}
 	before = kb_kms_grpc_replies(k->grpc);
 	handle(k, c);
 	answered = kb_kms_grpc_replies(k->grpc) != before;
-	pthread_mutex_unlock(&b->gate);
+	kb_loop_token_give(&b->token);
 	if (!answered)
 		wake_loop(k);
 	return true;

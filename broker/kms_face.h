@@ -6,11 +6,11 @@
  * the same policy as the main socket (a refused peer is closed before gRPC
  * sees a byte), and hands the connection to the section's gRPC server
  * (kms_grpc.h). Each call is answered through the broker's own request path
- * (inproc.h) as a request of that peer, on gRPC's thread under the loop's
- * gate while the loop sleeps (finish.h), else by the loop itself:
+ * (inproc.h) as a request of that peer, on gRPC's thread holding the
+ * loop token while the loop sleeps (looptoken.h), else by the loop itself:
  * Encrypt is a wrap with the key's latest version, Decrypt an unwrap (from
  * the cache while the TTL allows), Status the key's last real health check
- * (health.h). The functions below: loop thread only.
+ * (health.h). The functions below: the loop token's holder only.
  */
 #ifndef KB_KMS_FACE_H
 #define KB_KMS_FACE_H

@@ -4,7 +4,7 @@
  * broker, is a short call the loop makes itself (see submit.h).
  */
 #include "finish.h"
-#include "loopcall.h"
+#include "schedule.h"
 #include "pool.h"
 #include "run.h"
 #include "submit.h"
@@ -60,6 +60,7 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 	kb_async *a = &j->async;
 	kb_code rc;
 
+	kb_loop_assert_owner();
 	if (on_loop_ok(b, j)) {
 		/* no job is with the workers, so slot 0 and its sessions are free */
 		b->loopcall.turn_ok = false;
@@ -71,7 +72,7 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 	}
 	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL) {
 		expect_answer(b, j, true);
-		kb_pool_submit(b->pool, j);
+		kb_pool_submit(b->pool, j, j->nwaiters > 0 ? j->waiters[0].conn->uid : b->uid);
 		return;
 	}
 	expect_answer(b, j, false);

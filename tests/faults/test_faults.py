@@ -296,7 +296,7 @@ def misses_of_one_client(root, broker_extra):
 
 
 def short_calls_run_on_the_loop_until_the_token_turns_slow(root):
-    """One client's AES misses are short calls the loop makes itself (broker/loopcall.h); each
+    """One client's AES misses are short calls the loop makes itself (broker/schedule.h); each
     answer is still right. Once the token turns slow, the first slow call moves the key's average
     past loop_call_max and the calls after it go to the workers, so the loop is held at most once.
     loop_call_max is 50ms here, not the default 200us, so that a slow machine or a sanitizer build
@@ -337,7 +337,7 @@ def loop_call_max_0_keeps_every_call_on_the_workers(root):
 
 def one_clients_misses_are_waited_for_awake_until_the_token_turns_slow(root):
     """With calls kept off the loop (loop_call_max = 0), one client's AES misses go to the workers
-    and the loop polls for each answer instead of sleeping (loop_wait_max, broker/loopcall.h); every
+    and the loop polls for each answer instead of sleeping (loop_wait_max, broker/schedule.h); every
     answer is right. A token turned slow lifts the key's average past loop_wait_max after one call,
     and a second client speaking in turn stops the waits. loop_wait_max is 50ms, not the default
     2ms, so that a sanitizer build on a loaded machine is still a token with short calls."""
