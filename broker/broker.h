@@ -39,6 +39,7 @@
 #include "looptoken.h"
 #include "schedule.h"
 #include "proto.h"
+#include "uidwaits.h"
 
 /* backend operations, as counted per key */
 typedef enum kb_bop {
@@ -254,6 +255,7 @@ typedef struct kb_broker {
 	struct kb_pool *pool;
 	const kb_io *io;           /* the loop's services, lent to backends that do not block */
 	kb_counters counters;
+	kb_uid_waits queue_waits;  /* uidwaits.h: each uid's jobs' waits in the pool's queue */
 	kb_job **flights;          /* single-flight table, by digest */
 	uint32_t nflights;         /* buckets, power of two */
 	int64_t started_ms;

@@ -271,6 +271,8 @@ static void finish(kb_broker *b, kb_job *j)
 		return;
 	}
 	count_calls(b, j);
+	if (j->queued_us != 0)
+		kb_uid_waits_add(&b->queue_waits, j->uid, j->wait_us);
 	if (j->op == KB_OP_UNWRAP)
 		kb_flight_remove(b, j);
 	if (j->op == KB_OP_DOCTOR && rc != KB_OK) {
