@@ -293,7 +293,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 		size_t len = (size_t)(nl - (c->in.data + start));
 
 		scanned = (size_t)(nl - c->in.data) + 1;
-		/* found once: whether another line waits decides loop calls (loopcall.h), then it is the next line */
+		/* found once: whether another line waits decides loop calls (schedule.h), then it is the next line */
 		next = memchr(c->in.data + scanned, '\n', c->in.len - scanned);
 		if (len > max) {
 			too_large(s, c);
@@ -304,7 +304,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 		if (len > 0) {
 			kb_loopcall *lc = &s->b->loopcall;
 
-			/* the loop may make a call itself only for a line that is all it has to do (loopcall.h) */
+			/* the loop may make a call itself only for a line that is all it has to do (schedule.h) */
 			if (lc->last_conn != c) /* the clock only when the speaker changes: not per hit */
 				kb_loopcall_note(lc, c, kb_now_us());
 			lc->turn_ok = s->turn_events == 1 && next == NULL;
@@ -749,8 +749,9 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		kb_loop_token_leave(&b->token);
 		return rc;
 	}
-	kb_info("listening on %s with %d worker%s", s.activated ? "the systemd socket" : s.path,
-		b->cfg->workers, b->cfg->workers == 1 ? "" : "s");
+	kb_info("listening on %s with %d worker%s and a CPU budget of %d (schedule.h)",
+		s.activated ? "the systemd socket" : s.path, b->cfg->workers, b->cfg->workers == 1 ? "" : "s",
+		kb_pool_cpus(b->pool));
 	sd_notifyf(0, "READY=1\nSTATUS=Serving %d key%s on %s", b->nkeys, b->nkeys == 1 ? "" : "s",
 		   s.activated ? "the systemd socket" : s.path);
 	while (!s.stopping || (!drained(&s) && kb_now_ms() < s.stop_deadline_ms))
