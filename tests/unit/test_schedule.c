@@ -254,11 +254,11 @@ static void sched_spells_halve_when_no_job_comes_and_restore_when_one_does(void 
 }
 
 static const struct CMUnitTest tests[] = {
-	CASE(sched_cpu_max_gives_whole_cpus_and_max_is_no_limit, "sched - cpu.max gives whole CPUs, max is no limit"),
-	CASE(sched_cgroup_limit_is_the_tightest_of_the_cgroup_and_its_parents, "sched - the cgroup limit is the tightest of the cgroup and its parents"),
-	CASE(sched_budget_is_the_affinity_cut_to_a_fake_cpu_max, "sched - the CPU budget is the affinity mask cut to cpu.max"),
-	CASE(sched_spinning_needs_a_cpu_beside_the_loop_and_the_busy, "sched - spinning needs a CPU beside the loop and the busy threads"),
-	CASE(sched_spells_halve_when_no_job_comes_and_restore_when_one_does, "sched - spells halve when no job comes and restore when one does"),
+	CASE(sched_cpu_max_gives_whole_cpus_and_max_is_no_limit, "schedule - cpu.max gives whole CPUs, max is no limit"),
+	CASE(sched_cgroup_limit_is_the_tightest_of_the_cgroup_and_its_parents, "schedule - the cgroup limit is the tightest of the cgroup and its parents"),
+	CASE(sched_budget_is_the_affinity_cut_to_a_fake_cpu_max, "schedule - the CPU budget is the affinity mask cut to cpu.max"),
+	CASE(sched_spinning_needs_a_cpu_beside_the_loop_and_the_busy, "schedule - spinning needs a CPU beside the loop and the busy threads"),
+	CASE(sched_spells_halve_when_no_job_comes_and_restore_when_one_does, "schedule - spells halve when no job comes and restore when one does"),
 	CASE(loopcall_short_call_of_one_client_runs_on_the_loop, "loopcall - a short call of one client runs on the loop"),
 	CASE(loopcall_each_condition_alone_keeps_the_call_off_the_loop, "loopcall - each condition alone keeps the call off the loop"),
 	CASE(loopcall_a_second_connection_sends_calls_to_the_workers_for_a_while, "loopcall - a second connection sends calls to the workers for a while"),
