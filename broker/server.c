@@ -1,9 +1,11 @@
 /*
  * server.c: the listening socket, the event loop and the connections.
  *
- * One thread runs everything here with epoll: accepting (after checking the
- * peer), reading lines, dispatching them, writing answers, collecting
- * finished jobs from the worker pool, timers and signals.
+ * The loop thread runs everything here with epoll: accepting (after checking
+ * the peer), reading lines, dispatching them, writing answers, collecting
+ * finished jobs from the worker pool, timers and signals. It holds the loop
+ * token (looptoken.h) throughout but inside epoll_wait; the kb_io services
+ * below are loop state, called by whoever holds the token.
  */
 #include <errno.h>
 #include <fcntl.h>
