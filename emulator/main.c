@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "config.h"
 #include "faults.h"
 #include "log.h"
@@ -164,6 +165,7 @@ static void print_banner(struct emu_world *w, unsigned admin_port)
 	printf("  %-16s %s\n", "tenant", w->cfg.tenant);
 	printf("  %-16s https://localhost:%u/%s/oauth2/v2.0/token\n", "token endpoint", w->port, w->cfg.tenant);
 	printf("  %-16s https://localhost:%u/%s\n", "authority", w->port, w->cfg.tenant);
+	printf("  %-16s https://localhost:%u/adfs (the same tenant, AD FS-shaped, for az)\n", "AD FS authority", w->port);
 	printf("  %-16s https://localhost:%u/metadata/identity/oauth2/token\n", "IMDS endpoint", w->port);
 	printf("  %-16s https://localhost:%u/msi/token (IDENTITY_ENDPOINT; IDENTITY_HEADER is identity_header)\n",
 	       "App Service MI", w->port);
@@ -228,6 +230,10 @@ int main(int argc, char **argv)
 	if (emu_tls_load(w->cfg.tls_dir, &cert, &key, err, sizeof(err)) ||
 	    emu_state_load(w, err, sizeof(err)) || precreate(w, err, sizeof(err))) {
 		fprintf(stderr, "akv-emulator: %s\n", err);
+		goto fail;
+	}
+	if (emu_auth_init(w)) {
+		fprintf(stderr, "akv-emulator: no randomness for the token key\n");
 		goto fail;
 	}
 	if (emu_state_save(w)) {

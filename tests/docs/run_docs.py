@@ -26,15 +26,26 @@ changes how it is taken:
                                             background, wait for a line TEXT
                                             on its output, go on; it is
                                             stopped when the document ends
+  <!-- docs-test: name=NAME -->             a shell block other pages may name
+                                            as their prerequisite
+A page names what it needs from elsewhere with a marker of its own, before its
+first shell block that runs, on the line before the paragraph that tells the
+reader (which must link to that page):
+  <!-- docs-test: prerequisite=PAGE:NAME -->  the block NAME of PAGE (a path
+                                            from the source root) runs first,
+                                            in this page's session
 A marker anywhere else, or an unknown one, is an error, so every skip is
 visible in the document and has a reason.
 
-The session is what a reader has: a fresh directory laid out like a clone
-(the source tree's top-level entries linked in, build/ linked to the meson
-build tree, its own state/ and $HOME), with build/client, build and
-build/emulator on PATH (as after an install). --broker runs scripts/start
-there, as README.md's first command does, waits until the broker answers on
-state/keybroker.sock and exports KEYBROKER_SOCKET as README.md's tour does.
+The session is what a reader has, and no more: a fresh shell in a fresh
+directory laid out like a clone (the source tree's top-level entries linked in,
+build/ linked to the meson build tree, its own state/ and $HOME), with the
+environment of a new login (its PATH is what a login shell's /etc/profile
+gives, so no build directory is on it), plus what the page sets and what its
+prerequisites set. --broker runs scripts/start there, as README.md's first
+command does in the reader's other shell, and waits until the broker answers
+on state/keybroker.sock; the page (or its prerequisite, README.md's tour
+shell) names the socket and puts keybroker on PATH itself.
 --emulator runs a zero-config akv-emulator with its admin endpoint. Fixed
 ports named with --free-ports (and the emulator's 8443 and 8444) are replaced
 in the blocks by free consecutive ones, and an akv-emulator command without
@@ -46,6 +57,7 @@ carry) is stopped at the end, and the directory removed.
 import argparse
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -82,6 +94,7 @@ class Block:
         self.file = None
         self.background = None
         self.exit = None
+        self.name = None
         self.kind = "shell" if lang in SHELL_LANGS else "ini" if lang in INI_LANGS else None
         if marker is not None:
             self._take_marker(*marker)
@@ -106,6 +119,8 @@ class Block:
                 self.background = value
             elif key == "exit" and value.isdigit() and self.kind == "shell":
                 self.exit = int(value)
+            elif key == "name" and value and self.kind == "shell":
+                self.name = value
             else:
                 raise DocError("%s: unknown docs-test marker %r for a %s block" % (where, word, self.kind))
         if self.background == "":
@@ -118,14 +133,46 @@ class Block:
         return [(n, t[2:]) for n, t in self.lines if t.startswith("$ ")]
 
 
-def parse(path):
-    """The fenced blocks of a Markdown file, with the marker before each."""
+PREREQ = re.compile(r"^prerequisite=([^\s:]+\.md):(\S+)$")
+
+
+def prerequisite(text, mline, paragraph):
+    """A page-level prerequisite marker: (PAGE, NAME), checked against the paragraph it heads."""
+    m = PREREQ.match(text)
+    if not m:
+        raise DocError("line %d: a prerequisite is prerequisite=PAGE.md:NAME" % mline)
+    page, name = m.group(1), m.group(2)
+    if not re.search(r"\]\([^)]*\b%s\b[^)]*\)" % re.escape(os.path.basename(page)), paragraph):
+        raise DocError("line %d: prerequisite %s, but the paragraph after it does not link to %s" %
+                       (mline, text[len("prerequisite="):], page))
+    return (page, name)
+
+
+def parse(path, prereqs=None):
+    """The fenced blocks of a Markdown file, with the marker before each; page-level prerequisite
+    markers are appended to prereqs (a list), in order."""
     with open(path) as f:
         text = f.read().split("\n")
     blocks, marker, i = [], None, 0
     while i < len(text):
         line = text[i]
         m = MARKER.match(line)
+        if m and m.group(1).startswith("prerequisite") and marker is None:
+            para, j = [], i + 1
+            while j < len(text) and text[j].strip() and not FENCE.match(text[j]) and not MARKER.match(text[j]):
+                para.append(text[j])
+                j += 1
+            if not para:
+                raise DocError("line %d: a prerequisite marker heads the paragraph that tells the reader" % (i + 1))
+            if any(b.kind == "shell" and not b.skip for b in blocks):
+                raise DocError("line %d: a prerequisite comes before the page's first shell block that runs" %
+                               (i + 1))
+            if prereqs is None:
+                raise DocError("line %d: a page named as a prerequisite has prerequisites of its own, "
+                               "which are not followed: name them in the page that needs them" % (i + 1))
+            prereqs.append(prerequisite(m.group(1), i + 1, " ".join(para)))
+            i += 1
+            continue
         if m:
             if marker is not None:
                 raise DocError("line %d: a docs-test marker not followed by a block" % marker[0])
@@ -193,13 +240,13 @@ __kb_wait() {  # PID FILE TEXT LINE: wait until the background block prints TEXT
 """
 
 
-def script_for(blocks, subst):
-    """One bash script that runs the document's blocks in order."""
+def script_for(steps, subst):
+    """One bash script that runs the steps, [(key, block)], in order."""
     out = [PRELUDE]
-    for idx, b in enumerate(blocks):
+    for idx, b in steps:
         if b.skip or b.kind is None:
             continue
-        out.append("__kb_block %d" % idx)
+        out.append("__kb_block %s" % idx)
         if b.kind == "ini":
             path = b.file
             qpath = '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
@@ -210,8 +257,8 @@ def script_for(blocks, subst):
         cmds = split_commands([(n, subst(t)) for n, t in b.commands()])
         if b.background is not None:
             inner = "\n".join("{ %s\n} || exit $?" % t for _, t in cmds)
-            out.append("( %s\n) > \"$KB_DOCS_OUT/%d.bg\" 2>&1 < /dev/null &" % (inner, idx))
-            out.append("__kb_wait $! \"$KB_DOCS_OUT/%d.bg\" %s %d" % (idx, shlex.quote(b.background), cmds[-1][0]))
+            out.append("( %s\n) > \"$KB_DOCS_OUT/%s.bg\" 2>&1 < /dev/null &" % (inner, idx))
+            out.append("__kb_wait $! \"$KB_DOCS_OUT/%s.bg\" %s %d" % (idx, shlex.quote(b.background), cmds[-1][0]))
             continue
         for k, (n, t) in enumerate(cmds):
             if b.exit is not None and k == len(cmds) - 1:
@@ -239,12 +286,8 @@ class Session:
         run = os.path.join(self.dir, "run")
         for d in (self.home, self.out, run):
             os.mkdir(d, 0o700)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AZURE_", "KEYBROKER_", "SOFTHSM2_", "XDG_", "IDENTITY_", "P11_KIT_"))}
-        top = self.dir
-        env.update(HOME=self.home, XDG_RUNTIME_DIR=run, KB_DOCS_OUT=self.out, KB_DOCS_SESSION=self.token,
-                   PATH=":".join([top + "/build/client", top + "/build", top + "/build/emulator", env["PATH"]]))
-        self.env = env
+        self.env = login_env(self.home)
+        self.env.update(XDG_RUNTIME_DIR=run, KB_DOCS_OUT=self.out, KB_DOCS_SESSION=self.token)
         self.ports = {}
 
     def start(self, argv, log, ready):
@@ -271,7 +314,6 @@ class Session:
             except OSError:
                 return False
         self.start(["scripts/start"], "start.log", answers)
-        self.env["KEYBROKER_SOCKET"] = sock
 
     def free_ports(self, fixed):
         """Picks len(fixed) consecutive free loopback ports for the document's fixed ones."""
@@ -297,7 +339,7 @@ class Session:
         def ready(_proc):
             with open(log) as f:
                 return "ready\n" in f.read()
-        self.start(["akv-emulator", "--listen", "127.0.0.1:%d" % self.ports["8443"],
+        self.start([os.path.join(BUILD, "emulator", "akv-emulator"), "--listen", "127.0.0.1:%d" % self.ports["8443"],
                     "--admin", "127.0.0.1:%d" % self.ports["8444"]], "emulator.log", ready)
 
     def subst(self, text):
@@ -339,6 +381,20 @@ class Session:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def login_env(home):
+    """The environment of a new login of this user, with home as its $HOME: the PATH a login shell
+    gets from /etc/profile (and /etc/profile.d), nothing from the environment this runs in."""
+    pw = pwd.getpwuid(os.getuid())
+    env = {"HOME": home, "USER": pw.pw_name, "LOGNAME": pw.pw_name, "SHELL": pw.pw_shell or "/bin/sh",
+           "LANG": os.environ.get("LANG", "C.UTF-8")}
+    login = subprocess.run(["/bin/bash", "-l", "-c", 'printf %s "$PATH"'], env=env, cwd=home,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if login.returncode != 0 or not login.stdout:
+        raise DocError("a login shell gave no PATH: %s" % login.stderr.strip())
+    env["PATH"] = login.stdout
+    return env
+
+
 def zombie(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -369,6 +425,20 @@ def tail(path, n=60):
     return "\n".join(lines[-n:]) or "(no output)"
 
 
+def named_block(page, name):
+    """The block NAME of PAGE, which another page names as its prerequisite."""
+    try:
+        found = [b for b in parse(os.path.join(SRC, page)) if b.name == name]
+    except OSError as e:
+        raise DocError("prerequisite %s:%s: %s" % (page, name, e.strerror))
+    except DocError as e:
+        raise DocError("prerequisite %s:%s: %s:%s" % (page, name, page, e))
+    if len(found) != 1 or found[0].skip:
+        raise DocError("prerequisite %s:%s: %s has %s block that runs with <!-- docs-test: name=%s -->" %
+                       (page, name, page, "no" if not found else "more than one", name))
+    return found[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description="Run a Markdown document's shell and INI blocks as written.")
     ap.add_argument("--broker", action="store_true", help="run scripts/start first")
@@ -378,17 +448,20 @@ def main():
     ap.add_argument("doc", help="the document, relative to the source root")
     args = ap.parse_args()
     name = args.doc
+    prereqs = []
     try:
-        blocks = parse(os.path.join(SRC, name))
+        blocks = parse(os.path.join(SRC, name), prereqs)
+        # steps: (key of its output file, the page it is from, the block), prerequisites first
+        steps = [("p%d" % k, page, named_block(page, want)) for k, (page, want) in enumerate(prereqs)]
     except DocError as e:
         print("%s:%s" % (name, e))
         return 1
-    runnable = [b for b in blocks if b.kind and not b.skip]
+    steps += [(str(i), name, b) for i, b in enumerate(blocks) if b.kind and not b.skip]
     for b in blocks:
         if b.kind == "ini" and not b.skip and not b.file:
             print("%s:%d: an ini block needs <!-- docs-test: file=PATH --> or a skip with a reason" % (name, b.line))
             return 1
-    if not runnable:
+    if not any(page == name for _, page, _ in steps):
         print("%s: no block to run" % name)
         return 1
     session = Session()
@@ -401,7 +474,7 @@ def main():
             session.emulator()
         script = os.path.join(session.out, "doc.sh")
         with open(script, "w") as f:
-            f.write(script_for(blocks, session.subst))
+            f.write(script_for([(key, b) for key, _, b in steps], session.subst))
         t0 = time.time()
         try:
             rc = subprocess.run(["bash", script], cwd=session.dir, env=session.env,
@@ -413,35 +486,36 @@ def main():
             with open(os.path.join(session.out, "failed")) as f:
                 line, code = f.read().split()
             failed = (int(line), code)
-        order = [i for i, b in enumerate(blocks) if b.kind and not b.skip] + ["done"]
-        for idx, b in enumerate(blocks):
+        for b in blocks:
             if b.skip:
                 print("%s:%d: skipped (%s): %s" % (name, b.line, b.lang, b.skip))
-            if not b.kind or b.skip:
-                continue
-            out = os.path.join(session.out, "%d.out" % idx)
+        keys = [key for key, _, _ in steps] + ["done"]
+        for k, (key, page, b) in enumerate(steps):
+            out = os.path.join(session.out, "%s.out" % key)
             if not os.path.exists(out):
                 break
-            finished = os.path.exists(os.path.join(session.out, "%s.out" % order[order.index(idx) + 1]))
+            what = "%s:%d: %s" % (page, b.line, "prerequisite block" if page != name else "block")
+            finished = os.path.exists(os.path.join(session.out, "%s.out" % keys[k + 1]))
             if failed and not finished:
-                print("%s:%d: block FAILED: the command at line %d exited %s; its output:" %
-                      (name, b.line, failed[0], failed[1]))
+                print("%s FAILED: the command at line %d exited %s; its output:" % (what, failed[0], failed[1]))
                 print(tail(out))
                 return 1
             if not finished:
-                print("%s:%d: block did not finish (%s); its output:" % (name, b.line, rc))
+                print("%s did not finish (%s); its output:" % (what, rc))
                 print(tail(out))
                 return 1
             refused = refusal(out)
             if refused:
-                print("%s:%d: block FAILED: the broker refused a documented request:\n%s" % (name, b.line, refused))
+                print("%s FAILED: the broker refused a documented request:\n%s" % (what, refused))
                 return 1
-            print("%s:%d: ran (%s%s)" % (name, b.line, b.lang, ", in the background" if b.background else ""))
+            print("%s ran (%s%s)" % (what, b.lang, ", in the background" if b.background else ""))
         if rc != 0 or not os.path.exists(os.path.join(session.out, "done.out")):
             print("%s: the session ended with %s before its last block" % (name, rc))
             return 1
         skipped = [b for b in blocks if b.skip]
-        print("%s: %d blocks ran, %d skipped, in %.1f s" % (name, len(runnable), len(skipped), time.time() - t0))
+        print("%s: %d blocks ran (%d of them prerequisites), %d skipped, in %.1f s" %
+              (name, len(steps), len(steps) - len([1 for _, page, _ in steps if page == name]),
+               len(skipped), time.time() - t0))
         return 0
     except DocError as e:
         print("%s: %s" % (name, e))
