@@ -570,7 +570,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 				    &s.listener, err)) != KB_OK) {
 		teardown(&s);
 		free(s.path);
-		kb_loop_leave(b);
+		kb_loop_token_leave(&b->token);
 		return rc;
 	}
 	b->peers = &s.conns.peers;
