@@ -11,7 +11,7 @@
  *   render  kb_answer_hit into the connection's buffer (dropped, not sent)
  *   send    kb_conn_send of the rendered answer, copied into the
  *           connection's buffer first (mostly the send(2) itself)
- *   whole   kb_dispatch of the line, parse to send, as the loop calls it
+ *   whole   kb_ndjson_line of the line, parse to send, as the loop calls it
  *
  * Each step runs in a loop of its own and reports ns per call, the fastest
  * of --reps repetitions: on a shared machine other work only ever adds time. "user" is whole minus send: the user-space work
@@ -32,7 +32,7 @@
 
 #include "answer.h"
 #include "conn.h"
-#include "dispatch.h"
+#include "ndjson.h"
 #include "keys.h"
 
 static kb_code none(kb_err *err)
@@ -151,7 +151,7 @@ static int setup(void)
 /* answer_bytes renders the hit's answer once: the bytes the send step queues and sends. */
 static size_t answer_bytes(kb_cache_entry *e, char *out, size_t cap)
 {
-	kb_waiter w = { .conn = &conn, .op = KB_OP_UNWRAP, .id_json = "12345", .key = "rsa" };
+	kb_waiter w = { .conn = &conn, .reply = kb_ndjson_reply(&conn), .op = KB_OP_UNWRAP, .id_json = "12345", .key = "rsa" };
 	ssize_t n;
 
 	kb_answer_hit(&b, &w, &b.keys[0], e, false);
@@ -163,7 +163,7 @@ static size_t answer_bytes(kb_cache_entry *e, char *out, size_t cap)
 static double run_step(int st, long n)
 {
 	static kb_request req;
-	kb_waiter w = { .conn = &conn, .op = KB_OP_UNWRAP, .id_json = "12345", .key = "rsa" };
+	kb_waiter w = { .conn = &conn, .reply = kb_ndjson_reply(&conn), .op = KB_OP_UNWRAP, .id_json = "12345", .key = "rsa" };
 	uint8_t d[KB_DIGEST_LEN];
 	char ans[1024];
 	size_t alen;
@@ -185,7 +185,7 @@ static double run_step(int st, long n)
 			t0 = now_ns();
 			for (int k = 0; k < BATCH; k++) {
 				if (st == ST_WHOLE) {
-					kb_dispatch(&b, &conn, line, line_len);
+					kb_ndjson_line(&b, &conn, line, line_len);
 				} else {
 					kb_buf_append(&conn.out, ans, alen);
 					kb_conn_send(&conn);
@@ -233,7 +233,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: kb-bench-hitstep [--iterations N] [--reps R] [--json FILE]\n"
 		"  times each step of a cache hit (parse, digest, lookup, render, send) and the\n"
-		"  whole kb_dispatch, in ns per call: the fastest of R repetitions of N calls\n"
+		"  whole kb_ndjson_line, in ns per call: the fastest of R repetitions of N calls\n"
 		"  (default 200000 x 7)\n");
 }
 

@@ -1,30 +1,45 @@
 /*
- * answer.c: audit, then render, then send (see answer.h). A request inside
- * a batch renders into its item of the batch, which answers as a whole when
- * its last item is in.
+ * answer.c: audit, then hand the answer to the face (see answer.h).
  */
+#include <string.h>
+
 #include "answer.h"
 #include "audit.h"
-#include "batch.h"
-#include "conn.h"
-#include "jsonw.h"
 #include "log.h"
 
-static kb_buf *out_of(const kb_waiter *w)
+/* audited: nobody gets the answer of a connection that closed meanwhile, and it is not on record (a batch item is: its batch counts on it) */
+static bool audited(const kb_waiter *w)
 {
-	return w->batch ? kb_batch_item(w->batch, w->item) : &w->conn->out;
+	return !w->conn->closed || w->batch_item;
 }
 
-/* put_error renders err as w's answer (its batch item, or a line) and sends it on. */
-static void put_error(const kb_waiter *w, const kb_err *err)
+void kb_answer_start(const kb_waiter *w, kb_answer *a)
 {
-	if (w->batch) {
-		kb_jw_item_error(out_of(w), err);
-		kb_batch_item_done(w->batch, w->item);
-		return;
-	}
-	kb_jw_error(&w->conn->out, w->id_json, err);
-	kb_conn_send(w->conn);
+	memset(a, 0, sizeof(*a));
+	a->op = w->op;
+	a->code = KB_OK;
+	a->item = w->batch_item ? w->item : -1;
+	a->id_json = w->id_json;
+	a->key = w->key[0] ? w->key : NULL;
+	a->cache = -1;
+	a->reused = -1;
+	a->flushed = -1;
+}
+
+void kb_answer_send(const kb_waiter *w, const kb_answer *a)
+{
+	w->reply.fn(w->reply.ctx, a);
+}
+
+static void send_error(const kb_waiter *w, const kb_err *err)
+{
+	kb_answer a;
+
+	kb_answer_start(w, &a);
+	a.code = err->code;
+	a.err = err;
+	a.request_id = err->request_id[0] ? err->request_id : NULL;
+	kb_answer_send(w, &a);
 }
 
 void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
@@ -33,9 +48,9 @@ void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
 
 	b->counters.errors[w->op]++;
 	/* an error answer goes out even if the audit log is down: it does nothing */
-	if (kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
+	if (audited(w) && kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
 		kb_log_err("%s", aerr.msg);
-	put_error(w, err);
+	send_error(w, err);
 }
 
 void kb_reply_code(kb_broker *b, const kb_waiter *w, kb_code code, const char *msg)
@@ -46,56 +61,33 @@ void kb_reply_code(kb_broker *b, const kb_waiter *w, kb_code code, const char *m
 	kb_reply_error(b, w, &err);
 }
 
-bool kb_answer_begin(kb_broker *b, const kb_waiter *w, const char *version, int cache,
-		     const char *request_id)
+bool kb_answer_record(kb_broker *b, const kb_waiter *w, const char *version, int cache,
+		      const char *request_id)
 {
 	kb_err err;
-	/* status and metrics only read the broker's own counters: not audited */
-	bool audited = w->op != KB_OP_STATUS && w->op != KB_OP_METRICS;
 
-	if (audited && kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
+	if (w->op == KB_OP_STATUS || w->op == KB_OP_METRICS || !audited(w))
+		return true;
+	if (kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
 		kb_log_err("%s", err.msg);
 		b->counters.errors[w->op]++;
-		put_error(w, &err);
+		send_error(w, &err);
 		return false;
 	}
-	if (w->batch)
-		kb_jw_raw(out_of(w), "{\"ok\":true");
-	else
-		kb_jw_begin(&w->conn->out, w->id_json);
 	return true;
-}
-
-kb_buf *kb_answer_out(const kb_waiter *w)
-{
-	return out_of(w);
-}
-
-void kb_answer_end(kb_broker *b, const kb_waiter *w)
-{
-	(void)b;
-	if (w->batch) {
-		kb_jw_raw(out_of(w), "}");
-		kb_batch_item_done(w->batch, w->item);
-		return;
-	}
-	kb_jw_end(&w->conn->out);
-	kb_conn_send(w->conn);
 }
 
 void kb_answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_cache_entry *e, bool stale)
 {
-	kb_buf *o;
+	kb_answer a;
 
-	if (!kb_answer_begin(b, w, e->version, stale ? 2 : 1, NULL))
+	if (!kb_answer_record(b, w, e->version, stale ? 2 : 1, NULL))
 		return;
-	o = out_of(w);
-	kb_jw_key(o, "plaintext");
-	kb_jw_b64(o, e->dek, e->deklen);
-	kb_jw_key(o, "key");
-	kb_jw_str(o, k->conf->name);
-	kb_jw_key(o, "version");
-	kb_jw_str(o, e->version);
-	kb_jw_raw(o, stale ? ",\"cached\":true,\"stale\":true" : ",\"cached\":true");
-	kb_answer_end(b, w);
+	kb_answer_start(w, &a);
+	a.plaintext = e->dek;
+	a.ptlen = e->deklen;
+	a.key = k->conf->name;
+	a.version = e->version;
+	a.cache = stale ? 2 : 1;
+	kb_answer_send(w, &a);
 }

@@ -23,6 +23,7 @@
 #include "fdlimit.h"
 #include "loopcall.h"
 #include "proto.h"
+#include "request.h"
 
 /* backend operations, as counted per key */
 typedef enum kb_bop {
@@ -70,6 +71,18 @@ typedef struct kb_key {
 	bool checked;
 	bool check_ok;
 
+	/*
+	 * outage.h: the key service was down when the key opened (state is
+	 * NULL) and a reopen is tried in the background; loop thread only
+	 */
+	bool down;
+	kb_err down_err;        /* why: requests for the key are answered with it */
+	int64_t down_since_ms;
+	int64_t retry_at_ms;    /* the next reopen is due (monotonic) */
+	int64_t retry_ms;       /* the backoff now */
+	int tries;
+	bool reopening;         /* a reopen runs on a worker */
+
 	/* health: the outcome of the last backend call */
 	bool healthy;
 	kb_code last_code;
@@ -106,7 +119,6 @@ typedef struct kb_keyset {
 } kb_keyset;
 
 struct kb_connset;
-typedef struct kb_batch kb_batch;
 
 typedef struct kb_conn {
 	int fd;                 /* -1 once closed */
@@ -118,7 +130,7 @@ typedef struct kb_conn {
 	gid_t gid;
 	char exe[256];          /* the peer's executable, for the audit log */
 	struct kb_peer *peer;   /* its share of the limits (peer.h); NULL outside a loop */
-	char face[80];          /* "": a socket client; else the face that serves it ("kms:k8s"), audited with each request's id */
+	char face[80];          /* "": an NDJSON client; else the face that serves it ("kms:k8s", "health"), audited with each request's id */
 	kb_buf in;
 	kb_buf out;
 	int inflight;           /* requests handed to workers, not yet answered */
@@ -128,23 +140,26 @@ typedef struct kb_conn {
 	int64_t last_activity_ms;
 	int64_t partial_since_ms; /* a partial line has waited since then, or 0 */
 	int64_t blocked_since_ms; /* output has waited for the reader since then, or 0 */
-	kb_buf *capture;        /* inproc.c: while set, answers land here instead of the socket */
+	bool closed;            /* kb_conn_close ran: answers to it go nowhere */
+	bool shared;            /* a face's library (gRPC) holds the socket too: close shuts it down first */
 	struct kb_conn *prev, *next;
 } kb_conn;
 
 /*
  * One request being answered: at once by the loop, or later by a job (single
- * flight: many per job). It carries what the answer and the audit log need.
+ * flight: many per job). It carries what the answer and the audit log need,
+ * and where the answer goes (request.h).
  */
 typedef struct kb_waiter {
 	kb_conn *conn;
+	kb_reply reply;
 	kb_op op;
 	char id_json[KB_ID_JSON_MAX];
 	int64_t start_us;
 	char key[KB_KEY_NAME_MAX + 1];     /* "" when the request names none */
 	uint8_t digest[KB_DIGEST_LEN];     /* of the blob, when has_digest */
 	bool has_digest;
-	kb_batch *batch;                   /* the batch this is item `item` of, or NULL */
+	bool batch_item;                   /* item `item` of a batch: answered even once its connection closed */
 	int item;
 } kb_waiter;
 
@@ -244,6 +259,7 @@ typedef struct kb_broker {
 	int nconns;
 	bool draining;
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
+	kb_io_timer *outage_timer; /* outage.h: the reopens of keys whose service was down */
 	/*
 	 * The loop's gate (finish.h): the loop thread holds it while it works
 	 * and lets go only while it waits for events (loop_asleep), when a

@@ -12,6 +12,7 @@
 #include "blob.h"
 #include "config.h"
 #include "log.h"
+#include "options.h"
 
 typedef struct parse_state {
 	kb_config *cfg;
@@ -41,10 +42,6 @@ static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 	return kb_parse_int(s, lo, hi, out);
 }
 
-static bool parse_bool(const char *s, bool *out)
-{
-	return kb_parse_bool(s, out);
-}
 
 static int fail(parse_state *st, const char *section, const char *name, const char *fmt,
 		const char *value)
@@ -67,148 +64,26 @@ static void fail_line(parse_state *st, const char *what)
 	st->fail_line = st->line;
 }
 
-/* the [broker] options broker_option() reads, for "did you mean" */
-static const char *const broker_options[] = {
-	"socket", "socket_mode", "socket_group", "workers", "max_request_bytes", "log_level",
-	"cache_ttl", "cache_capacity", "allow_unlocked_memory", "max_connections", "max_inflight",
-	"idle_timeout", "client_timeout", "request_timeout", "allow_uids", "allow_gids",
-	"admin_uids", "admin_gids", "audit_log", "outage_grace", "cache_ttl_jitter",
-	"max_connections_per_peer", "reserved_connections", "max_inflight_per_peer",
-	"health_interval", "metrics_listen", "loop_call_max", "loop_wait_max",
-};
-
+/* broker_option reads one [broker] option through its row of the options table (options.h). */
 static int broker_option(parse_state *st, const char *name, const char *value)
 {
-	kb_config *c = st->cfg;
-	int64_t v;
-	bool b;
-	char why[200];
+	const kb_option *o = kb_option_find("broker", name);
+	const char *near;
+	char why[256];
 
-	if (!strcmp(name, "socket")) {
-		if (*value != '/')
-			return fail(st, "broker", name, "\"%s\" is not an absolute path", value);
-		if (strlen(value) >= 108)
-			return fail(st, "broker", name, "\"%s\" is longer than a Unix socket path may be (107)", value);
-		free(c->socket);
-		c->socket = xstrdup(value);
-	} else if (!strcmp(name, "socket_mode")) {
-		char *end;
-		long m = strtol(value, &end, 8);
-		if (*value == '\0' || *end != '\0' || m < 0 || m > 0777)
-			return fail(st, "broker", name, "\"%s\" is not an octal mode such as 0660", value);
-		if (m & 0007)
-			return fail(st, "broker", name, "\"%s\" gives access to every user on the host; use 0600 or 0660 with socket_group", value);
-		c->socket_mode = (mode_t)m;
-	} else if (!strcmp(name, "socket_group")) {
-		/* the server gives the socket to this group by name at startup */
-		if (getgrnam(value) == NULL)
-			return fail(st, "broker", name, "no group named \"%s\": create it, or name an existing group", value);
-		free(c->socket_group);
-		c->socket_group = xstrdup(value);
-	} else if (!strcmp(name, "workers")) {
-		if (!parse_int(value, 1, 256, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 256", value);
-		c->workers = (int)v;
-	} else if (!strcmp(name, "max_request_bytes")) {
-		if (!kb_parse_size(value, &v) || v < 1024 || v > 16 * 1024 * 1024)
-			return fail(st, "broker", name, "\"%s\" is not a size from 1k to 16m", value);
-		c->max_request_bytes = (size_t)v;
-	} else if (!strcmp(name, "log_level")) {
-		int l = kb_log_parse_level(value);
-		if (l < 0)
-			return fail(st, "broker", name, "\"%s\" is not one of error, warn, info, debug", value);
-		c->log_level = l;
-	} else if (!strcmp(name, "cache_ttl")) {
-		if (!kb_parse_duration(value, &c->cache_ttl_ms))
-			return fail(st, "broker", name, "\"%s\" is not a duration such as 300, 300s, 5m or 1h", value);
-	} else if (!strcmp(name, "cache_ttl_jitter")) {
-		char *end;
-		double f = strtod(value, &end);
-
-		if (end == value || *end != '\0' || !(f >= 0.0 && f <= 0.5))
-			return fail(st, "broker", name, "\"%s\" is not a fraction from 0 (off) to 0.5, e.g. 0.1", value);
-		c->cache_ttl_jitter = f;
-	} else if (!strcmp(name, "outage_grace")) {
-		if (!kb_parse_duration(value, &c->outage_grace_ms))
-			return fail(st, "broker", name, "\"%s\" is not a duration such as 0, 5m or 1h", value);
-	} else if (!strcmp(name, "cache_capacity")) {
-		if (!parse_int(value, 1, 1 << 20, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number of entries from 1 to 1048576", value);
-		c->cache_capacity = (int)v;
-	} else if (!strcmp(name, "allow_unlocked_memory")) {
-		if (!parse_bool(value, &b))
-			return fail(st, "broker", name, "\"%s\" is not yes or no", value);
-		c->allow_unlocked_memory = b;
-	} else if (!strcmp(name, "max_connections")) {
-		if (!parse_int(value, 1, 100000, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
-		c->max_connections = (int)v;
-	} else if (!strcmp(name, "max_inflight")) {
-		if (!parse_int(value, 1, 100000, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
-		c->max_inflight = (int)v;
-	} else if (!strcmp(name, "max_batch")) {
-		if (!parse_int(value, 1, 100000, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
-		c->max_batch = (int)v;
-	} else if (!strcmp(name, "loop_call_max")) {
-		if (!kb_parse_duration_us(value, &c->loop_call_max_us) || c->loop_call_max_us > 1000000)
-			return fail(st, "broker", name, "\"%s\" is not a duration up to 1s, such as 200us (0 turns it off)",
-				    value);
-	} else if (!strcmp(name, "loop_wait_max")) {
-		if (!kb_parse_duration_us(value, &c->loop_wait_max_us) || c->loop_wait_max_us > 1000000)
-			return fail(st, "broker", name, "\"%s\" is not a duration up to 1s, such as 2ms (0 turns it off)",
-				    value);
-	} else if (!strcmp(name, "idle_timeout")) {
-		if (!kb_parse_duration(value, &c->idle_timeout_ms))
-			return fail(st, "broker", name, "\"%s\" is not a duration (0 turns it off)", value);
-	} else if (!strcmp(name, "client_timeout")) {
-		if (!kb_parse_duration(value, &c->client_timeout_ms) || c->client_timeout_ms == 0)
-			return fail(st, "broker", name, "\"%s\" is not a positive duration", value);
-	} else if (!strcmp(name, "request_timeout")) {
-		if (!kb_parse_duration(value, &c->request_timeout_ms) || c->request_timeout_ms == 0)
-			return fail(st, "broker", name, "\"%s\" is not a positive duration", value);
-	} else if (!strcmp(name, "allow_uids")) {
-		if (!kb_parse_idlist(value, false, &c->allow_uids, why, sizeof(why)))
-			return fail(st, "broker", name, "%s", why);
-	} else if (!strcmp(name, "allow_gids")) {
-		if (!kb_parse_idlist(value, true, &c->allow_gids, why, sizeof(why)))
-			return fail(st, "broker", name, "%s", why);
-	} else if (!strcmp(name, "admin_uids")) {
-		if (!kb_parse_idlist(value, false, &c->admin_uids, why, sizeof(why)))
-			return fail(st, "broker", name, "%s", why);
-	} else if (!strcmp(name, "admin_gids")) {
-		if (!kb_parse_idlist(value, true, &c->admin_gids, why, sizeof(why)))
-			return fail(st, "broker", name, "%s", why);
-	} else if (!strcmp(name, "max_connections_per_peer")) {
-		if (!parse_int(value, 1, 100000, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 100000", value);
-		c->max_connections_per_peer = (int)v;
-	} else if (!strcmp(name, "reserved_connections")) {
-		if (!parse_int(value, 0, 100000, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number from 0 to 100000", value);
-		c->reserved_connections = (int)v;
-	} else if (!strcmp(name, "max_inflight_per_peer")) {
-		if (!parse_int(value, 1, 10000000, &v))
-			return fail(st, "broker", name, "\"%s\" is not a number from 1 to 10000000", value);
-		c->max_inflight_per_peer = (int)v;
-	} else if (!strcmp(name, "audit_log")) {
-		free(c->audit_log);
-		c->audit_log = xstrdup(value);
-	} else if (!strcmp(name, "health_interval")) {
-		if (!kb_parse_duration(value, &c->health_interval_ms) || c->health_interval_ms == 0)
-			return fail(st, "broker", name, "\"%s\" is not a positive duration such as 30s", value);
-	} else if (!strcmp(name, "metrics_listen")) {
-		if (*value == '\0' || (strchr(value, ':') == NULL && strspn(value, "0123456789") != strlen(value)))
-			return fail(st, "broker", name, "\"%s\" is not HOST:PORT such as 127.0.0.1:9464, or a PORT on loopback", value);
-		free(c->metrics_listen);
-		c->metrics_listen = xstrdup(value);
-	} else {
-		const char *near = kb_conf_nearest(name, broker_options,
-						   (int)(sizeof(broker_options) / sizeof(broker_options[0])));
-		if (near)
+	if (o == NULL) {
+		if ((near = kb_option_nearest("broker", name)) != NULL)
 			return fail(st, "broker", name, "unknown option; did you mean %s?", near);
 		return fail(st, "broker", name, "unknown option%s", "");
+	}
+	if (!kb_option_set(o, st->cfg, value, why, sizeof(why))) {
+		fail(st, "broker", name, "%s", why);
+		/* the hint is about the value given, not the refusal's words */
+		if (st->err && *kb_conf_comment_hint(value) && !*kb_conf_comment_hint(why)) {
+			size_t n = strlen(st->err->msg);
+			snprintf(st->err->msg + n, sizeof(st->err->msg) - n, "%s", kb_conf_comment_hint(value));
+		}
+		return 0;
 	}
 	return 1;
 }
@@ -457,7 +332,7 @@ static kb_config *config_new(const char *name)
 	c->file = xstrdup(name);
 	c->socket_mode = 0600;
 	c->workers = 2;
-	c->max_request_bytes = 65536;
+	c->max_request_bytes = 0; /* unset: derived from max_batch in finish() */
 	c->log_level = KB_LOG_INFO;
 	c->cache_ttl_ms = 300 * 1000;
 	c->health_interval_ms = 30 * 1000;
@@ -494,6 +369,27 @@ static void fair_shares(kb_config *c, kb_err *err, parse_state *st)
 	}
 }
 
+/* kms_keys checks that each [kms:NAME] has a socket and names a configured key (startup and reload alike). */
+static void kms_keys(kb_config *c, kb_err *err, parse_state *st)
+{
+	for (int i = 0; i < c->nkms && !st->failed; i++) {
+		const kb_kmsconf *k = &c->kms[i];
+		bool found = false;
+
+		for (int n = 0; n < c->nkeys && !found; n++)
+			found = strcmp(c->keys[n].name, k->key) == 0;
+		if (k->socket == NULL || k->key[0] == '\0')
+			kb_err_set(err, KB_E_BAD_REQUEST, "%s: [kms:%s] needs socket and key", c->file, k->name);
+		else if (!found)
+			kb_err_set(err, KB_E_BAD_REQUEST,
+				   "%s: [kms:%s] key = %s: there is no [key:%s] section; add it, or name another key",
+				   c->file, k->name, k->key, k->key);
+		else
+			continue;
+		st->failed = true;
+	}
+}
+
 static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 {
 	kb_config *c = st->cfg;
@@ -514,6 +410,10 @@ static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 			st->failed = true;
 		}
 	}
+	if (c->max_request_bytes == 0)
+		c->max_request_bytes = (size_t)c->max_batch * KB_BATCH_BLOB_BYTES + KB_BATCH_LINE_BYTES;
+	if (!st->failed)
+		kms_keys(c, err, st);
 	if (!st->failed)
 		fair_shares(c, err, st);
 	if (st->failed) {

@@ -2,6 +2,7 @@
  * conn.c: a connection's output and lifetime (see conn.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -24,6 +25,23 @@ void kb_conn_update_events(kb_conn *c)
 	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+kb_conn *kb_conn_own(uid_t uid, gid_t gid, pid_t pid, const char *exe, const char *face)
+{
+	kb_conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->fd = -1;
+	c->uid = uid;
+	c->gid = gid;
+	c->pid = pid;
+	c->refs = 1;
+	c->last_activity_ms = kb_now_ms();
+	snprintf(c->exe, sizeof(c->exe), "%s", exe);
+	snprintf(c->face, sizeof(c->face), "%s", face);
+	return c;
+}
+
 static void conn_free(kb_conn *c)
 {
 	kb_buf_free(&c->in);
@@ -35,8 +53,13 @@ void kb_conn_close(kb_conn *c)
 {
 	kb_connset *s = c->set;
 
-	if (c->fd < 0)
+	if (c->closed)
 		return;
+	c->closed = true;
+	if (c->fd < 0) {
+		kb_conn_unref(c); /* a face's own connection object, without a socket */
+		return;
+	}
 	if (s) {
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		if (c->prev)
@@ -49,6 +72,8 @@ void kb_conn_close(kb_conn *c)
 		kb_peer_release(&s->peers, c->peer);
 		c->peer = NULL;
 	}
+	if (c->shared)
+		shutdown(c->fd, SHUT_RDWR); /* the face's library sees the end and lets go of its descriptor */
 	close(c->fd);
 	c->fd = -1;
 	kb_buf_free(&c->in);
@@ -117,12 +142,6 @@ void kb_conn_send(kb_conn *c)
 	if (c->out.oom) {
 		kb_log_err("out of memory writing to a client; closing its connection");
 		kb_conn_close(c);
-		return;
-	}
-	/* an in-process caller takes an answer made while it dispatches (inproc.c): no socket, no loop turn */
-	if (c->capture && !was) {
-		kb_buf_append(c->capture, c->out.data, c->out.len);
-		kb_buf_consume(&c->out, c->out.len);
 		return;
 	}
 	while (c->out.len > 0) {

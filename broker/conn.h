@@ -26,15 +26,26 @@ typedef struct kb_connset {
 /*
  * kb_conn_send writes what c->out holds without blocking, arming EPOLLOUT
  * for the rest. A connection whose peer is gone is closed; one that is
- * closed already just drops the output. While c->capture is set and nothing
- * waits for the socket, the output is moved there instead (inproc.c).
+ * closed already just drops the output.
  */
 void kb_conn_send(kb_conn *c);
+
+/*
+ * kb_conn_own makes the connection object of a face that is no socket (the
+ * health checks): the peer uid/gid/pid, exe for the audit log, and face.
+ * Close it with kb_conn_close; the last request holding it frees it.
+ * NULL without memory.
+ */
+kb_conn *kb_conn_own(uid_t uid, gid_t gid, pid_t pid, const char *exe, const char *face);
 
 /* kb_conn_update_events sets c's epoll interest from its state (reading pauses while output piles up). */
 void kb_conn_update_events(kb_conn *c);
 
-/* kb_conn_close stops serving c (its fd is closed at once) and drops the set's reference. */
+/*
+ * kb_conn_close stops serving c (its fd, if it has one, is closed at once;
+ * shut down first when c->shared) and drops the set's reference. Once is
+ * enough: c->closed says it ran.
+ */
 void kb_conn_close(kb_conn *c);
 
 /*

@@ -1,3 +1,6 @@
+/*
+ * dispatch.c: the core's one entry for requests (see dispatch.h).
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,15 +9,12 @@
 
 #include "answer.h"
 #include "audit.h"
-#include "batch.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "finish.h"
 #include "jobs.h"
-#include "jsonw.h"
 #include "log.h"
 #include "policy.h"
-#include "report.h"
 #include "submit.h"
 
 /*
@@ -34,7 +34,7 @@ static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 	}
 	for (int i = 0; i < b->nkeys; i++) {
 		kb_key *k = &b->keys[i];
-		if (k->ops->claim_raw_blob && k->ops->claim_raw_blob(k->state, blob->kid))
+		if (k->state && k->ops->claim_raw_blob && k->ops->claim_raw_blob(k->state, blob->kid))
 			return k;
 	}
 	kb_err_set(err, KB_E_UNKNOWN_KEY,
@@ -52,7 +52,7 @@ static bool peer_may_wait(kb_broker *b, const kb_waiter *w, kb_err *err)
 {
 	kb_conn *c = w->conn;
 
-	return w->batch != NULL || c->set == NULL || kb_peer_may_wait(&c->set->peers, b->cfg, c, w->start_us / 1000, err);
+	return w->batch_item || c->set == NULL || kb_peer_may_wait(&c->set->peers, b->cfg, c, w->start_us / 1000, err);
 }
 
 /* waiter_key names k in w's answer and audit record (a configured name fits: the config checks it). */
@@ -206,18 +206,17 @@ static void handle_datakey(kb_broker *b, kb_waiter *w, const kb_request *req, kb
 		b->counters.datakey_reused++;
 		memcpy(w->digest, k->dk.digest, KB_DIGEST_LEN);
 		w->has_digest = true;
-		if (kb_answer_begin(b, w, k->dk.version, -1, NULL)) {
-			kb_buf *o = kb_answer_out(w);
-			kb_jw_key(o, "plaintext");
-			kb_jw_b64(o, e->dek, e->deklen);
-			kb_jw_key(o, "blob");
-			kb_jw_str(o, k->dk.blob);
-			kb_jw_key(o, "key");
-			kb_jw_str(o, k->conf->name);
-			kb_jw_key(o, "version");
-			kb_jw_str(o, k->dk.version);
-			kb_jw_raw(o, ",\"reused\":true");
-			kb_answer_end(b, w);
+		if (kb_answer_record(b, w, k->dk.version, -1, NULL)) {
+			kb_answer a;
+
+			kb_answer_start(w, &a);
+			a.plaintext = e->dek;
+			a.ptlen = e->deklen;
+			a.blob = k->dk.blob;
+			a.key = k->conf->name;
+			a.version = k->dk.version;
+			a.reused = 1;
+			kb_answer_send(w, &a);
 		}
 		return;
 	}
@@ -289,9 +288,10 @@ fail:
 /* handle_flush is recorded first: a flush that cannot be recorded is not done. */
 static void handle_flush(kb_broker *b, kb_waiter *w, kb_key *k)
 {
+	kb_answer a;
 	int n;
 
-	if (!kb_answer_begin(b, w, NULL, -1, NULL))
+	if (!kb_answer_record(b, w, NULL, -1, NULL))
 		return;
 	n = kb_cache_flush(&b->cache, k ? k->index : -1);
 	for (int i = 0; i < b->nkeys; i++)
@@ -299,9 +299,10 @@ static void handle_flush(kb_broker *b, kb_waiter *w, kb_key *k)
 			b->keys[i].dk.valid = false;
 	kb_info("flushed %d cached DEK%s%s%s", n, n == 1 ? "" : "s", k ? " of key " : "",
 		k ? k->conf->name : "");
-	kb_jw_key(kb_answer_out(w), "flushed");
-	kb_jw_i64(kb_answer_out(w), n);
-	kb_answer_end(b, w);
+	kb_answer_start(w, &a);
+	a.key = NULL;
+	a.flushed = n;
+	kb_answer_send(w, &a);
 }
 
 /* handle_keyed_job queues get, wrap, rotate and doctor, which all go to the backend. */
@@ -337,12 +338,12 @@ static void handle_keyed_job(kb_broker *b, kb_waiter *w, const kb_request *req, 
 }
 
 /*
- * handle_batch answers each blob of a batch as a request of its own, into
- * the batch's slot for it; the batch answers when the last item is in.
+ * handle_batch answers each blob of a batch as a request of its own: each
+ * item's answer goes to the request's reply with its index (a->item), and
+ * the face assembles them. A refusal of the whole batch has item -1.
  */
 static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
 {
-	kb_batch *bt;
 	kb_err err;
 
 	if (req->nblobs > b->cfg->max_batch) {
@@ -355,15 +356,11 @@ static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
 		kb_reply_error(b, w, &err);
 		return;
 	}
-	if ((bt = kb_batch_new(w, req->nblobs)) == NULL) {
-		kb_reply_code(b, w, KB_E_INTERNAL, "out of memory: the broker could not take the batch");
-		return;
-	}
 	for (int i = 0; i < req->nblobs; i++) {
 		kb_waiter item = *w;
 		const char *text = req->blobs[i];
 
-		item.batch = bt;
+		item.batch_item = true;
 		item.item = i;
 		item.start_us = kb_now_us();
 		if (text == NULL)
@@ -374,57 +371,56 @@ static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
 		else
 			handle_rewrap(b, &item, req, text, strlen(text));
 	}
-	kb_batch_item_done(bt, -1);
 }
 
-void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
+void kb_core_fail(kb_broker *b, const kb_request *req, const kb_err *err, kb_reply reply)
 {
-	static __thread kb_request req; /* large: keep it off the stack, and the loop is one thread */
-	kb_waiter w = { .conn = c, .start_us = kb_now_us() };
+	kb_waiter w = { .conn = req->conn, .reply = reply, .op = req->op, .start_us = kb_now_us() };
+
+	memcpy(w.id_json, req->id_json, sizeof(w.id_json));
+	kb_reply_error(b, &w, err);
+}
+
+void kb_core_submit(kb_broker *b, const kb_request *req, kb_reply reply)
+{
+	kb_waiter w = { .conn = req->conn, .reply = reply, .op = req->op, .start_us = kb_now_us() };
+	kb_conn *c = req->conn;
 	kb_key *k = NULL;
 	kb_err err;
 
-	if (kb_proto_parse(line, n, &req, &err) != KB_OK) {
-		w.op = req.op;
-		memcpy(w.id_json, req.id_json, sizeof(w.id_json));
-		kb_reply_error(b, &w, &err);
-		goto out;
-	}
-	w.op = req.op;
-	memcpy(w.id_json, req.id_json, sizeof(w.id_json));
-	memcpy(w.key, req.key, sizeof(w.key));
-	b->counters.requests[req.op]++;
-	if (req.op != KB_OP_STATUS && req.op != KB_OP_METRICS && req.op != KB_OP_FLUSH &&
+	memcpy(w.id_json, req->id_json, sizeof(w.id_json));
+	memcpy(w.key, req->key, sizeof(w.key));
+	b->counters.requests[req->op]++;
+	if (req->op != KB_OP_STATUS && req->op != KB_OP_METRICS && req->op != KB_OP_FLUSH &&
 	    c->inflight >= b->cfg->max_inflight) {
 		kb_err_set(&err, KB_E_BUSY,
 			   "this connection has %d requests in flight (max_inflight): read the answers first",
 			   c->inflight);
 		kb_reply_error(b, &w, &err);
-		goto out;
+		return;
 	}
-	if (req.key[0] && req.op != KB_OP_REWRAP && (k = kb_key_find(b, req.key)) == NULL) {
+	if (req->key[0] && req->op != KB_OP_REWRAP && (k = kb_key_find(b, req->key)) == NULL) {
 		kb_err_set(&err, KB_E_UNKNOWN_KEY,
-			   "no key named \"%s\" is configured: `keybroker status` lists the keys", req.key);
+			   "no key named \"%s\" is configured: `keybroker status` lists the keys", req->key);
 		kb_reply_error(b, &w, &err);
-		goto out;
+		return;
 	}
 	/* unwrap and rewrap check once they know the blob's key */
-	if (req.op != KB_OP_UNWRAP && req.op != KB_OP_REWRAP &&
-	    kb_policy_check(b, c, req.op, k, &err) != KB_OK) {
+	if (req->op != KB_OP_UNWRAP && req->op != KB_OP_REWRAP &&
+	    kb_policy_check(b, c, req->op, k, &err) != KB_OK) {
 		kb_reply_error(b, &w, &err);
-		goto out;
+		return;
 	}
-	switch (req.op) {
+	switch (req->op) {
 	case KB_OP_STATUS:
-		if (kb_answer_begin(b, &w, NULL, -1, NULL)) {
-			kb_report_status(b, kb_answer_out(&w));
-			kb_answer_end(b, &w);
-		}
-		break;
 	case KB_OP_METRICS:
-		if (kb_answer_begin(b, &w, NULL, -1, NULL)) {
-			kb_report_metrics(b, kb_answer_out(&w));
-			kb_answer_end(b, &w);
+		if (kb_answer_record(b, &w, NULL, -1, NULL)) {
+			kb_answer a;
+
+			kb_answer_start(&w, &a);
+			a.key = NULL;
+			a.report = b;
+			kb_answer_send(&w, &a);
 		}
 		break;
 	case KB_OP_FLUSH:
@@ -432,20 +428,18 @@ void kb_dispatch(kb_broker *b, kb_conn *c, const char *line, size_t n)
 		break;
 	case KB_OP_UNWRAP:
 	case KB_OP_REWRAP:
-		if (req.nblobs >= 0)
-			handle_batch(b, &w, &req);
-		else if (req.op == KB_OP_UNWRAP)
-			handle_unwrap(b, &w, req.blob, req.bloblen);
+		if (req->nblobs >= 0)
+			handle_batch(b, &w, req);
+		else if (req->op == KB_OP_UNWRAP)
+			handle_unwrap(b, &w, req->blob, req->bloblen);
 		else
-			handle_rewrap(b, &w, &req, req.blob, req.bloblen);
+			handle_rewrap(b, &w, req, req->blob, req->bloblen);
 		break;
 	case KB_OP_DATAKEY:
-		handle_datakey(b, &w, &req, k);
+		handle_datakey(b, &w, req, k);
 		break;
 	default:
-		handle_keyed_job(b, &w, &req, k);
+		handle_keyed_job(b, &w, req, k);
 		break;
 	}
-out:
-	kb_request_wipe(&req);
 }

@@ -12,8 +12,8 @@
 #include "conn.h"
 #include "finish.h"
 #include "jobs.h"
-#include "jsonw.h"
 #include "keys.h"
+#include "jsonw.h"
 #include "log.h"
 
 static int hist_bucket(int64_t us)
@@ -133,64 +133,12 @@ static bool outage_grace(kb_broker *b, kb_job *j, kb_code rc, int64_t now)
 		kb_conn *c = w->conn;
 
 		c->inflight--;
-		if (c->fd >= 0 || w->batch) {
-			b->counters.stale_answers++;
-			kb_answer_hit(b, w, src, e, true);
-		}
+		b->counters.stale_answers++;
+		kb_answer_hit(b, w, src, e, true);
 		kb_conn_unref(c);
 	}
 	j->nwaiters = 0;
 	return true;
-}
-
-static void write_info(kb_buf *o, const kb_key *k, const kb_key_info *info)
-{
-	kb_jw_key(o, "backend");
-	kb_jw_str(o, k->ops->name);
-	kb_jw_key(o, "alg");
-	kb_jw_str(o, kb_alg_name(info->alg));
-	kb_jw_key(o, "kty");
-	kb_jw_str(o, info->kty);
-	kb_jw_key(o, "bits");
-	kb_jw_i64(o, info->bits);
-	kb_jw_raw(o, info->enabled ? ",\"enabled\":true" : ",\"enabled\":false");
-	kb_jw_key(o, "latest");
-	kb_jw_str(o, info->latest);
-	kb_jw_key(o, "versions");
-	kb_jw_raw(o, "[");
-	for (int i = 0; i < info->nversions; i++) {
-		const kb_version_info *v = &info->versions[i];
-		kb_jw_raw(o, i ? ",{\"version\":" : "{\"version\":");
-		kb_jw_str(o, v->version);
-		kb_jw_raw(o, v->enabled ? ",\"enabled\":true" : ",\"enabled\":false");
-		kb_jw_raw(o, strcmp(v->version, info->latest) ? ",\"latest\":false" : ",\"latest\":true");
-		if (v->created) {
-			kb_jw_key(o, "created");
-			kb_jw_i64(o, v->created);
-		}
-		if (v->not_before) {
-			kb_jw_key(o, "nbf");
-			kb_jw_i64(o, v->not_before);
-		}
-		if (v->expires) {
-			kb_jw_key(o, "exp");
-			kb_jw_i64(o, v->expires);
-		}
-		kb_jw_raw(o, "}");
-	}
-	kb_jw_raw(o, "]");
-	if (info->key_ops[0]) {
-		kb_jw_key(o, "key_ops");
-		kb_jw_str(o, info->key_ops);
-	}
-	if (info->detail[0]) {
-		kb_jw_key(o, "detail");
-		kb_jw_str(o, info->detail);
-	}
-	if (info->public_pem) {
-		kb_jw_key(o, "public_key_pem");
-		kb_jw_str(o, info->public_pem);
-	}
 }
 
 /* doctor_result is "fail" if any check failed, else "warn" if any warned, else "pass". */
@@ -203,59 +151,43 @@ static const char *doctor_result(const kb_buf *t)
 	return "pass";
 }
 
+/* answer delivers j's result to one request that waited on it */
 static void answer(kb_broker *b, const kb_job *j, const kb_waiter *waiter)
 {
 	const kb_key *k = j->op == KB_OP_UNWRAP ? j->src : j->key;
 	kb_waiter issued = *waiter, *w = &issued;
-	kb_buf *o;
+	kb_answer a;
 
 	/* a wrap, datakey or rewrap is recorded under the blob it hands out */
 	if (j->blob_out[0]) {
 		kb_sha256((const uint8_t *)j->blob_out, strlen(j->blob_out), issued.digest);
 		issued.has_digest = true;
 	}
-	if (!kb_answer_begin(b, w, j->version, j->op == KB_OP_UNWRAP ? 0 : -1, j->err.request_id))
+	if (!kb_answer_record(b, w, j->version, j->op == KB_OP_UNWRAP ? 0 : -1, j->err.request_id))
 		return;
-	o = kb_answer_out(w);
-	switch (j->op) {
-	case KB_OP_UNWRAP:
-	case KB_OP_DATAKEY:
-		kb_jw_key(o, "plaintext");
-		kb_jw_b64(o, j->pt, j->ptlen);
-		break;
-	default:
-		break;
+	kb_answer_start(w, &a);
+	if (j->op == KB_OP_UNWRAP || j->op == KB_OP_DATAKEY) {
+		a.plaintext = j->pt;
+		a.ptlen = j->ptlen;
 	}
-	if (j->blob_out[0]) {
-		kb_jw_key(o, "blob");
-		kb_jw_str(o, j->blob_out);
-	}
+	a.blob = j->blob_out[0] ? j->blob_out : NULL;
 	if (j->op == KB_OP_DOCTOR) {
-		kb_jw_key(o, "checks");
-		kb_jw_raw(o, "[");
-		kb_buf_append(o, j->text.data, j->text.len);
-		kb_jw_raw(o, "]");
-		kb_jw_key(o, "result");
-		kb_jw_str(o, doctor_result(&j->text));
+		a.checks = &j->text;
+		a.result = doctor_result(&j->text);
 	}
-	kb_jw_key(o, "key");
-	kb_jw_str(o, k->conf->name);
-	if (j->op == KB_OP_GET)
-		write_info(o, k, j->info);
-	else if (j->version[0]) {
-		kb_jw_key(o, "version");
-		kb_jw_str(o, j->version);
+	a.key = k->conf->name;
+	if (j->op == KB_OP_GET) {
+		a.info = j->info;
+		a.backend = k->ops->name;
+	} else if (j->version[0]) {
+		a.version = j->version;
 	}
-	/* a face's own connection (inproc.c) also gets the key service's request id; clients of protocol v1 do not */
-	if (w->conn->face[0] && j->err.request_id[0]) {
-		kb_jw_key(o, "request_id");
-		kb_jw_str(o, j->err.request_id);
-	}
+	a.request_id = j->err.request_id[0] ? j->err.request_id : NULL;
 	if (j->op == KB_OP_UNWRAP)
-		kb_jw_raw(o, ",\"cached\":false");
+		a.cache = 0;
 	if (j->op == KB_OP_DATAKEY)
-		kb_jw_raw(o, ",\"reused\":false");
-	kb_answer_end(b, w);
+		a.reused = 0;
+	kb_answer_send(w, &a);
 }
 
 /* finish does all of kb_job_finish but free the job. */
@@ -294,13 +226,11 @@ static void finish(kb_broker *b, kb_job *j)
 		kb_conn *c = w->conn;
 
 		c->inflight--;
-		/* a batch item is always answered: its batch counts on it */
-		if (c->fd >= 0 || w->batch) {
-			if (rc == KB_OK)
-				answer(b, j, w);
-			else
-				kb_reply_error(b, w, &j->err);
-		}
+		/* every request is answered, to a closed connection too: its face lets go of what it holds (answer.h) */
+		if (rc == KB_OK)
+			answer(b, j, w);
+		else
+			kb_reply_error(b, w, &j->err);
 		kb_conn_unref(c);
 	}
 }

@@ -9,11 +9,11 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "b64.h"
 #include "health.h"
-#include "inproc.h"
-#include "jsonw.h"
+#include "conn.h"
+#include "dispatch.h"
 #include "log.h"
+#include "ticket.h"
 
 #define MAX_FPS 32
 #define RETRY_MS 1000   /* after a failure, a poke checks again at most this often */
@@ -51,7 +51,8 @@ typedef struct hkey {
 struct kb_health {
 	kb_broker *b;
 	const kb_io *io;
-	kb_inproc *conn;
+	kb_conn *conn;           /* the checks' own connection object (the daemon's uid, face "health") */
+	kb_tickets tickets;      /* requests waiting for the core's answer */
 	kb_io_timer *timer;
 	hkey **keys;
 	int nkeys;
@@ -64,6 +65,33 @@ static hkey *find(kb_health *h, const char *name)
 		if (strcmp(h->keys[i]->name, name) == 0)
 			return h->keys[i];
 	return NULL;
+}
+
+/*
+ * ask submits rq as a request of the checks' own connection; fn gets the
+ * answer, or NULL if the checks stop first. Returns KB_OK or KB_E_INTERNAL.
+ */
+static kb_code ask(kb_health *h, kb_request *rq, void (*fn)(void *ctx, const kb_answer *a), void *ctx)
+{
+	kb_reply r;
+
+	if (!kb_ticket_new(&h->tickets, fn, ctx, &r))
+		return KB_E_INTERNAL;
+	rq->conn = h->conn;
+	kb_core_submit(h->b, rq, r);
+	return KB_OK;
+}
+
+/* answer_ok tells whether a says ok; if not, *code and *msg (when not NULL) name why */
+static bool answer_ok(const kb_answer *a, const char **code, const char **msg)
+{
+	if (a && a->code == KB_OK)
+		return true;
+	if (code)
+		*code = a ? kb_code_name(a->code) : "internal";
+	if (msg)
+		*msg = a ? a->err->msg : "the broker stopped before it answered";
+	return false;
 }
 
 /* track makes sure every key of the current keyset has its state (a reload may add keys) */
@@ -120,27 +148,21 @@ static void learned(hkey *k, const char *version, const char *fp)
  * what the key service says of the version (its creation time) and where
  * it lives (token serial, vault).
  */
-static void where_fp(hkey *k, const cJSON *a, const char *latest, char fp[KB_KMS_FP_LEN + 1])
+static void where_fp(hkey *k, const kb_key_info *info, const char *latest, char fp[KB_KMS_FP_LEN + 1])
 {
-	const cJSON *v;
-	const char *detail = kb_inproc_str(a, "detail");
 	char created[32] = "0";
 	kb_buf m = { 0 };
 
-	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(a, "versions")) {
-		const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "created");
-		const char *name = kb_inproc_str(v, "version");
-		if (name && strcmp(name, latest) == 0 && cJSON_IsNumber(c))
-			snprintf(created, sizeof(created), "%.0f", c->valuedouble);
-	}
+	for (int i = 0; i < info->nversions; i++)
+		if (strcmp(info->versions[i].version, latest) == 0 && info->versions[i].created)
+			snprintf(created, sizeof(created), "%lld", (long long)info->versions[i].created);
 	kb_buf_append(&m, k->name, strlen(k->name));
 	kb_buf_append(&m, "\n", 1);
 	kb_buf_append(&m, latest, strlen(latest));
 	kb_buf_append(&m, "\n", 1);
 	kb_buf_append(&m, created, strlen(created));
 	kb_buf_append(&m, "\n", 1);
-	if (detail)
-		kb_buf_append(&m, detail, strlen(detail));
+	kb_buf_append(&m, info->detail, strlen(info->detail));
 	kb_kms_fingerprint(m.data ? m.data : "", m.len, fp);
 	kb_buf_free(&m);
 }
@@ -194,49 +216,46 @@ static void check_done(hkey *k, bool ok, const char *step, const char *code, con
 		arm(h);
 }
 
-static void on_unwrap(void *ctx, const cJSON *a)
+static void on_unwrap(void *ctx, const kb_answer *a)
 {
 	hkey *k = ctx;
-	const char *code, *msg, *pt = kb_inproc_str(a, "plaintext");
-	uint8_t back[PROBE_LEN + 16];
-	size_t n = 0;
+	const char *code, *msg;
 	bool same;
 
-	if (!kb_inproc_ok(a, &code, &msg)) {
+	if (!answer_ok(a, &code, &msg)) {
 		check_done(k, false, "unwrap", code, msg);
 		return;
 	}
-	same = pt && kb_b64_decode(pt, strlen(pt), back, sizeof(back), &n, KB_B64_STD) && n == PROBE_LEN &&
-	       CRYPTO_memcmp(back, k->probe, PROBE_LEN) == 0;
-	OPENSSL_cleanse(back, sizeof(back));
+	same = a->plaintext && a->ptlen == PROBE_LEN && CRYPTO_memcmp(a->plaintext, k->probe, PROBE_LEN) == 0;
 	check_done(k, same, "unwrap", "internal", "the unwrapped bytes differ from the wrapped ones");
 }
 
-static void on_wrap(void *ctx, const cJSON *a)
+static void on_wrap(void *ctx, const kb_answer *a)
 {
 	hkey *k = ctx;
-	const char *code, *msg, *blob = kb_inproc_str(a, "blob");
-	kb_buf f = { 0 };
+	const char *code, *msg;
+	kb_request rq;
 
-	if (!kb_inproc_ok(a, &code, &msg)) {
+	if (!answer_ok(a, &code, &msg)) {
 		check_done(k, false, "wrap", code, msg);
 		return;
 	}
-	if (blob == NULL) {
+	if (a->blob == NULL || strlen(a->blob) > KB_BLOB_MAX) {
 		check_done(k, false, "wrap", "internal", "the wrap gave no blob");
 		return;
 	}
-	kb_jw_raw(&f, "\"op\":\"unwrap\",\"blob\":");
-	kb_jw_str(&f, blob);
-	if (f.oom || kb_inproc_request(k->h->conn, &f, NULL, on_unwrap, k) != KB_OK)
+	kb_request_init(&rq, KB_OP_UNWRAP);
+	rq.bloblen = strlen(a->blob);
+	memcpy(rq.blob, a->blob, rq.bloblen + 1);
+	if (ask(k->h, &rq, on_unwrap, k) != KB_OK)
 		check_done(k, false, "unwrap", "internal", "out of memory");
-	kb_buf_free(&f);
 }
 
 /* after_get goes on once a get and its fingerprint are done: the learners, then the check */
 static void after_get(hkey *k)
 {
-	kb_buf f = { 0 };
+	kb_request rq;
+	kb_code rc;
 
 	finish_learners(k);
 	if (!k->running)
@@ -253,16 +272,18 @@ static void after_get(hkey *k)
 		check_done(k, false, "wrap", "internal", "no random bytes");
 		return;
 	}
-	kb_jw_raw(&f, "\"op\":\"wrap\",\"key\":");
-	kb_jw_str(&f, k->name);
-	kb_jw_raw(&f, ",\"plaintext\":");
-	kb_jw_b64(&f, k->probe, sizeof(k->probe));
-	if (f.oom || kb_inproc_request(k->h->conn, &f, NULL, on_wrap, k) != KB_OK)
+	kb_request_init(&rq, KB_OP_WRAP);
+	snprintf(rq.key, sizeof(rq.key), "%s", k->name);
+	memcpy(rq.plaintext, k->probe, sizeof(k->probe));
+	rq.ptlen = sizeof(k->probe);
+	rq.has_plaintext = 1;
+	rc = ask(k->h, &rq, on_wrap, k);
+	kb_request_wipe(&rq);
+	if (rc != KB_OK)
 		check_done(k, false, "wrap", "internal", "out of memory");
-	kb_buf_free(&f);
 }
 
-static void on_kcv(void *ctx, const cJSON *a);
+static void on_kcv(void *ctx, const kb_answer *a);
 
 /*
  * request_kcv wraps 32 zero bytes with a deterministic key wrap (alg): the
@@ -270,28 +291,23 @@ static void on_kcv(void *ctx, const cJSON *a);
  */
 static bool request_kcv(hkey *k, const char *alg)
 {
-	static const uint8_t zeros[PROBE_LEN];
-	kb_buf f = { 0 };
-	bool ok;
+	kb_request rq;
 
-	kb_jw_raw(&f, "\"op\":\"wrap\",\"key\":");
-	kb_jw_str(&f, k->name);
-	kb_jw_raw(&f, ",\"alg\":");
-	kb_jw_str(&f, alg);
-	kb_jw_raw(&f, ",\"plaintext\":");
-	kb_jw_b64(&f, zeros, sizeof(zeros));
-	ok = !f.oom && kb_inproc_request(k->h->conn, &f, NULL, on_kcv, k) == KB_OK;
-	kb_buf_free(&f);
-	return ok;
+	kb_request_init(&rq, KB_OP_WRAP);
+	snprintf(rq.key, sizeof(rq.key), "%s", k->name);
+	rq.alg = kb_alg_parse(alg);
+	rq.ptlen = PROBE_LEN; /* zeros */
+	rq.has_plaintext = 1;
+	return ask(k->h, &rq, on_kcv, k) == KB_OK;
 }
 
-static void on_kcv(void *ctx, const cJSON *a)
+static void on_kcv(void *ctx, const kb_answer *a)
 {
 	hkey *k = ctx;
-	const char *blob = kb_inproc_str(a, "blob"), *version = kb_inproc_str(a, "version");
+	const char *blob = a ? a->blob : NULL, *version = a ? a->version : NULL;
 	char fp[KB_KMS_FP_LEN + 1];
 
-	if (kb_inproc_ok(a, NULL, NULL) && blob && version && strcmp(version, k->kcv_version) == 0) {
+	if (answer_ok(a, NULL, NULL) && blob && version && strcmp(version, k->kcv_version) == 0) {
 		kb_kms_fingerprint(blob, strlen(blob), fp);
 		learned(k, version, fp);
 	} else if (a && !k->kcv_second && request_kcv(k, "AES-KW")) {
@@ -308,13 +324,14 @@ static void on_kcv(void *ctx, const cJSON *a)
  * when there is one; else a check value from a deterministic wrap, made
  * once per version; else (no such wrap: AES-GCM only) where_fp.
  */
-static void on_get(void *ctx, const cJSON *a)
+static void on_get(void *ctx, const kb_answer *a)
 {
 	hkey *k = ctx;
-	const char *code, *msg, *latest = kb_inproc_str(a, "latest"), *pem = kb_inproc_str(a, "public_key_pem");
+	const char *code = "internal", *msg = "", *latest = a && a->info ? a->info->latest : NULL;
+	const char *pem = a && a->info ? a->info->public_pem : NULL;
 	char fp[KB_KMS_FP_LEN + 1];
 
-	k->get_ok = kb_inproc_ok(a, &code, &msg);
+	k->get_ok = answer_ok(a, &code, &msg);
 	if (k->get_ok && (latest == NULL || !kb_name_valid(latest, strlen(latest)))) {
 		k->get_ok = false;
 		code = "internal";
@@ -326,7 +343,7 @@ static void on_get(void *ctx, const cJSON *a)
 		after_get(k);
 		return;
 	}
-	k->get_enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "enabled"));
+	k->get_enabled = a->info->enabled != 0;
 	if (pem) {
 		kb_kms_fingerprint(pem, strlen(pem), fp);
 		learned(k, latest, fp);
@@ -334,7 +351,7 @@ static void on_get(void *ctx, const cJSON *a)
 		learned(k, latest, fp);
 	} else if (k->get_enabled) {
 		snprintf(k->kcv_version, sizeof(k->kcv_version), "%s", latest);
-		where_fp(k, a, latest, k->where_fp);
+		where_fp(k, a->info, latest, k->where_fp);
 		k->kcv_second = false;
 		if (request_kcv(k, "AES-KWP"))
 			return; /* on_kcv goes on */
@@ -346,15 +363,15 @@ static void on_get(void *ctx, const cJSON *a)
 /* request_get asks for key's versions; on_get carries on */
 static kb_code request_get(hkey *k)
 {
-	kb_buf f = { 0 };
+	kb_request rq;
 	kb_code rc;
 
-	kb_jw_raw(&f, "\"op\":\"get\",\"key\":");
-	kb_jw_str(&f, k->name);
-	rc = f.oom ? KB_E_INTERNAL : kb_inproc_request(k->h->conn, &f, NULL, on_get, k);
-	kb_buf_free(&f);
-	if (rc == KB_OK)
-		k->learning = true;
+	kb_request_init(&rq, KB_OP_GET);
+	snprintf(rq.key, sizeof(rq.key), "%s", k->name);
+	/* set first: the answer may come before ask returns, and then clears it */
+	k->learning = true;
+	if ((rc = ask(k->h, &rq, on_get, k)) != KB_OK)
+		k->learning = false;
 	return rc;
 }
 
@@ -395,16 +412,14 @@ static void on_timer(void *ctx)
 kb_code kb_health_start(kb_broker *b, const kb_io *io, kb_health **out, kb_err *err)
 {
 	kb_health *h = calloc(1, sizeof(*h));
-	kb_code rc;
 
 	if (h == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	h->b = b;
 	h->io = io;
-	if ((rc = kb_inproc_open(b, io, b->uid, b->gid, getpid(), "keybrokerd (health check)", "health", &h->conn,
-				 err)) != KB_OK) {
+	if ((h->conn = kb_conn_own(b->uid, b->gid, getpid(), "keybrokerd (health check)", "health")) == NULL) {
 		free(h);
-		return rc;
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	}
 	if ((h->timer = io->timer_new(io->loop, on_timer, h)) == NULL) {
 		kb_health_stop(h);
@@ -421,7 +436,9 @@ void kb_health_stop(kb_health *h)
 	if (h == NULL)
 		return;
 	h->stopping = true;
-	kb_inproc_close(h->conn); /* fails what is in flight: the callbacks end the checks */
+	kb_tickets_orphan(&h->tickets); /* fails what is in flight: the callbacks end the checks */
+	if (h->conn)
+		kb_conn_close(h->conn); /* freed with the last request that holds it */
 	if (h->timer)
 		h->io->timer_free(h->timer);
 	for (int i = 0; i < h->nkeys; i++) {
@@ -492,16 +509,23 @@ void kb_health_end_learners(kb_health *h)
 
 bool kb_health_ready(kb_health *h, char *why, size_t cap)
 {
+	bool ready = true;
+	size_t n = 0;
+
 	track(h);
+	/* every key that is not ready is named, so an operator sees the whole outage at once */
 	for (int i = 0; i < h->b->nkeys; i++) {
 		hkey *k = find(h, h->b->keys[i].conf->name);
 		if (k == NULL || !k->st.ok) {
-			snprintf(why, cap, "%s", k ? k->st.text : "not checked yet");
+			int w = snprintf(why + n, n < cap ? cap - n : 0, "%s%s", ready ? "" : "; ",
+					 k ? k->st.text : "not checked yet");
+			n += w > 0 ? (size_t)w : 0;
+			ready = false;
 			if (k)
 				kb_health_poke(h, k->name);
-			return false;
 		}
 	}
-	snprintf(why, cap, "ok");
-	return true;
+	if (ready)
+		snprintf(why, cap, "ok");
+	return ready;
 }

@@ -57,7 +57,7 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 /* kb_health_end_learners runs every kb_health_learn callback still waiting, now (before a shutdown). */
 void kb_health_end_learners(kb_health *h);
 
-/* kb_health_ready tells whether every configured key's last check passed; why names one that did not. */
+/* kb_health_ready tells whether every configured key's last check passed; why names each that did not. */
 bool kb_health_ready(kb_health *h, char *why, size_t cap);
 
 #endif

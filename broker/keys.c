@@ -76,6 +76,40 @@ static kb_code take_jitter(const kb_config *cfg, kb_keyconf *kc, kb_key *k, kb_e
 	return KB_OK;
 }
 
+bool kb_key_service_down(kb_code rc)
+{
+	return rc == KB_E_BACKEND_UNAVAILABLE || rc == KB_E_THROTTLED;
+}
+
+kb_code kb_key_open_backend(kb_key *k, kb_keyconf *kc, int nslots, void **state, kb_err *err)
+{
+	kb_code rc = k->ops->open(kc, nslots, state, err);
+
+	if (rc != KB_OK) {
+		kb_err typo;
+
+		*state = NULL;
+		/* "pin_file: missing" is often a misspelt pin_file: say so too */
+		if (err && kb_keyconf_unknown(kc, &typo) != KB_OK && strstr(typo.msg, "did you mean")) {
+			size_t n = strlen(err->msg);
+			snprintf(err->msg + n, sizeof(err->msg) - n, "; and %s", typo.msg);
+		}
+		/* a backend takes its options before it calls its service: an unknown one is known by now */
+		if (kb_key_service_down(rc) && kb_keyconf_unknown(kc, &typo) != KB_OK) {
+			if (err)
+				*err = typo;
+			return typo.code;
+		}
+		return rc;
+	}
+	return kb_keyconf_unknown(kc, err);
+}
+
+/*
+ * open_key judges and opens key i of cfg: KB_OK when it opened, or when only
+ * its key service is down (then k->down says why, and outage.c reopens it);
+ * else why the config is refused.
+ */
 static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *err)
 {
 	kb_keyconf *kc = &cfg->keys[i];
@@ -92,21 +126,20 @@ static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *er
 	if ((rc = take_acls(kc, k, err)) != KB_OK || (rc = take_grace(cfg, kc, k, err)) != KB_OK ||
 	    (rc = take_jitter(cfg, kc, k, err)) != KB_OK)
 		return rc;
-	rc = k->ops->open(kc, nslots, &k->state, err);
-	if (rc != KB_OK) {
-		kb_err typo;
-
-		k->state = NULL;
-		/* "pin_file: missing" is often a misspelt pin_file: say so too */
-		if (err && kb_keyconf_unknown(kc, &typo) != KB_OK && strstr(typo.msg, "did you mean")) {
-			size_t n = strlen(err->msg);
-			snprintf(err->msg + n, sizeof(err->msg) - n, "; and %s", typo.msg);
-		}
+	rc = kb_key_open_backend(k, kc, nslots, &k->state, &k->down_err);
+	if (rc != KB_OK && !kb_key_service_down(rc)) {
+		if (err)
+			*err = k->down_err;
+		kb_err_clear(&k->down_err);
 		return rc;
 	}
-	if ((rc = kb_keyconf_unknown(kc, err)) != KB_OK)
-		return rc;
-	k->healthy = true;
+	k->down = rc != KB_OK;
+	k->healthy = !k->down;
+	if (k->down) {
+		k->down_since_ms = kb_now_ms();
+		k->last_code = rc;
+		snprintf(k->last_error, sizeof(k->last_error), "%s", k->down_err.msg);
+	}
 	return KB_OK;
 }
 
@@ -128,26 +161,7 @@ static kb_keyset *keyset_new(kb_config *cfg)
 	return ks;
 }
 
-kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err)
-{
-	kb_keyset *ks = keyset_new(cfg);
-	kb_code rc = KB_OK;
-
-	if (ks == NULL)
-		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
-	for (int i = 0; i < cfg->nkeys && rc == KB_OK; i++) {
-		rc = open_key(cfg, i, nslots, &ks->keys[i], err);
-		ks->nkeys = i + 1; /* so the unref below closes what opened */
-	}
-	if (rc != KB_OK) {
-		kb_keyset_unref(ks);
-		return rc;
-	}
-	*out = ks;
-	return KB_OK;
-}
-
-kb_code kb_keyset_open_each(kb_config *cfg, int nslots, kb_keyset **out, kb_err *errs)
+kb_code kb_keyset_judge(kb_config *cfg, int nslots, kb_keyset **out, kb_err *errs)
 {
 	kb_keyset *ks = keyset_new(cfg);
 	kb_code rc = KB_OK;
@@ -167,6 +181,34 @@ kb_code kb_keyset_open_each(kb_config *cfg, int nslots, kb_keyset **out, kb_err 
 	return rc;
 }
 
+kb_code kb_keyset_open(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err)
+{
+	kb_err *errs = calloc((size_t)(cfg->nkeys ? cfg->nkeys : 1), sizeof(*errs));
+	kb_keyset *ks;
+	kb_code rc;
+
+	if (errs == NULL) {
+		kb_config_free(cfg);
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	}
+	rc = kb_keyset_judge(cfg, nslots, &ks, errs);
+	if (ks == NULL) {
+		rc = kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	} else if (rc != KB_OK) {
+		for (int i = 0; i < ks->nkeys; i++)
+			if (errs[i].code != KB_OK) {
+				if (err)
+					*err = errs[i];
+				break;
+			}
+		kb_keyset_unref(ks);
+	} else {
+		*out = ks;
+	}
+	free(errs);
+	return rc;
+}
+
 void kb_keyset_unref(kb_keyset *ks)
 {
 	if (ks == NULL || --ks->refs > 0)
@@ -177,32 +219,4 @@ void kb_keyset_unref(kb_keyset *ks)
 	free(ks->keys);
 	kb_config_free(ks->cfg);
 	free(ks);
-}
-
-static void attach_keys(kb_keyset *ks, const kb_io *io)
-{
-	for (int i = 0; i < ks->nkeys; i++) {
-		kb_key *k = &ks->keys[i];
-
-		if (k->ops->attach && k->state) {
-			k->ops->attach(k->state, io);
-			k->async = io != NULL;
-		}
-	}
-}
-
-void kb_broker_use_keyset(kb_broker *b, kb_keyset *ks)
-{
-	b->ks = ks;
-	b->cfg = ks->cfg;
-	b->keys = ks->keys;
-	b->nkeys = ks->nkeys;
-	if (b->io)
-		attach_keys(ks, b->io);
-}
-
-void kb_broker_attach_io(kb_broker *b, const kb_io *io)
-{
-	b->io = io;
-	attach_keys(b->ks, io);
 }

@@ -8,10 +8,11 @@
 
 #include <openssl/crypto.h>
 
-#include "b64.h"
 #include "jsonw.h"
 #include "kms_calls.h"
 #include "kms_keyid.h"
+#include "dispatch.h"
+#include "ticket.h"
 
 #define ANN_FORMAT "format.keybroker.io"
 #define ANN_ALG "alg.keybroker.io"
@@ -131,30 +132,40 @@ static void encrypt_answer(void *ctx)
 	op_free(o);
 }
 
-static void on_wrapped(void *ctx, const cJSON *a)
+/* answer_failed answers o's call with a's error (a NULL: the face stopped first) and says so */
+static bool answer_failed(op *o, const kb_answer *a)
+{
+	if (a == NULL) {
+		fail(o->t, o->call, GRPC_STATUS_UNAVAILABLE, "internal", "the broker is shutting down");
+		return true;
+	}
+	if (a->code == KB_OK)
+		return false;
+	fail(o->t, o->call, grpc_code(kb_code_name(a->code)), kb_code_name(a->code), a->err->msg);
+	return true;
+}
+
+static void on_wrapped(void *ctx, const kb_answer *a)
 {
 	op *o = ctx;
-	const char *code, *msg, *blob = kb_inproc_str(a, "blob"), *version = kb_inproc_str(a, "version");
-	const char *request_id = kb_inproc_str(a, "request_id");
 	char fp[KB_KMS_FP_LEN + 1];
 	kb_blob *decoded;
 	kb_err err;
 
-	if (!kb_inproc_ok(a, &code, &msg)) {
-		fail(o->t, o->call, a ? grpc_code(code) : GRPC_STATUS_UNAVAILABLE, code, msg);
+	if (answer_failed(o, a)) {
 		op_free(o);
 		return;
 	}
-	if (blob == NULL || version == NULL) {
+	if (a->blob == NULL || a->version == NULL) {
 		fail(o->t, o->call, GRPC_STATUS_INTERNAL, "internal", "the wrap gave no blob");
 		op_free(o);
 		return;
 	}
-	snprintf(o->version, sizeof(o->version), "%s", version);
-	snprintf(o->request_id, sizeof(o->request_id), "%s", request_id ? request_id : "");
-	o->blob = strdup(blob);
+	snprintf(o->version, sizeof(o->version), "%s", a->version);
+	snprintf(o->request_id, sizeof(o->request_id), "%s", a->request_id ? a->request_id : "");
+	o->blob = strdup(a->blob);
 	decoded = malloc(sizeof(*decoded));
-	if (decoded && kb_blob_decode(blob, strlen(blob), decoded, &err) == KB_OK)
+	if (decoded && kb_blob_decode(a->blob, strlen(a->blob), decoded, &err) == KB_OK)
 		snprintf(o->alg, sizeof(o->alg), "%s", kb_alg_name(decoded->alg));
 	free(decoded);
 	if (o->blob == NULL) {
@@ -169,11 +180,36 @@ static void on_wrapped(void *ctx, const cJSON *a)
 	encrypt_answer(o);
 }
 
-static void do_encrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
+/*
+ * submit makes rq (for o's call) a request of conn, its id the call's uid
+ * (the audit log's "request": kube-apiserver's own request id).
+ */
+static void submit(const kb_kms_target *t, op *o, kb_request *rq, const char *uid, kb_conn *conn,
+		   void (*fn)(void *ctx, const kb_answer *a))
+{
+	kb_buf id = { 0 };
+	kb_reply r;
+
+	kb_jw_strn(&id, uid, strnlen(uid, 100));
+	if (!id.oom && id.len < sizeof(rq->id_json)) {
+		memcpy(rq->id_json, id.data, id.len);
+		rq->id_json[id.len] = '\0';
+	}
+	kb_buf_free(&id);
+	if (!kb_ticket_new(t->tickets, fn, o, &r)) {
+		fail(t, o->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
+		op_free(o);
+		return;
+	}
+	rq->conn = conn;
+	kb_core_submit(t->b, rq, r);
+}
+
+static void do_encrypt(const kb_kms_target *t, kb_kms_call *c, kb_conn *conn)
 {
 	const V2__EncryptRequest *rq = kb_kms_call_encrypt(c);
+	kb_request req;
 	op *o;
-	kb_buf fl = { 0 };
 
 	if (rq->plaintext.len == 0 || rq->plaintext.len > KB_SECRET_MAX) {
 		fail(t, c, GRPC_STATUS_INVALID_ARGUMENT, "bad_request",
@@ -186,35 +222,32 @@ static void do_encrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
 	}
 	o->t = t;
 	o->call = c;
-	kb_jw_raw(&fl, "\"op\":\"wrap\",\"key\":");
-	kb_jw_str(&fl, t->key);
-	kb_jw_raw(&fl, ",\"plaintext\":");
-	kb_jw_b64(&fl, rq->plaintext.data, rq->plaintext.len);
-	if (fl.oom || kb_inproc_request_now(conn, &fl, rq->uid, on_wrapped, o) != KB_OK) {
-		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
-		op_free(o);
-	}
-	kb_buf_free(&fl); /* wipes the plaintext */
+	kb_request_init(&req, KB_OP_WRAP);
+	snprintf(req.key, sizeof(req.key), "%s", t->key);
+	memcpy(req.plaintext, rq->plaintext.data, rq->plaintext.len);
+	req.ptlen = rq->plaintext.len;
+	req.has_plaintext = 1;
+	submit(t, o, &req, rq->uid, conn, on_wrapped);
+	kb_request_wipe(&req);
 }
 
-static void on_unwrapped(void *ctx, const cJSON *a)
+static void on_unwrapped(void *ctx, const kb_answer *a)
 {
 	op *o = ctx;
 	V2__DecryptResponse r = V2__DECRYPT_RESPONSE__INIT;
-	const char *code, *msg, *pt = kb_inproc_str(a, "plaintext");
-	uint8_t dek[KB_SECRET_MAX];
-	size_t n = 0;
 
-	if (!kb_inproc_ok(a, &code, &msg)) {
-		fail(o->t, o->call, a ? grpc_code(code) : GRPC_STATUS_UNAVAILABLE, code, msg);
-	} else if (pt == NULL || !kb_b64_decode(pt, strlen(pt), dek, sizeof(dek), &n, KB_B64_STD)) {
+	if (answer_failed(o, a)) {
+		op_free(o);
+		return;
+	}
+	if (a->plaintext == NULL) {
 		fail(o->t, o->call, GRPC_STATUS_INTERNAL, "internal", "the unwrap gave no plaintext");
 	} else {
-		r.plaintext.data = dek;
-		r.plaintext.len = n;
+		/* packed into gRPC's buffer at once, and wiped there once sent (kms_grpc.c) */
+		r.plaintext.data = (uint8_t *)a->plaintext;
+		r.plaintext.len = a->ptlen;
 		kb_kms_call_reply(o->call, GRPC_STATUS_OK, NULL, &r.base);
 	}
-	OPENSSL_cleanse(dek, sizeof(dek));
 	op_free(o);
 }
 
@@ -252,37 +285,36 @@ static kb_code check_decrypt(const kb_kms_target *t, const V2__DecryptRequest *r
 	return KB_OK;
 }
 
-static void do_decrypt(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
+static void do_decrypt(const kb_kms_target *t, kb_kms_call *c, kb_conn *conn)
 {
 	const V2__DecryptRequest *rq = kb_kms_call_decrypt(c);
 	kb_blob *blob = malloc(sizeof(*blob));
-	kb_buf fl = { 0 };
+	kb_request req;
 	op *o = NULL;
 	kb_err err;
 
 	if (blob == NULL || (o = calloc(1, sizeof(*o))) == NULL) {
 		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
-		goto out;
+		free(blob);
+		return;
 	}
 	if (check_decrypt(t, rq, blob, &err) != KB_OK) {
 		fail(t, c, grpc_code(kb_code_name(err.code)), kb_code_name(err.code), err.msg);
 		free(o);
-		goto out;
+		free(blob);
+		return;
 	}
+	free(blob);
 	o->t = t;
 	o->call = c;
-	kb_jw_raw(&fl, "\"op\":\"unwrap\",\"blob\":");
-	kb_jw_strn(&fl, (const char *)rq->ciphertext.data, rq->ciphertext.len);
-	if (fl.oom || kb_inproc_request_now(conn, &fl, rq->uid, on_unwrapped, o) != KB_OK) {
-		fail(t, c, GRPC_STATUS_RESOURCE_EXHAUSTED, "internal", "out of memory");
-		op_free(o);
-	}
-out:
-	kb_buf_free(&fl);
-	free(blob);
+	kb_request_init(&req, KB_OP_UNWRAP);
+	memcpy(req.blob, rq->ciphertext.data, rq->ciphertext.len); /* check_decrypt bounds it */
+	req.blob[rq->ciphertext.len] = '\0';
+	req.bloblen = rq->ciphertext.len;
+	submit(t, o, &req, rq->uid, conn, on_unwrapped);
 }
 
-void kb_kms_answer(const kb_kms_target *t, kb_kms_call *c, kb_inproc *conn)
+void kb_kms_answer(const kb_kms_target *t, kb_kms_call *c, kb_conn *conn)
 {
 	kb_kms_method m = kb_kms_call_method(c);
 

@@ -1,306 +1,247 @@
 /*
- * kms_face.c: the KMS v2 sockets (see kms_face.h): accepting and checking
- * peers, answering calls on gRPC's thread under the loop's gate while the
- * loop sleeps or else handing them to the loop (an inbox and an eventfd),
- * and one in-process connection per peer uid and gid, through which
- * kms_calls.c answers them.
+ * kms_face.c: the KMS v2 sockets (see kms_face.h): connections from the
+ * listener (listen.h) handed to gRPC, calls from gRPC's thread through an
+ * inbox (inbox.h) to the loop, and the bounds gRPC 1.51 does not keep.
+ *
+ * gRPC owns the descriptor it is given (grpc_server_add_channel_from_fd)
+ * and says nothing when it closes it. So the face gives gRPC a duplicate
+ * and keeps the accepted descriptor as the connection's own (kb_conn.fd,
+ * "shared"): the socket lives while the face holds it, so its inode names
+ * the connection without doubt, and a shutdown(2) of it makes gRPC drop the
+ * connection at once. A sweep every KMS_SWEEP_MS checks that gRPC's
+ * descriptor still refers to that inode; once it does not, gRPC has let go
+ * (the peer left, or gRPC's idle limit), and the face closes its own, which
+ * ends the peer's socket and gives back its count. The sweep also closes a
+ * connection on which no call has come for the idle limit and none is in
+ * flight: a call left unfinished never reaches the face, so it does not
+ * keep its connection open.
+ *
+ * Each call is bound to the connection object it came on, found by gRPC's
+ * descriptor and that inode as gRPC's thread saw them when the call came,
+ * never by the descriptor number alone. A connection that resets calls
+ * faster than KMS_RESETS_PER_S (HTTP/2 rapid reset) is closed.
  */
 #include <errno.h>
-#include <pthread.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "inproc.h"
+#include "conn.h"
 #include "kms_calls.h"
 #include "kms_face.h"
 #include "kms_grpc.h"
+#include "listen.h"
 #include "log.h"
-#include "policy.h"
+#include "ticket.h"
 #include "unixsock.h"
 
-typedef struct peer {
-	bool set;
-	uid_t uid;
-	gid_t gid;
-	pid_t pid;
-} peer;
+#define KMS_SWEEP_MS 250
+/*
+ * beyond the idle limit, before the sweep closes a quiet connection: gRPC's
+ * own idle limit (the same) says goodbye first with a GOAWAY, which its
+ * client takes gracefully; the sweep's shutdown is for those gRPC keeps
+ * (a call left unfinished is not idle to it)
+ */
+#define KMS_IDLE_GRACE_MS 2000
+/* calls a connection may reset in one second: kube-apiserver resets none but on its own timeouts */
+#define KMS_RESETS_PER_S 100
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* calls handed over by gRPC's thread and not yet taken by the loop, per socket */
+#define KMS_INBOX_MAX 4096
+/* the memory gRPC may hold for one KMS socket's connections and calls */
+#define KMS_QUOTA_BYTES (64u << 20)
+/* header bytes a call may carry (gRPC's default is 8 KiB; kube-apiserver sends a few hundred) */
+#define KMS_MAX_METADATA 8192
 
-typedef struct client {
-	struct kms *k;
-	uid_t uid;
-	gid_t gid;
-	kb_inproc *conn;
-	struct client *next;
-} client;
+typedef struct kconn {
+	kb_conn *conn;          /* one reference, the face's */
+	int gfd;                /* the duplicate gRPC holds */
+	uint64_t ino;           /* the socket's */
+	int64_t window_ms;      /* the current second of resets */
+	int resets;
+	struct kconn *next;
+} kconn;
 
 typedef struct kms {
 	struct kb_kms_face *f;
 	char name[KB_KEY_NAME_MAX + 1];
 	char key[KB_KEY_NAME_MAX + 1];
-	kb_kms_target target;  /* what the calls are answered with */
+	kb_kms_target target;   /* what the calls are answered with */
+	kb_tickets tickets;     /* calls waiting on the core */
 	char *path;
 	int lfd;
-	kb_io_watch *lwatch;
-	kb_io_timer *lrest;     /* watches lfd again after it rested (fdlimit.h) */
+	kb_listener *listener;
 	kb_kms_grpc *grpc;
-	/* calls posted by the gRPC thread */
-	pthread_mutex_t mu;
-	kb_kms_call *inbox;
-	bool stopping;
-	int efd;
-	kb_io_watch *ewatch;
-	/* who is on each accepted connection, by fd */
-	peer *peers;
-	int npeers;
-
+	kb_inbox *inbox;
+	kconn *conns;
+	kconn **byfd;           /* by gRPC's descriptor: the candidate a call's inode is checked against */
+	int nbyfd;
+	int64_t idle_ms;
+	kb_io_timer *sweep;
 } kms;
 
 struct kb_kms_face {
 	kb_broker *b;
 	const kb_io *io;
+	kb_connset *set;
 	kb_health *health;
 	kms *servers;
 	int n;
-	client *clients;
 };
 
-/* conn_for returns the in-process connection of the peer on the call's connection */
-static kb_inproc *conn_for(kms *k, kb_kms_call *c)
+/* retire forgets kc: its connection is closed (if it was not) and the face's reference given back */
+static void retire(kms *k, kconn *kc)
 {
-	struct kb_kms_face *f = k->f;
-	int fd = kb_kms_call_fd(c);
-	const peer *p = fd >= 0 && fd < k->npeers && k->peers[fd].set ? &k->peers[fd] : NULL;
-	char exe[256], link[64], face[sizeof(((kb_conn *)0)->face)];
-	client *cl;
-	ssize_t n;
-	kb_err err;
-
-	if (p == NULL)
-		return NULL;
-	for (cl = f->clients; cl; cl = cl->next)
-		if (cl->uid == p->uid && cl->gid == p->gid && cl->k == k) {
-			kb_inproc_set_pid(cl->conn, p->pid);
-			return cl->conn;
+	for (kconn **pp = &k->conns; *pp; pp = &(*pp)->next)
+		if (*pp == kc) {
+			*pp = kc->next;
+			break;
 		}
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)p->pid);
-	n = readlink(link, exe, sizeof(exe) - 1);
-	exe[n > 0 ? n : 0] = '\0';
-	if ((cl = calloc(1, sizeof(*cl))) == NULL)
-		return NULL;
-	snprintf(face, sizeof(face), "kms:%s", k->name);
-	if (kb_inproc_open(f->b, f->io, p->uid, p->gid, p->pid, exe, face, &cl->conn, &err) != KB_OK) {
-		kb_log_err("%s", err.msg);
-		free(cl);
-		return NULL;
+	if (kc->gfd < k->nbyfd && k->byfd[kc->gfd] == kc)
+		k->byfd[kc->gfd] = NULL;
+	kb_conn_close(kc->conn);
+	kb_conn_unref(kc->conn);
+	free(kc);
+}
+
+/* close_conn closes a connection over a limit: its shutdown makes gRPC drop it (the sweep then retires it) */
+static void close_conn(kms *k, kconn *kc, const char *why)
+{
+	kb_conn *c = kc->conn;
+
+	if (c->closed)
+		return;
+	kb_info("kms %s: closing the connection of pid %d (uid %u): it %s", k->name, (int)c->pid, (unsigned)c->uid, why);
+	k->f->b->counters.conns_closed_limit++;
+	kb_conn_close(c);
+}
+
+/* take serves a connection the listener admitted: gRPC gets a duplicate, the face keeps the original */
+static void take(void *ctx, kb_conn *c)
+{
+	kms *k = ctx;
+	struct stat st;
+	kconn *kc = calloc(1, sizeof(*kc));
+	int gfd = -1;
+
+	if (kc == NULL || fstat(c->fd, &st) != 0 || (gfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+	    kb_fdlimit_over(gfd)) {
+		if (gfd >= 0)
+			close(gfd);
+		free(kc);
+		kb_warn("kms %s: no descriptor left to serve a connection: it is closed", k->name);
+		kb_conn_close(c);
+		return;
 	}
-	cl->uid = p->uid;
-	cl->gid = p->gid;
-	cl->k = k;
-	cl->next = f->clients;
-	f->clients = cl;
-	return cl->conn;
-}
-
-static void handle(kms *k, kb_kms_call *c)
-{
-	kb_kms_answer(&k->target, c, kb_kms_call_method(c) == KB_KMS_STATUS ? NULL : conn_for(k, c));
-}
-
-static void wake_loop(kms *k)
-{
-	uint64_t one = 1;
-
-	if (write(k->efd, &one, sizeof(one)) < 0)
-		kb_debug("eventfd: %s", strerror(errno)); /* it is already readable */
-}
-
-/*
- * run_here answers c on the gRPC thread while the loop waits for events: it
- * takes the loop's gate, as a worker that ends its own job does (finish.h),
- * and makes the call's request just as the loop would, so a cache hit is
- * answered with no hand-off at all. A call that is not answered before the
- * gate is let go has started a job (or a check); the loop is then woken, as
- * it may have timers to take up that only it reads. Status runs here only
- * while its key is healthy: otherwise it may start a check. false: the loop
- * is busy (or stopping), and c goes to it.
- */
-static bool run_here(kms *k, kb_kms_call *c)
-{
-	kb_broker *b = k->f->b;
-	const kb_health_state *st;
-	bool stopping, answered;
-	uint64_t before;
-
-	if (pthread_mutex_trylock(&b->gate) != 0)
-		return false;
-	pthread_mutex_lock(&k->mu);
-	stopping = k->stopping;
-	pthread_mutex_unlock(&k->mu);
-	st = kb_kms_call_method(c) == KB_KMS_STATUS ? kb_health_get(k->f->health, k->key) : NULL;
-	if (!b->loop_asleep || stopping || (kb_kms_call_method(c) == KB_KMS_STATUS && (st == NULL || !st->ok))) {
-		pthread_mutex_unlock(&b->gate);
-		return false;
+	if (gfd >= k->nbyfd) {
+		int n = gfd + 64;
+		kconn **grown = realloc(k->byfd, (size_t)n * sizeof(*grown));
+		if (grown == NULL) {
+			close(gfd);
+			free(kc);
+			kb_conn_close(c);
+			return;
+		}
+		memset(grown + k->nbyfd, 0, (size_t)(n - k->nbyfd) * sizeof(*grown));
+		k->byfd = grown;
+		k->nbyfd = n;
 	}
-	before = kb_kms_grpc_replies(k->grpc);
-	handle(k, c);
-	answered = kb_kms_grpc_replies(k->grpc) != before;
-	pthread_mutex_unlock(&b->gate);
-	if (!answered)
-		wake_loop(k);
-	return true;
+	/* gRPC let go of this number before the sweep saw it: that connection is over */
+	if (k->byfd[gfd])
+		retire(k, k->byfd[gfd]);
+	c->shared = true;
+	c->refs++;
+	kc->conn = c;
+	kc->gfd = gfd;
+	kc->ino = (uint64_t)st.st_ino;
+	kc->next = k->conns;
+	k->conns = kc;
+	k->byfd[gfd] = kc;
+	kb_kms_grpc_add_fd(k->grpc, gfd);
 }
 
-/* post runs on the gRPC thread: the call is answered here, or waits in the inbox for the loop */
+static void sweep(void *ctx)
+{
+	kms *k = ctx;
+	int64_t now = kb_now_ms();
+	kconn *next;
+
+	for (kconn *kc = k->conns; kc; kc = next) {
+		kb_conn *c = kc->conn;
+		struct stat st;
+
+		next = kc->next;
+		if (fstat(kc->gfd, &st) != 0 || (uint64_t)st.st_ino != kc->ino)
+			retire(k, kc); /* gRPC let go */
+		else if (!c->closed && c->inflight == 0 && now - c->last_activity_ms > k->idle_ms + KMS_IDLE_GRACE_MS)
+			close_conn(k, kc, k->f->b->cfg->idle_timeout_ms ? "had no call answered for longer than idle_timeout"
+								 : "had no call answered for longer than client_timeout");
+	}
+	k->f->io->timer_arm(k->sweep, now + KMS_SWEEP_MS);
+}
+
+/* find returns the connection a call came on, or NULL when it is gone */
+static kconn *find(kms *k, kb_kms_call *c)
+{
+	int fd;
+	uint64_t ino;
+	kconn *kc;
+
+	kb_kms_call_peer(c, &fd, &ino);
+	if (fd < 0 || fd >= k->nbyfd || ino == 0 || (kc = k->byfd[fd]) == NULL || kc->ino != ino)
+		return NULL;
+	return kc;
+}
+
+/* on_call takes a call posted by gRPC's thread, on the loop thread */
+static void on_call(void *ctx, kb_inbox_item *it)
+{
+	kms *k = ctx;
+	kb_kms_call *c = kb_kms_call_of(it);
+	kconn *kc = find(k, c);
+	const char *msg;
+	grpc_status_code failed = kb_kms_call_failed(c, &msg);
+	int64_t now = kb_now_ms();
+
+	if (kc == NULL || kc->conn->closed) {
+		kb_kms_call_reply(c, GRPC_STATUS_UNAVAILABLE, "the connection it came on is closed", NULL);
+		return;
+	}
+	if (failed == GRPC_STATUS_CANCELLED) {
+		if (now - kc->window_ms >= 1000) {
+			kc->window_ms = now;
+			kc->resets = 0;
+		}
+		if (++kc->resets > KMS_RESETS_PER_S)
+			close_conn(k, kc, "reset more than " STR(KMS_RESETS_PER_S) " calls in a second (HTTP/2 rapid reset)");
+	}
+	if (failed != GRPC_STATUS_OK) {
+		kb_kms_call_reply(c, failed, msg, NULL);
+		return;
+	}
+	kc->conn->last_activity_ms = now;
+	kb_kms_answer(&k->target, c, kc->conn);
+}
+
+/* post runs on gRPC's thread: the call goes to the loop, or is answered here when it cannot */
 static void post(void *ctx, kb_kms_call *c)
 {
 	kms *k = ctx;
-	bool stopping;
 
-	if (run_here(k, c))
-		return;
-
-	pthread_mutex_lock(&k->mu);
-	stopping = k->stopping;
-	if (!stopping) {
-		*kb_kms_call_next(c) = k->inbox;
-		k->inbox = c;
-	}
-	pthread_mutex_unlock(&k->mu);
-	if (stopping)
+	switch (kb_inbox_post(k->inbox, kb_kms_call_item(c))) {
+	case KB_INBOX_POSTED:
+		break;
+	case KB_INBOX_FULL:
+		kb_kms_call_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				  "busy: the broker has too many KMS calls waiting; retry", NULL);
+		break;
+	case KB_INBOX_CLOSED:
 		kb_kms_call_reply(c, GRPC_STATUS_UNAVAILABLE, "the broker is shutting down", NULL);
-	else
-		wake_loop(k);
-}
-
-/* take_inbox returns the posted calls, oldest first */
-static kb_kms_call *take_inbox(kms *k)
-{
-	kb_kms_call *list, *rev = NULL;
-
-	pthread_mutex_lock(&k->mu);
-	list = k->inbox;
-	k->inbox = NULL;
-	pthread_mutex_unlock(&k->mu);
-	while (list) {
-		kb_kms_call *next = *kb_kms_call_next(list);
-		*kb_kms_call_next(list) = rev;
-		rev = list;
-		list = next;
-	}
-	return rev;
-}
-
-static void on_inbox(void *ctx, int fd, unsigned ready)
-{
-	kms *k = ctx;
-	uint64_t n;
-
-	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		kb_debug("eventfd: %s", strerror(errno));
-	for (kb_kms_call *c = take_inbox(k), *next; c; c = next) {
-		next = *kb_kms_call_next(c);
-		handle(k, c);
-	}
-}
-
-static void on_accept(void *ctx, int lfd, unsigned ready);
-
-static void listen_again(void *ctx)
-{
-	kms *k = ctx;
-	const kb_io *io = k->f->io;
-
-	if (k->lwatch == NULL && io->watch(io->loop, &k->lwatch, k->lfd, KB_IO_IN, on_accept, k) != 0)
-		kb_log_err("kms %s: cannot watch its socket again", k->name);
-}
-
-/* refuse_short_of_fds closes a connection taken while descriptors ran short (a gRPC client connects again). */
-static void refuse_short_of_fds(kms *k, int fd, const char *why)
-{
-	char face[KB_KEY_NAME_MAX + 8];
-
-	k->f->b->counters.conns_refused++;
-	snprintf(face, sizeof(face), "kms %s", k->name);
-	kb_fdlimit_refusal(&k->f->b->fdlimit, face, why);
-	if (fd >= 0)
-		close(fd);
-}
-
-/*
- * out_of_fds takes the connection accept could not, and closes it, or rests
- * the listener when not even that is possible: never a listener readable
- * forever under a spinning loop (fdlimit.h).
- */
-static void out_of_fds(kms *k, int lfd, int why)
-{
-	kb_broker *b = k->f->b;
-	const kb_io *io = k->f->io;
-	int fd = kb_fdlimit_accept(&b->fdlimit, lfd);
-	char what[128];
-
-	snprintf(what, sizeof(what), "out of file descriptors (%s)", strerror(why));
-	refuse_short_of_fds(k, fd, what);
-	if (fd >= 0) {
-		kb_fdlimit_restore(&b->fdlimit);
-		return;
-	}
-	if (k->lrest == NULL)
-		k->lrest = io->timer_new(io->loop, listen_again, k);
-	if (k->lrest != NULL && k->lwatch != NULL) {
-		io->watch(io->loop, &k->lwatch, lfd, 0, NULL, NULL);
-		io->timer_arm(k->lrest, kb_now_ms() + KB_FDLIMIT_REST_MS);
-	}
-}
-
-static void on_accept(void *ctx, int lfd, unsigned ready)
-{
-	kms *k = ctx;
-	kb_broker *b = k->f->b;
-
-	for (int i = 0; i < 64; i++) {
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
-		char why[256];
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				out_of_fds(k, lfd, errno);
-			return;
-		}
-		if (kb_fdlimit_over(fd)) {
-			refuse_short_of_fds(k, fd, KB_FDLIMIT_MARGIN_WHY);
-			continue;
-		}
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-			close(fd);
-			continue;
-		}
-		if (!kb_policy_peer_allowed(b, cred.uid, cred.gid, why, sizeof(why))) {
-			b->counters.conns_refused++;
-			kb_warn("kms %s: refused a connection from uid %u gid %u pid %d: %s", k->name,
-				(unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid, why);
-			close(fd);
-			continue;
-		}
-		if (fd >= k->npeers) {
-			int n = fd + 64;
-			peer *grown = realloc(k->peers, (size_t)n * sizeof(*grown));
-			if (grown == NULL) {
-				close(fd);
-				continue;
-			}
-			memset(grown + k->npeers, 0, (size_t)(n - k->npeers) * sizeof(*grown));
-			k->peers = grown;
-			k->npeers = n;
-		}
-		k->peers[fd] = (peer){ .set = true, .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
-		b->counters.conns_accepted++;
-		kb_kms_grpc_add_fd(k->grpc, fd);
+		break;
 	}
 }
 
@@ -309,15 +250,15 @@ static kb_code start_one(kb_kms_face *f, kms *k, const kb_kmsconf *kc, kb_err *e
 	const kb_io *io = f->io;
 	const kb_config *cfg = f->b->cfg;
 	char msg[sizeof(err->msg)];
+	kb_listen_face face = { .take = take, .ctx = k };
 	kb_kms_limits lim;
 	kb_code rc;
 
 	k->f = f;
-	k->lfd = k->efd = -1;
-	pthread_mutex_init(&k->mu, NULL);
+	k->lfd = -1;
 	snprintf(k->name, sizeof(k->name), "%s", kc->name);
 	snprintf(k->key, sizeof(k->key), "%s", kc->key);
-	k->target = (kb_kms_target){ .b = f->b, .health = f->health, .key = k->key };
+	k->target = (kb_kms_target){ .b = f->b, .health = f->health, .key = k->key, .tickets = &k->tickets };
 	if (kc->socket == NULL || kc->key[0] == '\0')
 		return kb_err_set(err, KB_E_BAD_REQUEST, "[kms:%s] needs socket and key", kc->name);
 	if (kb_key_find(f->b, kc->key) == NULL)
@@ -330,21 +271,26 @@ static kb_code start_one(kb_kms_face *f, kms *k, const kb_kmsconf *kc, kb_err *e
 		snprintf(msg, sizeof(msg), "%s", err->msg);
 		return kb_err_set(err, rc, "[kms:%s] %s", k->name, msg);
 	}
-	if ((k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
-		return kb_err_set(err, KB_E_INTERNAL, "eventfd: %s", strerror(errno));
 	/* a connection that does nothing is closed after idle_timeout, or client_timeout without one */
+	k->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : cfg->client_timeout_ms;
 	lim = (kb_kms_limits){ .max_msg = cfg->max_request_bytes, .max_streams = cfg->max_inflight,
-			       .idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : cfg->client_timeout_ms };
-	if ((rc = kb_kms_grpc_start(&lim, post, k, &k->grpc, err)) != KB_OK)
+			       .idle_ms = k->idle_ms, .max_metadata = KMS_MAX_METADATA,
+			       .quota_bytes = KMS_QUOTA_BYTES };
+	if ((rc = kb_inbox_new(io, KMS_INBOX_MAX, on_call, k, &k->inbox, err)) != KB_OK ||
+	    (rc = kb_kms_grpc_start(&lim, post, k, &k->grpc, err)) != KB_OK)
 		return rc;
-	if (io->watch(io->loop, &k->ewatch, k->efd, KB_IO_IN, on_inbox, k) != 0 ||
-	    io->watch(io->loop, &k->lwatch, k->lfd, KB_IO_IN, on_accept, k) != 0)
+	if ((k->sweep = io->timer_new(io->loop, sweep, k)) == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	io->timer_arm(k->sweep, kb_now_ms() + KMS_SWEEP_MS);
+	snprintf(face.name, sizeof(face.name), "kms %s", k->name);
+	snprintf(face.face, sizeof(face.face), "kms:%s", k->name);
+	if ((rc = kb_listener_start(f->b, io, f->set, k->lfd, &face, &k->listener, err)) != KB_OK)
+		return rc;
 	kb_info("kms %s: serving key %s over KMS v2 on %s", k->name, k->key, k->path);
 	return KB_OK;
 }
 
-kb_code kb_kms_face_start(kb_broker *b, const kb_io *io, kb_health *health, kb_kms_face **out,
+kb_code kb_kms_face_start(kb_broker *b, const kb_io *io, kb_connset *set, kb_health *health, kb_kms_face **out,
 			  kb_err *err)
 {
 	kb_kms_face *f;
@@ -360,6 +306,7 @@ kb_code kb_kms_face_start(kb_broker *b, const kb_io *io, kb_health *health, kb_k
 	}
 	f->b = b;
 	f->io = io;
+	f->set = set;
 	f->health = health;
 	for (int i = 0; i < b->cfg->nkms; i++) {
 		f->n = i + 1;
@@ -378,39 +325,32 @@ void kb_kms_face_stop(kb_kms_face *f)
 		return;
 	for (int i = 0; i < f->n; i++) {
 		kms *k = &f->servers[i];
-		pthread_mutex_lock(&k->mu);
-		k->stopping = true; /* from now the gRPC thread answers new calls itself */
-		pthread_mutex_unlock(&k->mu);
-		for (kb_kms_call *c = take_inbox(k), *next; c; c = next) {
-			next = *kb_kms_call_next(c);
-			kb_kms_call_reply(c, GRPC_STATUS_UNAVAILABLE, "the broker is shutting down", NULL);
+
+		kb_listener_stop(k->listener);
+		k->listener = NULL;
+		/* from now gRPC's thread answers new calls itself */
+		for (kb_inbox_item *it = k->inbox ? kb_inbox_close(k->inbox) : NULL, *next; it; it = next) {
+			next = it->next;
+			kb_kms_call_reply(kb_kms_call_of(it), GRPC_STATUS_UNAVAILABLE, "the broker is shutting down", NULL);
 		}
+		/* calls still waiting on the broker are answered UNAVAILABLE now */
+		kb_tickets_orphan(&k->tickets);
 	}
-	/* answers every call still waiting on the broker with UNAVAILABLE, or as it can */
 	kb_health_end_learners(f->health);
-	while (f->clients) {
-		client *cl = f->clients;
-		f->clients = cl->next;
-		kb_inproc_close(cl->conn);
-		free(cl);
-	}
 	for (int i = 0; i < f->n; i++) {
 		kms *k = &f->servers[i];
-		if (k->lrest)
-			f->io->timer_free(k->lrest);
-		if (k->lwatch)
-			f->io->watch(f->io->loop, &k->lwatch, k->lfd, 0, NULL, NULL);
-		if (k->ewatch)
-			f->io->watch(f->io->loop, &k->ewatch, k->efd, 0, NULL, NULL);
+
+		while (k->conns)
+			retire(k, k->conns);
+		if (k->sweep)
+			f->io->timer_free(k->sweep);
 		kb_kms_grpc_stop(k->grpc);
+		kb_inbox_free(k->inbox);
 		if (k->lfd >= 0) {
 			close(k->lfd);
 			unlink(k->path);
 		}
-		if (k->efd >= 0)
-			close(k->efd);
-		pthread_mutex_destroy(&k->mu);
-		free(k->peers);
+		free(k->byfd);
 		free(k->path);
 	}
 	free(f->servers);

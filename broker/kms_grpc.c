@@ -12,11 +12,13 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
+#include <grpc/grpc.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -28,6 +30,7 @@
 enum { STEP_NEW, STEP_DONE };
 
 struct kb_kms_call {
+	kb_inbox_item link;         /* first: the receiver's inbox holds the call by it */
 	kb_kms_grpc *g;
 	int step;
 	grpc_call *call;
@@ -41,8 +44,10 @@ struct kb_kms_call {
 	int cancelled;
 	kb_kms_method method;
 	int fd;
+	uint64_t ino;               /* of the socket at fd when the call came, 0: unknown */
+	grpc_status_code failed;    /* GRPC_STATUS_OK, or why it cannot be answered by its method */
+	const char *failed_msg;
 	ProtobufCMessage *req;
-	kb_kms_call *next;
 };
 
 struct kb_kms_grpc {
@@ -55,7 +60,6 @@ struct kb_kms_grpc {
 	void *methods[KB_KMS_METHODS]; /* grpc_server_register_method's handles */
 	void (*post)(void *ctx, kb_kms_call *call);
 	void *ctx;
-	uint64_t replies;              /* kb_kms_call_reply calls, from any thread */
 };
 
 static const char *const method_paths[KB_KMS_METHODS] = {
@@ -64,8 +68,8 @@ static const char *const method_paths[KB_KMS_METHODS] = {
 	"/v2.KeyManagementService/Decrypt",
 };
 
-/* wipe_in zeroes the received message's bytes: an Encrypt's carry a plaintext */
-static void wipe_in(grpc_byte_buffer *in)
+/* wipe_buffer zeroes a message's bytes: an Encrypt's request and a Decrypt's answer carry a plaintext */
+static void wipe_buffer(grpc_byte_buffer *in)
 {
 	grpc_byte_buffer_reader r;
 	grpc_slice s;
@@ -89,11 +93,14 @@ static void call_free(kb_kms_call *c)
 	if (c->req)
 		protobuf_c_message_free_unpacked(c->req, NULL);
 	if (c->in) {
-		wipe_in(c->in);
+		wipe_buffer(c->in);
 		grpc_byte_buffer_destroy(c->in);
 	}
-	if (c->out)
+	if (c->out) {
+		/* sent by now (the call is done): the packed answer, a Decrypt's plaintext in it, is wiped */
+		wipe_buffer(c->out);
 		grpc_byte_buffer_destroy(c->out);
+	}
 	if (c->have_details)
 		grpc_slice_unref(c->status_details);
 	grpc_call_details_destroy(&c->details);
@@ -132,16 +139,25 @@ static bool request_next(kb_kms_grpc *g, kb_kms_method m)
 	return true;
 }
 
-/* peer_fd reads N from the call's peer "fd:N" (the name gRPC gives a connection from an fd). */
-static int peer_fd(grpc_call *call)
+/*
+ * peer_of reads N from the call's peer "fd:N" (the name gRPC gives a
+ * connection from an fd) and the inode of the socket there now: gRPC still
+ * holds the connection the call came on, so the pair names it even if the
+ * number is reused later (the receiver keeps its own descriptor of the
+ * socket, so the inode cannot be reused meanwhile).
+ */
+static void peer_of(kb_kms_call *c)
 {
-	char *peer = grpc_call_get_peer(call);
-	int fd = -1;
+	char *peer = grpc_call_get_peer(c->call);
+	struct stat st;
 
+	c->fd = -1;
+	c->ino = 0;
 	if (peer && strncmp(peer, "fd:", 3) == 0)
-		fd = atoi(peer + 3);
+		c->fd = atoi(peer + 3);
 	gpr_free(peer);
-	return fd;
+	if (c->fd >= 0 && fstat(c->fd, &st) == 0 && S_ISSOCK(st.st_mode))
+		c->ino = (uint64_t)st.st_ino;
 }
 
 /* decode unpacks the request message; false if it is not one of the method's type */
@@ -170,21 +186,18 @@ static bool decode(kb_kms_call *c)
 static void on_new(kb_kms_grpc *g, kb_kms_call *c)
 {
 	request_next(g, c->method);
+	/* every call goes to the receiver, which counts it against its connection, answerable or not */
+	peer_of(c);
 	if (c->method == KB_KMS_METHODS) {
-		kb_kms_call_reply(c, GRPC_STATUS_UNIMPLEMENTED,
-				  "keybroker serves only v2.KeyManagementService Status, Encrypt and Decrypt", NULL);
-		return;
+		c->failed = GRPC_STATUS_UNIMPLEMENTED;
+		c->failed_msg = "keybroker serves only v2.KeyManagementService Status, Encrypt and Decrypt";
+	} else if (c->in == NULL) {
+		c->failed = GRPC_STATUS_CANCELLED;
+		c->failed_msg = "the request message did not come";
+	} else if (!decode(c)) {
+		c->failed = GRPC_STATUS_INVALID_ARGUMENT;
+		c->failed_msg = "the request is not a KMS v2 message of this method";
 	}
-	if (c->in == NULL) {
-		kb_kms_call_reply(c, GRPC_STATUS_CANCELLED, "the request message did not come", NULL);
-		return;
-	}
-	if (!decode(c)) {
-		kb_kms_call_reply(c, GRPC_STATUS_INVALID_ARGUMENT,
-				  "the request is not a KMS v2 message of this method", NULL);
-		return;
-	}
-	c->fd = peer_fd(c->call);
 	g->post(g->ctx, c);
 }
 
@@ -219,28 +232,39 @@ kb_code kb_kms_grpc_start(const kb_kms_limits *lim, void (*post)(void *ctx, kb_k
 			  kb_kms_grpc **out, kb_err *err)
 {
 	kb_kms_grpc *g = calloc(1, sizeof(*g));
-	grpc_arg arg[3] = {
+	grpc_resource_quota *quota = NULL;
+	grpc_arg arg[5] = {
 		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = (int)lim->max_msg },
+		/* advertised; a peer that never acknowledges it is bounded by the receiver instead (kms_face.c) */
 		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = lim->max_streams },
 		/* also ends a connection that never speaks HTTP/2: gRPC has no handshake to time on an fd it is given */
 		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS,
 		  .value.integer = (int)(lim->idle_ms > INT32_MAX ? INT32_MAX : lim->idle_ms) },
+		{ .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_METADATA_SIZE, .value.integer = (int)lim->max_metadata },
+		{ .type = GRPC_ARG_POINTER, .key = GRPC_ARG_RESOURCE_QUOTA,
+		  .value.pointer = { .p = NULL, .vtable = NULL } },
 	};
 	/*
 	 * Not GRPC_ARG_MINIMAL_STACK: it saves ~5 us a call here but drops the
 	 * max_age filter, so the idle limit above would no longer apply. Turning
 	 * off BDP probing and channelz measured no difference (docs/kubernetes.md).
 	 */
-	grpc_channel_args args = { .num_args = 3, .args = arg };
+	grpc_channel_args args = { .num_args = 5, .args = arg };
 	bool break_start = false;
 
 	if (g == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	grpc_init();
+	/* the memory gRPC may hold for this server's connections and calls, whatever the peers send */
+	quota = grpc_resource_quota_create("keybroker-kms");
+	grpc_resource_quota_resize(quota, lim->quota_bytes);
+	arg[4].value.pointer.p = quota;
+	arg[4].value.pointer.vtable = grpc_resource_quota_arg_vtable();
 	g->post = post;
 	g->ctx = ctx;
 	g->cq = grpc_completion_queue_create_for_next(NULL);
 	g->server = grpc_server_create(&args, NULL);
+	grpc_resource_quota_unref(quota); /* the server holds its own reference */
 	g->creds = grpc_insecure_server_credentials_create();
 	grpc_server_register_completion_queue(g->server, g->cq, NULL);
 	for (int m = 0; m < KB_KMS_METHODS; m++)
@@ -286,19 +310,21 @@ void kb_kms_grpc_stop(kb_kms_grpc *g)
 	grpc_shutdown();
 }
 
-uint64_t kb_kms_grpc_replies(const kb_kms_grpc *g)
-{
-	return __atomic_load_n(&g->replies, __ATOMIC_RELAXED);
-}
-
 kb_kms_method kb_kms_call_method(const kb_kms_call *c)
 {
 	return c->method;
 }
 
-int kb_kms_call_fd(const kb_kms_call *c)
+void kb_kms_call_peer(const kb_kms_call *c, int *fd, uint64_t *ino)
 {
-	return c->fd;
+	*fd = c->fd;
+	*ino = c->ino;
+}
+
+grpc_status_code kb_kms_call_failed(const kb_kms_call *c, const char **msg)
+{
+	*msg = c->failed_msg;
+	return c->failed;
 }
 
 const V2__EncryptRequest *kb_kms_call_encrypt(const kb_kms_call *c)
@@ -311,9 +337,14 @@ const V2__DecryptRequest *kb_kms_call_decrypt(const kb_kms_call *c)
 	return c->method == KB_KMS_DECRYPT ? (const V2__DecryptRequest *)c->req : NULL;
 }
 
-kb_kms_call **kb_kms_call_next(kb_kms_call *c)
+kb_inbox_item *kb_kms_call_item(kb_kms_call *c)
 {
-	return &c->next;
+	return &c->link;
+}
+
+kb_kms_call *kb_kms_call_of(kb_inbox_item *it)
+{
+	return (kb_kms_call *)(void *)it; /* the link is the call's first member */
 }
 
 void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
@@ -322,14 +353,13 @@ void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
 	grpc_op ops[4];
 	size_t n = 0;
 
-	__atomic_add_fetch(&c->g->replies, 1, __ATOMIC_RELAXED);
 	memset(ops, 0, sizeof(ops));
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (resp && status == GRPC_STATUS_OK) {
 		size_t len = protobuf_c_message_get_packed_size(resp);
 		grpc_slice s = grpc_slice_malloc(len);
 
-		protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(s));
+		protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(s)); /* wiped in call_free */
 		c->out = grpc_raw_byte_buffer_create(&s, 1); /* shares s: it is sent, not copied */
 		grpc_slice_unref(s);
 		ops[n].op = GRPC_OP_SEND_MESSAGE;

@@ -7,9 +7,11 @@
  * started the server; nothing here touches the broker. The receiver answers
  * with kb_kms_call_reply, from any thread, exactly once per posted call.
  *
- * Connections are accepted by the caller (who checks the peer first) and
- * handed over with kb_kms_grpc_add_fd; a call names its connection as the
- * peer "fd:N".
+ * Connections are accepted by the caller (who checks and counts the peer
+ * first) and handed over with kb_kms_grpc_add_fd. Every call is posted,
+ * also one that cannot be answered by its method (kb_kms_call_failed), so
+ * the receiver can count it against the connection it came on
+ * (kb_kms_call_peer).
  */
 #ifndef KB_KMS_GRPC_H
 #define KB_KMS_GRPC_H
@@ -20,6 +22,7 @@
 #include <grpc/grpc.h>
 
 #include "error.h"
+#include "inbox.h"
 #include "kms_v2.pb-c.h"
 
 typedef struct kb_kms_grpc kb_kms_grpc;
@@ -37,6 +40,8 @@ typedef struct kb_kms_limits {
 	size_t max_msg;          /* max_request_bytes: a bigger message fails RESOURCE_EXHAUSTED */
 	int max_streams;         /* max_inflight: calls at once on one connection */
 	int64_t idle_ms;         /* a connection with no call for this long is closed (> 0) */
+	size_t max_metadata;     /* bytes of headers a call may carry */
+	size_t quota_bytes;      /* gRPC's resource quota: the memory all its connections may hold */
 } kb_kms_limits;
 
 /*
@@ -55,16 +60,21 @@ void kb_kms_grpc_add_fd(kb_kms_grpc *g, int fd);
  */
 void kb_kms_grpc_stop(kb_kms_grpc *g);
 
-/*
- * kb_kms_grpc_replies counts the answers given so far (kb_kms_call_reply):
- * whoever posted a call can tell whether it was answered before it returned.
- */
-uint64_t kb_kms_grpc_replies(const kb_kms_grpc *g);
-
 kb_kms_method kb_kms_call_method(const kb_kms_call *c);
 
-/* kb_kms_call_fd is N of the call's peer "fd:N", or -1. */
-int kb_kms_call_fd(const kb_kms_call *c);
+/*
+ * kb_kms_call_peer names the connection the call came on, as seen on
+ * gRPC's thread when it came: the descriptor gRPC reads it from (-1:
+ * unknown) and the inode of its socket then (0: unknown).
+ */
+void kb_kms_call_peer(const kb_kms_call *c, int *fd, uint64_t *ino);
+
+/*
+ * kb_kms_call_failed is GRPC_STATUS_OK for a call to answer, else the
+ * status (and *msg) to answer it with: its message never came (the peer
+ * reset the stream), could not be decoded, or named no method we serve.
+ */
+grpc_status_code kb_kms_call_failed(const kb_kms_call *c, const char **msg);
 
 /* the decoded request: the one for the call's method, else NULL */
 const V2__EncryptRequest *kb_kms_call_encrypt(const kb_kms_call *c);
@@ -77,7 +87,8 @@ const V2__DecryptRequest *kb_kms_call_decrypt(const kb_kms_call *c);
 void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
 		       const ProtobufCMessage *resp);
 
-/* inbox link for the receiver: the call is its while posted */
-kb_kms_call **kb_kms_call_next(kb_kms_call *c);
+/* the call as an inbox item, and back (inbox.h): the receiver's while posted */
+kb_inbox_item *kb_kms_call_item(kb_kms_call *c);
+kb_kms_call *kb_kms_call_of(kb_inbox_item *it);
 
 #endif

@@ -23,6 +23,7 @@
 #include "keys.h"
 #include "fdlimit.h"
 #include "log.h"
+#include "options.h"
 #include "pool.h"
 #include "server.h"
 
@@ -36,6 +37,7 @@ static void usage(FILE *out)
 		"\n"
 		"  -c, --config FILE  the INI configuration (see keybrokerd.conf(5))\n"
 		"      --check        validate the config and every key: a line per key, exit 0 or 1\n"
+		"      --options      print every option: section, name, type, default, limits, doc\n"
 		"  -h, --help         this help\n"
 		"      --version      print the version\n"
 		"\n"
@@ -80,12 +82,16 @@ static void harden(void)
 
 /*
  * check is `--check`: one line per key, "ok" with what the key service says
- * of it (stdout) or the reason it cannot be used (stderr), then a summary.
- * Returns the exit status: 0 when every key opened and is enabled, else 1.
+ * of it, or "UNAVAILABLE" with why its service is down (stdout), or the
+ * reason the config is refused (stderr), then a summary. It judges the
+ * config as startup and SIGHUP do (kb_keyset_judge). Returns the exit
+ * status: 0 when no key is refused and every key that answers is enabled,
+ * else 1. A key whose service is down is no reason to refuse: the daemon
+ * starts without it and serves it when it comes back.
  */
 static int check(kb_broker *b, kb_config *cfg)
 {
-	int nkeys = cfg->nkeys, failed = 0;
+	int nkeys = cfg->nkeys, failed = 0, down = 0;
 	kb_err *errs = calloc((size_t)(nkeys ? nkeys : 1), sizeof(*errs));
 	kb_keyset *ks;
 	kb_err err;
@@ -95,13 +101,16 @@ static int check(kb_broker *b, kb_config *cfg)
 		fprintf(stderr, "keybrokerd: out of memory\n");
 		return 1;
 	}
-	failed = kb_keyset_open_each(cfg, 1, &ks, errs) != KB_OK;
+	failed = kb_keyset_judge(cfg, 1, &ks, errs) != KB_OK;
 	if (ks == NULL) {
 		fprintf(stderr, "keybrokerd: out of memory\n");
 		free(errs);
 		return 1;
 	}
-	kb_broker_use_keyset(b, ks);
+	b->ks = ks; /* no loop: kb_broker_use_keyset would schedule reopens */
+	b->cfg = ks->cfg;
+	b->keys = ks->keys;
+	b->nkeys = ks->nkeys;
 	for (int i = 0; i < b->nkeys; i++) {
 		kb_key *k = &b->keys[i];
 		kb_key_info *info;
@@ -109,6 +118,13 @@ static int check(kb_broker *b, kb_config *cfg)
 		if (errs[i].code != KB_OK) {
 			fprintf(stderr, "key %s: FAIL: %s: %s\n", k->conf->name, kb_code_name(errs[i].code),
 				errs[i].msg);
+			continue;
+		}
+		if (k->down) {
+			printf("key %s: UNAVAILABLE: %s: %s (keybrokerd starts without it and serves it when its key service is back)\n",
+			       k->conf->name, kb_code_name(k->down_err.code), k->down_err.msg);
+			down++;
+			fflush(stdout);
 			continue;
 		}
 		info = calloc(1, sizeof(*info));
@@ -128,8 +144,11 @@ static int check(kb_broker *b, kb_config *cfg)
 		free(info);
 		fflush(stdout); /* the lines stay in key order when stdout and stderr meet */
 	}
-	printf("%s: %s (%d key%s)\n", b->cfg->file, failed ? "FAILED" : "ok", b->nkeys,
-	       b->nkeys == 1 ? "" : "s");
+	if (failed || down == 0)
+		printf("%s: %s (%d key%s)\n", b->cfg->file, failed ? "FAILED" : "ok", b->nkeys,
+		       b->nkeys == 1 ? "" : "s");
+	else
+		printf("%s: ok (%d key%s, %d unavailable now)\n", b->cfg->file, b->nkeys, b->nkeys == 1 ? "" : "s", down);
 	kb_keyset_unref(ks);
 	free(errs);
 	return failed;
@@ -166,13 +185,14 @@ static int serve(kb_broker *b, kb_config *cfg)
 	}
 	if (kb_keyset_open(cfg, cfg->workers + 1, &ks, &err) != KB_OK) {
 		kb_log_err("%s", err.msg);
+		b->ks = NULL; /* the config went with the refused keyset */
 		goto out;
 	}
 	kb_broker_use_keyset(b, ks);
 	for (int i = 0; i < b->nkeys; i++)
-		kb_info("key %s: backend %s, alg %s, cache ttl %llds", b->keys[i].conf->name,
+		kb_info("key %s: backend %s, alg %s, cache ttl %llds%s", b->keys[i].conf->name,
 			b->keys[i].ops->name, kb_alg_name(b->keys[i].conf->alg),
-			(long long)(b->keys[i].ttl_ms / 1000));
+			(long long)(b->keys[i].ttl_ms / 1000), b->keys[i].down ? " (UNAVAILABLE: retrying)" : "");
 	/* connections, the KMS sockets, token sessions, kept-alive HTTPS connections (fdlimit.h) */
 	kb_fdlimit_raise((uint64_t)b->cfg->max_connections + 256);
 	if (kb_pool_start(b, b->cfg->workers, &b->pool, &err) != KB_OK) {
@@ -204,6 +224,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'C' },
+		{ "options", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -224,6 +245,7 @@ int main(int argc, char **argv)
 		case 'C': check_only = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("keybrokerd %s\n", KB_VERSION); return 0;
+		case 'O': kb_options_print(stdout); return 0;
 		case ':': return usage_error("%s needs a value (-c FILE)", argv[optind - 1]);
 		default:
 			/* a long option given a value it does not take reports as its letter */

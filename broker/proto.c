@@ -496,6 +496,24 @@ out:
 	return rc;
 }
 
+void kb_request_init(kb_request *req, kb_op op)
+{
+	/* the fixed fields only: the blob and plaintext buffers are written before they are read */
+	req->op = op;
+	memcpy(req->id_json, "null", 5);
+	req->key[0] = '\0';
+	req->alg = KB_ALG_NONE;
+	req->bits = 0;
+	req->bytes = 0;
+	req->blob[0] = '\0';
+	req->bloblen = 0;
+	req->nblobs = -1;
+	req->blobs = NULL;
+	req->ptlen = 0;
+	req->has_plaintext = 0;
+	req->conn = NULL;
+}
+
 void kb_request_wipe(kb_request *req)
 {
 	/* only a decoded plaintext is ever written there (parse_plaintext) */

@@ -69,6 +69,11 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 		kb_jw_str(o, kb_alg_name(k->conf->alg));
 		field_u64(o, "ttl_s", (uint64_t)(k->ttl_ms / 1000));
 		kb_jw_raw(o, k->healthy ? ",\"healthy\":true" : ",\"healthy\":false");
+		kb_jw_raw(o, k->down ? ",\"available\":false" : ",\"available\":true");
+		if (k->down) { /* outage.h: its key service was down when it opened */
+			kb_jw_key(o, "unavailable");
+			kb_jw_str(o, k->down_err.msg);
+		}
 		if (k->checked) /* health.c runs with a [kms:] socket or metrics_listen */
 			kb_jw_raw(o, k->check_ok ? ",\"check\":\"ok\"" : ",\"check\":\"failed\"");
 		if (k->last_code != KB_OK) {

@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "jsonw.h"
+#include "outage.h"
 #include "run.h"
 
 int64_t kb_call_begin(void)
@@ -162,6 +163,8 @@ void kb_job_run(kb_broker *b, kb_job *j, int slot)
 		break;
 	case KB_OP_DOCTOR:
 		doctor_emit(&j->text, "config", "pass", "the key's configuration was accepted at startup", NULL);
+		if (kb_outage_doctor(k, doctor_emit, &j->text))
+			break;
 		if (k->ops->doctor == NULL) {
 			doctor_emit(&j->text, "backend", "warn", "this backend has no diagnostics", "none");
 			break;

@@ -19,26 +19,24 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "answer.h"
 #include "conn.h"
-#include "dispatch.h"
+#include "ndjson.h"
 #include "finish.h"
-#include "jsonw.h"
 #include "log.h"
 #include "loopcall.h"
-#include "policy.h"
 #include "pool.h"
 #include "reload.h"
 #include "jobs.h"
 #include "keys.h"
 #include "health.h"
 #include "kms_face.h"
+#include "listen.h"
 #include "opshttp.h"
 #include "server.h"
 #include "unixsock.h"
 
 /* epoll tags for the fixed sources; connections are tagged with their pointer */
-enum { TAG_LISTEN = 1, TAG_POOL, TAG_SIGNAL, TAG_TIMER };
+enum { TAG_POOL = 1, TAG_SIGNAL, TAG_TIMER };
 
 #define READ_CHUNK 16384
 #define DRAIN_DEADLINE_MS 30000
@@ -75,7 +73,7 @@ typedef struct server {
 	kb_io io;               /* lent to backends that wait on the network */
 	kb_io_timer *timers;
 	kb_io_watch *dead_watches; /* ended, freed after the current batch of events */
-	kb_io_timer *listen_rest;  /* re-arms the listener after it rested (fdlimit.h); armed while it rests */
+	kb_listener *listener;     /* listen.h: accepts on lfd */
 } server;
 
 static kb_io_timer *io_timer_new(void *loop, void (*cb)(void *ctx), void *ctx);
@@ -85,175 +83,14 @@ static void io_timer_free(kb_io_timer *t);
 /* epoll data of a backend's watch: its pointer with the low bit set (conns are plain pointers) */
 #define WATCH_BIT 1u
 
-/* refuse_conn answers a connection we will not serve with one error line, then closes it. */
-static void refuse_conn(int fd, kb_code code, const char *msg)
+/* take_conn serves an NDJSON connection the listener admitted: the loop reads it from now on */
+static void take_conn(void *ctx, kb_conn *c)
 {
-	kb_buf o = { 0 };
-	kb_err err;
+	server *s = ctx;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
 
-	kb_err_set(&err, code, "%s", msg);
-	kb_jw_error(&o, "null", &err);
-	if (o.data && send(fd, o.data, o.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		kb_debug("could not tell a refused peer why: %s", strerror(errno));
-	kb_buf_free(&o);
-	close(fd);
-}
-
-/* peer_exe names the peer's executable for the audit log ("" if it cannot be read). */
-static void peer_exe(pid_t pid, char *out, size_t cap)
-{
-	char link[64];
-	ssize_t n;
-
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-	n = readlink(link, out, cap - 1);
-	out[n > 0 ? n : 0] = '\0';
-}
-
-static void listen_events(server *s, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.u64 = TAG_LISTEN };
-
-	epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->lfd, &ev);
-}
-
-static void listen_again(void *ctx)
-{
-	listen_events(ctx, EPOLLIN);
-}
-
-/*
- * refuse_short_of_fds answers busy a connection taken while descriptors ran
- * short (fd, or -1 when there was none to take), and says so once a minute.
- */
-static void refuse_short_of_fds(server *s, int fd, const char *why)
-{
-	s->b->counters.conns_refused++;
-	kb_fdlimit_refusal(&s->b->fdlimit, "", why);
-	if (fd >= 0)
-		refuse_conn(fd, KB_E_BUSY,
-			    "the broker has no file descriptor left for another connection: try again later");
-}
-
-/*
- * out_of_fds answers the connection that accept could not take for want of
- * a descriptor, or rests the listener when not even that is possible
- * (fdlimit.h), so the loop neither spins on a readable listener nor logs
- * every attempt.
- */
-static void out_of_fds(server *s, int why)
-{
-	int fd = kb_fdlimit_accept(&s->b->fdlimit, s->lfd);
-	char what[128];
-
-	snprintf(what, sizeof(what), "out of file descriptors (%s)", strerror(why));
-	refuse_short_of_fds(s, fd, what);
-	if (fd >= 0) {
-		kb_fdlimit_restore(&s->b->fdlimit);
-		return;
-	}
-	if (s->listen_rest != NULL && s->listen_rest->at_ms < 0) {
-		listen_events(s, 0);
-		io_timer_arm(s->listen_rest, kb_now_ms() + KB_FDLIMIT_REST_MS);
-	}
-}
-
-static void accept_conns(server *s)
-{
-	kb_broker *b = s->b;
-
-	for (int i = 0; i < 64; i++) {
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
-		struct epoll_event ev;
-		char why[256];
-		kb_peer *peer;
-		kb_err err;
-		kb_conn *c;
-		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				out_of_fds(s, errno);
-			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				kb_warn("accept: %s", strerror(errno));
-			return;
-		}
-		if (kb_fdlimit_over(fd)) {
-			refuse_short_of_fds(s, fd, KB_FDLIMIT_MARGIN_WHY);
-			continue;
-		}
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-			kb_warn("cannot read the peer's credentials: %s", strerror(errno));
-			close(fd);
-			continue;
-		}
-		if (!kb_policy_peer_allowed(b, cred.uid, cred.gid, why, sizeof(why))) {
-			b->counters.conns_refused++;
-			kb_warn("refused a connection from uid %u gid %u pid %d: %s", (unsigned)cred.uid,
-				(unsigned)cred.gid, (int)cred.pid, why);
-			refuse_conn(fd, KB_E_PERMISSION_DENIED, why);
-			continue;
-		}
-		if (s->stopping) {
-			b->counters.conns_refused++;
-			refuse_conn(fd, KB_E_BUSY, "the broker is shutting down");
-			continue;
-		}
-		/* the peer's share: refused busy, counted and logged per peer (peer.h) */
-		peer = kb_peer_admit(&s->conns.peers, b->cfg, b->nconns, cred.uid, cred.pid, kb_now_ms(), &err);
-		if (peer == NULL) {
-			b->counters.conns_refused++;
-			refuse_conn(fd, err.code, err.msg);
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
-		if (c == NULL) {
-			kb_peer_release(&s->conns.peers, peer);
-			close(fd);
-			continue;
-		}
-		c->peer = peer;
-		c->fd = fd;
-		c->set = &s->conns;
-		c->serial = ++s->next_serial;
-		c->pid = cred.pid;
-		c->uid = cred.uid;
-		c->gid = cred.gid;
-		c->refs = 1;
-		c->last_activity_ms = kb_now_ms();
-		peer_exe(cred.pid, c->exe, sizeof(c->exe));
-		ev.events = EPOLLIN;
-		ev.data.ptr = c;
-		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-			kb_peer_release(&s->conns.peers, peer);
-			close(fd);
-			free(c);
-			continue;
-		}
-		c->next = s->conns.list;
-		if (s->conns.list)
-			s->conns.list->prev = c;
-		s->conns.list = c;
-		b->nconns++;
-		b->counters.conns_accepted++;
-	}
-}
-
-/* too_large answers a line that grew past the limit, then closes: the rest cannot be framed. */
-static void too_large(server *s, kb_conn *c)
-{
-	kb_waiter w = { .conn = c, .id_json = "null", .start_us = kb_now_us() };
-	kb_err err;
-
-	kb_err_set(&err, KB_E_TOO_LARGE,
-		   "the request line is longer than max_request_bytes (%zu): the connection is closed",
-		   s->b->cfg->max_request_bytes);
-	kb_buf_consume(&c->in, c->in.len);
-	c->close_after_flush = true;
-	kb_reply_error(s->b, &w, &err);
-	if (c->fd >= 0)
-		kb_conn_update_events(c);
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+		kb_conn_close(c);
 }
 
 static void read_conn(server *s, kb_conn *c, bool hangup)
@@ -296,7 +133,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 		/* found once: whether another line waits decides loop calls (loopcall.h), then it is the next line */
 		next = memchr(c->in.data + scanned, '\n', c->in.len - scanned);
 		if (len > max) {
-			too_large(s, c);
+			kb_ndjson_too_large(s->b, c);
 			break;
 		}
 		if (len > 0 && c->in.data[start + len - 1] == '\r')
@@ -308,7 +145,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 			if (lc->last_conn != c) /* the clock only when the speaker changes: not per hit */
 				kb_loopcall_note(lc, c, kb_now_us());
 			lc->turn_ok = s->turn_events == 1 && next == NULL;
-			kb_dispatch(s->b, c, c->in.data + start, len);
+			kb_ndjson_line(s->b, c, c->in.data + start, len);
 			lc->turn_ok = false;
 		}
 		start = scanned;
@@ -318,7 +155,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 	if (c->fd >= 0 && !c->close_after_flush) {
 		kb_buf_consume(&c->in, start);
 		if (c->in.len > max)
-			too_large(s, c);
+			kb_ndjson_too_large(s->b, c);
 		c->partial_since_ms = c->in.len ? (c->partial_since_ms ? c->partial_since_ms : kb_now_ms()) : 0;
 	}
 	kb_conn_unref(c);
@@ -363,9 +200,10 @@ static void on_timer(server *s)
 
 static void remove_socket(server *s)
 {
+	kb_listener_stop(s->listener);
+	s->listener = NULL;
 	if (s->lfd < 0)
 		return;
-	epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
 	close(s->lfd);
 	s->lfd = -1;
 	if (!s->activated)
@@ -463,8 +301,6 @@ static kb_code setup(server *s, kb_err *err)
 	timerfd_settime(s->timerfd, 0, &tick, NULL);
 	if ((rc = listen_socket(s, err)) != KB_OK)
 		return rc;
-	ev.data.u64 = TAG_LISTEN;
-	epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev);
 	ev.data.u64 = TAG_POOL;
 	epoll_ctl(s->epfd, EPOLL_CTL_ADD, kb_pool_fd(s->b->pool), &ev);
 	ev.data.u64 = TAG_SIGNAL;
@@ -476,8 +312,6 @@ static kb_code setup(server *s, kb_err *err)
 
 static void teardown(server *s)
 {
-	io_timer_free(s->listen_rest);
-	s->listen_rest = NULL;
 	kb_fdlimit_close(&s->b->fdlimit);
 	while (s->conns.list)
 		kb_conn_close(s->conns.list);
@@ -676,9 +510,7 @@ static void loop_once(server *s)
 	for (int i = 0; i < n; i++) {
 		uint64_t tag = evs[i].data.u64;
 
-		if (tag == TAG_LISTEN) {
-			accept_conns(s);
-		} else if (tag == TAG_POOL) {
+		if (tag == TAG_POOL) {
 			kb_job *next;
 			for (kb_job *j = kb_pool_take_done(s->b->pool); j; j = next) {
 				next = j->next;
@@ -727,13 +559,19 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	}
 	s.conns.epfd = s.epfd;
 	kb_fdlimit_init(&b->fdlimit);
-	s.listen_rest = io_timer_new(&s, listen_again, &s);
+	if ((rc = kb_listener_start(b, &s.io, &s.conns, s.lfd, &(kb_listen_face){ .tell = true, .take = take_conn, .ctx = &s },
+				    &s.listener, err)) != KB_OK) {
+		teardown(&s);
+		free(s.path);
+		kb_loop_leave(b);
+		return rc;
+	}
 	b->peers = &s.conns.peers;
 	kb_broker_attach_io(b, &s.io);
 	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */
 	if (((b->cfg->nkms > 0 || b->cfg->metrics_listen) &&
 	     (rc = kb_health_start(b, &s.io, &b->health, err)) != KB_OK) ||
-	    (rc = kb_kms_face_start(b, &s.io, b->health, &b->kms, err)) != KB_OK ||
+	    (rc = kb_kms_face_start(b, &s.io, &s.conns, b->health, &b->kms, err)) != KB_OK ||
 	    (rc = kb_opshttp_start(b, &s.io, b->health, &ops, err)) != KB_OK) {
 		kb_kms_face_stop(b->kms);
 		b->kms = NULL;

@@ -5,6 +5,7 @@
  */
 #include "finish.h"
 #include "loopcall.h"
+#include "outage.h"
 #include "pool.h"
 #include "run.h"
 #include "submit.h"
@@ -33,7 +34,7 @@ static bool on_loop_ok(kb_broker *b, const kb_job *j)
 	const kb_key *k = j->src;
 
 	return j->op == KB_OP_UNWRAP && !j->refresh && j->work == NULL && j->nwaiters == 1 &&
-	       j->waiters[0].batch == NULL && k != NULL && !k->async &&
+	       !j->waiters[0].batch_item && k != NULL && !k->async &&
 	       kb_loopcall_ok(&b->loopcall, kb_now_us(), k->unwrap_avg_us, b->cfg->loop_call_max_us,
 			      kb_pool_idle(b->pool));
 }
@@ -60,6 +61,11 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 	kb_async *a = &j->async;
 	kb_code rc;
 
+	/* a key whose service is down answers at once (outage.h); doctor explains it on a worker */
+	if (j->op != KB_OP_DOCTOR && (kb_outage_refuse(j->src, &j->err) != KB_OK || kb_outage_refuse(j->key, &j->err) != KB_OK)) {
+		kb_job_finish(b, j);
+		return;
+	}
 	if (on_loop_ok(b, j)) {
 		/* no job is with the workers, so slot 0 and its sessions are free */
 		b->loopcall.turn_ok = false;

@@ -27,6 +27,10 @@ struct kb_client {
 	char *rbuf;             /* bytes read but not yet consumed */
 	size_t rlen, rcap;
 	char *last;             /* the last response line of ours */
+	bool reopen;            /* the broker refused a line it could not read: it closes; connect again */
+	size_t refused_line;    /* the length of that line, 0 if the last answer was to a line read whole */
+	size_t batch_items;     /* batch limits, learnt by ops.c from too_large answers (kbc.h) */
+	size_t batch_bytes;
 	char path[KB_SOCKET_PATH_MAX + 1];
 };
 
@@ -179,6 +183,8 @@ kb_code kb_client_connect(const char *socket_path, kb_client **out, kb_error *er
 	if (c == NULL)
 		return kbc_error(err, KB_E_IO, "out of memory");
 	c->next_id = 1;
+	c->batch_items = KBC_BATCH_ITEMS;
+	c->batch_bytes = KBC_BATCH_BYTES;
 	memcpy(c->path, path, strlen(path) + 1);
 
 	c->fd = open_socket(path);
@@ -439,6 +445,40 @@ static void reopen_if_closed(kb_client *c)
 	c->fd = fd;
 }
 
+/*
+ * reopen connects c again after the broker refused a line it could not read
+ * (too_large): it closes the connection after that answer, and what it had
+ * not read of the line is gone with it.
+ */
+static kb_code reopen(kb_client *c, kb_error *err)
+{
+	int fd = open_socket(c->path);
+
+	if (fd < 0)
+		return fail_io(c, err, KB_E_IO, strerror(errno));
+	close(c->fd);
+	c->fd = fd;
+	if (c->rbuf != NULL)
+		explicit_bzero(c->rbuf, c->rlen);
+	c->rlen = 0;
+	c->reopen = false;
+	return KB_OK;
+}
+
+void kbc_batch_limits(const kb_client *c, size_t *items, size_t *bytes)
+{
+	*items = c->batch_items;
+	*bytes = c->batch_bytes;
+}
+
+void kbc_batch_refused(kb_client *c, size_t items)
+{
+	if (c->refused_line > 0)
+		c->batch_bytes = c->refused_line / 2;
+	else if (items > 1)
+		c->batch_items = items / 2;
+}
+
 kb_code kbc_roundtrip(kb_client *c, cJSON *req, cJSON **resp, kb_error *err)
 {
 	double id;
@@ -453,6 +493,8 @@ kb_code kbc_roundtrip(kb_client *c, cJSON *req, cJSON **resp, kb_error *err)
 	if (c->broken)
 		return kbc_error(err, KB_E_IO, "the connection to %s failed earlier; close "
 				 "it and connect again", c->path);
+	if (c->reopen && (code = reopen(c, err)) != KB_OK)
+		return code;
 	reopen_if_closed(c);
 	if (c->timeout_ms > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &c->deadline);
@@ -475,6 +517,7 @@ kb_code kbc_roundtrip(kb_client *c, cJSON *req, cJSON **resp, kb_error *err)
 	wipe_free(line, n);
 	if (code != KB_OK)
 		return code;
+	c->refused_line = 0;
 
 	for (;;) {
 		if ((code = read_line(c, &len, err)) != KB_OK)
@@ -490,6 +533,10 @@ kb_code kbc_roundtrip(kb_client *c, cJSON *req, cJSON **resp, kb_error *err)
 			break;
 		kbc_json_delete(r);     /* an answer to an earlier, abandoned call */
 		drop_line(c, len);
+	}
+	if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(r, "id"))) {
+		c->reopen = true;
+		c->refused_line = n - 1;
 	}
 	code = keep_last(c, len, err);
 	drop_line(c, len);

@@ -220,16 +220,15 @@ kb_code kb_unwrap(kb_client *c, const char *blob, kb_result *out, kb_error *err)
 }
 
 /*
- * run_many carries a batch request of n blobs and fills out[i] and codes[i]
- * from item i of its results: the common tail of kb_unwrap_many and
- * kb_rewrap_many.
+ * run_many carries one batch request of op for blobs[0..n) and fills out[i]
+ * and codes[i] from item i of its results.
  */
-static kb_code run_many(kb_client *c, const char *op, cJSON *req, const char *const *blobs, size_t n,
+static kb_code run_many(kb_client *c, const char *op, const char *key, const char *const *blobs, size_t n,
 			bool need_blob, bool need_pt, kb_result *out, kb_code *codes, kb_error *err)
 {
-	cJSON *arr = req ? cJSON_AddArrayToObject(req, "blobs") : NULL, *resp;
+	cJSON *req = request(op), *arr, *resp;
 	const cJSON *results, *item;
-	bool built = arr != NULL;
+	bool built = req && add_str(req, "key", key) && (arr = cJSON_AddArrayToObject(req, "blobs")) != NULL;
 	kb_code code;
 	size_t i = 0;
 
@@ -259,6 +258,59 @@ static kb_code run_many(kb_client *c, const char *op, cJSON *req, const char *co
 	return KB_OK;
 }
 
+/* json_len bounds the length of s printed as a JSON string by cJSON, quotes included. */
+static size_t json_len(const char *s)
+{
+	size_t n = 2;
+
+	for (; *s; s++)
+		n += (unsigned char)*s < 0x20 ? 6 : (*s == '"' || *s == '\\') ? 2 : 1;
+	return n;
+}
+
+/*
+ * run_split carries a batch of n blobs in as many requests as the broker's
+ * limits need (kbc.h): each takes as many blobs as fit, at least one. A
+ * request refused too_large is split further; a blob refused too_large alone
+ * fails alone. On a failure of a request as a whole, every item gets its code.
+ */
+static kb_code run_split(kb_client *c, const char *op, const char *key, const char *const *blobs, size_t n,
+			 bool need_blob, bool need_pt, kb_result *out, kb_code *codes, kb_error *err)
+{
+	/* {"op":"OP","key":KEY,"blobs":[],"id":N}: the fields around the blobs, and room for the id */
+	size_t head = 32 + strlen(op) + (key ? json_len(key) + 8 : 0) + 32;
+	kb_code code;
+
+	if (n == 0) /* asked all the same: the broker answers an empty batch, and a dead connection shows */
+		return run_many(c, op, key, blobs, 0, need_blob, need_pt, out, codes, err);
+	for (size_t i = 0, m; i < n; i += m) {
+		size_t items, bytes, len = head;
+
+		kbc_batch_limits(c, &items, &bytes);
+		for (m = 0; i + m < n && m < items; m++) {
+			size_t b = json_len(blobs[i + m]) + 1;
+
+			if (m > 0 && len + b > bytes)
+				break;
+			len += b;
+		}
+		code = run_many(c, op, key, blobs + i, m, need_blob, need_pt, out + i, codes + i, err);
+		if (code == KB_E_TOO_LARGE && m > 1) {
+			kbc_batch_refused(c, m);
+			m = 0;
+		} else if (code == KB_E_TOO_LARGE) {
+			codes[i] = code;
+		} else if (code != KB_OK) {
+			for (size_t k = 0; k < n; k++) {
+				kb_result_clear(&out[k]);
+				codes[k] = code;
+			}
+			return code;
+		}
+	}
+	return kbc_error(err, KB_OK, "%s", "");
+}
+
 kb_code kb_unwrap_many(kb_client *c, const char *const *blobs, size_t n, kb_result *out, kb_code *codes,
 		       kb_error *err)
 {
@@ -267,25 +319,18 @@ kb_code kb_unwrap_many(kb_client *c, const char *const *blobs, size_t n, kb_resu
 		memset(out, 0, sizeof(*out) * n);
 	for (size_t i = 0; i < n; i++)
 		check_args(blobs[i] && *blobs[i], "kb_unwrap_many", err);
-	return run_many(c, "unwrap", request("unwrap"), blobs, n, false, true, out, codes, err);
+	return run_split(c, "unwrap", NULL, blobs, n, false, true, out, codes, err);
 }
 
 kb_code kb_rewrap_many(kb_client *c, const char *const *blobs, size_t n, const char *key, kb_result *out,
 		       kb_code *codes, kb_error *err)
 {
-	cJSON *req;
-
 	check_args(c && (n == 0 || (blobs && out && codes)), "kb_rewrap_many", err);
 	if (out != NULL)
 		memset(out, 0, sizeof(*out) * n);
 	for (size_t i = 0; i < n; i++)
 		check_args(blobs[i] && *blobs[i], "kb_rewrap_many", err);
-	req = request("rewrap");
-	if (req && !add_str(req, "key", key)) {
-		kbc_json_delete(req);
-		req = NULL;
-	}
-	return run_many(c, "rewrap", req, blobs, n, true, false, out, codes, err);
+	return run_split(c, "rewrap", key, blobs, n, true, false, out, codes, err);
 }
 
 kb_code kb_datakey(kb_client *c, const char *key, unsigned bits, kb_result *out, kb_error *err)

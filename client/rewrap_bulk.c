@@ -20,9 +20,9 @@
 #include <cjson/cJSON.h>
 
 #include "rewrap_bulk.h"
+#include "rewrap_files.h"
 
 #define BATCH_LINES 64        /* small batches keep every connection busy under a throttle */
-#define BATCH_BYTES 48000     /* inside the broker's default max_request_bytes (64 KiB) */
 #define RETRIES 8             /* sends of a line the service throttled or could not answer */
 #define BACKOFF_MAX_MS 16000
 #define CONCURRENCY_MAX 64
@@ -62,6 +62,7 @@ typedef struct job {
 /* Counts for the progress line and the summary (reader thread only). */
 typedef struct tally {
 	size_t total, skipped, done, ok, failed, already;
+	size_t failed_before;     /* of the skipped lines, those an earlier run failed */
 	size_t by_code[KB_E_IO + 1];
 	move moves[MOVES_MAX];
 	int nmoves;
@@ -247,25 +248,27 @@ static void count_move(tally *t, const char *from, const char *to)
 	t->moves[t->nmoves++].n = 1;
 }
 
-/* write_batch writes b's answers in order and counts them; false if out or failed cannot be written. */
-static bool write_batch(FILE *out, FILE *failed, batch *b, tally *t, bool tty)
+/* write_batch writes b's answers in order and counts them; false if a file cannot be written. */
+static bool write_batch(rwf *files, batch *b, tally *t, bool tty)
 {
-	char old[VER_MAX];
+	char old[VER_MAX], *out[BATCH_LINES], status[BATCH_LINES];
+	bool ok;
 
 	for (size_t i = 0; i < b->n; i++) {
 		blob_version(b->lines[i], old, sizeof(old));
 		if (b->already[i]) {
-			fprintf(out, "%s\n", b->lines[i]);
+			out[i] = b->lines[i];
+			status[i] = RWF_ALREADY;
 			t->already++;
 			count_move(t, old, old);
 		} else if (b->codes[i] == KB_OK) {
-			fprintf(out, "%s\n", b->outs[i]);
+			out[i] = b->outs[i];
+			status[i] = RWF_MOVED;
 			t->ok++;
 			count_move(t, old, b->newver[i]);
 		} else {
-			fprintf(out, "%s\n", b->lines[i]);
-			if (failed)
-				fprintf(failed, "%s\n", b->lines[i]);
+			out[i] = b->lines[i];
+			status[i] = RWF_FAILED;
 			fprintf(stderr, "%skeybroker rewrap: line %zu: %s%s%s (the line is written out unchanged)\n",
 				tty ? "\r\033[K" : "", b->first + i, kb_code_name(b->codes[i]),
 				b->codes[i] == KB_E_UNKNOWN_VERSION && b->newver[i][0] ? ": the broker wrapped it under " : "",
@@ -273,6 +276,9 @@ static bool write_batch(FILE *out, FILE *failed, batch *b, tally *t, bool tty)
 			t->failed++;
 			t->by_code[b->codes[i] <= KB_E_IO ? b->codes[i] : KB_E_INTERNAL]++;
 		}
+	}
+	ok = rwf_write(files, b->n, b->lines, out, status);
+	for (size_t i = 0; i < b->n; i++) {
 		free(b->outs[i]);
 		free(b->lines[i]);
 		b->outs[i] = b->lines[i] = NULL;
@@ -280,7 +286,7 @@ static bool write_batch(FILE *out, FILE *failed, batch *b, tally *t, bool tty)
 	t->done += b->n;
 	b->n = 0;
 	b->state = B_FREE;
-	return fflush(out) == 0 && !ferror(out) && (!failed || (fflush(failed) == 0 && !ferror(failed)));
+	return ok;
 }
 
 /* progress draws the one-line progress on stderr, a terminal. */
@@ -309,6 +315,9 @@ static void summary(const tally *t, bool tty)
 		t->done, s, s > 0 ? (double)t->done / s : 0.0, t->ok, t->already, t->failed, t->done);
 	if (t->skipped)
 		fprintf(stderr, "; %zu lines skipped, already in --out", t->skipped);
+	if (t->failed_before)
+		fprintf(stderr, " (%zu of them failed in an earlier run and are still unchanged: run those again "
+			"from its --failed)", t->failed_before);
 	fputc('\n', stderr);
 	for (int i = 0; i < t->nmoves; i++)
 		fprintf(stderr, "  %s -> %s: %zu\n", t->moves[i].from, ver_of(t->moves[i].to), t->moves[i].n);
@@ -337,40 +346,6 @@ static size_t count_lines(const char *path)
 	return n + (last != '\n');
 }
 
-/*
- * open_out opens --out to continue it: the complete lines it holds are
- * counted in *done, and a last line cut short by a crash is cut off.
- */
-static FILE *open_out(cli *c, const char *path, size_t *done, int *r)
-{
-	FILE *f;
-	long keep = 0, pos = 0;
-	int ch;
-
-	*done = 0;
-	if ((*r = out_check_target(c, path)) != CLI_EXIT_OK)
-		return NULL;
-	if ((f = fopen(path, "a+")) == NULL) {
-		*r = cli_fail(KB_E_IO, "cannot open %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	rewind(f);
-	while ((ch = getc(f)) != EOF) {
-		pos++;
-		if (ch == '\n') {
-			(*done)++;
-			keep = pos;
-		}
-	}
-	if (keep != pos && ftruncate(fileno(f), keep) != 0) {
-		*r = cli_fail(KB_E_IO, "cannot cut the unfinished last line of %s: %s", path, strerror(errno));
-		fclose(f);
-		return NULL;
-	}
-	fseek(f, 0, SEEK_END);
-	return f;
-}
-
 static int parse_concurrency(cli *c, int *out)
 {
 	const char *v = cli_optval(c, "concurrency");
@@ -391,15 +366,12 @@ static int parse_concurrency(cli *c, int *out)
 static bool read_batch(FILE *in, batch *b, size_t *lineno, char **line, size_t *cap, int *r, cli *c,
 		       const char *path)
 {
-	size_t bytes = 0;
 	ssize_t len;
 
 	b->n = 0;
 	b->first = *lineno + 1;
-	while (b->n < BATCH_LINES && bytes < BATCH_BYTES - 2048 && (len = getline(line, cap, in)) >= 0) {
+	while (b->n < BATCH_LINES && (len = rwf_read_line(in, line, cap)) >= 0) {
 		(*lineno)++;
-		while (len > 0 && isspace((unsigned char)(*line)[len - 1]))
-			(*line)[--len] = '\0';
 		if (len == 0) {
 			*r = cli_usage(c, "%s line %zu is empty: give one blob per line", path, *lineno);
 			return false;
@@ -408,29 +380,17 @@ static bool read_batch(FILE *in, batch *b, size_t *lineno, char **line, size_t *
 			*r = cli_fail(KB_E_IO, "out of memory");
 			return false;
 		}
-		bytes += (size_t)len;
 		b->n++;
 	}
 	return b->n > 0;
 }
 
-/* skip_done reads past the n lines --out already holds. */
-static int skip_done(cli *c, FILE *in, const char *in_path, const char *out_path, size_t n, char **line, size_t *cap)
-{
-	for (size_t i = 0; i < n; i++)
-		if (getline(line, cap, in) < 0)
-			return cli_usage(c, "%s holds %zu lines but %s only %zu: it is not this input's output; give another --out",
-					 out_path, n, in_path, i);
-	return CLI_EXIT_OK;
-}
-
 int rewrap_bulk(cli *c)
 {
 	const char *in_path = cli_optval(c, "in"), *out_path = cli_optval(c, "out");
-	const char *failed_path = cli_optval(c, "failed");
 	job j = { .c = c, .key = cli_optval(c, "key"), .to_version = cli_optval(c, "to-version") };
 	tally t = { 0 };
-	FILE *in = NULL, *out = stdout, *failed = NULL;
+	rwf files;
 	pthread_t th[CONCURRENCY_MAX];
 	char *line = NULL;
 	size_t cap = 0, lineno, seq = 0, next_write = 0;
@@ -441,23 +401,10 @@ int rewrap_bulk(cli *c)
 		return r;
 	if (j.to_version && !*j.to_version)
 		return cli_usage(c, "--to-version needs a version, as `keybroker get KEY` lists them");
-	if (out_path && strcmp(out_path, in_path) == 0)
-		return cli_usage(c, "--out must not be --in: the input is read while the output is written");
-	in = strcmp(in_path, "-") == 0 ? stdin : fopen(in_path, "r");
-	if (in == NULL)
-		return cli_fail(KB_E_IO, "cannot open %s: %s", in_path, strerror(errno));
-	if (in == stdin && isatty(STDIN_FILENO)) {
-		r = cli_usage(c, "give the blobs, one per line, in --in FILE or on stdin (a pipe or a file), not typed at a terminal");
-		goto done;
-	}
-	if (out_path && (out = open_out(c, out_path, &t.skipped, &r)) == NULL)
-		goto done;
-	if ((r = skip_done(c, in, in_path, out_path ? out_path : "", t.skipped, &line, &cap)) != CLI_EXIT_OK)
-		goto done;
-	if (failed_path && (failed = fopen(failed_path, t.skipped ? "a" : "w")) == NULL) {
-		r = cli_fail(KB_E_IO, "cannot open %s: %s", failed_path, strerror(errno));
-		goto done;
-	}
+	if ((r = rwf_open(c, &files)) != CLI_EXIT_OK)
+		return r;
+	t.skipped = files.resumed;
+	t.failed_before = files.resumed_failed;
 	t.total = count_lines(in_path);
 	lineno = t.skipped;
 	j.nring = 2 * j.concurrency;
@@ -484,14 +431,14 @@ int rewrap_bulk(cli *c)
 
 		if (w->state == B_DONE && next_write < seq) {
 			pthread_mutex_unlock(&j.lock);
-			io_ok = write_batch(out, failed, w, &t, tty);
+			io_ok = write_batch(&files, w, &t, tty);
 			pthread_mutex_lock(&j.lock);
 			next_write++;
 			continue;
 		}
 		if (more && f->state == B_FREE) {
 			pthread_mutex_unlock(&j.lock);
-			more = read_batch(in, f, &lineno, &line, &cap, &r, c, in_path);
+			more = read_batch(files.in, f, &lineno, &line, &cap, &r, c, in_path);
 			pthread_mutex_lock(&j.lock);
 			if (r != CLI_EXIT_OK)
 				break;
@@ -523,8 +470,6 @@ int rewrap_bulk(cli *c)
 threads_done:
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
-	if (out != stdout && fsync(fileno(out)) != 0)
-		io_ok = false;
 	if (r == CLI_EXIT_OK && !io_ok)
 		r = cli_fail(KB_E_IO, "cannot write %s: %s", out_path ? out_path : "stdout", strerror(errno));
 	else if (r == CLI_EXIT_OK && j.fatal != KB_OK && t.done == 0)
@@ -536,7 +481,7 @@ threads_done:
 		progress(&t); /* its last state, even for a run too short to have waited */
 	if (r == CLI_EXIT_OK || t.done)
 		summary(&t, tty);
-	if (r == CLI_EXIT_OK && t.failed)
+	if (r == CLI_EXIT_OK && (t.failed || t.failed_before))
 		r = CLI_EXIT_BROKER;
 	for (int i = 0; j.ring && i < j.nring; i++)
 		for (size_t k = 0; k < j.ring[i].n; k++) {
@@ -551,11 +496,7 @@ threads_done:
 	}
 done:
 	free(line);
-	if (in && in != stdin)
-		fclose(in);
-	if (out && out != stdout)
-		fclose(out);
-	if (failed)
-		fclose(failed);
+	if (!rwf_close(&files) && r == CLI_EXIT_OK)
+		r = cli_fail(KB_E_IO, "cannot write %s to disk: %s", out_path ? out_path : "stdout", strerror(errno));
 	return r;
 }

@@ -428,7 +428,8 @@ static void emu_admin_handle(struct emu_world *w, const struct emu_req *rq, stru
 	else if (!strcmp(path, "/admin/tokens/revoke") && post) {
 		cJSON *res = cJSON_CreateObject();
 
-		cJSON_AddNumberToObject(res, "revoked", emu_auth_revoke(str(body, "principal")));
+		cJSON_AddNumberToObject(res, "revoked", emu_auth_revoke(w, str(body, "principal")));
+		persist(w);
 		ok(rep, res);
 	} else
 		emu_error(rep, 404, "NotFound", NULL, "No admin endpoint %s %s.", rq->method, path);

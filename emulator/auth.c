@@ -10,19 +10,23 @@
 #include "crypto.h"
 #include "errors.h"
 #include "perms.h"
+#include "token.h"
 
-#define TOKEN_SLOTS 4096
-#define TOKEN_BYTES 32
+#define LEDGER_SLOTS 4096
 
-struct token {
-	char value[64];
+/*
+ * The ledger notes who was issued which token, only so a revocation can say
+ * how many live tokens it ended: tokens are checked by their signature
+ * (token.h), never looked up here. Owned by ledger_lock.
+ */
+struct issued {
 	char principal[EMU_NAME_MAX];
-	enum emu_kind kind;
+	uint32_t gen;
 	int64_t exp;
 };
 
-static pthread_mutex_t token_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct token tokens[TOKEN_SLOTS];
+static pthread_mutex_t ledger_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct issued ledger[LEDGER_SLOTS];
 
 /* emu_login_base writes "https://localhost:PORT" for the port the client used. */
 static void emu_login_base(const struct emu_world *w, const struct emu_route *rt, char *out, size_t cap)
@@ -31,6 +35,16 @@ static void emu_login_base(const struct emu_world *w, const struct emu_route *rt
 		snprintf(out, cap, "https://localhost:%s", rt->port);
 	else
 		snprintf(out, cap, "https://localhost:%u", w->port);
+}
+
+/*
+ * tenant_ok: rt names the configured tenant, or is an /adfs/... path, which
+ * serves it in the shape of an AD FS authority: MSAL (and so az) trusts
+ * that without asking Microsoft's instance discovery first.
+ */
+static bool tenant_ok(const struct emu_world *w, const struct emu_route *rt)
+{
+	return strcasecmp(rt->tenant, w->cfg.tenant) == 0 || (rt->adfs && strcasecmp(rt->tenant, "adfs") == 0);
 }
 
 /* emu_auth_scope_kind maps a scope or resource URL to the audience it names. */
@@ -51,98 +65,109 @@ static enum emu_kind emu_auth_scope_kind(const char *scope)
 		return EMU_KIND_VAULT;
 	if (strncasecmp(host, "managedhsm.", 11) == 0)
 		return EMU_KIND_MHSM;
+	if (strncasecmp(host, "management.", 11) == 0)
+		return EMU_KIND_ARM;
 	return EMU_KIND_NONE;
 }
 
+int emu_auth_init(struct emu_world *w)
+{
+	if (w->token_key_set)
+		return 0;
+	if (emu_random(w->token_key, sizeof(w->token_key)))
+		return -1;
+	w->token_key_set = true;
+	return 0;
+}
+
 /*
- * issue stores a new token for principal and kind, and names principal as
- * rep's caller; false with 500 set if randomness fails.
+ * issue mints a token of generation gen for principal and audience aud, and
+ * names principal as rep's caller; NULL with 500 set if it cannot.
  */
-static bool issue(struct emu_reply *rep, const char *principal, enum emu_kind kind,
-		  unsigned lifetime, char *out, size_t cap)
+static char *issue(struct emu_world *w, struct emu_reply *rep, const char *principal, uint32_t gen,
+		   const char *aud, unsigned lifetime)
 {
-	uint8_t raw[TOKEN_BYTES];
-	char *s;
+	struct emu_token_claims c = { .gen = gen };
 	int64_t now = emu_clock_real();
-	struct token *slot = NULL;
+	struct issued *slot = NULL;
+	char *tok;
 
-	if (emu_random(raw, sizeof(raw)) || !(s = emu_b64url_encode(raw, sizeof(raw)))) {
+	snprintf(c.principal, sizeof(c.principal), "%s", principal);
+	snprintf(c.tenant, sizeof(c.tenant), "%s", w->cfg.tenant);
+	snprintf(c.aud, sizeof(c.aud), "%s", aud);
+	c.iat = now;
+	c.exp = now + lifetime;
+	if (!(tok = emu_token_mint(w->token_key, &c))) {
 		emu_oauth_error(rep, 500, "server_error", "no randomness");
-		return false;
+		return NULL;
 	}
-	snprintf(out, cap, "%s", s);
-	free(s);
-	pthread_mutex_lock(&token_lock);
-	for (size_t i = 0; i < TOKEN_SLOTS; i++) {
-		if (!tokens[i].value[0] || tokens[i].exp <= now) {
-			slot = &tokens[i];
+	pthread_mutex_lock(&ledger_lock);
+	for (size_t i = 0; i < LEDGER_SLOTS; i++) {
+		if (ledger[i].exp <= now) {
+			slot = &ledger[i];
 			break;
 		}
-		if (!slot || tokens[i].exp < slot->exp)
-			slot = &tokens[i];
+		if (!slot || ledger[i].exp < slot->exp)
+			slot = &ledger[i];
 	}
-	snprintf(slot->value, sizeof(slot->value), "%s", out);
 	snprintf(slot->principal, sizeof(slot->principal), "%s", principal);
-	slot->kind = kind;
-	slot->exp = now + lifetime;
-	pthread_mutex_unlock(&token_lock);
+	slot->gen = gen;
+	slot->exp = c.exp;
+	pthread_mutex_unlock(&ledger_lock);
 	snprintf(rep->principal, sizeof(rep->principal), "%s", principal);
-	return true;
+	return tok;
 }
 
-/* lookup copies the token's principal into out; false if unknown or expired. */
-static bool lookup(const char *value, enum emu_kind *kind, char *out, size_t cap)
+/* free_token wipes and frees a minted token. */
+static void free_token(char *tok)
 {
-	bool ok = false;
+	if (tok)
+		OPENSSL_clear_free(tok, strlen(tok));
+}
+
+unsigned emu_auth_revoke(struct emu_world *w, const char *principal)
+{
 	int64_t now = emu_clock_real();
-	size_t n = strlen(value);
-
-	if (n == 0 || n >= sizeof(tokens[0].value))
-		return false;
-	pthread_mutex_lock(&token_lock);
-	for (size_t i = 0; i < TOKEN_SLOTS; i++) {
-		if (tokens[i].exp > now && strlen(tokens[i].value) == n &&
-		    CRYPTO_memcmp(tokens[i].value, value, n) == 0) {
-			*kind = tokens[i].kind;
-			snprintf(out, cap, "%s", tokens[i].principal);
-			ok = true;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&token_lock);
-	return ok;
-}
-
-unsigned emu_auth_revoke(const char *principal)
-{
 	unsigned n = 0;
 
-	pthread_mutex_lock(&token_lock);
-	for (size_t i = 0; i < TOKEN_SLOTS; i++) {
-		if (tokens[i].value[0] && (!principal || strcmp(tokens[i].principal, principal) == 0)) {
-			memset(&tokens[i], 0, sizeof(tokens[i]));
-			n++;
-		}
+	pthread_mutex_lock(&ledger_lock);
+	for (size_t i = 0; i < w->nprincipals; i++) {
+		struct emu_principal *p = &w->principals[i];
+
+		if (principal && strcmp(p->id, principal) != 0)
+			continue;
+		for (size_t j = 0; j < LEDGER_SLOTS; j++)
+			if (ledger[j].exp > now && ledger[j].gen == p->token_gen &&
+			    strcmp(ledger[j].principal, p->id) == 0)
+				n++;
+		p->token_gen++;
 	}
-	pthread_mutex_unlock(&token_lock);
+	pthread_mutex_unlock(&ledger_lock);
 	return n;
 }
 
-/* first_scope_kind finds the first space-separated scope naming an audience. */
-static enum emu_kind first_scope_kind(const char *scopes)
+/*
+ * audience finds the first space-separated scope (or the resource) naming
+ * an audience, and writes it to aud without a "/.default" or a trailing
+ * slash, as Entra ID names a token's aud; EMU_KIND_NONE if none does.
+ */
+static enum emu_kind audience(const char *scopes, char *aud, size_t cap)
 {
-	char one[512];
-
 	while (*scopes) {
 		size_t n = strcspn(scopes, " ");
 
-		if (n && n < sizeof(one)) {
+		if (n && n < cap) {
 			enum emu_kind k;
 
-			memcpy(one, scopes, n);
-			one[n] = '\0';
-			if ((k = emu_auth_scope_kind(one)) != EMU_KIND_NONE)
+			memcpy(aud, scopes, n);
+			aud[n] = '\0';
+			if ((k = emu_auth_scope_kind(aud)) != EMU_KIND_NONE) {
+				if (n > 9 && strcasecmp(aud + n - 9, "/.default") == 0)
+					aud[n -= 9] = '\0';
+				while (n > 8 && aud[n - 1] == '/')
+					aud[--n] = '\0';
 				return k;
+			}
 		}
 		scopes += n;
 		while (*scopes == ' ')
@@ -158,19 +183,21 @@ static bool secret_eq(const char *a, const char *b)
 	return n == strlen(b) && n > 0 && CRYPTO_memcmp(a, b, n) == 0;
 }
 
+#define SCOPE_REFUSED "The scope must name a vault (https://vault.*), a Managed HSM (https://managedhsm.*) or Resource Manager (https://management.*)."
+
 void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
 		    struct emu_reply *rep)
 {
 	char grant[64], client[EMU_NAME_MAX], scope[1024], secret[EMU_NAME_MAX], atype[128];
-	char *assertion = NULL, token[64];
+	char aud[EMU_TOKEN_AUD_MAX], *assertion = NULL, *token;
 	const char *body = rq->body ? rq->body : "";
 	size_t len = rq->body ? rq->body_len : 0;
 	struct emu_principal *p;
-	enum emu_kind kind;
+	uint32_t gen;
 	bool ok;
 	cJSON *j;
 
-	if (strcasecmp(rt->tenant, w->cfg.tenant) != 0) {
+	if (!tenant_ok(w, rt)) {
 		emu_oauth_error(rep, 400, "invalid_request",
 				"AADSTS90002: Tenant not found. This emulator serves one tenant; see its startup lines.");
 		return;
@@ -190,10 +217,8 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 		emu_oauth_error(rep, 400, "invalid_request", "AADSTS900144: The request body must contain scope.");
 		return;
 	}
-	kind = first_scope_kind(scope);
-	if (kind == EMU_KIND_NONE) {
-		emu_oauth_error(rep, 400, "invalid_scope",
-				"AADSTS70011: The scope must name a vault (https://vault.*) or a Managed HSM (https://managedhsm.*).");
+	if (audience(scope, aud, sizeof(aud)) == EMU_KIND_NONE) {
+		emu_oauth_error(rep, 400, "invalid_scope", "AADSTS70011: " SCOPE_REFUSED);
 		return;
 	}
 	pthread_mutex_lock(&w->lock);
@@ -214,6 +239,7 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 	} else {
 		ok = false;
 	}
+	gen = p->token_gen;
 	if (assertion)
 		OPENSSL_cleanse(assertion, strlen(assertion));
 	free(assertion);
@@ -224,7 +250,7 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 				"AADSTS7000215: Invalid client secret or client assertion provided.");
 		return;
 	}
-	if (!issue(rep, client, kind, w->cfg.token_lifetime, token, sizeof(token)))
+	if (!(token = issue(w, rep, client, gen, aud, w->cfg.token_lifetime)))
 		return;
 	j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "token_type", "Bearer");
@@ -232,7 +258,7 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 	cJSON_AddNumberToObject(j, "ext_expires_in", w->cfg.token_lifetime);
 	cJSON_AddStringToObject(j, "access_token", token);
 	emu_reply_json(rep, 200, j);
-	OPENSSL_cleanse(token, sizeof(token));
+	free_token(token);
 }
 
 /*
@@ -244,19 +270,18 @@ void emu_auth_token(struct emu_world *w, const struct emu_req *rq, const struct 
 static void managed_token(struct emu_world *w, const struct emu_req *rq, struct emu_reply *rep,
 			  bool app_service)
 {
-	char client[EMU_NAME_MAX], token[64], num[32];
-	enum emu_kind kind;
+	char client[EMU_NAME_MAX], aud[EMU_TOKEN_AUD_MAX], num[32], *token;
+	const struct emu_principal *p;
 	int64_t now = emu_clock_real();
+	uint32_t gen = 0;
 	cJSON *j;
 
 	if (!rq->resource) {
 		emu_oauth_error(rep, 400, "invalid_request", "Required audience parameter not specified");
 		return;
 	}
-	kind = emu_auth_scope_kind(rq->resource);
-	if (kind == EMU_KIND_NONE) {
-		emu_oauth_error(rep, 400, "invalid_resource",
-				"AADSTS500011: The resource must name a vault (https://vault.*) or a Managed HSM (https://managedhsm.*).");
+	if (strchr(rq->resource, ' ') || audience(rq->resource, aud, sizeof(aud)) == EMU_KIND_NONE) {
+		emu_oauth_error(rep, 400, "invalid_resource", "AADSTS500011: " SCOPE_REFUSED);
 		return;
 	}
 	pthread_mutex_lock(&w->lock);
@@ -266,13 +291,14 @@ static void managed_token(struct emu_world *w, const struct emu_req *rq, struct 
 		snprintf(client, sizeof(client), "%s", w->cfg.imds_principal);
 	else
 		snprintf(client, sizeof(client), "%s", w->nprincipals ? w->principals[0].id : "");
-	bool known = emu_principal_find(w, client) != NULL;
+	if ((p = emu_principal_find(w, client)))
+		gen = p->token_gen;
 	pthread_mutex_unlock(&w->lock);
-	if (!known) {
+	if (!p) {
 		emu_oauth_error(rep, 400, "invalid_request", "Identity not found");
 		return;
 	}
-	if (!issue(rep, client, kind, w->cfg.token_lifetime, token, sizeof(token)))
+	if (!(token = issue(w, rep, client, gen, aud, w->cfg.token_lifetime)))
 		return;
 	j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "access_token", token);
@@ -289,7 +315,7 @@ static void managed_token(struct emu_world *w, const struct emu_req *rq, struct 
 	cJSON_AddStringToObject(j, "resource", rq->resource);
 	cJSON_AddStringToObject(j, "token_type", "Bearer");
 	emu_reply_json(rep, 200, j);
-	OPENSSL_cleanse(token, sizeof(token));
+	free_token(token);
 }
 
 void emu_auth_imds(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
@@ -329,21 +355,23 @@ void emu_auth_openid(struct emu_world *w, const struct emu_req *rq, const struct
 		     struct emu_reply *rep)
 {
 	char base[128], url[512];
+	/* an AD FS authority has no tenant in its paths and serves the v1 token endpoint */
+	const char *t = rt->adfs ? "adfs" : w->cfg.tenant, *v2 = rt->adfs ? "" : "/v2.0";
 	cJSON *j, *a;
 
-	if (strcasecmp(rt->tenant, w->cfg.tenant) != 0) {
+	if (!tenant_ok(w, rt)) {
 		emu_oauth_error(rep, 400, "invalid_tenant", "AADSTS90002: Tenant not found.");
 		return;
 	}
 	emu_login_base(w, rt, base, sizeof(base));
 	j = cJSON_CreateObject();
-	snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", base, w->cfg.tenant);
+	snprintf(url, sizeof(url), "%s/%s/oauth2%s/token", base, t, v2);
 	cJSON_AddStringToObject(j, "token_endpoint", url);
-	snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/authorize", base, w->cfg.tenant);
+	snprintf(url, sizeof(url), "%s/%s/oauth2%s/authorize", base, t, v2);
 	cJSON_AddStringToObject(j, "authorization_endpoint", url);
-	snprintf(url, sizeof(url), "%s/%s/v2.0", base, w->cfg.tenant);
+	snprintf(url, sizeof(url), "%s/%s%s", base, t, v2);
 	cJSON_AddStringToObject(j, "issuer", url);
-	snprintf(url, sizeof(url), "%s/%s/discovery/v2.0/keys", base, w->cfg.tenant);
+	snprintf(url, sizeof(url), "%s/%s/discovery%s/keys", base, t, v2);
 	cJSON_AddStringToObject(j, "jwks_uri", url);
 	a = cJSON_AddArrayToObject(j, "token_endpoint_auth_methods_supported");
 	cJSON_AddItemToArray(a, cJSON_CreateString("client_secret_post"));
@@ -352,19 +380,27 @@ void emu_auth_openid(struct emu_world *w, const struct emu_req *rq, const struct
 	cJSON_AddItemToArray(a, cJSON_CreateString("token"));
 	a = cJSON_AddArrayToObject(j, "grant_types_supported");
 	cJSON_AddItemToArray(a, cJSON_CreateString("client_credentials"));
-	cJSON_AddStringToObject(j, "tenant_region_scope", "WW");
+	if (!rt->adfs)
+		cJSON_AddStringToObject(j, "tenant_region_scope", "WW");
 	emu_reply_json(rep, 200, j);
 	(void)rq;
 }
 
 /* challenge sets rep to 401 with the WWW-Authenticate header for rt's host. */
-static void challenge(struct emu_world *w, const struct emu_route *rt, struct emu_reply *rep,
-		      const char *why)
+static void challenge(struct emu_world *w, const struct emu_route *rt, struct emu_reply *rep, const char *why)
 {
 	char base[128], hdr[512];
 	bool mhsm = rt->kind == EMU_KIND_MHSM;
 
 	emu_login_base(w, rt, base, sizeof(base));
+	if (rt->kind == EMU_KIND_LOGIN) {
+		/* Resource Manager's challenge and error body */
+		snprintf(hdr, sizeof(hdr), "Bearer authorization_uri=\"%s/%s\", error=\"invalid_token\"", base,
+			 w->cfg.tenant);
+		rep->www_authenticate = strdup(hdr);
+		emu_error(rep, 401, "AuthenticationFailed", NULL, "%s", why);
+		return;
+	}
 	snprintf(hdr, sizeof(hdr), "Bearer authorization=\"%s/%s\", resource=\"https://%s.localhost%s%s\"",
 		 base, w->cfg.tenant, mhsm ? "managedhsm" : "vault", rt->port[0] ? ":" : "", rt->port);
 	rep->www_authenticate = strdup(hdr);
@@ -380,9 +416,12 @@ static void challenge(struct emu_world *w, const struct emu_route *rt, struct em
 int emu_auth_check(struct emu_world *w, const struct emu_req *rq, const struct emu_route *rt,
 		   struct emu_reply *rep)
 {
+	/* on the login host only Resource Manager's lists ask for a token */
+	enum emu_kind want = rt->kind == EMU_KIND_LOGIN ? EMU_KIND_ARM : rt->kind;
 	const char *h = rq->authorization;
-	char principal[EMU_NAME_MAX];
-	enum emu_kind kind;
+	struct emu_token_claims c;
+	const struct emu_principal *p;
+	bool live;
 
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
 		challenge(w, rt, rep, "AKV10000: Request is missing a Bearer or PoP token.");
@@ -391,16 +430,26 @@ int emu_auth_check(struct emu_world *w, const struct emu_req *rq, const struct e
 	h += 7;
 	while (*h == ' ')
 		h++;
-	if (!lookup(h, &kind, principal, sizeof(principal))) {
+	if (emu_token_verify(w->token_key, h, &c) || c.exp <= emu_clock_real() ||
+	    strcasecmp(c.tenant, w->cfg.tenant) != 0) {
 		challenge(w, rt, rep, "AKV10032: Invalid or expired token.");
 		return -1;
 	}
-	if (kind != rt->kind) {
-		challenge(w, rt, rep, rt->kind == EMU_KIND_MHSM ?
-			  "AKV10022: Invalid audience. The token is for a vault, not a Managed HSM." :
-			  "AKV10022: Invalid audience. The token is for a Managed HSM, not a vault.");
+	pthread_mutex_lock(&w->lock);
+	p = emu_principal_find(w, c.principal);
+	live = p && p->token_gen == c.gen;
+	pthread_mutex_unlock(&w->lock);
+	if (!live) {
+		challenge(w, rt, rep, "AKV10032: Invalid or expired token: it was revoked.");
 		return -1;
 	}
-	snprintf(rep->principal, sizeof(rep->principal), "%s", principal);
+	if (emu_auth_scope_kind(c.aud) != want) {
+		challenge(w, rt, rep, want == EMU_KIND_MHSM ?
+			  "AKV10022: Invalid audience. The token is not for a Managed HSM." :
+			  want == EMU_KIND_VAULT ? "AKV10022: Invalid audience. The token is not for a vault." :
+			  "InvalidAuthenticationTokenAudience: The access token has an invalid audience: it is not for Resource Manager.");
+		return -1;
+	}
+	snprintf(rep->principal, sizeof(rep->principal), "%s", c.principal);
 	return 0;
 }

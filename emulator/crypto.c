@@ -4,6 +4,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -70,6 +71,13 @@ static size_t aes_bytes(enum emu_alg a)
 int emu_random(void *p, size_t n)
 {
 	return RAND_bytes(p, (int)n) == 1 ? 0 : -1;
+}
+
+int emu_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t n, uint8_t mac[32])
+{
+	unsigned len = 0;
+
+	return HMAC(EVP_sha256(), key, (int)keylen, data, n, mac, &len) && len == 32 ? 0 : -1;
 }
 
 int emu_random_hex(char *out, size_t n)

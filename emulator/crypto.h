@@ -102,6 +102,9 @@ int emu_aead_seal(const uint8_t key[32], const uint8_t *aad, size_t aadlen, cons
 int emu_aead_open(const uint8_t key[32], const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t n,
 		  uint8_t **out, size_t *outn);
 
+/* emu_hmac_sha256 writes HMAC-SHA256 of data under key to mac; 0 or -1. */
+int emu_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t n, uint8_t mac[32]);
+
 /* emu_random fills p with n random bytes; 0 or -1. */
 int emu_random(void *p, size_t n);
 

@@ -3,8 +3,9 @@
  *
  * One emu_world holds everything the emulator serves: its configuration, the
  * vaults and Managed HSMs with their keys, the principals and their
- * permissions. world->lock guards every mutable field below it; the token
- * table and the fault switches have their own locks (auth.c, faults.c).
+ * permissions. world->lock guards every mutable field below it; the ledger
+ * of issued tokens and the fault switches have their own locks (auth.c,
+ * faults.c).
  */
 #ifndef EMU_H
 #define EMU_H
@@ -58,8 +59,12 @@ enum emu_kop {
 
 enum emu_kty { EMU_KTY_RSA, EMU_KTY_RSA_HSM, EMU_KTY_OCT_HSM };
 
-/* What a Host header names. */
-enum emu_kind { EMU_KIND_NONE, EMU_KIND_VAULT, EMU_KIND_MHSM, EMU_KIND_LOGIN };
+/*
+ * What a Host header names, and what a token's audience is: a vault, a
+ * Managed HSM, or Resource Manager (ARM, the audience az login asks for;
+ * the login host serves its tenant and subscription lists).
+ */
+enum emu_kind { EMU_KIND_NONE, EMU_KIND_VAULT, EMU_KIND_MHSM, EMU_KIND_LOGIN, EMU_KIND_ARM };
 
 /* One key version. Key material never leaves the process except to --state. */
 struct emu_version {
@@ -141,6 +146,7 @@ struct emu_principal {
 	char secret[EMU_NAME_MAX];
 	char *assertion;       /* accepted client_assertion, or NULL */
 	unsigned default_perms;/* on any vault or key without an entry */
+	uint32_t token_gen;    /* tokens of an older generation are revoked; kept in --state */
 	struct emu_grant *grants;
 	size_t ngrants;
 };
@@ -187,6 +193,13 @@ struct emu_world {
 	/* seals key backups so they restore only here (backup.h); kept in --state */
 	uint8_t backup_key[32];
 	bool backup_key_set;
+	bool rotating;         /* a lifecycle tick makes key material, lock released (lifecycle.h) */
+	/*
+	 * signs access tokens (token.h); kept in --state, so tokens outlive a
+	 * restart there. Set before the server starts, read-only after.
+	 */
+	uint8_t token_key[32];
+	bool token_key_set;
 };
 
 /* A parsed HTTP request, as handlers see it. Strings may be NULL. */

@@ -18,6 +18,22 @@ static uint8_t *b64_member(const cJSON *jwk, const char *name, size_t *n)
 	return cJSON_IsString(f) ? emu_b64url_decode(f->valuestring, n) : NULL;
 }
 
+/* modulus_bits counts the bits of a big-endian number, leading zero bytes aside. */
+static int modulus_bits(const uint8_t *p, size_t n)
+{
+	int top = 0;
+
+	while (n && !*p) {
+		p++;
+		n--;
+	}
+	if (!n || n > 1 << 20)
+		return 0;
+	for (uint8_t b = p[0]; b; b >>= 1)
+		top++;
+	return (int)(n - 1) * 8 + top;
+}
+
 static int import_rsa(const cJSON *jwk, struct emu_version *v, char *err, size_t errlen)
 {
 	static const char *const names[8] = { "n", "e", "d", "p", "q", "dp", "dq", "qi" };
@@ -32,13 +48,13 @@ static int import_rsa(const cJSON *jwk, struct emu_version *v, char *err, size_t
 			goto out;
 		}
 	}
-	if (!(v->pkey = emu_rsa_from_parts((const uint8_t *const *)parts, lens))) {
-		snprintf(err, errlen, "The RSA key's parts do not make one valid private key.");
-		goto out;
-	}
-	bits = EVP_PKEY_get_bits(v->pkey);
+	bits = modulus_bits(parts[0], lens[0]);
 	if (bits != 2048 && bits != 3072 && bits != 4096) {
 		snprintf(err, errlen, "Key size %d is not supported: import RSA keys of 2048, 3072 or 4096 bits.", bits);
+		goto out;
+	}
+	if (!(v->pkey = emu_rsa_from_parts((const uint8_t *const *)parts, lens))) {
+		snprintf(err, errlen, "The RSA key's parts do not make one valid private key.");
 		goto out;
 	}
 	v->bits = bits;
@@ -108,6 +124,11 @@ int emu_import_jwk(const cJSON *jwk, bool mhsm, bool hsm, struct emu_version **o
 		snprintf(err, errlen, "Key type %.20s is not supported by this %s.", kty->valuestring,
 			 mhsm ? "managed HSM" : "key vault");
 		return EMU_IMPORT_BAD_KTY;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(jwk, "t")) {
+		snprintf(err, errlen,
+			 "Importing a BYOK transfer blob (key.t) is not supported by akv-emulator: it holds no HSM key exchange key to unwrap it with. Import the key as a plain JWK instead (n, e, d, p, q, dp, dq and qi; or k on a Managed HSM).");
+		return EMU_IMPORT_TRANSFER;
 	}
 	if (!(v = calloc(1, sizeof(*v))) || emu_random_hex(v->id, EMU_VERSION_LEN / 2)) {
 		free(v);

@@ -176,8 +176,8 @@ static void op_rotate(struct emu_kctx *c)
 
 /*
  * enabled_version finds the version the request names of the live key *k;
- * NULL with 404 set (no such key or version), or 403 naming op when it is
- * disabled.
+ * NULL with 404 set (no such key or version), or 403 KeyDisabled naming op
+ * when it is disabled (as Azure's SecretDisabled for a secret).
  */
 static struct emu_version *enabled_version(struct emu_kctx *c, struct emu_key **k, const char *op)
 {
@@ -190,7 +190,7 @@ static struct emu_version *enabled_version(struct emu_kctx *c, struct emu_key **
 		return NULL;
 	}
 	if (!ver->enabled) {
-		emu_error(c->rep, 403, "Forbidden", NULL, "Operation %s is not allowed on a disabled key.", op);
+		emu_error(c->rep, 403, "Forbidden", "KeyDisabled", "Operation %s is not allowed on a disabled key.", op);
 		return NULL;
 	}
 	return ver;

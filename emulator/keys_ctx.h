@@ -3,7 +3,8 @@
  * the helpers that find its key, read its body and render Key Vault's
  * answers. keys_api.c (the key's life and use) and keys_manage.c (policy,
  * backup, restore, import, random bytes) build on it; it calls neither.
- * world->lock is held around every call.
+ * world->lock is held around every call; a handler that releases it for slow
+ * work (key generation, key validation) finds its key again by name after.
  */
 #ifndef EMU_KEYS_CTX_H
 #define EMU_KEYS_CTX_H

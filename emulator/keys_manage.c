@@ -50,10 +50,13 @@ void emu_km_set_policy(struct emu_kctx *c)
 	p.created = k->policy.set ? k->policy.created : p.updated;
 	memcpy(p.notified, k->policy.notified, sizeof(p.notified));
 	k->policy = p;
-	/* a policy whose time has already come acts now, as the service's next check would */
-	emu_lifecycle_tick(c->w);
 	policy_id(c, k, id, sizeof(id));
 	emu_reply_json(c->rep, 200, emu_policy_json(&k->policy, id));
+	/*
+	 * a policy whose time has already come acts now, as the service's next
+	 * check would; the tick may release the lock, so k is not used after it
+	 */
+	emu_lifecycle_tick(c->w);
 	emu_kc_persist(c);
 }
 
@@ -127,10 +130,14 @@ void emu_km_import(struct emu_kctx *c)
 	if (!body)
 		return;
 	hsm = cJSON_GetObjectItemCaseSensitive(body, "Hsm");
+	/* validating an RSA key takes a while: the others are served meanwhile */
+	pthread_mutex_unlock(&c->w->lock);
 	rc = emu_import_jwk(cJSON_GetObjectItemCaseSensitive(body, "key"), c->mhsm, cJSON_IsTrue(hsm), &ver,
 			    err, sizeof(err));
-	if (rc == EMU_IMPORT_BAD_KTY) {
-		emu_error(c->rep, 400, "BadParameter", "KeyTypeNotSupported", "%s", err);
+	pthread_mutex_lock(&c->w->lock);
+	if (rc == EMU_IMPORT_BAD_KTY || rc == EMU_IMPORT_TRANSFER) {
+		emu_error(c->rep, 400, "BadParameter",
+			  rc == EMU_IMPORT_BAD_KTY ? "KeyTypeNotSupported" : "OperationNotSupported", "%s", err);
 		goto out;
 	}
 	if (rc != EMU_IMPORT_OK) {

@@ -3,7 +3,9 @@
  * rotation policy (GET/PUT /keys/{name}/rotationpolicy), backup, restore,
  * import (BYOK), Managed HSM random bytes, and the answer to the operations
  * the emulator leaves out (docs/emulator.md). Each answers one request in
- * c->rep; world->lock held.
+ * c->rep; world->lock held on entry and exit. Import releases it while it
+ * validates the key, and set_policy while a policy's due rotation makes key
+ * material (lifecycle.h), so neither holds up other requests.
  */
 #ifndef EMU_KEYS_MANAGE_H
 #define EMU_KEYS_MANAGE_H

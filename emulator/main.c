@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "config.h"
 #include "faults.h"
 #include "log.h"
@@ -228,6 +229,10 @@ int main(int argc, char **argv)
 	if (emu_tls_load(w->cfg.tls_dir, &cert, &key, err, sizeof(err)) ||
 	    emu_state_load(w, err, sizeof(err)) || precreate(w, err, sizeof(err))) {
 		fprintf(stderr, "akv-emulator: %s\n", err);
+		goto fail;
+	}
+	if (emu_auth_init(w)) {
+		fprintf(stderr, "akv-emulator: no randomness for the token key\n");
 		goto fail;
 	}
 	if (emu_state_save(w)) {

@@ -157,6 +157,29 @@ static enum emu_op crypto_op(const struct segs *s, size_t i)
 	return EMU_OP_NONE;
 }
 
+/*
+ * route_adfs matches the AD FS shapes: /adfs/oauth2/token,
+ * /adfs/.well-known/openid-configuration and, as az asks it to resolve a
+ * tenant name, /adfs/{tenant}/.well-known/openid-configuration. False if s
+ * is none of them.
+ */
+static bool route_adfs(const struct segs *s, struct emu_route *r)
+{
+	bool disc = s->count >= 3 && seg_is(s, s->count - 2, ".well-known") &&
+		    seg_is(s, s->count - 1, "openid-configuration");
+
+	if (s->count == 3 && seg_is(s, 1, "oauth2") && seg_is(s, 2, "token"))
+		r->op = EMU_OP_TOKEN;
+	else if (disc && (s->count == 3 || s->count == 4))
+		r->op = EMU_OP_OPENID;
+	else
+		return false;
+	if (!seg_copy(s, s->count == 4 ? 1 : 0, r->tenant, sizeof(r->tenant)))
+		return false;
+	r->adfs = true;
+	return true;
+}
+
 static enum emu_route_status route_login(const char *m, const struct segs *s, struct emu_route *r)
 {
 	bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
@@ -170,6 +193,13 @@ static enum emu_route_status route_login(const char *m, const struct segs *s, st
 		r->op = EMU_OP_APP_SERVICE;
 		return get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
 	}
+	if (s->count == 1 && (seg_is(s, 0, "subscriptions") || seg_is(s, 0, "tenants"))) {
+		r->op = seg_is(s, 0, "tenants") ? EMU_OP_ARM_TENANTS : EMU_OP_ARM_SUBSCRIPTIONS;
+		return get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD;
+	}
+	if (seg_is(s, 0, "adfs") && route_adfs(s, r))
+		return r->op == EMU_OP_TOKEN ? (post ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD) :
+		       (get ? EMU_ROUTE_OK : EMU_ROUTE_BAD_METHOD);
 	if (s->count < 2 || !seg_copy(s, 0, r->tenant, sizeof(r->tenant)))
 		return EMU_ROUTE_NOT_FOUND;
 	if ((s->count == 4 && seg_is(s, 1, "oauth2") && seg_is(s, 2, "v2.0") && seg_is(s, 3, "token")) ||

@@ -41,6 +41,8 @@ enum emu_op {
 	EMU_OP_OPENID,
 	EMU_OP_IMDS,
 	EMU_OP_APP_SERVICE,    /* App Service's managed identity endpoint */
+	EMU_OP_ARM_SUBSCRIPTIONS, /* GET /subscriptions (Resource Manager, for az login) */
+	EMU_OP_ARM_TENANTS,    /* GET /tenants */
 };
 
 enum emu_route_status {
@@ -56,7 +58,8 @@ struct emu_route {
 	char vault[EMU_VAULT_MAX];   /* first label of a vault or MHSM host */
 	char host[EMU_HOST_MAX];     /* Host header, lower case, with port */
 	char port[8];                /* port of the Host header, "" if none */
-	char tenant[EMU_NAME_MAX];   /* token and discovery paths */
+	char tenant[EMU_NAME_MAX];   /* token and discovery paths ("adfs" for /adfs/...) */
+	bool adfs;                   /* an AD FS-shaped path (auth.h) */
 	enum emu_op op;
 	char key[EMU_NAME_MAX];
 	char version[EMU_NAME_MAX];  /* "" = latest */
@@ -65,7 +68,10 @@ struct emu_route {
 /*
  * emu_route_parse classifies a request by Host header and path. Vault hosts
  * are NAME.vault.localhost[:PORT], Managed HSM hosts NAME.managedhsm.localhost,
- * the login host is localhost or a loopback address. Literal path segments
+ * the login host is localhost or a loopback address; it serves the token
+ * service under /{tenant}/ and /adfs/ (/adfs/oauth2/token and
+ * /adfs[/{tenant}]/.well-known/openid-configuration, rt->adfs), managed identity,
+ * and Resource Manager's /subscriptions and /tenants. Literal path segments
  * match case-insensitively and empty segments are ignored (SDKs send
  * "/keys/NAME/" for "latest"). Returns an enum emu_route_status; r is filled
  * as far as parsing got.

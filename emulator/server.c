@@ -9,6 +9,7 @@
 
 #include <microhttpd.h>
 
+#include "arm.h"
 #include "auth.h"
 #include "buf.h"
 #include "errors.h"
@@ -133,6 +134,10 @@ static void emu_dispatch(struct emu_world *w, const struct emu_req *rq, struct e
 	if (rt.kind == EMU_KIND_LOGIN) {
 		if (st != EMU_ROUTE_OK)
 			route_error(rep, st, &rt, rq->host);
+		else if (rt.op == EMU_OP_ARM_SUBSCRIPTIONS || rt.op == EMU_OP_ARM_TENANTS) {
+			if (emu_auth_check(w, rq, &rt, rep) == 0)
+				emu_arm_list(rq, &rt, rep);
+		}
 		else if (rt.op == EMU_OP_TOKEN)
 			emu_auth_token(w, rq, &rt, rep);
 		else if (rt.op == EMU_OP_OPENID)

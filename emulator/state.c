@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "crypto.h"
 #include "parse.h"
+#include "perms.h"
 #include "rotation.h"
 #include "state.h"
 #include "store.h"
@@ -76,12 +77,18 @@ cJSON *emu_state_key_json(const struct emu_key *k)
 
 static cJSON *world_json(const struct emu_world *w)
 {
-	cJSON *root = cJSON_CreateObject(), *vaults = cJSON_AddArrayToObject(root, "vaults");
+	cJSON *root = cJSON_CreateObject(), *vaults = cJSON_AddArrayToObject(root, "vaults"), *gens;
 
 	cJSON_AddNumberToObject(root, "format", STATE_FORMAT);
 	cJSON_AddNumberToObject(root, "clock_offset_s", (double)emu_clock_offset());
 	if (w->backup_key_set)
 		add_secret_b64(root, "backup_key", w->backup_key, sizeof(w->backup_key));
+	if (w->token_key_set)
+		add_secret_b64(root, "token_key", w->token_key, sizeof(w->token_key));
+	gens = cJSON_AddObjectToObject(root, "token_generations");
+	for (size_t i = 0; i < w->nprincipals; i++)
+		if (w->principals[i].token_gen)
+			cJSON_AddNumberToObject(gens, w->principals[i].id, w->principals[i].token_gen);
 	for (size_t i = 0; i < w->nvaults; i++) {
 		const struct emu_vault *v = w->vaults[i];
 		cJSON *vo = cJSON_CreateObject(), *keys = cJSON_AddArrayToObject(vo, "keys");
@@ -272,14 +279,32 @@ static int load_vault(struct emu_world *w, const cJSON *vo, char *err, size_t er
 	return 0;
 }
 
+/* load_secret reads a 32-byte secret member if present; -1 if it is unreadable. */
+static int load_secret(const cJSON *root, const char *name, uint8_t out[32], bool *set)
+{
+	const char *s = str(root, name);
+	uint8_t *raw;
+	size_t n = 0;
+
+	if (!s)
+		return 0;
+	if (!(raw = emu_b64url_decode(s, &n)) || n != 32) {
+		free(raw);
+		return -1;
+	}
+	memcpy(out, raw, n);
+	*set = true;
+	OPENSSL_clear_free(raw, n);
+	return 0;
+}
+
 int emu_state_load(struct emu_world *w, char *err, size_t errlen)
 {
 	FILE *f;
 	char *text = NULL;
 	long size;
 	cJSON *root = NULL;
-	const cJSON *vo;
-	const char *bk;
+	const cJSON *vo, *gen;
 	int rc = -1;
 
 	if (!w->cfg.state[0])
@@ -305,18 +330,17 @@ int emu_state_load(struct emu_world *w, char *err, size_t errlen)
 		goto out;
 	}
 	emu_clock_set_offset((int64_t)num(root, "clock_offset_s"));
-	if ((bk = str(root, "backup_key"))) {
-		uint8_t *raw;
-		size_t n = 0;
+	if (load_secret(root, "backup_key", w->backup_key, &w->backup_key_set) ||
+	    load_secret(root, "token_key", w->token_key, &w->token_key_set)) {
+		snprintf(err, errlen, "%s has an unreadable backup_key or token_key", w->cfg.state);
+		goto out;
+	}
+	/* generations of principals the config no longer names are dropped */
+	cJSON_ArrayForEach(gen, cJSON_GetObjectItemCaseSensitive(root, "token_generations")) {
+		struct emu_principal *p = gen->string ? emu_principal_find(w, gen->string) : NULL;
 
-		if (!(raw = emu_b64url_decode(bk, &n)) || n != sizeof(w->backup_key)) {
-			free(raw);
-			snprintf(err, errlen, "%s has an unreadable backup_key", w->cfg.state);
-			goto out;
-		}
-		memcpy(w->backup_key, raw, n);
-		w->backup_key_set = true;
-		OPENSSL_clear_free(raw, n);
+		if (p && cJSON_IsNumber(gen) && gen->valuedouble >= 0 && gen->valuedouble <= UINT32_MAX)
+			p->token_gen = (uint32_t)gen->valuedouble;
 	}
 	cJSON_ArrayForEach(vo, cJSON_GetObjectItemCaseSensitive(root, "vaults"))
 		if (load_vault(w, vo, err, errlen))

@@ -2,7 +2,8 @@
  * state.h: --state FILE persistence of vaults, keys and versions.
  *
  * The file is JSON and holds private key material (mode 0600), the clock's
- * offset and the secret that seals key backups. It is written
+ * offset, the secret that seals key backups, the key that signs access
+ * tokens and each principal's token generation. It is written
  * whole after every change: a temp file in the same directory, fsync, rename,
  * then fsync of the directory, so a crash at any point leaves either the old
  * or the new state, never a torn one.

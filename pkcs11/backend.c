@@ -158,9 +158,20 @@ static kb_code p11_doctor(void *state, int slot, kb_doctor_emit emit, void *ctx,
 	kb_p11_key *k = state;
 	kb_p11_call c = { .key = k, .slot = slot, .op = KB_P11_OP_DOCTOR, .alg = k->alg };
 
+	kb_code rc;
+	CK_RV present;
+
 	if (slot < 0 || slot >= k->nslots)
 		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range", k->name, slot);
-	return kb_p11_doctor(&c, emit, ctx, err);
+	kb_p11_token_enter(k->tok);
+	present = kb_p11_token_present(k->tok);
+	kb_p11_token_leave(k->tok);
+	if (present != CKR_OK)
+		kb_p11_token_revive(k->tok); /* so that doctor sees a token that came back */
+	kb_p11_token_enter(k->tok);
+	rc = kb_p11_doctor(&c, emit, ctx, err);
+	kb_p11_token_leave(k->tok);
+	return rc;
 }
 
 static void p11_close(void *state)
@@ -169,9 +180,16 @@ static void p11_close(void *state)
 
 	if (k == NULL)
 		return;
-	for (int i = 0; k->slots && i < k->nslots; i++)
-		if (k->slots[i].h != CK_INVALID_HANDLE)
-			k->f->C_CloseSession(k->slots[i].h);
+	if (k->tok) {
+		unsigned gen = atomic_load(&k->tok->gen);
+
+		kb_p11_token_enter(k->tok);
+		/* a session of an earlier gen went with the module's last C_Finalize */
+		for (int i = 0; k->slots && i < k->nslots; i++)
+			if (k->slots[i].h != CK_INVALID_HANDLE && k->slots[i].gen == gen)
+				k->f->C_CloseSession(k->slots[i].h);
+		kb_p11_token_leave(k->tok);
+	}
 	kb_p11_versions_free(k->v, k->nv);
 	kb_p11_token_release(k->tok);
 	kb_p11_conf_free(&k->conf);
@@ -265,11 +283,37 @@ static kb_code probe_default(kb_keyconf *kc, bool configured, kb_p11_call *c, kb
 	return KB_OK; /* anything else is for the first wrap to report */
 }
 
+/* open_entered checks the token's key (entered, see p11.h): its versions, its type and the default algorithm. */
+static kb_code open_entered(kb_keyconf *kc, kb_p11_key *k, kb_p11_call *c, kb_err *err)
+{
+	bool configured;
+	kb_code rc = kb_p11_session_get(c, err);
+
+	if (rc == KB_OK)
+		rc = kb_p11_pin_verify(c, err);
+	if (rc == KB_OK)
+		rc = kb_p11_versions_refresh(c, err);
+	if (rc != KB_OK)
+		return rc;
+	if (k->nv == 0) {
+		rc = kb_err_set(err, KB_E_UNKNOWN_KEY,
+				"%s:%d: [key:%s] uri: token %s has no key labelled %s: fix object= in uri, or create it, e.g. pkcs11-tool --module %s --token-label %s --login --keypairgen --key-type rsa:2048 --label %s --id 01",
+				kc->file ? kc->file : "config", kc->line, k->name, k->tok->label, k->conf.label,
+				k->conf.module, k->tok->label, k->conf.label);
+		return rc;
+	}
+	configured = kc->alg != KB_ALG_NONE;
+	rc = choose_alg(kc, k, err);
+	if (rc == KB_OK)
+		rc = probe_default(kc, configured, c, err);
+	return rc;
+}
+
+
 static kb_code p11_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 {
 	kb_p11_key *k = calloc(1, sizeof(*k));
 	kb_p11_call c = { .key = k, .slot = nslots - 1, .op = KB_P11_OP_OPEN };
-	bool configured;
 	kb_code rc;
 
 	*state = NULL;
@@ -290,28 +334,15 @@ static kb_code p11_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 		rc = kb_err_set(err, KB_E_INTERNAL, "out of memory");
 		goto fail;
 	}
-	for (int i = 0; i < nslots; i++)
-		k->slots[i] = (kb_p11_slot){ CK_INVALID_HANDLE, true };
 	rc = kb_p11_token_acquire(&k->conf, k->name, &k->tok, err);
 	if (rc != KB_OK)
 		goto fail;
 	k->f = k->tok->f;
-	rc = kb_p11_session_get(&c, err);
-	if (rc == KB_OK)
-		rc = kb_p11_versions_refresh(&c, err);
-	if (rc != KB_OK)
-		goto fail;
-	if (k->nv == 0) {
-		rc = kb_err_set(err, KB_E_UNKNOWN_KEY,
-				"%s:%d: [key:%s] uri: token %s has no key labelled %s: fix object= in uri, or create it, e.g. pkcs11-tool --module %s --token-label %s --login --keypairgen --key-type rsa:2048 --label %s --id 01",
-				kc->file ? kc->file : "config", kc->line, k->name, k->tok->label, k->conf.label,
-				k->conf.module, k->tok->label, k->conf.label);
-		goto fail;
-	}
-	configured = kc->alg != KB_ALG_NONE;
-	rc = choose_alg(kc, k, err);
-	if (rc == KB_OK)
-		rc = probe_default(kc, configured, &c, err);
+	for (int i = 0; i < nslots; i++)
+		k->slots[i] = (kb_p11_slot){ .h = CK_INVALID_HANDLE, .stale = true, .gen = atomic_load(&k->tok->gen) };
+	kb_p11_token_enter(k->tok);
+	rc = open_entered(kc, k, &c, err);
+	kb_p11_token_leave(k->tok);
 	if (rc != KB_OK)
 		goto fail;
 	*state = k;
@@ -320,7 +351,6 @@ fail:
 	p11_close(k);
 	return rc;
 }
-
 const kb_backend_ops kb_pkcs11_backend = {
 	.name = "pkcs11",
 	.open = p11_open,

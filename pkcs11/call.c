@@ -7,39 +7,56 @@
 
 #include "p11.h"
 
-kb_code kb_p11_run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, kb_p11_call_fn fn, void *arg,
-		   kb_err *err)
+/*
+ * token_suspect tells whether a failure may mean the token itself is gone:
+ * its objects vanished, or its session did.
+ */
+static bool token_suspect(kb_code rc, CK_RV rv)
 {
-	kb_p11_call c = { .key = k, .slot = slot, .op = op, .alg = alg };
+	return rc == KB_E_UNKNOWN_VERSION || rc == KB_E_KEY_UNAVAILABLE || rc == KB_E_UNKNOWN_KEY ||
+	       rc == KB_E_BACKEND_UNAVAILABLE || (rv != CKR_OK && kb_p11_recovery_for(rv) == KB_P11_REOPEN);
+}
+
+/*
+ * run_entered is kb_p11_run inside kb_p11_token_enter. When the token is
+ * gone it returns KB_E_BACKEND_UNAVAILABLE with *gone set, for the caller
+ * to revive the module outside and try again.
+ */
+static kb_code run_entered(kb_p11_call *c, kb_p11_call_fn fn, void *arg, bool *gone, kb_err *err)
+{
+	kb_p11_key *k = c->key;
 	bool reopened = false, refound = false;
 	kb_err ignored;
 	kb_code rc;
+	CK_RV present;
 
-	if (slot < 0 || slot >= k->nslots)
-		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range [0,%d)", k->name, slot,
-				  k->nslots);
 	for (;;) {
-		c.rv = CKR_OK;
-		rc = kb_p11_session_get(&c, err);
+		c->rv = CKR_OK;
+		rc = kb_p11_session_get(c, err);
 		if (rc == KB_OK && atomic_load(&k->epoch) != atomic_load(&k->tok->login_epoch))
-			rc = kb_p11_versions_refresh(&c, err);
+			rc = kb_p11_versions_refresh(c, err);
 		if (rc == KB_OK)
-			rc = fn(&c, arg, err);
+			rc = fn(c, arg, err);
 		if (rc == KB_OK) {
 			kb_err_clear(err); /* a retry that worked leaves no error behind */
 			return rc;
 		}
-		if (c.rv == CKR_OK)
+		/* a token that left is an outage, not a deleted key or version */
+		if (token_suspect(rc, c->rv) && (present = kb_p11_token_present(k->tok)) != CKR_OK) {
+			*gone = true;
+			return kb_p11_absent(c, present, err);
+		}
+		if (c->rv == CKR_OK)
 			return rc;
-		switch (kb_p11_recovery_for(c.rv)) {
+		switch (kb_p11_recovery_for(c->rv)) {
 		case KB_P11_REOPEN:
-			kb_p11_session_drop(k, slot);
+			kb_p11_session_drop(k, c->slot);
 			if (reopened)
 				return rc;
 			reopened = true;
 			break;
 		case KB_P11_REFIND:
-			if (refound || kb_p11_versions_refresh(&c, &ignored) != KB_OK)
+			if (refound || kb_p11_versions_refresh(c, &ignored) != KB_OK)
 				return rc;
 			refound = true;
 			break;
@@ -47,6 +64,29 @@ kb_code kb_p11_run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, kb_p11_cal
 			return rc;
 		}
 	}
+}
+
+kb_code kb_p11_run(kb_p11_key *k, int slot, kb_p11_op op, kb_alg alg, kb_p11_call_fn fn, void *arg,
+		   kb_err *err)
+{
+	kb_p11_call c = { .key = k, .slot = slot, .op = op, .alg = alg };
+	bool gone = false;
+	kb_code rc;
+
+	if (slot < 0 || slot >= k->nslots)
+		return kb_err_set(err, KB_E_INTERNAL, "key %s: slot %d out of range [0,%d)", k->name, slot,
+				  k->nslots);
+	kb_p11_token_enter(k->tok);
+	rc = run_entered(&c, fn, arg, &gone, err);
+	kb_p11_token_leave(k->tok);
+	/* the token came back only once the module is initialized again (SoftHSM): then try once more */
+	if (gone && kb_p11_token_revive(k->tok)) {
+		gone = false;
+		kb_p11_token_enter(k->tok);
+		rc = run_entered(&c, fn, arg, &gone, err);
+		kb_p11_token_leave(k->tok);
+	}
+	return rc;
 }
 
 /* check_alg refuses algorithms this key cannot do, before any token call. */

@@ -264,3 +264,14 @@ kb_code kb_p11_decrypted(kb_p11_call *c, const char *fn, CK_RV rv, const CK_BYTE
 	*ptlen = n;
 	return KB_OK;
 }
+
+kb_code kb_p11_absent(kb_p11_call *c, CK_RV rv, kb_err *err)
+{
+	const kb_p11_token *t = c->key->tok;
+	const char *name = kb_p11_rv_name(rv);
+
+	c->rv = CKR_OK; /* nothing to recover on this session: the token is away */
+	return kb_err_set(err, KB_E_BACKEND_UNAVAILABLE,
+			  "token %s (serial %s, module %s) is not present (%s from C_GetTokenInfo): key %s is served again as soon as the token is back; reinsert or restore it",
+			  t->label, t->serial, t->module, name ? name : "an error", c->key->name);
+}

@@ -90,6 +90,15 @@ typedef struct kb_p11_token {
 	 * (SoftHSM drops those of private objects), so keys find theirs again
 	 */
 	_Atomic unsigned login_epoch;
+	/*
+	 * a keyed digest (HMAC-SHA-256 under a key made at random for this
+	 * process) of the PIN of the last C_Login, under login_lock: a key opened
+	 * later on the token, already logged in, proves its PIN against it
+	 */
+	unsigned char pin_mac[32];
+	bool pin_mac_set;
+	/* bumped when the module is initialized again (kb_p11_token_revive): every session is gone */
+	_Atomic unsigned gen;
 } kb_p11_token;
 
 /*
@@ -102,6 +111,29 @@ kb_code kb_p11_token_acquire(const kb_p11_conf *conf, const char *key, kb_p11_to
 
 /* kb_p11_token_release drops a reference; the last one unloads the module. */
 void kb_p11_token_release(kb_p11_token *tok);
+
+/*
+ * kb_p11_token_enter and kb_p11_token_leave bracket every call into tok's
+ * module (never nested), so that a revive never overlaps one.
+ */
+void kb_p11_token_enter(kb_p11_token *tok);
+void kb_p11_token_leave(kb_p11_token *tok);
+
+/*
+ * kb_p11_token_present returns CKR_OK if tok is in its slot, else what
+ * C_GetTokenInfo said (CKR_TOKEN_NOT_PRESENT: another token is there).
+ * Call it entered.
+ */
+CK_RV kb_p11_token_present(kb_p11_token *tok);
+
+/*
+ * kb_p11_token_revive initializes tok's module again (C_Finalize,
+ * C_Initialize: some modules, SoftHSM among them, see a token that came back
+ * only then) and finds its tokens again, at most once a second per module.
+ * Every session of the module is gone after it (gen), and every login
+ * (login_epoch). Returns whether tok is present. Call it not entered.
+ */
+bool kb_p11_token_revive(kb_p11_token *tok);
 
 /* kb_p11_create_lock serializes token object creation process-wide. */
 extern pthread_mutex_t kb_p11_create_lock;
@@ -123,6 +155,7 @@ typedef struct kb_p11_version {
 typedef struct kb_p11_slot {
 	CK_SESSION_HANDLE h;
 	bool stale;             /* reopen (and log in) before the next call */
+	unsigned gen;           /* the token's gen when h was opened */
 } kb_p11_slot;
 
 enum { KB_P11_PROBE_UNKNOWN = 0, KB_P11_PROBE_OK, KB_P11_PROBE_NO };
@@ -178,6 +211,12 @@ typedef struct kb_p11_call {
  */
 kb_code kb_p11_error(const kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err);
 
+/*
+ * kb_p11_absent maps a token that is not present (rv: what C_GetTokenInfo
+ * said) to KB_E_BACKEND_UNAVAILABLE naming the token.
+ */
+kb_code kb_p11_absent(kb_p11_call *c, CK_RV rv, kb_err *err);
+
 /* kb_p11_fail records rv in c (for kb_p11_recovery) and maps it. */
 kb_code kb_p11_fail(kb_p11_call *c, const char *fn, CK_RV rv, kb_err *err);
 
@@ -205,6 +244,14 @@ const char *kb_p11_rv_name(CK_RV rv);
  * in with the PIN when the token has no login yet) if it is new or stale.
  */
 kb_code kb_p11_session_get(kb_p11_call *c, kb_err *err);
+
+/*
+ * kb_p11_pin_verify reads the key's PIN and checks it is the one the token is
+ * logged in with (when this process logged it in), so that a key opened on a
+ * token already logged in is judged as at startup: KB_E_AUTH_FAILED if the
+ * PIN cannot be read or differs.
+ */
+kb_code kb_p11_pin_verify(kb_p11_call *c, kb_err *err);
 
 /* kb_p11_session_drop closes slot's session and marks it for reopening. */
 void kb_p11_session_drop(kb_p11_key *k, int slot);

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "log.h"
 #include "p11.h"
 
 #define SLOTS_MAX 64
@@ -25,6 +27,12 @@ typedef struct module {
 	CK_FUNCTION_LIST *f;
 	bool finalize;          /* we initialized it, so we finalize it */
 	int refs;               /* tokens holding it */
+	/*
+	 * held to read by every call into the module, to write by a revive
+	 * (C_Finalize and C_Initialize again), which no call may overlap
+	 */
+	pthread_rwlock_t use;
+	int64_t revived_ms;     /* the last revive (monotonic), at most one a second */
 	struct module *next;
 } module;
 
@@ -58,6 +66,7 @@ static void module_free(module *m)
 		m->f->C_Finalize(NULL);
 	if (m->dl)
 		dlclose(m->dl);
+	pthread_rwlock_destroy(&m->use);
 	free(m);
 }
 
@@ -84,6 +93,20 @@ static const char *init_hint(const char *path)
 	return "check the module's own configuration and its documentation";
 }
 
+/*
+ * init_use_lock prefers a waiting writer, so that a revive is not starved by
+ * a steady stream of calls; no thread ever takes the read side twice.
+ */
+static void init_use_lock(pthread_rwlock_t *l)
+{
+	pthread_rwlockattr_t a;
+
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(l, &a);
+	pthread_rwlockattr_destroy(&a);
+}
+
 /* module_load opens path, takes its one function list and initializes it. */
 static kb_code module_load(const char *path, const char *real, const char *key, module **out,
 			   kb_err *err)
@@ -96,6 +119,7 @@ static kb_code module_load(const char *path, const char *real, const char *key, 
 
 	if (m == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	init_use_lock(&m->use);
 	snprintf(m->path, sizeof(m->path), "%s", real);
 	m->dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
 	if (m->dl == NULL) {
@@ -329,4 +353,90 @@ void kb_p11_token_release(kb_p11_token *tok)
 		module_drop(m);
 out:
 	pthread_mutex_unlock(&registry_lock);
+}
+
+void kb_p11_token_enter(kb_p11_token *tok)
+{
+	pthread_rwlock_rdlock(&((token *)tok)->mod->use);
+}
+
+void kb_p11_token_leave(kb_p11_token *tok)
+{
+	pthread_rwlock_unlock(&((token *)tok)->mod->use);
+}
+
+CK_RV kb_p11_token_present(kb_p11_token *tok)
+{
+	CK_TOKEN_INFO ti;
+	char serial[sizeof(tok->serial)];
+	CK_RV rv = tok->f->C_GetTokenInfo(tok->slot_id, &ti);
+
+	if (rv != CKR_OK)
+		return rv;
+	pkcs11_str(serial, sizeof(serial), ti.serialNumber, sizeof(ti.serialNumber));
+	/* another token in the slot is not ours */
+	return strcmp(serial, tok->serial) == 0 ? CKR_OK : CKR_TOKEN_NOT_PRESENT;
+}
+
+/* refind looks for t's token (by serial and label) among m's slots after a revive. */
+static bool refind(module *m, token *t)
+{
+	CK_SLOT_ID slots[SLOTS_MAX];
+	CK_ULONG n = SLOTS_MAX;
+	CK_TOKEN_INFO ti;
+	char serial[sizeof(t->pub.serial)], label[sizeof(t->pub.label)];
+
+	if (m->f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+		return false;
+	for (CK_ULONG i = 0; i < n; i++) {
+		if (m->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+			continue;
+		pkcs11_str(serial, sizeof(serial), ti.serialNumber, sizeof(ti.serialNumber));
+		pkcs11_str(label, sizeof(label), ti.label, sizeof(ti.label));
+		if (strcmp(serial, t->pub.serial) == 0 && strcmp(label, t->pub.label) == 0) {
+			t->pub.slot_id = slots[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+bool kb_p11_token_revive(kb_p11_token *tok)
+{
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+	token *t = (token *)tok;
+	module *m = t->mod;
+	int64_t now = kb_now_ms();
+	bool back = false;
+	CK_RV rv;
+
+	pthread_mutex_lock(&registry_lock);
+	pthread_rwlock_wrlock(&m->use);
+	if (kb_p11_token_present(tok) == CKR_OK) {
+		back = true; /* another caller revived it meanwhile */
+		goto out;
+	}
+	if (!m->finalize || now - m->revived_ms < 1000)
+		goto out;
+	m->revived_ms = now;
+	m->f->C_Finalize(NULL);
+	rv = m->f->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		kb_warn("PKCS#11 module %s: C_Initialize again failed (0x%lx); its tokens stay unavailable", m->path,
+			(unsigned long)rv);
+		goto out;
+	}
+	/* every session and login of the module is gone: each token's users start again */
+	for (token *o = tokens; o; o = o->next) {
+		if (o->mod != m)
+			continue;
+		atomic_fetch_add(&o->pub.gen, 1);
+		atomic_fetch_add(&o->pub.login_epoch, 1);
+		if (refind(m, o) && o == t)
+			back = true;
+	}
+out:
+	pthread_rwlock_unlock(&m->use);
+	pthread_mutex_unlock(&registry_lock);
+	return back;
 }

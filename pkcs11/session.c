@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include "p11.h"
 
@@ -24,6 +27,25 @@ static bool logged_in(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h)
 	if (f->C_GetSessionInfo(h, &si) != CKR_OK)
 		return false;
 	return si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS;
+}
+
+static unsigned char mac_key[32];
+static bool mac_key_ok;
+static pthread_once_t mac_once = PTHREAD_ONCE_INIT;
+
+static void mac_key_make(void)
+{
+	mac_key_ok = RAND_bytes(mac_key, sizeof(mac_key)) == 1;
+}
+
+/* pin_mac writes the keyed digest of pin to out; false without a key. */
+static bool pin_mac(const char *pin, unsigned char out[32])
+{
+	unsigned int n = 32;
+
+	pthread_once(&mac_once, mac_key_make);
+	return mac_key_ok && HMAC(EVP_sha256(), mac_key, sizeof(mac_key), (const unsigned char *)pin, strlen(pin), out,
+				  &n) != NULL;
 }
 
 /* session_login logs the application in on session c->h, once per token. */
@@ -42,14 +64,40 @@ static kb_code session_login(kb_p11_call *c, kb_err *err)
 	if (rc != KB_OK)
 		goto out;
 	rv = k->f->C_Login(c->h, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin));
-	OPENSSL_cleanse(pin, sizeof(pin));
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
 		atomic_fetch_add(&k->tok->login_epoch, 1);
-	else if (rv != CKR_USER_ALREADY_LOGGED_IN)
+		k->tok->pin_mac_set = pin_mac(pin, k->tok->pin_mac);
+	}
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
 		rc = kb_p11_fail(c, "C_Login", rv, err);
 out:
 	pthread_mutex_unlock(&k->tok->login_lock);
 	return rc;
+}
+
+kb_code kb_p11_pin_verify(kb_p11_call *c, kb_err *err)
+{
+	kb_p11_key *k = c->key;
+	char pin[KB_P11_PIN_MAX], src[300];
+	unsigned char mac[32];
+	bool same = true;
+	kb_code rc = kb_p11_pin_read(&k->conf.pin, k->name, pin, sizeof(pin), err);
+
+	if (rc != KB_OK)
+		return rc;
+	pthread_mutex_lock(&k->tok->login_lock);
+	if (k->tok->pin_mac_set && pin_mac(pin, mac))
+		same = CRYPTO_memcmp(mac, k->tok->pin_mac, sizeof(mac)) == 0;
+	pthread_mutex_unlock(&k->tok->login_lock);
+	OPENSSL_cleanse(pin, sizeof(pin));
+	OPENSSL_cleanse(mac, sizeof(mac));
+	if (same)
+		return KB_OK;
+	kb_p11_pin_describe(&k->conf.pin, src, sizeof(src));
+	return kb_err_set(err, KB_E_AUTH_FAILED,
+			  "key %s: %s does not hold the PIN token %s is logged in with, so a restart would fail to log in: put the token's user PIN there",
+			  k->name, src, k->tok->label);
 }
 
 static CK_RV session_open(kb_p11_key *k, CK_SESSION_HANDLE *h)
@@ -72,9 +120,16 @@ kb_code kb_p11_session_get(kb_p11_call *c, kb_err *err)
 {
 	kb_p11_key *k = c->key;
 	kb_p11_slot *s = &k->slots[c->slot];
+	unsigned gen = atomic_load(&k->tok->gen);
 	kb_code rc;
 	CK_RV rv;
 
+	if (s->gen != gen) {
+		/* the module was initialized again: the handle is gone, and may name another's session now */
+		s->h = CK_INVALID_HANDLE;
+		s->stale = true;
+		s->gen = gen;
+	}
 	if (!s->stale) {
 		c->h = s->h;
 		return KB_OK;

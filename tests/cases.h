@@ -3,9 +3,8 @@
  * registered once.
  *
  * Each case is one line of its file's table, CASE(fn, "test name"),
- * CASE_WITH(fn, setup, teardown, "test name") when it needs them, or
- * CASE_XFAIL(fn, "test name") for a known bug reported to the module's owner
- * (it is expected to fail until fixed). tests/meson.build reads these lines
+ * or CASE_WITH(fn, setup, teardown, "test name") when it needs them (there
+ * is no expected failure: a case passes or fails). tests/meson.build reads these lines
  * and registers one meson test() per case, named by the string (the style is
  * at the top of tests/meson.build; a case without a name is a configure
  * error), and run as `exe fn`. So a case is listed only in C, and a name
@@ -29,7 +28,6 @@
 
 #define CASE(fn, ...) cmocka_unit_test(fn)
 #define CASE_WITH(fn, setup, teardown, ...) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-#define CASE_XFAIL(fn, ...) cmocka_unit_test(fn)
 
 /*
  * cases_main runs the case argv[1] of tests[0..n) (every case without an

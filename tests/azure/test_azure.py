@@ -3,6 +3,7 @@
 over verified TLS: round trips, rotation, revocation, auth, faults, doctor."""
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -565,12 +566,14 @@ def latency_beyond_timeout_is_backend_unavailable(root):
     blob = wrap(kb, "rsa")["blob"]
     emu.admin("/admin/faults", {"latency_ms": 2500})
     kb.ok({"op": "flush"})
+    answered = emu.count(r"unwrapkey 200")
     t0 = time.time()
     e = kb.err({"op": "unwrap", "blob": blob}, "backend_unavailable")
     check(time.time() - t0 < 2.0, "answered at the timeout, not after the latency")
     check("no answer" in e["error"]["message"] and "request id" in e["error"]["message"], "%s" % e["error"])
     emu.admin("/admin/faults", method="DELETE")
-    time.sleep(2)  # let the slow request drain
+    # the slow request the broker gave up on is over only when the emulator has answered it
+    wait_for("the emulator answers the slow unwrap", lambda: emu.count(r"unwrapkey 200") > answered, 30)
     check(unwrap_cold(kb, blob) == DEK, "fine once the latency is gone")
 
 
@@ -581,13 +584,21 @@ def emulator_restart_survived(root):
     blobs = {k: wrap(kb, k)["blob"] for k in ("rsa", "aes")}
     emu.stop()
     kb.ok({"op": "flush"})
+    # each attempt of an unwrap, as keybrokerd logs it at log_level debug: HTTP status, attempt number
+    attempt = re.compile(r"azure key rsa: POST \S+/unwrapkey\S* -> (\d+), attempt (\d+)")
+    before = len(attempt.findall(kb.log_text()))
     results = []
     t = threading.Thread(target=lambda: results.append(kb.call({"op": "unwrap", "blob": blobs["rsa"]})))
     t.start()
-    time.sleep(1.0)
+    # the unwrap is in flight across the restart: its first attempt met the stopped emulator
+    wait_for("an unwrap attempt refused by the stopped emulator",
+             lambda: [a for a in attempt.findall(kb.log_text())[before:] if a[0] != "200"], 9)
+    check(t.is_alive() and not results, "the unwrap is still in flight when the emulator restarts: %s" % results)
     emu.start()
     t.join()
     check(results[0]["ok"] and unb64(results[0]["plaintext"]) == DEK, "an unwrap across the restart: %s" % results)
+    tries = attempt.findall(kb.log_text())[before:]
+    check(tries[0][0] != "200" and tries[-1][0] == "200", "a retry after the restart answered it: %s" % tries)
     check(unwrap_cold(kb, blobs["aes"]) == DEK, "the Managed HSM key survived the restart")
     check(unwrap_cold(kb, wrap(kb, "rsa")["blob"]) == DEK, "new wraps after the restart")
 

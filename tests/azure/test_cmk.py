@@ -225,20 +225,34 @@ def outage_grace_serves_stale_through_an_outage(root):
     check(not r.get("stale") and r["cached"], "a background refresh renewed the entry once the service was back: %s" % r)
 
 
+def ends_at_the_ttl(kb, blob, revoke, code, what):
+    """Caches blob's DEK, revokes the key with revoke(), and unwraps until the first failure:
+    it must come with code (None: any refusal, not an outage), never after a stale answer,
+    no sooner than the TTL after the DEK was cached and at most 1.5 s past it (a loaded machine
+    still answers a 50 ms poll and one refusal by then)."""
+    kb.ok({"op": "flush"})
+    before = time.time()
+    check(kb.ok({"op": "unwrap", "blob": blob})["cached"] is False, "%s: the DEK is cached afresh" % what)
+    after = time.time()
+    revoke()
+    t0 = time.time()
+    stale_at, fail = timeline(kb, blob, TTL + 3)
+    check(stale_at is None and fail is not None, "%s: a refusal by TTL + 3 s, never stale: %s %s" % (what, stale_at, fail))
+    check((code is None or fail[1] == code) and fail[1] not in ("backend_unavailable", "throttled"),
+          "%s: the refusal names it: %s" % (what, fail))
+    ended = t0 + fail[0]
+    check(ended - before >= TTL and ended - after <= TTL + 1.5,
+          "%s: the DEK ends at the TTL (%gs): %.2fs after it was cached" % (what, TTL, ended - after))
+    print("%s: %s %.2fs after the DEK was cached (TTL %gs), no stale answer" % (what, fail[1], ended - after, TTL))
+
+
 def outage_grace_never_extends_a_revocation(root):
     emu = Emu(root)
     kb, _ = grace_broker(root, emu)
     blobs = [wrap(kb, "rsa")["blob"] for _ in range(3)]  # RSA-OAEP: three different blobs
-    kb.ok({"op": "flush"})
-    for b in blobs:
-        kb.ok({"op": "unwrap", "blob": b})
     # disabled: a definite answer at the TTL ends the DEK, no stale answer
-    t0 = time.time()
-    emu.admin("/admin/keys/disable", {"vault": "kv", "key": "rsa"})
-    stale_at, fail = timeline(kb, blobs[0], TTL + 3)
-    check(stale_at is None and fail and fail[1] == "key_disabled" and fail[0] <= TTL + 1,
-          "disabled: key_disabled at the TTL, never stale: %s %s" % (stale_at, fail))
-    print("disable at 0 s: key_disabled at %.2fs (TTL %gs), no stale answer" % (time.time() - t0, TTL))
+    ends_at_the_ttl(kb, blobs[0], lambda: emu.admin("/admin/keys/disable", {"vault": "kv", "key": "rsa"}),
+                    "key_disabled", "disabled")
     emu.admin("/admin/keys/enable", {"vault": "kv", "key": "rsa"})
     # an outage first (stale answers), then the key is disabled: the refresh's answer ends it at once
     kb.ok({"op": "flush"})
@@ -268,19 +282,11 @@ def outage_grace_never_extends_a_revocation(root):
     check(kb.call({"op": "unwrap", "blob": blobs[1]})["error"]["code"] == "key_disabled", "and stays ended")
     emu.admin("/admin/keys/enable", {"vault": "kv", "key": "rsa"})
     # unwrapKey revoked (403) and the key deleted (404 after soft delete): the same
-    for how, code in ((lambda: emu.admin("/admin/permissions/revoke", {"principal": "kb-app", "vault": "kv",
-                                                                        "permissions": ["unwrapKey"]}),
-                       "permission_denied"),
-                      (lambda: emu.admin("/admin/keys/delete", {"vault": "kv", "key": "rsa"}), None)):
-        kb.ok({"op": "flush"})
-        kb.ok({"op": "unwrap", "blob": blobs[2]})
-        how()
-        stale_at, fail = timeline(kb, blobs[2], TTL + 3)
-        check(stale_at is None and fail and (code is None or fail[1] == code) and fail[1] not in
-              ("backend_unavailable", "throttled"), "a refusal at the TTL, never stale: %s %s" % (stale_at, fail))
-        if code:
-            emu.admin("/admin/permissions/grant", {"principal": "kb-app", "vault": "kv", "permissions": ["unwrapKey"]})
-
+    ends_at_the_ttl(kb, blobs[2], lambda: emu.admin("/admin/permissions/revoke", {
+        "principal": "kb-app", "vault": "kv", "permissions": ["unwrapKey"]}), "permission_denied", "unwrapKey revoked")
+    emu.admin("/admin/permissions/grant", {"principal": "kb-app", "vault": "kv", "permissions": ["unwrapKey"]})
+    ends_at_the_ttl(kb, blobs[2], lambda: emu.admin("/admin/keys/delete", {"vault": "kv", "key": "rsa"}),
+                    None, "deleted")
 
 if __name__ == "__main__":
     run(globals())

@@ -150,8 +150,8 @@ class Emulator:
         assert st == 200, (st, data)
         return data["access_token"]
 
-    def admin(self, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=self.timeout)
+    def admin(self, method, path, body=None, timeout=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout or self.timeout)
         conn.request(method, path, body=json.dumps(body) if body is not None else None,
                      headers={"Content-Type": "application/json"})
         resp = conn.getresponse()

@@ -12,7 +12,9 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
 from emu_fixture import Emulator, b64u, unb64u  # noqa: E402
+from kbtest import wait_for  # noqa: E402
 
 API = "?api-version=7.6"
 
@@ -992,6 +994,195 @@ def case_unsupported_operations():
         for kty in ("EC", "EC-HSM"):
             st, _, d = emu.request("POST", emu.host(), "/keys/ec/create" + API, {"kty": kty, "crv": "P-256"}, tok)
             check(st == 400 and d["error"]["innererror"]["code"] == "KeyTypeNotSupported", kty, st, d)
+
+
+# --- what Azure's own CLI (az 2.45) asks of the emulator --------------------
+
+ARM_SCOPE = "https://management.localhost/.default"  # the cloud's activeDirectoryResourceId, as docs/emulator.md registers it
+
+
+def msal_app(emu, authority):
+    """The MSAL client az builds for a service principal, trusting the emulator's CA."""
+    import msal
+    os.environ["REQUESTS_CA_BUNDLE"] = emu.ca  # as docs/emulator.md tells az users
+    return msal.ConfidentialClientApplication("dev-client", client_credential="dev-secret", authority=authority)
+
+
+def case_adfs_token_flow():
+    with Emulator() as emu:
+        base = "https://localhost:%d" % emu.port
+        # az login --tenant dev-tenant: a tenant that is not a GUID is resolved under the authority first,
+        # and the 4th part of the issuer becomes the tenant az uses ("adfs": discarded for AD FS)
+        st, _, d = emu.request("GET", emu.host("login"), "/adfs/dev-tenant/.well-known/openid-configuration")
+        check(st == 200 and d["issuer"].split("/")[3] == "adfs", st, d)
+        st, _, d = emu.request("GET", emu.host("login"), "/adfs/other-tenant/.well-known/openid-configuration")
+        check(st == 400, "another tenant", st, d)
+        st, _, d = emu.request("GET", emu.host("login"), "/adfs/.well-known/openid-configuration")
+        check(st == 200 and d["token_endpoint"] == base + "/adfs/oauth2/token" and
+              d["authorization_endpoint"] == base + "/adfs/oauth2/authorize", st, d)
+        # MSAL, as az drives it: an /adfs authority skips Microsoft's instance discovery
+        app = msal_app(emu, base + "/adfs")
+        arm = app.acquire_token_for_client([ARM_SCOPE])
+        check("access_token" in arm, "an ARM token through /adfs", arm)
+        vault = app.acquire_token_for_client(["https://vault.localhost:%d/.default" % emu.port])
+        check("access_token" in vault, vault)
+        st, _, d = emu.request("GET", emu.host(), "/keys" + API, token=vault["access_token"])
+        check(st == 200, "the /adfs vault token works on the vault", st, d)
+        st, _, d = emu.request("GET", emu.host(), "/keys" + API, token=arm["access_token"])
+        check(st == 401, "and the ARM token does not", st, d)
+        log = emu.read_log()
+        check("GET localhost:%d/adfs/.well-known/openid-configuration 200" % emu.port in log and
+              "POST localhost:%d/adfs/oauth2/token 200 principal=dev-client" % emu.port in log, log)
+        st, _, d = token_form(emu, grant_type="client_credentials", client_id="dev-client", client_secret="wrong",
+                              scope=ARM_SCOPE)
+        check(st == 401 and d["error"] == "invalid_client", st, d)
+
+
+def case_arm_lists():
+    with Emulator() as emu:
+        arm = msal_app(emu, "https://localhost:%d/adfs" % emu.port).acquire_token_for_client([ARM_SCOPE])
+        tok = arm["access_token"]
+        # az login lists subscriptions (and, for users, tenants) with the ARM token
+        for path in ("/subscriptions", "/tenants"):
+            st, _, d = emu.request("GET", emu.host("login"), path + "?api-version=2022-12-01", token=tok)
+            check(st == 200 and d["value"] == [], path, st, d)
+            st, h, d = emu.request("GET", emu.host("login"), path + "?api-version=2022-12-01")
+            check(st == 401 and d["error"]["code"] == "AuthenticationFailed" and
+                  "authorization_uri=" in h.get("www-authenticate", ""), path, "without a token", st, h, d)
+            st, _, d = emu.request("GET", emu.host("login"), path + "?api-version=2022-12-01", token=emu.token())
+            check(st == 401, path, "with a vault token", st, d)
+            st, _, d = emu.request("GET", emu.host("login"), path, token=tok)
+            check(st == 400 and d["error"]["code"] == "MissingApiVersionParameter", path, st, d)
+
+
+def case_cached_token_survives_restart():
+    import shutil
+    import tempfile
+    work = tempfile.mkdtemp(prefix="akv-emu-tok-")
+    state = os.path.join(work, "state.json")
+    try:
+        emu = Emulator(admin=True, state=state, workdir=work).start()
+        try:
+            vt, mt = emu.token(), emu.token("mhsm")
+            create(emu, vt, "kept", {"kty": "RSA"})
+            other = emu.token(client="dev-client")
+        finally:
+            emu.stop(kill=True)
+        # the tokens az and the SDKs cached before the restart are still good after it
+        emu = Emulator(admin=True, state=state, workdir=work, port=emu.port).start()
+        try:
+            st, _, d = emu.request("GET", emu.host(), "/keys/kept" + API, token=vt)
+            check(st == 200, "a cached vault token after a restart with --state", st, d)
+            st, _, d = emu.request("GET", emu.host("mhsm"), "/keys" + API, token=mt)
+            check(st == 200, "a cached Managed HSM token", st, d)
+            st, _, d = emu.request("GET", emu.host("mhsm"), "/keys" + API, token=vt)
+            check(st == 401, "still bound to its audience", st, d)
+            # a revocation ends every token issued before it, and stays in force over a restart
+            st, d = emu.admin("POST", "/admin/tokens/revoke", {"principal": "dev-client"})
+            check(st == 200, st, d)
+            for tok in (vt, other):
+                st, _, d = emu.request("GET", emu.host(), "/keys/kept" + API, token=tok)
+                check(st == 401 and "AKV10032" in d["error"]["message"], "revoked", st, d)
+            fresh = emu.token()
+        finally:
+            emu.stop()
+        emu = Emulator(admin=True, state=state, workdir=work, port=emu.port).start()
+        try:
+            st, _, _ = emu.request("GET", emu.host(), "/keys/kept" + API, token=vt)
+            check(st == 401, "a revoked token stays revoked after a restart", st)
+            st, _, d = emu.request("GET", emu.host(), "/keys/kept" + API, token=fresh)
+            check(st == 200, "one issued after the revocation works", st, d)
+        finally:
+            emu.stop()
+        # without --state a restart is a new service: it forgot its keys, and its tokens with them
+        with Emulator() as emu:
+            tok = emu.token()
+            emu.stop()
+            emu.start()
+            st, _, d = emu.request("GET", emu.host(), "/keys" + API, token=tok)
+            check(st == 401 and "AKV10032" in d["error"]["message"], "without --state", st, d)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def case_disabled_key_inner_error():
+    with Emulator(admin=True) as emu:
+        tok = emu.token()
+        k = create(emu, tok, "off", {"kty": "RSA"})
+        kid = path_of(k["key"]["kid"])
+        emu.admin("POST", "/admin/keys/disable", {"vault": "dev", "key": "off"})
+        for st, _, d in (emu.request("GET", emu.host(), kid + API, token=tok),
+                         op(emu, tok, kid, "wrapkey", "RSA-OAEP-256", b64u(os.urandom(32)))):
+            check(st == 403 and d["error"]["code"] == "Forbidden" and
+                  d["error"]["innererror"]["code"] == "KeyDisabled" and "disabled" in d["error"]["message"], st, d)
+
+
+def case_transfer_blob_refused():
+    with Emulator() as emu:
+        tok = emu.token()
+        # what az keyvault key import --byok-file sends: the key wrapped for an HSM's key exchange key
+        blob = {"kid": "https://dev.vault.localhost/keys/kek/0123", "kty": "RSA-HSM", "key_ops": ["unwrapKey"],
+                "t": b64u(os.urandom(600))}
+        st, _, d = emu.request("PUT", emu.host(), "/keys/byok" + API, {"key": blob}, tok)
+        check(st == 400 and d["error"]["innererror"]["code"] == "OperationNotSupported" and
+              "transfer blob" in d["error"]["message"] and "not supported" in d["error"]["message"], st, d)
+        mt = emu.token("mhsm")
+        st, _, d = emu.request("PUT", emu.host("mhsm"), "/keys/byok" + API,
+                               {"key": {"kty": "oct-HSM", "t": b64u(os.urandom(100))}}, mt)
+        check(st == 400 and "transfer blob" in d["error"]["message"], st, d)
+
+
+def case_oversize_rsa_refused_before_validation():
+    with Emulator() as emu:
+        tok = emu.token()
+        # a 16,384-bit modulus with parts that belong to no key: refused for its size, so it was never validated
+        # (validating a real one took 30 s, with every other request waiting)
+        n = (1 << 16383) | int.from_bytes(os.urandom(2048), "big")
+        junk = b64u(os.urandom(1024))
+        jwk = {"kty": "RSA", "n": b64u(n.to_bytes(2048, "big")), "e": "AQAB", "d": junk, "p": junk, "q": junk,
+               "dp": junk, "dq": junk, "qi": junk}
+        st, _, d = emu.request("PUT", emu.host(), "/keys/huge" + API, {"key": jwk}, tok)
+        check(st == 400 and d["error"]["code"] == "BadParameter" and "16384" in d["error"]["message"] and
+              "2048, 3072 or 4096" in d["error"]["message"], st, d)
+        # a leading zero byte does not make a 2,048-bit modulus bigger
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        good = rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        good["n"] = b64u(b"\0" + unb64u(good["n"]))
+        st, _, d = emu.request("PUT", emu.host(), "/keys/fine" + API, {"key": good}, tok)
+        check(st == 200, st, d)
+
+
+def versions_of(emu, name):
+    st, d = emu.admin("GET", "/admin/state")
+    check(st == 200, st, d)
+    return len([k for k in d["vaults"][0]["keys"] if k["name"] == name][0]["versions"])
+
+
+def case_served_during_key_generation():
+    import threading
+    with Emulator(admin=True) as emu:
+        tok = emu.token()
+        create(emu, tok, "busy", {"kty": "RSA", "key_size": 2048})
+        create(emu, tok, "idle", {"kty": "RSA"})
+        st, _, d = emu.request("PUT", emu.host(), "/keys/busy/rotationpolicy" + API,
+                               policy(rotate={"timeAfterCreate": "P7D"}), tok)
+        check(st == 200, st, d)
+        # a jump over 20 rotation periods: the catch-up makes 20 RSA keys, each a while
+        done = {}
+        t = threading.Thread(target=lambda: done.update(
+            r=emu.admin("POST", "/admin/clock", {"advance_s": 20 * 7 * DAY}, timeout=300)))
+        t.start()
+        wait_for(lambda: "rotation policy: rotated dev/busy" in emu.read_log(), 60, "the first rotation")
+        # while the catch-up runs, a token, a key of the same vault and the admin's view are all answered...
+        fresh = emu.token()
+        st, _, d = emu.request("GET", emu.host(), "/keys/idle" + API, token=fresh)
+        check(st == 200, "a request during the catch-up", st, d)
+        during = versions_of(emu, "busy")
+        # ...and that view shows the catch-up half done: they did not wait for it to end
+        t.join(300)
+        check(not t.is_alive() and done["r"][0] == 200, "the clock advance ended", done)
+        after = versions_of(emu, "busy")
+        check(1 < during < after == 21, "answered during the catch-up", during, after)
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}

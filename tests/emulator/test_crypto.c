@@ -1,4 +1,4 @@
-/* Unit tests of emulator/crypto.c: RFC 3394 and RFC 5649 vectors, RSA per alg. */
+/* Unit tests of emulator/crypto.c (RFC 3394 and RFC 5649 vectors, RSA per alg) and token.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include "../cases.h"
 
 #include "crypto.h"
+#include "token.h"
 
 static size_t unhex(const char *s, uint8_t *out)
 {
@@ -140,11 +141,40 @@ static void aes_alg_must_match_key_size(void **state)
 	assert_int_equal(emu_alg_parse("rsa-oaep"), EMU_ALG_NONE);
 }
 
+static void token_verifies_only_untouched_under_its_key(void **state)
+{
+	uint8_t key[EMU_TOKEN_KEY_LEN] = { 1, 2, 3 }, other[EMU_TOKEN_KEY_LEN] = { 9 };
+	struct emu_token_claims c = { .principal = "dev-client", .tenant = "dev-tenant",
+				      .aud = "https://vault.azure.net", .iat = 1700000000, .exp = 1700003600, .gen = 7 };
+	struct emu_token_claims got;
+	char *tok = emu_token_mint(key, &c), *dot;
+
+	assert_non_null(tok);
+	assert_int_equal(emu_token_verify(key, tok, &got), 0);
+	assert_string_equal(got.principal, "dev-client");
+	assert_string_equal(got.tenant, "dev-tenant");
+	assert_string_equal(got.aud, "https://vault.azure.net");
+	assert_int_equal(got.exp, 1700003600);
+	assert_int_equal(got.gen, 7);
+	assert_int_equal(emu_token_verify(other, tok, &got), -1);
+	/* a changed payload byte, a cut signature, an alg:none header: all refused */
+	dot = strchr(tok, '.');
+	dot[5] ^= 1;
+	assert_int_equal(emu_token_verify(key, tok, &got), -1);
+	dot[5] ^= 1;
+	tok[strlen(tok) - 2] = '\0';
+	assert_int_equal(emu_token_verify(key, tok, &got), -1);
+	assert_int_equal(emu_token_verify(key, "eyJhbGciOiJub25lIn0.e30.", &got), -1);
+	assert_int_equal(emu_token_verify(key, "", &got), -1);
+	free(tok);
+}
+
 static const struct CMUnitTest tests[] = {
 	CASE(rfc3394_vectors, "emulator - AES key wrap matches the RFC 3394 test vectors"),
 	CASE(rfc5649_vectors, "emulator - AES key wrap with padding matches the RFC 5649 test vectors"),
 	CASE(rsa_round_trip_per_alg, "emulator - RSA wrap and unwrap round trip with RSA1_5, RSA-OAEP and RSA-OAEP-256"),
 	CASE(aes_alg_must_match_key_size, "emulator - an AES algorithm must match the key size and type"),
+	CASE(token_verifies_only_untouched_under_its_key, "emulator - an access token verifies under its own key only, and a changed byte or header is refused"),
 };
 
 CASES_MAIN("emu-crypto", tests, NULL, NULL)

@@ -100,6 +100,38 @@ static void routes_the_token_service(void **state)
 	assert_int_equal(emu_route_parse("GET", "localhost", "/dev-tenant/oauth2/v2.0/token", &r), EMU_ROUTE_BAD_METHOD);
 }
 
+static void routes_adfs_and_resource_manager(void **state)
+{
+	static const struct {
+		const char *method, *host, *path;
+		enum emu_route_status st;
+		enum emu_op op;
+		bool adfs;
+		const char *tenant;
+	} cases[] = {
+		{ "GET", "localhost", "/adfs/.well-known/openid-configuration", EMU_ROUTE_OK, EMU_OP_OPENID, true, "adfs" },
+		/* az resolves a tenant name that is not a GUID under the AD FS authority */
+		{ "GET", "localhost", "/adfs/dev-tenant/.well-known/openid-configuration", EMU_ROUTE_OK, EMU_OP_OPENID,
+		  true, "dev-tenant" },
+		{ "POST", "localhost:443", "/ADFS/oauth2/token", EMU_ROUTE_OK, EMU_OP_TOKEN, true, "ADFS" },
+		{ "GET", "localhost", "/adfs/oauth2/token", EMU_ROUTE_BAD_METHOD, EMU_OP_TOKEN, true, "adfs" },
+		/* a tenant's own paths are not AD FS-shaped */
+		{ "POST", "localhost", "/dev-tenant/oauth2/token", EMU_ROUTE_OK, EMU_OP_TOKEN, false, "dev-tenant" },
+		{ "GET", "localhost", "/subscriptions", EMU_ROUTE_OK, EMU_OP_ARM_SUBSCRIPTIONS, false, "" },
+		{ "GET", "localhost:443", "/tenants/", EMU_ROUTE_OK, EMU_OP_ARM_TENANTS, false, "" },
+		{ "POST", "localhost", "/subscriptions", EMU_ROUTE_BAD_METHOD, EMU_OP_ARM_SUBSCRIPTIONS, false, "" },
+		{ "GET", "dev.vault.localhost", "/subscriptions", EMU_ROUTE_NOT_FOUND, EMU_OP_NONE, false, "" },
+	};
+	struct emu_route r;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(emu_route_parse(cases[i].method, cases[i].host, cases[i].path, &r), cases[i].st);
+		assert_int_equal(r.op, cases[i].op);
+		assert_int_equal(r.adfs, cases[i].adfs);
+		assert_string_equal(r.tenant, cases[i].tenant);
+	}
+}
+
 static void api_versions(void **state)
 {
 	assert_true(emu_api_version_ok("7.0"));
@@ -156,6 +188,7 @@ static const struct CMUnitTest tests[] = {
 	CASE(routes_vault_and_mhsm_paths, "emulator - request parser routes vault and Managed HSM paths case-insensitively"),
 	CASE(rejects_bad_hosts_names_and_methods, "emulator - request parser rejects unknown hosts, bad key names and methods"),
 	CASE(routes_the_token_service, "emulator - request parser routes the token, OpenID, IMDS and App Service identity endpoints"),
+	CASE(routes_adfs_and_resource_manager, "emulator - request parser routes the AD FS-shaped token paths and Resource Manager's subscription and tenant lists"),
 	CASE(api_versions, "emulator - api-versions 7.0 to 7.6, 2025-07-01 and 7.4-preview.1 are known"),
 	CASE(form_bodies, "emulator - form bodies decode percent escapes and refuse NUL"),
 	CASE(operation_bodies, "emulator - wrap bodies accept padded base64url and refuse bad input"),

@@ -13,7 +13,7 @@
 #include <openssl/sha.h>
 
 #include "conn.h"
-#include "dispatch.h"
+#include "ndjson.h"
 #include "finish.h"
 #include "keys.h"
 #include "pool.h"
@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 
 		if (n)
-			kb_dispatch(&b, c, p, n);
+			kb_ndjson_line(&b, c, p, n);
 		p += n + 1;
 	}
 	/* every job finishes and answers its waiters */

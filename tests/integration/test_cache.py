@@ -166,11 +166,44 @@ def hits_cut_backend_calls(root):
     print("100 unwraps of one blob: hits=%d misses=%d backend calls=%d" % (c["hits"], c["misses"], calls))
 
 
+def ttl_jitter_spreads_expiry_and_never_lengthens_it(root):
+    """cache_ttl_jitter = 0.5 on an 8 s TTL: 40 DEKs cached by one batch at once leave the
+    cache spread over seconds, each no sooner than half the TTL and none after the TTL.
+    Without the jitter they would all go within the batch's own spread and one sweep (1 s)."""
+    token = Token(root)
+    ttl, jitter, n = 8.0, 0.5, 40
+    kb = Broker(root, token, broker_extra="cache_ttl = 8s\ncache_ttl_jitter = %g" % jitter)
+    blobs = [wrap(kb, "aes")[1] for _ in range(n)]
+    kb.ok({"op": "flush"})
+    c = Conn(kb.sock)
+    start = time.monotonic()
+    r = c.call({"op": "unwrap", "blobs": blobs})
+    end = time.monotonic()
+    check(r["ok"] and all(x["ok"] and x["cached"] is False for x in r["results"]), "one batch caches every DEK")
+    check(c.call({"op": "status"})["cache"]["entries"] == n, "%d DEKs cached" % n)
+    # every eviction is the sweep's (nothing looks these DEKs up again): note when the count drops
+    drops, last = [], n
+    while last and time.monotonic() - end < ttl + 3:
+        left = c.call({"op": "status"})["cache"]["entries"]
+        if left < last:
+            drops.append(time.monotonic())
+            last = left
+        time.sleep(0.05)
+    check(last == 0, "every DEK gone by the TTL and a sweep: %d left" % last)
+    first, final = drops[0] - start, drops[-1] - start
+    print("%d DEKs cached within %.2fs: evictions from %.2fs to %.2fs (TTL %gs, jitter %g)"
+          % (n, end - start, first, final, ttl, jitter))
+    check(first >= ttl * (1 - jitter), "no TTL cut by more than the jitter: the first left at %.2fs" % first)
+    check(final <= (end - start) + ttl + 1.5, "no TTL lengthened: the last left at %.2fs" % final)
+    check(final - first > (end - start) + 1.2,
+          "the jitter spreads the expiry: %.2fs from first to last, the batch took %.2fs" % (final - first, end - start))
+
+
 def datakey_reuse_limits(root):
     token = Token(root)
     keys = (token.key_section("uses", "aes-kek", "AES-KWP", "datakey_max_age = 1h\ndatakey_max_uses = 3") +
             token.key_section("bytes", "aes-kek", "AES-KWP", "datakey_max_age = 1h\ndatakey_max_bytes = 1000") +
-            token.key_section("age", "aes-kek", "AES-KWP", "datakey_max_age = 1s") +
+            token.key_section("age", "aes-kek", "AES-KWP", "datakey_max_age = 3s") +
             token.key_section("none", "aes-kek", "AES-KWP"))
     kb = Broker(root, token, keys=keys)
 
@@ -183,10 +216,13 @@ def datakey_reuse_limits(root):
     check(a[0][0] == a[1][0] == a[2][0] != a[3][0] and a[0][2] == a[2][2], "uses: same DEK thrice, then new")
     b = [dk("bytes", bytes=400) for _ in range(3)]
     check([x[1] for x in b] == [False, True, False], "bytes: reuse flags %s" % [x[1] for x in b])
+    # a 3 s max age: c2 comes well inside it even on a loaded machine; then ask until a new DEK
+    # comes, which must be no sooner than the max age after c1
+    t1 = time.monotonic()
     c1, c2 = dk("age"), dk("age")
-    time.sleep(1.1)
-    c3 = dk("age")
-    check(c2[1] and c1[0] == c2[0] and not c3[1] and c3[0] != c1[0], "age: reuse ends after max age")
+    check(c2[1] and c1[0] == c2[0], "age: reused within max age")
+    c3 = wait_for(lambda: (lambda d: None if d[1] else d)(dk("age")), 10, "a new DEK after max age", step=0.1)
+    check(c3[0] != c1[0] and time.monotonic() - t1 >= 3.0, "age: reuse ends at max age, not before")
     n1, n2 = dk("none"), dk("none")
     check(not n1[1] and not n2[1] and n1[0] != n2[0], "no reuse by default")
     u = kb.ok({"op": "unwrap", "blob": a[0][0]})

@@ -60,6 +60,9 @@ int fx_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* fx_export_pin puts the user PIN in the environment as KB_PIN, for pkcs11-tool env:KB_PIN. */
 void fx_export_pin(const fx *f);
 
+/* P11TOOL is pkcs11-tool logged in to the fixture's token (after fx_export_pin); %s is the module. */
+#define P11TOOL "pkcs11-tool --module '%s' --token-label keybroker --login --pin env:KB_PIN"
+
 /* round trip helpers: assert success and return lengths */
 size_t fx_wrap(fx_key *k, int slot, const char *version, kb_alg alg, const uint8_t *pt, size_t n,
 	       uint8_t *ct, char version_out[KB_VERSION_MAX + 1]);

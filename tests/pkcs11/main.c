@@ -13,6 +13,7 @@ static const struct CMUnitTest tests[] = {
 	CASE(test_aes_sizes, "pkcs11 - aes-kwp wraps 8..1024 bytes, refuses 0, 1025 and (softhsm padding bug) non-multiples of 8"),
 	CASE(test_gcm_sizes, "pkcs11 - aes-gcm wraps 1..1024 bytes with a fresh iv per wrap, refuses 0 and 1025"),
 	CASE(test_gcm_binds_key_and_version, "pkcs11 - aes-gcm binds the key name and version; another name or a flipped bit is bad_blob"),
+	CASE(test_gcm_binds_the_version_alone, "pkcs11 - aes-gcm binds the version alone; two versions of the same AES bytes refuse each other's ciphertext as bad_blob"),
 	CASE(test_kw_sizes, "pkcs11 - aes-kw wraps 16..1024 bytes in multiples of 8 and names that range for the rest"),
 	CASE(test_oaep256_unsupported, "pkcs11 - rsa-oaep-256 is mechanism_unsupported on softhsm for wrap, unwrap and as default"),
 	CASE(test_tampered_is_bad_blob, "pkcs11 - tampered or truncated ciphertext is bad_blob"),

@@ -5,8 +5,6 @@
 #include "fixture.h"
 #include "tests.h"
 
-#define P11TOOL "pkcs11-tool --module '%s' --token-label keybroker --login --pin env:KB_PIN"
-
 static void rotate(fx *f, const char *label)
 {
 	uint8_t dek[32] = { 3 }, ct1[KB_WRAPPED_MAX], ct2[KB_WRAPPED_MAX], pt[KB_SECRET_MAX];

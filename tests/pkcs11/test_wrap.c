@@ -249,3 +249,37 @@ void test_kw_sizes(void **state)
 	}
 	fx_close(&k);
 }
+
+/*
+ * The version alone is AAD too: two versions of one key that share the same
+ * AES bytes (imported twice, ids 01 and 02), so only the version in the AAD
+ * tells them apart. AES-KWP, which binds nothing, unwraps across them: the
+ * twins are one key, and GCM's refusal is the version's doing.
+ */
+void test_gcm_binds_the_version_alone(void **state)
+{
+	fx *f = *state;
+	uint8_t dek[32] = { 5 }, ct[KB_WRAPPED_MAX], pt[KB_SECRET_MAX];
+	char version[KB_VERSION_MAX + 1];
+	size_t ctlen, ptlen = sizeof(pt);
+	kb_err err;
+	fx_key k;
+
+	fx_export_pin(f);
+	assert_int_equal(fx_sh("head -c 32 /dev/urandom > '%s/twin.bin'", f->dir), 0);
+	for (int id = 1; id <= 2; id++)
+		assert_int_equal(fx_sh(P11TOOL " --write-object '%s/twin.bin' --type secrkey --key-type AES:32 --label twin-aes --id %02d --usage-decrypt --usage-wrap >/dev/null 2>&1",
+				       f->module, f->dir, id), 0);
+	fx_open_ok(f, &k, "twin", "twin-aes");
+
+	ctlen = fx_wrap(&k, 0, "01", KB_ALG_AES_KWP, dek, sizeof(dek), ct, version);
+	assert_string_equal(version, "01");
+	assert_int_equal(fx_unwrap(&k, 0, "02", KB_ALG_AES_KWP, ct, ctlen, pt), sizeof(dek));
+	assert_memory_equal(pt, dek, sizeof(dek));
+
+	ctlen = fx_wrap(&k, 0, "01", KB_ALG_AES_GCM, dek, sizeof(dek), ct, version);
+	assert_int_equal(fx_unwrap(&k, 0, "01", KB_ALG_AES_GCM, ct, ctlen, pt), sizeof(dek));
+	assert_int_equal(kb_pkcs11_backend.unwrap(k.state, 0, "02", KB_ALG_AES_GCM, ct, ctlen, pt, &ptlen, &err),
+			 KB_E_BAD_BLOB);
+	fx_close(&k);
+}

@@ -8,6 +8,7 @@ void test_rsa_sizes(void **state);
 void test_aes_sizes(void **state);
 void test_gcm_sizes(void **state);
 void test_gcm_binds_key_and_version(void **state);
+void test_gcm_binds_the_version_alone(void **state);
 void test_kw_sizes(void **state);
 void test_oaep256_unsupported(void **state);
 void test_tampered_is_bad_blob(void **state);

@@ -209,36 +209,48 @@ def no_secret_reaches_any_log(root):
     kb = Broker(root, token, broker_extra="audit_log = %s\ncache_ttl = 1s\n" % path,
                 aes_extra="datakey_max_age = 10s\n")
     c = Conn(kb.sock)
-    blobs = []
+
+    def ok(req):
+        # a request that failed early would log nothing worth searching: each must do its work
+        r = c.call(req)
+        check(r.get("ok") is True, "%s answered %s" % (req["op"], r.get("error")))
+        return r
+
+    blobs = {}  # each blob, and the DEK or plaintext in it
     for key in ("aes", "rsa"):
-        for n in (16, 24, 32, 64):
-            pt = os.urandom(n)
-            blobs.append(c.call({"op": "wrap", "key": key, "plaintext": b64(pt)})["blob"])
-        c.call({"op": "wrap", "key": key, "plaintext": b64(b"correct horse battery staple")})
+        for pt in [os.urandom(n) for n in (16, 24, 32, 64)] + [b"correct horse battery staple, 32"]:
+            blobs[ok({"op": "wrap", "key": key, "plaintext": b64(pt)})["blob"]] = pt
         for _ in range(3):
-            blobs.append(c.call({"op": "datakey", "key": key, "bits": 256})["blob"])
-    for b in blobs:
-        c.call({"op": "unwrap", "blob": b})
-        c.call({"op": "unwrap", "blob": b})
-        c.call({"op": "rewrap", "blob": b, "key": "rsa"})
-    c.call({"op": "rotate", "key": "aes"})
-    c.call({"op": "flush"})
-    for b in blobs:
-        c.call({"op": "unwrap", "blob": b})
-    time.sleep(1.2)  # past the TTL: evictions are logged at debug
-    c.call({"op": "unwrap", "blob": blobs[0]})
-    c.call({"op": "metrics"})
-    c.call({"op": "status"})
+            r = ok({"op": "datakey", "key": key, "bits": 256})
+            blobs[r["blob"]] = unb64(r["plaintext"])
+    for b, pt in blobs.items():
+        check(unb64(ok({"op": "unwrap", "blob": b})["plaintext"]) == pt, "unwrap gives the DEK back")
+        check(ok({"op": "unwrap", "blob": b})["cached"] is True, "the second unwrap is a cache hit")
+        ok({"op": "rewrap", "blob": b, "key": "rsa"})
+    ok({"op": "rotate", "key": "aes"})
+    ok({"op": "flush"})
+    for b, pt in blobs.items():
+        r = ok({"op": "unwrap", "blob": b})
+        check(r["cached"] is False and unb64(r["plaintext"]) == pt, "after flush the token is asked again")
+    # past the TTL the sweep evicts (and zeroes) every DEK: wait for it, then the next unwrap is a miss
+    cached = ok({"op": "status"})["cache"]["entries"]
+    check(cached >= len(blobs), "every DEK is cached: %d of %d" % (cached, len(blobs)))
+    wait_for(lambda: ok({"op": "status"})["cache"]["entries"] == 0, 10, "the sweep evicting every DEK past cache_ttl")
+    check(ok({"op": "unwrap", "blob": next(iter(blobs))})["cached"] is False, "past the TTL, a miss")
+    ok({"op": "metrics"})
+    ok({"op": "status"})
     # malformed requests carrying a plaintext
     secret = os.urandom(32)
     remember(secret)
     c.send_raw(b'{"op":"wrap","key":"nope","plaintext":"%s"}\n' % b64(secret).encode())
-    c.read_line()
+    r = c.read_line()
+    check(r["error"]["code"] == "unknown_key", "a wrap with an unknown key: %s" % r)
     c.send_raw(b'{"op":"wrap","key":"aes","plaintext":"%s","bogus":1\n' % b64(secret).encode())
-    c.read_line()
+    r = c.read_line()
+    check(r["error"]["code"] == "bad_request", "a line that is not JSON: %s" % r)
     c.close()
     kb.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    wait_for(lambda: "SIGHUP: reloaded" in kb.log_text(), 10, "the SIGHUP reload to be logged")
     check(kb.stop() == 0, "stop")
     # a wrong PIN: it must not be logged either
     wrong = os.path.join(root, "wrong.pin")

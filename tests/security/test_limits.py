@@ -138,10 +138,12 @@ def out_of_file_descriptors_answers_busy_without_spinning(root):
         s.connect(kms_sock)
         s.settimeout(5)
         check(s.recv(1) == b"", "a KMS connection at the limit is closed (gRPC connects again)")
-    t0 = cpu_seconds(pid)
-    time.sleep(1.0)
-    used = cpu_seconds(pid) - t0
-    check(used < 0.3, "the daemon used %.2f CPU seconds in 1 s at the open-file limit" % used)
+    # a daemon spinning on its readable listener burns a core; even sharing 2 loaded cores with
+    # 8 others it gets a quarter of one, and over 3 s that is far past the 0.3 s allowed
+    t0, w0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(3.0)
+    used, wall = cpu_seconds(pid) - t0, time.monotonic() - w0
+    check(used < 0.3, "the daemon used %.2f CPU seconds in %.1f s at the open-file limit" % (used, wall))
     warned = [ln for ln in kb.log_text().splitlines() if "refused" in ln and "file" in ln]
     check(1 <= len(warned) <= 2, "one warning a minute at most, not one a connection: %d lines" % len(warned))
     for s in socks + k:
@@ -239,14 +241,16 @@ def max_inflight_answers_busy_beyond_the_limit(root):
 
 def idle_timeout_closes_a_silent_connection(root):
     token = Token(root)
-    kb = Broker(root, token, broker_extra="idle_timeout = 1s\n")
+    # chatty speaks every 0.2 s against a 3 s idle_timeout: a loaded machine would have to stall
+    # it for 2.8 s to close it wrongly
+    kb = Broker(root, token, broker_extra="idle_timeout = 3s\n")
     silent, chatty = Conn(kb.sock), Conn(kb.sock)
     check(silent.call({"op": "status"})["ok"], "status")
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 3.0:
+    while time.monotonic() - t0 < 5.0:
         check(chatty.call({"op": "status"})["ok"], "a connection that keeps talking stays open")
-        time.sleep(0.3)
-    closed_by_broker(silent, 1.0)
+        time.sleep(0.2)
+    closed_by_broker(silent, 3.0)
     check(still_open(chatty, 0.1), "the chatty connection is open")
     honest_round_trip(kb)
 

@@ -121,6 +121,61 @@ def key_policy_narrows_each_operation(root):
     check(unb64(kb.ok({"op": "unwrap", "blob": a[0]["blob"]})["plaintext"]) == pt, "root unwraps nobody's blob")
 
 
+def every_allow_list_refuses_each_operation_to_a_peer_it_does_not_list(root):
+    """Each per-key allow_* list refuses its operations to a peer it does not list, by uid
+    list and by gid list, single and batch, and rewrap on either side (the blob's key and
+    the target key); the same peer listed on another key is served every operation."""
+    shareable(root)
+    token = Token(root)
+    ops = ("unwrap", "wrap", "rewrap", "get", "rotate")
+    by_uid = "".join("allow_%s = root\n" % o for o in ops)        # nobody is not listed
+    by_gid = "".join("allow_%s = @0\n" % o for o in ops)          # nogroup is not listed
+    listed = ("allow_unwrap = nobody root\nallow_wrap = nobody, 0\nallow_rewrap = root nobody\n"
+              "allow_get = @nogroup root\nallow_rotate = %d root\n" % NOBODY)
+    keys = (token.key_section("byuid", "aes-kek", "AES-KWP", by_uid) +
+            token.key_section("bygid", "aes-kek", "AES-KWP", by_gid) +
+            token.key_section("open", "aes-kek", "AES-KWP", listed))
+    kb = Broker(root, token, keys=keys,
+                broker_extra=SHARED + "allow_uids = root nobody\nadmin_uids = root nobody\n")
+    pt = os.urandom(32)
+    # root is on every list: it makes a blob under each key
+    blobs = {k: kb.ok({"op": "wrap", "key": k, "plaintext": b64(pt)})["blob"] for k in ("byuid", "bygid", "open")}
+    for key in ("byuid", "bygid"):
+        reqs = [
+            ({"op": "wrap", "key": key, "plaintext": b64(pt)}, "wrap", "allow_wrap"),
+            ({"op": "datakey", "key": key}, "datakey", "allow_wrap"),
+            ({"op": "unwrap", "blob": blobs[key]}, "unwrap", "allow_unwrap"),
+            ({"op": "unwrap", "blobs": [blobs[key]]}, "unwrap", "allow_unwrap"),
+            ({"op": "rewrap", "blob": blobs[key], "key": "open"}, "rewrap", "allow_rewrap"),   # the blob's key
+            ({"op": "rewrap", "blob": blobs["open"], "key": key}, "rewrap", "allow_rewrap"),   # the target key
+            ({"op": "rewrap", "blobs": [blobs[key]]}, "rewrap", "allow_rewrap"),
+            ({"op": "get", "key": key}, "get", "allow_get"),
+            ({"op": "rotate", "key": key}, "rotate", "allow_rotate"),
+        ]
+        _, a = as_peer(kb.sock, [r for r, _, _ in reqs] + [{"op": "status"}])
+        for (req, op, lst), ans in zip(reqs, a):
+            if "blobs" in req:
+                ok(ans, "a batch is answered item by item")
+                ans = ans["results"][0]
+            denied(ans, "may not %s with key %s" % (op, key), lst)
+        ok(a[len(reqs)], "status after the refusals")
+        check(kb.ok({"op": "get", "key": key})["latest"] == "01", "%s: the refused rotate made no version" % key)
+    # the same peer, listed by name, number or group, is served every operation on key open
+    _, a = as_peer(kb.sock, [
+        {"op": "wrap", "key": "open", "plaintext": b64(pt)},
+        {"op": "datakey", "key": "open"},
+        {"op": "unwrap", "blob": blobs["open"]},
+        {"op": "unwrap", "blobs": [blobs["open"]]},
+        {"op": "rewrap", "blob": blobs["open"], "key": "open"},
+        {"op": "get", "key": "open"},
+        {"op": "rotate", "key": "open"},
+    ])
+    for ans, what in zip(a, ("wrap", "datakey", "unwrap", "unwrap batch", "rewrap", "get", "rotate")):
+        ok(ans, "%s on key open" % what)
+    check(unb64(a[2]["plaintext"]) == pt and unb64(a[3]["results"][0]["plaintext"]) == pt, "the listed peer unwraps the DEK")
+    check(a[6]["version"] == "02", "the listed peer's rotate made version 02")
+
+
 def admin_operations_are_refused_for_non_admins(root):
     shareable(root)
     token = Token(root)

@@ -98,9 +98,14 @@ def p11kit_aes_refused_clearly(root):
 def p11kit_server_gone_names_the_address(root):
     tok = P11KitRemote(root)
     tok.stop()
-    out = refused_at_start(root, tok, [("rsa", "rsa-kek")])
-    check("P11_KIT_SERVER_ADDRESS" in out and tok.address in out and "check token=" not in out,
-          "names the server address, not the uri: %s" % out)
+    # a server that is down is an outage, not a config error: the daemon starts and names the cause
+    kb = broker(root, tok, [("rsa", "rsa-kek")])
+    k = kb.status()["keys"][0]
+    out = k.get("unavailable", "")
+    check(k["available"] is False and "P11_KIT_SERVER_ADDRESS" in out and tok.address in out and
+          "check token=" not in out, "names the server address, not the uri: %s" % k)
+    r = kb.err({"op": "wrap", "key": "rsa", "plaintext": b64(b"r" * 32)}, "backend_unavailable")
+    check("P11_KIT_SERVER_ADDRESS" in r["error"]["message"], "the refusal names the cause: %s" % r["error"])
 
 
 def p11kit_proxy_module(root):

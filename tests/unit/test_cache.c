@@ -18,7 +18,7 @@
 #include "cache.h"
 #include "conn.h"
 #include "digest.h"
-#include "dispatch.h"
+#include "ndjson.h"
 #include "finish.h"
 #include "keys.h"
 #include "pool.h"
@@ -577,7 +577,7 @@ static void finish_jobs(int n)
 /* request dispatches one line; answer reads the next answer line into a cJSON. */
 static void request(const char *line)
 {
-	kb_dispatch(&broker, conn, line, strlen(line));
+	kb_ndjson_line(&broker, conn, line, strlen(line));
 }
 
 static cJSON *answer(void)

@@ -67,7 +67,7 @@ static void config_defaults_apply_to_an_empty_file(void **state)
 		assert_int_equal(cfg->socket_mode, 0600);
 		assert_null(cfg->socket_group);
 		assert_int_equal(cfg->workers, 2);
-		assert_int_equal(cfg->max_request_bytes, 65536);
+		assert_int_equal(cfg->max_request_bytes, 1024 * 1536 + 4096); /* follows max_batch: 1024 RSA-8192 blobs fit */
 		assert_int_equal(cfg->log_level, KB_LOG_INFO);
 		assert_int_equal(cfg->cache_ttl_ms, 300000);
 		assert_int_equal(cfg->cache_capacity, 100000);
