@@ -63,8 +63,13 @@ static int check_level(kb_config *c, const char *value, char *why, size_t cap)
 
 static int check_listen(kb_config *c, const char *value, char *why, size_t cap)
 {
-	if (*value == '\0' || (strchr(value, ':') == NULL && strspn(value, "0123456789") != strlen(value)))
-		return snprintf(why, cap, "\"%s\" is not HOST:PORT such as 127.0.0.1:9464, or a PORT on loopback", value), 0;
+	char host[256];
+	unsigned port;
+
+	if (!kb_parse_hostport(value, "127.0.0.1", host, sizeof(host), &port))
+		return snprintf(why, cap,
+				"\"%s\" is not HOST:PORT with a port up to 65535, such as 127.0.0.1:9464 "
+				"(0.0.0.0:9464 for every interface), or a PORT on loopback", value), 0;
 	free(c->metrics_listen);
 	if ((c->metrics_listen = strdup(value)) == NULL)
 		abort();
@@ -87,8 +92,8 @@ const kb_option kb_options[] = {
 	{ B, "loop_wait_max", "DURATION", "2ms", "up to 1s; 0 off",
 	  "a short miss of one client is waited for with the loop polling", KB_OK_DURATION_US, F(loop_wait_max_us), 0,
 	  1000000, "\"%s\" is not a duration up to 1s, such as 2ms (0 turns it off)", NULL },
-	{ B, "max_request_bytes", "SIZE", "1576960", "1k to 16m",
-	  "longest request line; unless set, max_batch x 1536 + 4096 (a batch of max_batch RSA-8192 blobs fits)",
+	{ B, "max_request_bytes", "SIZE", "a batch of max_batch blobs of the largest key", "1k to 16m",
+	  "longest request line; unless set, a batch of max_batch blobs of the largest key configured fits",
 	  KB_OK_SIZE, F(max_request_bytes), 1024, 16 * 1024 * 1024, "\"%s\" is not a size from 1k to 16m", NULL },
 	{ B, "log_level", "LEVEL", "info", "error, warn, info or debug", "how much the daemon logs", KB_OK_CUSTOM, 0, 0,
 	  0, NULL, check_level },
@@ -136,7 +141,7 @@ const kb_option kb_options[] = {
 	  KB_OK_STRING, F(audit_log), 0, 0, NULL, NULL },
 	{ B, "health_interval", "DURATION", "30s", "positive", "how often each key's health check runs",
 	  KB_OK_DURATION, F(health_interval_ms), 1, 0, "\"%s\" is not a positive duration such as 30s", NULL },
-	{ B, "metrics_listen", "HOST:PORT", "off", "", "the operator endpoints /metrics, /healthz and /readyz over HTTP",
+	{ B, "metrics_listen", "HOST:PORT", "off", "a port up to 65535; a host (0.0.0.0 for every interface)", "the operator endpoints /metrics, /healthz and /readyz over HTTP",
 	  KB_OK_CUSTOM, 0, 0, 0, NULL, check_listen },
 
 	/* [key:NAME]: read by config.c (key_option) and keys.c */
@@ -249,6 +254,11 @@ int kb_option_set(const kb_option *o, kb_config *c, const char *value, char *why
 	if (!ok)
 		snprintf(why, cap, o->refusal, value);
 	return ok ? 1 : 0;
+}
+
+size_t kb_batch_request_bytes(int max_batch, size_t longest_blob)
+{
+	return (size_t)max_batch * (longest_blob + 3) + KB_BATCH_LINE_BYTES;
 }
 
 void kb_options_print(FILE *out)

@@ -165,6 +165,7 @@ static void print_banner(struct emu_world *w, unsigned admin_port)
 	printf("  %-16s %s\n", "tenant", w->cfg.tenant);
 	printf("  %-16s https://localhost:%u/%s/oauth2/v2.0/token\n", "token endpoint", w->port, w->cfg.tenant);
 	printf("  %-16s https://localhost:%u/%s\n", "authority", w->port, w->cfg.tenant);
+	printf("  %-16s https://localhost:%u/adfs (the same tenant, AD FS-shaped, for az)\n", "AD FS authority", w->port);
 	printf("  %-16s https://localhost:%u/metadata/identity/oauth2/token\n", "IMDS endpoint", w->port);
 	printf("  %-16s https://localhost:%u/msi/token (IDENTITY_ENDPOINT; IDENTITY_HEADER is identity_header)\n",
 	       "App Service MI", w->port);

@@ -54,7 +54,8 @@ def case_tls_verifies_with_ca():
         except ssl.SSLError:
             pass
         check("dev.vault.localhost" in emu.banner and "ca.pem" in emu.banner and
-              "/dev-tenant/oauth2/v2.0/token" in emu.banner, emu.banner)
+              "/dev-tenant/oauth2/v2.0/token" in emu.banner and "https://localhost:%d/adfs " % emu.port in emu.banner,
+              emu.banner)
 
 
 def case_challenge():
