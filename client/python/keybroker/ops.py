@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Generator, Sequence, Union
 
-from .errors import KeybrokerError, ProtocolError, TooLarge, from_wire
+from .errors import BadRequest, KeybrokerError, ProtocolError, TooLarge, from_wire
 
 Request = dict[str, Any]
 Response = dict[str, Any]
@@ -98,7 +98,7 @@ def _unwrapped(r: Response) -> Unwrapped:
 
 def _need(value: object, what: str) -> None:
     if not value:
-        raise KeybrokerError("%s must not be empty (nothing was sent)" % what, code="bad_request")
+        raise BadRequest("%s must not be empty (nothing was sent)" % what)
 
 
 def _fields(r: Response) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def _fields(r: Response) -> dict[str, Any]:
 def call(req: Request) -> Op:
     """Any request as is (its "id" is replaced): the answer's fields, or the error."""
     if not isinstance(req, dict) or not req.get("op"):
-        raise KeybrokerError("a request is a dict with an \"op\" (nothing was sent)", code="bad_request")
+        raise BadRequest("a request is a dict with an \"op\" (nothing was sent)")
     return _fields((yield {k: v for k, v in req.items() if k != "id"}))
 
 
