@@ -56,6 +56,9 @@ func jsonLen(s string) int {
 func (c *Client) many(ctx context.Context, op string, blobs []string, key string,
 	add func(*response, error)) error {
 	items, head := c.MaxBatch, 64+len(key)+8
+	if blobs == nil {
+		blobs = []string{} // "blobs":[] asks all the same: the broker answers an empty batch
+	}
 	for i := 0; i < len(blobs) || (len(blobs) == 0 && i == 0); {
 		size, m := head, 0
 		for i+m < len(blobs) && m < items {

@@ -232,6 +232,19 @@ func (c *Client) object(ctx context.Context, req map[string]any) (map[string]any
 	return m, nil
 }
 
+// Call sends req (a request object with at least "op"; its "id" is replaced)
+// and returns the answer's fields, for operations this package has no method for.
+func (c *Client) Call(ctx context.Context, req map[string]any) (map[string]any, error) {
+	if op, _ := req["op"].(string); op == "" {
+		return nil, errorf(ErrBadRequest, "a request needs an \"op\" (nothing was sent)")
+	}
+	cp := make(map[string]any, len(req))
+	for k, v := range req {
+		cp[k] = v
+	}
+	return c.object(ctx, cp)
+}
+
 // Status returns the broker's status object (version, uptime_s, cache, keys, counters).
 func (c *Client) Status(ctx context.Context) (map[string]any, error) {
 	return c.object(ctx, map[string]any{"op": "status"})

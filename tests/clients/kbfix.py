@@ -65,6 +65,8 @@ def serve(kind, extra):
     root = tempfile.mkdtemp(prefix="kbfix-")
     b = softhsm(root, extra) if kind == "softhsm" else azure(root, extra)
     out = {"socket": b.sock, "root": root}
+    if kind == "azure":
+        out["az_url"] = b.emu.url("vault")
     print(json.dumps(out), flush=True)
     for line in sys.stdin:
         cmd = line.split(" ", 2)
