@@ -118,7 +118,13 @@ typedef struct kb_backend_ops {
 	 * open validates kc's backend options (taking each with kb_keyconf_take),
 	 * connects to the key service and checks the key exists, and returns the
 	 * instance in *state. nslots is the number of concurrent callers. When
-	 * kc->alg is KB_ALG_NONE it sets it to the default it settled on.
+	 * kc->alg is KB_ALG_NONE it sets it to the default it settled on, and it
+	 * sets kc->wrap_bytes. It returns KB_E_BACKEND_UNAVAILABLE (or
+	 * KB_E_THROTTLED) only when the key service cannot be reached or used now
+	 * and may come back without a change to the config: the core then starts
+	 * without the key and opens it again later (outage.h). What a person must
+	 * fix (a bad value, an unreadable file, a PIN the token refuses) has
+	 * another code, and refuses the config.
 	 */
 	kb_code (*open)(kb_keyconf *kc, int nslots, void **state, kb_err *err);
 

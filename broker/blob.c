@@ -52,6 +52,12 @@ kb_code kb_blob_encode(const kb_blob *b, char *out, size_t cap, kb_err *err)
 	return KB_OK;
 }
 
+size_t kb_blob_len_max(size_t keylen, size_t ctlen)
+{
+	return 4 + keylen + 1 + KB_VERSION_MAX + 1 + 24 /* the longest alg name, with room */ + 1 +
+	       kb_b64_encoded_len(ctlen, KB_B64_URL) + 1 + CHECK_CHARS;
+}
+
 /* next_field returns the length of the field at s (up to ':' or end). */
 static size_t next_field(const char *s, size_t n)
 {

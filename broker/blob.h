@@ -50,6 +50,12 @@ typedef struct kb_blob {
 kb_code kb_blob_encode(const kb_blob *b, char *out, size_t cap, kb_err *err);
 
 /*
+ * kb_blob_len_max is the longest v1 blob a key with a keylen-byte name makes when its
+ * ciphertexts are ctlen bytes (any version name, any algorithm).
+ */
+size_t kb_blob_len_max(size_t keylen, size_t ctlen);
+
+/*
  * kb_blob_decode parses s[0..n) (either form) into b. Returns KB_OK or
  * KB_E_BAD_BLOB with a message that says which part is wrong.
  */

@@ -42,7 +42,6 @@ static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 	return kb_parse_int(s, lo, hi, out);
 }
 
-
 static int fail(parse_state *st, const char *section, const char *name, const char *fmt,
 		const char *value)
 {
@@ -76,15 +75,9 @@ static int broker_option(parse_state *st, const char *name, const char *value)
 			return fail(st, "broker", name, "unknown option; did you mean %s?", near);
 		return fail(st, "broker", name, "unknown option%s", "");
 	}
-	if (!kb_option_set(o, st->cfg, value, why, sizeof(why))) {
-		fail(st, "broker", name, "%s", why);
-		/* the hint is about the value given, not the refusal's words */
-		if (st->err && *kb_conf_comment_hint(value) && !*kb_conf_comment_hint(why)) {
-			size_t n = strlen(st->err->msg);
-			snprintf(st->err->msg + n, sizeof(st->err->msg) - n, "%s", kb_conf_comment_hint(value));
-		}
-		return 0;
-	}
+	/* the refusal quotes the value, so fail's comment hint still sees it */
+	if (!kb_option_set(o, st->cfg, value, why, sizeof(why)))
+		return fail(st, "broker", name, "%s", why);
 	return 1;
 }
 
@@ -332,7 +325,7 @@ static kb_config *config_new(const char *name)
 	c->file = xstrdup(name);
 	c->socket_mode = 0600;
 	c->workers = 2;
-	c->max_request_bytes = 0; /* unset: derived from max_batch in finish() */
+	c->max_request_bytes = 0; /* unset: sized in finish() and by the keys */
 	c->log_level = KB_LOG_INFO;
 	c->cache_ttl_ms = 300 * 1000;
 	c->health_interval_ms = 30 * 1000;
@@ -410,8 +403,11 @@ static kb_code finish(parse_state *st, int rc, kb_config **out, kb_err *err)
 			st->failed = true;
 		}
 	}
-	if (c->max_request_bytes == 0)
-		c->max_request_bytes = (size_t)c->max_batch * KB_BATCH_BLOB_BYTES + KB_BATCH_LINE_BYTES;
+	/* until the keys are open and their sizes known (kb_keyset_judge): the longest name, RSA-4096 */
+	c->max_request_bytes_set = c->max_request_bytes != 0;
+	if (!c->max_request_bytes_set)
+		c->max_request_bytes = kb_batch_request_bytes(c->max_batch,
+							      kb_blob_len_max(KB_KEY_NAME_MAX, KB_BATCH_UNKNOWN_WRAP));
 	if (!st->failed)
 		kms_keys(c, err, st);
 	if (!st->failed)

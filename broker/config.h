@@ -33,7 +33,8 @@ typedef struct kb_config {
 	mode_t socket_mode;           /* default 0600 */
 	char *socket_group;           /* NULL: the daemon's own group */
 	int workers;                  /* backend worker threads */
-	size_t max_request_bytes;
+	size_t max_request_bytes;     /* unless set, sized by the keys (kb_keyset_judge) */
+	bool max_request_bytes_set;
 	int log_level;
 
 	/* cache */

@@ -39,6 +39,11 @@ typedef struct kb_keyconf {
 	int line;             /* line of the [key:NAME] header */
 	char backend[16];     /* "pkcs11", "azure" */
 	kb_alg alg;           /* KB_ALG_NONE: the backend picks its default */
+	/*
+	 * set by the backend's open: the length of its ciphertext of a 32-byte
+	 * DEK (RSA: the modulus), by which batches are sized; 0: unknown
+	 */
+	int wrap_bytes;
 
 	/* cache settings; negative means "inherit the [broker] default" */
 	int64_t cache_ttl_ms;

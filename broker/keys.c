@@ -6,6 +6,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "options.h"
 
 const char *kb_bop_name(kb_bop op)
 {
@@ -161,6 +162,24 @@ static kb_keyset *keyset_new(kb_config *cfg)
 	return ks;
 }
 
+void kb_keyset_size_requests(kb_keyset *ks)
+{
+	kb_config *cfg = ks->cfg;
+	size_t longest = 0;
+
+	if (cfg->max_request_bytes_set)
+		return;
+	for (int i = 0; i < ks->nkeys; i++) {
+		const kb_keyconf *kc = &cfg->keys[i];
+		int n = kc->wrap_bytes > 0 && ks->keys[i].state ? kc->wrap_bytes : KB_BATCH_UNKNOWN_WRAP;
+		size_t len = kb_blob_len_max(strlen(kc->name), (size_t)n);
+
+		longest = len > longest ? len : longest;
+	}
+	if (longest)
+		cfg->max_request_bytes = kb_batch_request_bytes(cfg->max_batch, longest);
+}
+
 kb_code kb_keyset_judge(kb_config *cfg, int nslots, kb_keyset **out, kb_err *errs)
 {
 	kb_keyset *ks = keyset_new(cfg);
@@ -178,6 +197,7 @@ kb_code kb_keyset_judge(kb_config *cfg, int nslots, kb_keyset **out, kb_err *err
 				rc = errs[i].code;
 		}
 	}
+	kb_keyset_size_requests(ks);
 	return rc;
 }
 

@@ -40,6 +40,13 @@ bool kb_key_service_down(kb_code rc);
  */
 kb_code kb_key_open_backend(kb_key *k, kb_keyconf *kc, int nslots, void **state, kb_err *err);
 
+/*
+ * kb_keyset_size_requests sets max_request_bytes of ks's config, unless the
+ * config sets it, so that a batch of max_batch blobs of its largest key fits
+ * (options.h); a key not open yet counts as RSA-4096. Called when keys open.
+ */
+void kb_keyset_size_requests(kb_keyset *ks);
+
 /* kb_keyset_unref drops a reference; the last one closes the backends and frees all. */
 void kb_keyset_unref(kb_keyset *ks);
 

@@ -193,6 +193,8 @@ static int serve(kb_broker *b, kb_config *cfg)
 		kb_info("key %s: backend %s, alg %s, cache ttl %llds%s", b->keys[i].conf->name,
 			b->keys[i].ops->name, kb_alg_name(b->keys[i].conf->alg),
 			(long long)(b->keys[i].ttl_ms / 1000), b->keys[i].down ? " (UNAVAILABLE: retrying)" : "");
+	kb_info("max_request_bytes %zu%s", b->cfg->max_request_bytes,
+		b->cfg->max_request_bytes_set ? "" : ": a batch of max_batch blobs of the largest key fits");
 	/* connections, the KMS sockets, token sessions, kept-alive HTTPS connections (fdlimit.h) */
 	kb_fdlimit_raise((uint64_t)b->cfg->max_connections + 256);
 	if (kb_pool_start(b, b->cfg->workers, &b->pool, &err) != KB_OK) {

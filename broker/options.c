@@ -87,8 +87,8 @@ const kb_option kb_options[] = {
 	{ B, "loop_wait_max", "DURATION", "2ms", "up to 1s; 0 off",
 	  "a short miss of one client is waited for with the loop polling", KB_OK_DURATION_US, F(loop_wait_max_us), 0,
 	  1000000, "\"%s\" is not a duration up to 1s, such as 2ms (0 turns it off)", NULL },
-	{ B, "max_request_bytes", "SIZE", "1576960", "1k to 16m",
-	  "longest request line; unless set, max_batch x 1536 + 4096 (a batch of max_batch RSA-8192 blobs fits)",
+	{ B, "max_request_bytes", "SIZE", "a batch of max_batch blobs of the largest key", "1k to 16m",
+	  "longest request line; unless set, a batch of max_batch blobs of the largest key configured fits",
 	  KB_OK_SIZE, F(max_request_bytes), 1024, 16 * 1024 * 1024, "\"%s\" is not a size from 1k to 16m", NULL },
 	{ B, "log_level", "LEVEL", "info", "error, warn, info or debug", "how much the daemon logs", KB_OK_CUSTOM, 0, 0,
 	  0, NULL, check_level },
@@ -249,6 +249,11 @@ int kb_option_set(const kb_option *o, kb_config *c, const char *value, char *why
 	if (!ok)
 		snprintf(why, cap, o->refusal, value);
 	return ok ? 1 : 0;
+}
+
+size_t kb_batch_request_bytes(int max_batch, size_t longest_blob)
+{
+	return (size_t)max_batch * (longest_blob + 3) + KB_BATCH_LINE_BYTES;
 }
 
 void kb_options_print(FILE *out)

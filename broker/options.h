@@ -50,12 +50,16 @@ typedef struct kb_option {
 } kb_option;
 
 /*
- * Unless set, max_request_bytes follows max_batch: room for max_batch blobs
- * of an RSA key up to 8192 bits (a blob of at most 1,503 characters, with its
- * quotes and comma) and the rest of the line (docs/configuration.md).
+ * Unless set, max_request_bytes follows max_batch and the keys: a batch of
+ * max_batch blobs of the largest key configured, each with its quotes and
+ * comma, and the rest of the line fit (docs/configuration.md). A key whose
+ * size is not known (its service is down) counts as RSA-4096.
  */
-#define KB_BATCH_BLOB_BYTES 1536
+#define KB_BATCH_UNKNOWN_WRAP 512
 #define KB_BATCH_LINE_BYTES 4096
+
+/* kb_batch_request_bytes is the line that holds max_batch blobs of longest_blob characters each. */
+size_t kb_batch_request_bytes(int max_batch, size_t longest_blob);
 
 extern const kb_option kb_options[];
 extern const int kb_noptions;

@@ -54,6 +54,8 @@ static void back(kb_broker *b, kb_key *k, reopen *r)
 {
 	k->state = r->state;
 	k->conf->alg = r->kc.alg; /* what the backend settled on */
+	k->conf->wrap_bytes = r->kc.wrap_bytes;
+	kb_keyset_size_requests(r->ks);
 	k->down = false;
 	k->healthy = true;
 	k->last_code = KB_OK;

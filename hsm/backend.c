@@ -285,6 +285,7 @@ static kb_code az_open(kb_keyconf *kc, int nslots, void **state, kb_err *err)
 	k->rsa = m.rsa;
 	k->alg = kc->alg != KB_ALG_NONE ? kc->alg : m.rsa ? KB_ALG_RSA_OAEP_256 : KB_ALG_AES_KWP;
 	kc->alg = k->alg; /* the core reports the algorithm settled on */
+	kc->wrap_bytes = !k->rsa ? 64 : m.bits > 0 ? (m.bits + 7) / 8 : 0; /* room for a 32-byte DEK; RSA: the modulus */
 	if (az_check_alg(k, k->rsa, k->alg, err) != KB_OK) {
 		char why[KB_ERR_MSG_MAX];
 

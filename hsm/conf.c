@@ -4,7 +4,9 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "az.h"
@@ -373,6 +375,9 @@ kb_code az_conf_take(kb_keyconf *kc, az_conf *conf, kb_err *err)
 	}
 	if (ca && *ca == '\0')
 		return kb_keyconf_bad(kc, "ca_file", err, "empty: name a PEM file of CA certificates, or remove it");
+	/* an unreadable file is for a person to fix: refused now, not retried as an outage */
+	if (ca && access(ca, R_OK) != 0)
+		return kb_keyconf_bad(kc, "ca_file", err, "cannot read %s: %s", ca, strerror(errno));
 	if ((rc = dup_opt(ca, &conf->ca_file, err)) != KB_OK)
 		return rc;
 	if ((rc = take_duration(kc, "timeout", 15000, 100, &conf->timeout_ms, err)) != KB_OK ||

@@ -306,6 +306,11 @@ static kb_code open_entered(kb_keyconf *kc, kb_p11_key *k, kb_p11_call *c, kb_er
 	rc = choose_alg(kc, k, err);
 	if (rc == KB_OK)
 		rc = probe_default(kc, configured, c, err);
+	/* RSA: the modulus of the largest version; AES: room for a 32-byte DEK under any AES wrap */
+	kc->wrap_bytes = k->kty == CKK_RSA ? 0 : 64;
+	for (int i = 0; k->kty == CKK_RSA && i < k->nv; i++)
+		if ((k->v[i].bits + 7) / 8 > kc->wrap_bytes)
+			kc->wrap_bytes = (k->v[i].bits + 7) / 8;
 	return rc;
 }
 

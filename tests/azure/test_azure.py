@@ -98,7 +98,8 @@ def config_refusals(root):
         (key_section(emu, "k", auth="token_file"), "token_file"),
         (key_section(emu, "k", auth="workload_identity"), "AZURE_FEDERATED_TOKEN_FILE"),
         (key_section(emu, "k", key="nope", root=root), "unknown_key|has no key nope"),
-        (key_section(emu, "k", root=root).replace("ca_file = %s\n" % emu.ca, ""), "set ca_file to that CA's PEM file"),
+        (key_section(emu, "k", root=root, extra="ca_file = %s" % os.path.join(root, "no-such-ca.pem"))
+         .replace("ca_file = %s\n" % emu.ca, ""), "cannot read"),
         (key_section(emu, "k", root=root, extra="alg = CKM_AES_KEY_WRAP_PAD"), "alg: CKM_AES_KEY_WRAP_PAD needs"),
     ]
     for keys, want in cases:
@@ -108,6 +109,11 @@ def config_refusals(root):
         check(rc != 0 and any(w in log for w in want.split("|")), "refused with %r: rc %s\n%s" % (want, rc, log))
         check(all(ln.count("keybrokerd.conf:") <= 1 for ln in log.splitlines()), "the location once:\n" + log)
         os.unlink(kb.log)
+    # a vault whose certificate is not trusted is an outage the daemon names, not a refusal (issue 25)
+    kb = broker(root, key_section(emu, "k", root=root).replace("ca_file = %s\n" % emu.ca, ""))
+    k = kb.status()["keys"][0]
+    check(k["available"] is False and "set ca_file to that CA's PEM file" in k["unavailable"], "named: %s" % k)
+    kb.stop()
 
 
 def rotation_picked_up_within_version_refresh(root):

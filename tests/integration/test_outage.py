@@ -38,20 +38,40 @@ def token_removed_and_restored_while_serving(root):
     check(b.proc.poll() is None, "keybrokerd kept running")
 
 
+def kms_status(kms):
+    """KMS v2 Status, or None while the channel still backs off."""
+    import grpc
+    try:
+        return kms.status()
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.UNAVAILABLE, "Status failed: %s" % e)
+        return None
+
+
 def token_absent_at_startup_is_served_when_it_appears(root):
+    sys.path.insert(0, os.path.join(kbtest.SRC, "tests", "kms"))
+    from kmsfix import Kms, kms_section
     tok = Token(root)
     tokens = os.path.join(tok.dir, "tokens")
     uuid = os.listdir(tokens)[0]
     os.rename(os.path.join(tokens, uuid), os.path.join(tok.dir, uuid))
-    b = Broker(root, tok)
+    path, sec = kms_section(root, "rsa")
+    b = Broker(root, tok, broker_extra="health_interval = 1s",
+               keys=tok.key_section("rsa", "rsa-kek", "RSA-OAEP") + tok.key_section("aes", "aes-kek", "AES-KWP") + sec)
     k = [k for k in b.status()["keys"] if k["name"] == "rsa"][0]
     check(k["available"] is False and "no initialized token" in k["unavailable"], "status marks rsa unavailable: %s" % k)
     b.err({"op": "wrap", "key": "rsa", "plaintext": b64(b"r" * 32)}, "backend_unavailable")
+    # KMS v2 Status says the key is unavailable, and why (not that it is missing)
+    kms = Kms(path)
+    st = wait_for(lambda: (lambda s: s if s and s.healthz != "ok" and "backend_unavailable" in s.healthz else None)(
+        kms_status(kms)), 30, "KMS Status names the outage")
+    check("rsa" in st.healthz and "no initialized token" in st.healthz, "Status says why: %r" % st.healthz)
     os.rename(os.path.join(tok.dir, uuid), os.path.join(tokens, uuid))
     wait_for(lambda: all(k["available"] for k in b.status()["keys"]), 60, "every key available", step=0.2)
     w = b.ok({"op": "wrap", "key": "rsa", "plaintext": b64(b"r" * 32)})
     check(b.ok({"op": "unwrap", "blob": w["blob"], "cache": False})["plaintext"] == b64(b"r" * 32), "round trip")
     check(b.log_text().count("key rsa: its key service is back") == 1, "logged once when it came up")
+    wait_for(lambda: (lambda s: s if s and s.healthz == "ok" else None)(kms_status(kms)), 30, "KMS Status ok again")
 
 
 def check_mode(b):

@@ -33,6 +33,8 @@ AREAS = {
 	'emulator',
 	# what ships: docs, man pages, usage, completion, terminal output, packages
 	'docs', 'man', 'usage', 'completion', 'terminal', 'package',
+	# the Debian packages the build, the tests and the docs need (scripts/packages)
+	'deps',
 	# the shape of the tree
 	'layering',
 }

@@ -2,7 +2,7 @@
 """The man pages against the one place each thing they document is defined.
 
 Option names are read at test time from the code that reads them (broker/
-config.c, broker/keyconf.c, broker/keys.c, pkcs11/conf.c, hsm/conf.c), and
+options.c, config.c, keyconf.c, keys.c, pkcs11/conf.c, hsm/conf.c), and
 subcommands and command-line options from the binaries' own --help, so a new
 option that the man page does not describe fails here, and so does a man page
 entry for an option the code no longer reads.
@@ -55,13 +55,13 @@ def quoted_array(text, name):
 def code_options():
     """{man page section: set of option names}, as the code reads them."""
     config = read("broker", "config.c")
-    broker = set(quoted_array(config, "broker_options"))
-    broker |= set(re.findall(r'!strcmp\(name, "([a-z0-9_]+)"\)',
-                             function_body(config, "static int broker_option(")))
+    # [broker] is parsed through the options table's rows (broker/options.c)
+    broker = set(re.findall(r'\{ B, "([a-z0-9_]+)"', read("broker", "options.c")))
     key = set(quoted_array(read("broker", "keyconf.c"), "kb_keyconf_core"))
     key |= set(re.findall(r'!strcmp\(name, "([a-z0-9_]+)"\)',
                           function_body(config, "static int key_option(")))
     key |= set(re.findall(r'"(allow_[a-z]+)"', read("broker", "keys.c")))
+    key |= set(re.findall(r'kb_keyconf_take\(kc, "([a-z_]+)"', read("broker", "keys.c")))
     taking = re.compile(r'\b(?:kb_keyconf_take|opt_or_env|take_[a-z]+)\(\s*(?:kc,\s*)?"([a-z][a-z0-9_]*)"')
     pkcs11 = set(taking.findall(read("pkcs11", "conf.c")))
     azure = set(taking.findall(read("hsm", "conf.c")))

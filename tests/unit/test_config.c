@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "options.h"
+#include "blob.h"
 #include "log.h"
 #include "unit.h"
 
@@ -67,7 +69,10 @@ static void config_defaults_apply_to_an_empty_file(void **state)
 		assert_int_equal(cfg->socket_mode, 0600);
 		assert_null(cfg->socket_group);
 		assert_int_equal(cfg->workers, 2);
-		assert_int_equal(cfg->max_request_bytes, 1024 * 1536 + 4096); /* follows max_batch: 1024 RSA-8192 blobs fit */
+		/* no key open yet: max_batch blobs of a longest-named RSA-4096 key (keys.c sizes it by the keys) */
+		assert_false(cfg->max_request_bytes_set);
+		assert_int_equal(cfg->max_request_bytes,
+				 kb_batch_request_bytes(1024, kb_blob_len_max(KB_KEY_NAME_MAX, KB_BATCH_UNKNOWN_WRAP)));
 		assert_int_equal(cfg->log_level, KB_LOG_INFO);
 		assert_int_equal(cfg->cache_ttl_ms, 300000);
 		assert_int_equal(cfg->cache_capacity, 100000);
