@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from . import ops
 from .errors import IoError, KeybrokerError
 from .ops import Blob, DataKey, Op, Rotated, RewrapItem, Unwrapped, UnwrapItem, Wrapped
-from .wire import Pending, closed_error, connect_error, default_socket
+from .wire import Pending, Settings, closed_error, connect_error, pick
 
 
 class _Resend(Exception):
@@ -98,18 +98,14 @@ class _AConn:
             pass
 
 
-class AsyncClient:
+class AsyncClient(Settings):
     """An asyncio client of keybrokerd; open it with ``await AsyncClient.connect()``
     or ``async with AsyncClient() as kb``. The arguments are those of Client;
     timeout bounds each call (asyncio.wait_for), None waits forever."""
 
     def __init__(self, socket: str | None = None, *, pool_size: int = 4, timeout: float | None = None,
                  max_batch: int = ops.BATCH_ITEMS, max_request_bytes: int = ops.BATCH_BYTES) -> None:
-        self.socket = socket or default_socket()
-        self.pool_size = max(1, pool_size)
-        self.timeout = timeout
-        self.max_batch = max_batch
-        self.max_request_bytes = max_request_bytes
+        super().__init__(socket, pool_size, timeout, max_batch, max_request_bytes)
         self._conns: list[_AConn] = []
         self._opening: asyncio.Lock | None = None
         self._closed = False
@@ -139,15 +135,15 @@ class AsyncClient:
         if self._closed:
             raise IoError("the client was closed")
         self._conns = [c for c in self._conns if not c.closed]
-        best = min(self._conns, key=_AConn.load, default=None)
-        if best is not None and (best.load() == 0 or len(self._conns) >= self.pool_size):
+        best = pick(self._conns, self.pool_size)
+        if best is not None:
             return best
         if self._opening is None:
             self._opening = asyncio.Lock()
         async with self._opening:       # one opens while the others wait for it
             self._conns = [c for c in self._conns if not c.closed]
-            best = min(self._conns, key=_AConn.load, default=None)
-            if best is not None and (best.load() == 0 or len(self._conns) >= self.pool_size):
+            best = pick(self._conns, self.pool_size)
+            if best is not None:
                 return best
             conn = await _AConn.open(self.socket)
             self._conns.append(conn)

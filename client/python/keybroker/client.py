@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from . import ops
 from .errors import IoError, KeybrokerError
 from .ops import Blob, DataKey, Op, Rotated, RewrapItem, Unwrapped, UnwrapItem, Wrapped
-from .wire import Pending, closed_error, connect_error, default_socket
+from .wire import Pending, Settings, closed_error, connect_error, pick
 
 
 class _Resend(Exception):
@@ -153,7 +153,7 @@ def _timeout(path: str) -> IoError:
     return IoError("no answer from keybrokerd on %s within the timeout" % path)
 
 
-class Client:
+class Client(Settings):
     """A blocking client of keybrokerd.
 
     socket: the broker's socket path (default: default_socket()).
@@ -165,11 +165,7 @@ class Client:
 
     def __init__(self, socket: str | None = None, *, pool_size: int = 4, timeout: float | None = None,
                  max_batch: int = ops.BATCH_ITEMS, max_request_bytes: int = ops.BATCH_BYTES) -> None:
-        self.socket = socket or default_socket()
-        self.pool_size = max(1, pool_size)
-        self.timeout = timeout
-        self.max_batch = max_batch
-        self.max_request_bytes = max_request_bytes
+        super().__init__(socket, pool_size, timeout, max_batch, max_request_bytes)
         self._lock = threading.Lock()
         self._conns: list[_Conn] = []
         self._closed = False
@@ -197,8 +193,8 @@ class Client:
             if self._closed:
                 raise IoError("the client was closed")
             self._conns = [c for c in self._conns if not c.ended()]
-            best = min(self._conns, key=_Conn.load, default=None)
-            if best is not None and (best.load() == 0 or len(self._conns) >= self.pool_size):
+            best = pick(self._conns, self.pool_size)
+            if best is not None:
                 return best
         conn = _Conn(self.socket, self.timeout)
         self._put(conn)

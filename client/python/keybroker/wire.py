@@ -121,6 +121,27 @@ class Pending:
         return resend
 
 
+class Settings:
+    """What Client and AsyncClient are given (their docstrings say what each means)."""
+
+    def __init__(self, socket: str | None, pool_size: int, timeout: float | None,
+                 max_batch: int, max_request_bytes: int) -> None:
+        self.socket = socket or default_socket()
+        self.pool_size = max(1, pool_size)
+        self.timeout = timeout
+        self.max_batch = max_batch
+        self.max_request_bytes = max_request_bytes
+
+
+def pick(conns: list[Any], pool_size: int) -> Any:
+    """The open connection to use next: the least loaded one if it is idle or the
+    pool is full, else None (open another). Each conn has load()."""
+    best = min(conns, key=lambda c: c.load(), default=None)
+    if best is not None and (best.load() == 0 or len(conns) >= pool_size):
+        return best
+    return None
+
+
 def closed_error(path: str) -> IoError:
     return IoError("keybrokerd on %s closed the connection before answering; "
                    "the request may or may not have been done" % path)
