@@ -330,3 +330,44 @@ func TestContextCancelledInFlight(t *testing.T) {
 		t.Fatal("the connection is usable after a cancel")
 	}
 }
+
+func TestErrorCodesPolicyAndAudit(t *testing.T) {
+	f := start(t, "softhsm", "audit_log = /dev/full\nadmin_uids = nobody\nmax_connections = 1\n")
+	c := dial(t, f)
+	ctx := context.Background()
+	_, err := c.Unwrap(ctx, "kb1:aes:01:AES-KWP:AAAA:zzzzzzzz")
+	if !errors.Is(err, keybroker.ErrBadBlob) && !errors.Is(err, keybroker.ErrAuditUnavailable) {
+		t.Fatalf("unwrap: %v", err)
+	}
+	_, err = c.Wrap(ctx, "aes", dek, "")
+	wantErr(t, err, keybroker.ErrAuditUnavailable)
+	_, err = c.Rotate(ctx, "aes")
+	wantErr(t, err, keybroker.ErrPermissionDenied)
+	second := dial(t, f) // over max_connections: the broker's one line answers its request
+	_, err = second.Status(ctx)
+	wantErr(t, err, keybroker.ErrBusy)
+}
+
+func TestErrorCodesAzure(t *testing.T) {
+	f := start(t, "azure", "")
+	c := dial(t, f)
+	ctx := context.Background()
+	w := must(c.Wrap(ctx, "az", dek, ""))
+	f.do(`admin /admin/keys/disable {"vault": "kv", "key": "rsa"}`)
+	must(c.Flush(ctx, ""))
+	_, err := c.Unwrap(ctx, w.Blob)
+	wantErr(t, err, keybroker.ErrKeyDisabled)
+	f.do(`admin /admin/keys/enable {"vault": "kv", "key": "rsa"}`)
+	f.do(`admin /admin/permissions/revoke {"principal": "kb-app", "vault": "kv", "key": "rsa", "permissions": ["unwrapKey"]}`)
+	must(c.Flush(ctx, ""))
+	_, err = c.Unwrap(ctx, w.Blob)
+	wantErr(t, err, keybroker.ErrPermissionDenied)
+	f.do(`admin /admin/permissions/grant {"principal": "kb-app", "vault": "kv", "key": "rsa", "permissions": ["unwrapKey"]}`)
+	if u := must(c.Unwrap(ctx, w.Blob)); !bytes.Equal(u.Plaintext, dek) {
+		t.Fatal("granted again")
+	}
+	f.do("emu-stop")
+	must(c.Flush(ctx, ""))
+	_, err = c.Unwrap(ctx, w.Blob)
+	wantErr(t, err, keybroker.ErrBackendUnavailable)
+}

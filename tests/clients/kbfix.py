@@ -9,7 +9,7 @@ Managed HSM key hsm (AES). Nothing is mocked.
 Run as a program (`kbfix.py softhsm|azure [BROKER_EXTRA]`), it starts one,
 prints one JSON line {"socket": ..., ...} and then obeys commands on stdin,
 one a line, answering each with one JSON line: stop, start, admin PATH JSON
-(the emulator's admin endpoint), rest METHOD PATH JSON, quit. The Go tests
+(the emulator's admin endpoint), rest METHOD PATH JSON, emu-stop, quit. The Go tests
 drive it so.
 """
 import json
@@ -76,6 +76,9 @@ def serve(kind, extra):
                 r = {"ok": True}
             elif cmd[0].strip() == "start":
                 b.start()
+                r = {"ok": True}
+            elif cmd[0].strip() == "emu-stop":
+                b.emu.stop()
                 r = {"ok": True}
             elif cmd[0] == "admin":
                 r = {"ok": True, "data": b.emu.admin(cmd[1], json.loads(cmd[2]))}
