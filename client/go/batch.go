@@ -69,10 +69,7 @@ func (c *Client) many(ctx context.Context, op string, blobs []string, key string
 			size += b
 			m++
 		}
-		req := map[string]any{"op": op, "blobs": blobs[i : i+m]}
-		if key != "" {
-			req["key"] = key
-		}
+		req := &request{Op: op, Blobs: blobs[i : i+m], Key: key}
 		r, err := c.roundtrip(ctx, req)
 		if errors.Is(err, ErrTooLarge) && m > 1 {
 			items = m / 2

@@ -108,13 +108,8 @@ func (c *Client) conn(ctx context.Context) (*conn, error) {
 	if c.closed {
 		return nil, errorf(ErrIO, "the client was closed")
 	}
-	if c.cur != nil {
-		c.cur.mu.Lock()
-		closed := c.cur.closed
-		c.cur.mu.Unlock()
-		if !closed {
-			return c.cur, nil
-		}
+	if c.cur != nil && !c.cur.ended() {
+		return c.cur, nil
 	}
 	cn, err := c.open(ctx)
 	if err != nil {
@@ -125,7 +120,7 @@ func (c *Client) conn(ctx context.Context) (*conn, error) {
 }
 
 // roundtrip sends req and waits for its answer, or for ctx to end.
-func (c *Client) roundtrip(ctx context.Context, req map[string]any) (*response, error) {
+func (c *Client) roundtrip(ctx context.Context, req any) (*response, error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		cn, err := c.conn(ctx)
 		if err != nil {
@@ -138,16 +133,14 @@ func (c *Client) roundtrip(ctx context.Context, req map[string]any) (*response, 
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case r := <-w.ch:
-			if r.err == errResend {
-				continue
-			}
-			return r.r, r.err
-		case <-ctx.Done():
-			cn.forget(id)
-			return nil, ctx.Err()
+		r, err := cn.wait(ctx, id, w)
+		if err != nil {
+			return nil, err
 		}
+		if r.err == errResend {
+			continue
+		}
+		return r.r, r.err
 	}
 	return nil, errorf(ErrIO, "keybrokerd on %s closed the connection before answering; "+
 		"the request may or may not have been done", c.path)
@@ -218,7 +211,7 @@ func unwrapped(r *response) (*Unwrapped, error) {
 	return &Unwrapped{r.Plaintext, r.Key, r.Version, r.Cached, r.Stale}, nil
 }
 
-func (c *Client) object(ctx context.Context, req map[string]any) (map[string]any, error) {
+func (c *Client) object(ctx context.Context, req any) (map[string]any, error) {
 	r, err := c.roundtrip(ctx, req)
 	if err != nil {
 		return nil, err
@@ -247,7 +240,7 @@ func (c *Client) Call(ctx context.Context, req map[string]any) (map[string]any, 
 
 // Status returns the broker's status object (version, uptime_s, cache, keys, counters).
 func (c *Client) Status(ctx context.Context) (map[string]any, error) {
-	return c.object(ctx, map[string]any{"op": "status"})
+	return c.object(ctx, &request{Op: "status"})
 }
 
 // Get describes key: backend, alg, kty, bits, enabled, latest, versions, public_key_pem.
@@ -255,7 +248,7 @@ func (c *Client) Get(ctx context.Context, key string) (map[string]any, error) {
 	if err := need(key, "key"); err != nil {
 		return nil, err
 	}
-	return c.object(ctx, map[string]any{"op": "get", "key": key})
+	return c.object(ctx, &request{Op: "get", Key: key})
 }
 
 // Wrap wraps plaintext (1 to 1024 bytes; less for RSA) under the latest
@@ -267,10 +260,7 @@ func (c *Client) Wrap(ctx context.Context, key string, plaintext []byte, alg str
 	if len(plaintext) == 0 {
 		return nil, errorf(ErrBadRequest, "plaintext must not be empty (nothing was sent)")
 	}
-	req := map[string]any{"op": "wrap", "key": key, "plaintext": plaintext}
-	if alg != "" {
-		req["alg"] = alg
-	}
+	req := &request{Op: "wrap", Key: key, Plaintext: plaintext, Alg: alg}
 	r, err := c.roundtrip(ctx, req)
 	if err != nil {
 		return nil, err
@@ -283,7 +273,7 @@ func (c *Client) Unwrap(ctx context.Context, blob string) (*Unwrapped, error) {
 	if err := need(blob, "blob"); err != nil {
 		return nil, err
 	}
-	r, err := c.roundtrip(ctx, map[string]any{"op": "unwrap", "blob": blob})
+	r, err := c.roundtrip(ctx, &request{Op: "unwrap", Blob: blob})
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +282,7 @@ func (c *Client) Unwrap(ctx context.Context, blob string) (*Unwrapped, error) {
 
 // UnwrapAzure unwraps Azure's raw form {"kid","alg","value"}.
 func (c *Client) UnwrapAzure(ctx context.Context, blob AzureBlob) (*Unwrapped, error) {
-	r, err := c.roundtrip(ctx, map[string]any{"op": "unwrap", "blob": blob})
+	r, err := c.roundtrip(ctx, &request{Op: "unwrap", Blob: blob})
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +297,7 @@ func (c *Client) DataKey(ctx context.Context, key string, bits int) (*DataKey, e
 	if bits == 0 {
 		bits = 256
 	}
-	r, err := c.roundtrip(ctx, map[string]any{"op": "datakey", "key": key, "bits": bits})
+	r, err := c.roundtrip(ctx, &request{Op: "datakey", Key: key, Bits: bits})
 	if err != nil {
 		return nil, err
 	}
@@ -323,10 +313,7 @@ func (c *Client) Rewrap(ctx context.Context, blob, key string) (*Wrapped, error)
 	if err := need(blob, "blob"); err != nil {
 		return nil, err
 	}
-	req := map[string]any{"op": "rewrap", "blob": blob}
-	if key != "" {
-		req["key"] = key
-	}
+	req := &request{Op: "rewrap", Blob: blob, Key: key}
 	r, err := c.roundtrip(ctx, req)
 	if err != nil {
 		return nil, err
@@ -339,7 +326,7 @@ func (c *Client) Rotate(ctx context.Context, key string) (*Rotated, error) {
 	if err := need(key, "key"); err != nil {
 		return nil, err
 	}
-	r, err := c.roundtrip(ctx, map[string]any{"op": "rotate", "key": key})
+	r, err := c.roundtrip(ctx, &request{Op: "rotate", Key: key})
 	if err != nil {
 		return nil, err
 	}
@@ -352,10 +339,7 @@ func (c *Client) Rotate(ctx context.Context, key string) (*Rotated, error) {
 // Flush evicts the cached DEKs of key ("" for every key) and returns how many
 // (an admin operation).
 func (c *Client) Flush(ctx context.Context, key string) (int, error) {
-	req := map[string]any{"op": "flush"}
-	if key != "" {
-		req["key"] = key
-	}
+	req := &request{Op: "flush", Key: key}
 	r, err := c.roundtrip(ctx, req)
 	if err != nil {
 		return 0, err
@@ -368,7 +352,7 @@ func (c *Client) Flush(ctx context.Context, key string) (int, error) {
 
 // Metrics returns the broker's counters in the Prometheus text format.
 func (c *Client) Metrics(ctx context.Context) (string, error) {
-	r, err := c.roundtrip(ctx, map[string]any{"op": "metrics"})
+	r, err := c.roundtrip(ctx, &request{Op: "metrics"})
 	if err != nil {
 		return "", err
 	}

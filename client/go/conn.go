@@ -1,13 +1,15 @@
 package keybroker
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // MaxResponse bounds one answer line, as libkeybroker's KB_MAX_RESPONSE.
@@ -55,12 +57,19 @@ type waiter struct {
 	resend bool
 }
 
-// conn is one connection: the reader goroutine owns reading, mu guards
-// waiting and the counters, wmu keeps each request line whole.
+// conn is one connection. There is no reader goroutine: a caller waiting for
+// its answer reads the socket itself when no other caller is reading (rmu),
+// and hands every line it reads to the caller with that id, so a lone caller
+// pays for no goroutine switch. When the reader leaves, it passes the turn to
+// one of the callers still waiting. mu guards waiting and the counters, wmu
+// keeps each request line whole.
 type conn struct {
 	path     string
 	nc       net.Conn
 	wmu      sync.Mutex
+	rmu      sync.Mutex    // held by the caller reading the socket
+	turn     chan struct{} // a waiting caller may take the reader's place
+	rbuf     []byte        // bytes read but not yet handed out (rmu)
 	mu       sync.Mutex
 	waiting  map[uint64]*waiter
 	nextID   uint64
@@ -70,50 +79,147 @@ type conn struct {
 }
 
 func openConn(nc net.Conn, path string) *conn {
-	c := &conn{path: path, nc: nc, waiting: map[uint64]*waiter{}, nextID: 1}
-	go c.read()
-	return c
+	return &conn{path: path, nc: nc, waiting: map[uint64]*waiter{}, nextID: 1,
+		turn: make(chan struct{}, 1)}
 }
 
-func (c *conn) read() {
-	br := bufio.NewReaderSize(c.nc, 64<<10)
-	var err error
+// wait returns the answer to w, reading the socket when it is its turn, or
+// ctx's error when ctx ends first (w is then forgotten).
+func (c *conn) wait(ctx context.Context, id uint64, w *waiter) (reply, error) {
 	for {
-		var line []byte
-		line, err = readLine(br)
-		if err != nil {
-			break
+		select {
+		case r := <-w.ch:
+			c.passTurn()
+			return r, nil
+		default:
 		}
-		if err = c.dispatch(line); err != nil {
-			break
+		if c.rmu.TryLock() {
+			select {
+			case r := <-w.ch: // answered while we took the lock
+				c.rmu.Unlock()
+				c.passTurn()
+				return r, nil
+			default:
+			}
+			err := c.readOne(ctx)
+			c.rmu.Unlock()
+			if err != nil && ctx.Err() != nil {
+				c.forget(id)
+				c.passTurn()
+				return reply{}, ctx.Err()
+			}
+			if err != nil {
+				c.end(err)
+			}
+			continue
+		}
+		select {
+		case r := <-w.ch:
+			c.passTurn()
+			return r, nil
+		case <-c.turn:
+		case <-ctx.Done():
+			c.forget(id)
+			return reply{}, ctx.Err()
 		}
 	}
-	if errors.Is(err, io.EOF) {
-		err = errorf(ErrIO, "keybrokerd on %s closed the connection before answering; "+
-			"the request may or may not have been done", c.path)
-	} else if _, ok := err.(*Error); !ok {
-		err = errorf(ErrIO, "reading %s: %v", c.path, err)
-	}
-	c.end(err)
 }
 
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if err == nil {
-		return append([]byte(nil), line...), nil
+// passTurn wakes one waiting caller to read, if any waits and none reads.
+func (c *conn) passTurn() {
+	if c.load() == 0 {
+		return
 	}
-	buf := append([]byte(nil), line...)
-	for err == bufio.ErrBufferFull {
-		if len(buf) > MaxResponse {
-			return nil, errorf(ErrProtocol, "keybrokerd sent a line over %d bytes", MaxResponse)
+	select {
+	case c.turn <- struct{}{}:
+	default:
+	}
+}
+
+// readOne reads until at least one whole line is handed out (rmu held). When
+// ctx ends meanwhile, it returns ctx's error and keeps what it read.
+func (c *conn) readOne(ctx context.Context) error {
+	if done := ctx.Done(); done != nil {
+		stop, exited := make(chan struct{}), make(chan struct{})
+		defer func() {
+			close(stop)
+			<-exited // so its deadline cannot land after the reset below
+			c.nc.SetReadDeadline(time.Time{})
+		}()
+		go func() {
+			defer close(exited)
+			select {
+			case <-done:
+				c.nc.SetReadDeadline(time.Unix(1, 0)) // wakes the Read below
+			case <-stop:
+			}
+		}()
+	}
+	var chunk [64 << 10]byte
+	for {
+		if nl := bytes.IndexByte(c.rbuf, '\n'); nl >= 0 {
+			for nl >= 0 {
+				line := append([]byte(nil), c.rbuf[:nl+1]...)
+				c.rbuf = c.rbuf[nl+1:]
+				if err := c.dispatch(line); err != nil {
+					return err
+				}
+				nl = bytes.IndexByte(c.rbuf, '\n')
+			}
+			if len(c.rbuf) == 0 {
+				c.rbuf = nil
+			}
+			return nil
 		}
-		line, err = br.ReadSlice('\n')
-		buf = append(buf, line...)
+		if len(c.rbuf) > MaxResponse {
+			return errorf(ErrProtocol, "keybrokerd on %s sent a line over %d bytes", c.path, MaxResponse)
+		}
+		n, err := c.nc.Read(chunk[:])
+		c.rbuf = append(c.rbuf, chunk[:n]...)
+		if err != nil && n == 0 {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return errorf(ErrIO, "keybrokerd on %s closed the connection before answering; "+
+					"the request may or may not have been done", c.path)
+			}
+			return errorf(ErrIO, "reading %s: %v", c.path, err)
+		}
 	}
+}
+
+// ended reports, without blocking, whether the broker has closed this idle
+// connection (idle_timeout): nothing is owed on it, so nothing is lost.
+func (c *conn) ended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return true
+	}
+	if len(c.waiting) > 0 || len(c.rbuf) > 0 {
+		return false
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
 	if err != nil {
-		return nil, err
+		return false
 	}
-	return buf, nil
+	gone := false
+	raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err == syscall.ECONNRESET
+		return true
+	})
+	if gone {
+		c.closed = true
+		c.nc.Close()
+	}
+	return gone
 }
 
 func (c *conn) dispatch(line []byte) error {
@@ -180,8 +286,22 @@ func (c *conn) load() int {
 	return len(c.waiting)
 }
 
-// send writes req with the next id and returns where its answer will come.
-func (c *conn) send(req map[string]any) (uint64, *waiter, error) {
+// request is every operation's request; Blob and Blobs are any so that an
+// Azure object, and an empty batch ("blobs":[]), marshal as they are.
+type request struct {
+	Op        string `json:"op"`
+	Key       string `json:"key,omitempty"`
+	Blob      any    `json:"blob,omitempty"`
+	Blobs     any    `json:"blobs,omitempty"`
+	Plaintext []byte `json:"plaintext,omitempty"`
+	Alg       string `json:"alg,omitempty"`
+	Bits      int    `json:"bits,omitempty"`
+	ID        uint64 `json:"id"`
+}
+
+// send writes req (a *request, or Call's map) with the next id and returns
+// where its answer will come.
+func (c *conn) send(req any) (uint64, *waiter, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -189,14 +309,20 @@ func (c *conn) send(req map[string]any) (uint64, *waiter, error) {
 	}
 	id := c.nextID
 	c.nextID++
-	req["id"] = id
+	var op string
+	switch r := req.(type) {
+	case *request:
+		r.ID, op = id, r.Op
+	case map[string]any:
+		r["id"] = id
+		op, _ = r["op"].(string)
+	}
 	line, err := json.Marshal(req)
 	if err != nil {
 		c.mu.Unlock()
 		return 0, nil, errorf(ErrBadRequest, "cannot encode the request: %v", err)
 	}
 	line = append(line, '\n')
-	op, _ := req["op"].(string)
 	w := &waiter{ch: make(chan reply, 1), size: len(line), resend: resendable[op]}
 	if len(c.waiting) == 0 {
 		c.idleMark = c.answered

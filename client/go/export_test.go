@@ -7,9 +7,7 @@ func Closed(c *Client) bool {
 	c.mu.Lock()
 	cn := c.cur
 	c.mu.Unlock()
-	cn.mu.Lock()
-	defer cn.mu.Unlock()
-	return cn.closed
+	return cn.ended()
 }
 
 // InFlight is the number of c's requests waiting for their answer.
