@@ -70,6 +70,7 @@ typedef struct kb_key {
 	/* health.c's last real check (get, wrap, unwrap): not yet, passed or failed */
 	bool checked;
 	bool check_ok;
+	char check_error[512];  /* what failed and why; status shows it, /readyz only the code */
 
 	/*
 	 * outage.h: the key service was down when the key opened (state is
@@ -259,6 +260,7 @@ typedef struct kb_broker {
 	int nconns;
 	bool draining;
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
+	struct kb_connset *conns;  /* the loop's connections, every face's (conn.h), for a reload's re-check (revoke.h) */
 	kb_io_timer *outage_timer; /* outage.h: the reopens of keys whose service was down */
 	/*
 	 * The loop's gate (finish.h): the loop thread holds it while it works

@@ -174,7 +174,8 @@ static void check_timeouts(server *s, int64_t now)
 			why = "sent a partial line for longer than client_timeout";
 		else if (c->blocked_since_ms && now - c->blocked_since_ms > cfg->client_timeout_ms)
 			why = "left its answers unread for longer than client_timeout";
-		else if (cfg->idle_timeout_ms && c->inflight == 0 && c->out.len == 0 &&
+		/* a KMS connection's idle limit is its face's: gRPC says goodbye first (kms_face.c) */
+		else if (cfg->idle_timeout_ms && !c->shared && c->inflight == 0 && c->out.len == 0 &&
 			 now - c->last_activity_ms > cfg->idle_timeout_ms)
 			why = "was idle for longer than idle_timeout";
 		if (why) {
@@ -317,6 +318,7 @@ static void teardown(server *s)
 		kb_conn_close(s->conns.list);
 	kb_connset_detach(&s->conns);
 	s->b->peers = NULL;
+	s->b->conns = NULL;
 	kb_peers_free(&s->conns.peers);
 	remove_socket(s);
 	if (s->epfd >= 0)
@@ -567,6 +569,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		return rc;
 	}
 	b->peers = &s.conns.peers;
+	b->conns = &s.conns;
 	kb_broker_attach_io(b, &s.io);
 	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */
 	if (((b->cfg->nkms > 0 || b->cfg->metrics_listen) &&
