@@ -30,19 +30,19 @@ type wireError struct {
 
 // response holds the fields of any answer; raw is the line, for status and get.
 type response struct {
-	ID        json.RawMessage `json:"id"`
-	OK        *bool           `json:"ok"`
-	Error     *wireError      `json:"error"`
-	Blob      string          `json:"blob"`
-	Key       string          `json:"key"`
-	Version   string          `json:"version"`
-	Plaintext []byte          `json:"plaintext"`
-	Cached    bool            `json:"cached"`
-	Stale     bool            `json:"stale"`
-	Reused    bool            `json:"reused"`
-	Flushed   *int            `json:"flushed"`
-	Text      *string         `json:"text"`
-	Results   []response      `json:"results"`
+	ID        *uint64    `json:"id"` // nil: null, a line the broker could not frame
+	OK        *bool      `json:"ok"`
+	Error     *wireError `json:"error"`
+	Blob      string     `json:"blob"`
+	Key       string     `json:"key"`
+	Version   string     `json:"version"`
+	Plaintext []byte     `json:"plaintext"`
+	Cached    bool       `json:"cached"`
+	Stale     bool       `json:"stale"`
+	Reused    bool       `json:"reused"`
+	Flushed   *int       `json:"flushed"`
+	Text      *string    `json:"text"`
+	Results   []response `json:"results"`
 	raw       []byte
 }
 
@@ -231,7 +231,7 @@ func (c *conn) dispatch(line []byte) error {
 	c.answered++
 	var id uint64
 	found := false
-	if len(r.ID) == 0 || bytes.Equal(r.ID, []byte("null")) {
+	if r.ID == nil {
 		// a line it could not frame (too_large: the longest in flight) or a refused
 		// connection (permission_denied, busy): the broker closes after it
 		for k, w := range c.waiting {
@@ -239,7 +239,8 @@ func (c *conn) dispatch(line []byte) error {
 				id, found = k, true
 			}
 		}
-	} else if json.Unmarshal(r.ID, &id) == nil {
+	} else {
+		id = *r.ID
 		_, found = c.waiting[id]
 	}
 	var w *waiter
