@@ -456,6 +456,7 @@ const kb_health_state *kb_health_get(kb_health *h, const char *key)
 {
 	hkey *k;
 
+	kb_loop_assert_owner();
 	track(h);
 	k = kb_key_find(h->b, key) ? find(h, key) : NULL;
 	return k ? &k->st : NULL;
@@ -465,6 +466,7 @@ void kb_health_poke(kb_health *h, const char *key)
 {
 	hkey *k = find(h, key);
 
+	kb_loop_assert_owner();
 	if (k && k->st.checked && !k->st.ok && kb_now_ms() - k->st.checked_ms >= RETRY_MS)
 		start_check(k);
 }
@@ -487,6 +489,7 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 	hkey *k;
 	learner *l;
 
+	kb_loop_assert_owner();
 	track(h);
 	if ((k = find(h, key)) == NULL || h->stopping)
 		return KB_E_UNKNOWN_KEY;
@@ -506,6 +509,7 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 
 void kb_health_end_learners(kb_health *h)
 {
+	kb_loop_assert_owner();
 	for (int i = 0; h && i < h->nkeys; i++)
 		finish_learners(h->keys[i]);
 }
@@ -515,6 +519,7 @@ bool kb_health_ready(kb_health *h, bool poke, char *why, size_t cap)
 	bool ready = true;
 	size_t n = 0;
 
+	kb_loop_assert_owner();
 	track(h);
 	/* every key that is not ready is named, so an operator sees the whole outage at once */
 	for (int i = 0; i < h->b->nkeys; i++) {

@@ -7,7 +7,7 @@
  * compare. Checks run at most every health_interval per key; after a failed
  * check, a reader's kb_health_poke starts the next one at once (at most one a
  * second), so a key that comes back is seen as soon as someone asks.
- * Everything here runs on the loop thread.
+ * Everything here is loop state: the caller holds the loop token (looptoken.h).
  */
 #ifndef KB_HEALTH_H
 #define KB_HEALTH_H

@@ -355,6 +355,7 @@ static void *run(void *arg)
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(g->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
 		kb_kms_call *c;
+		int step;
 
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
@@ -365,9 +366,11 @@ static void *run(void *arg)
 			continue;
 		}
 		c = ev.tag;
-		if (c->step == STEP_NEW && !ev.success)
+		/* acquire: the thread that answered c wrote it before its release of step (kb_kms_call_reply) */
+		step = __atomic_load_n(&c->step, __ATOMIC_ACQUIRE);
+		if (step == STEP_NEW && !ev.success)
 			call_free(c); /* the server is shutting down */
-		else if (c->step == STEP_NEW)
+		else if (step == STEP_NEW)
 			on_new(g, c);
 		else if (c->step == STEP_MSG)
 			on_message(g, c, ev.success);
@@ -509,6 +512,7 @@ void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
 		       const ProtobufCMessage *resp)
 {
 	grpc_op ops[4];
+	grpc_call *call;
 	size_t n = 0;
 
 	memset(ops, 0, sizeof(ops));
@@ -531,8 +535,10 @@ void kb_kms_call_reply(kb_kms_call *c, grpc_status_code status, const char *msg,
 	ops[n++].data.send_status_from_server.status_details = &c->status_details;
 	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-	c->step = STEP_DONE;
-	if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
+	/* release: once the batch is started, gRPC's thread may end and free c (run); c is not read after */
+	call = c->call;
+	__atomic_store_n(&c->step, STEP_DONE, __ATOMIC_RELEASE);
+	if (grpc_call_start_batch(call, ops, n, c, NULL) != GRPC_CALL_OK) {
 		kb_warn("could not answer a KMS call");
 		call_free(c);
 	}

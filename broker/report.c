@@ -245,6 +245,36 @@ static void peer_metrics(kb_broker *b, kb_buf *t, bool peers)
 	}
 }
 
+/* uid_wait returns the i-th series of w and its label (NULL past the last). */
+static const kb_uid_wait *uid_wait(const kb_uid_waits *w, int i, char *labels, size_t cap)
+{
+	if (i < w->n) {
+		snprintf(labels, cap, "uid=\"%u\"", (unsigned)w->uids[i].uid);
+		return &w->uids[i];
+	}
+	if (i > w->n || w->other.count == 0)
+		return NULL;
+	snprintf(labels, cap, "uid=\"other\"");
+	return &w->other;
+}
+
+/* queue_wait_metrics writes how long each uid's jobs waited for a worker (uidwaits.h). */
+static void queue_wait_metrics(kb_broker *b, kb_buf *t)
+{
+	const kb_uid_wait *u;
+	char labels[64];
+
+	help(t, "keybroker_queue_wait_seconds", "summary",
+	     "Time jobs waited in the worker pool's queue, by the uid they were queued for (the first 16 uids seen, then \"other\").");
+	for (int i = 0; (u = uid_wait(&b->queue_waits, i, labels, sizeof(labels))) != NULL; i++) {
+		metric(t, "keybroker_queue_wait_seconds_sum", labels, (double)u->sum_us / 1e6);
+		metric(t, "keybroker_queue_wait_seconds_count", labels, (double)u->count);
+	}
+	help(t, "keybroker_queue_wait_max_seconds", "gauge", "The longest a job of the uid waited in the worker pool's queue.");
+	for (int i = 0; (u = uid_wait(&b->queue_waits, i, labels, sizeof(labels))) != NULL; i++)
+		metric(t, "keybroker_queue_wait_max_seconds", labels, (double)u->max_us / 1e6);
+}
+
 /* kms_metrics writes the KMS v2 calls and each key's last real health check (health.c). */
 static void kms_metrics(kb_broker *b, kb_buf *t)
 {
@@ -338,6 +368,7 @@ void kb_report_prometheus(kb_broker *b, kb_buf *out, bool peers)
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"replace\"", (double)b->cache.evictions[KB_EVICT_REPLACE]);
 	singles(&t, cache_and_conns, sizeof(cache_and_conns) / sizeof(cache_and_conns[0]));
 	peer_metrics(b, &t, peers);
+	queue_wait_metrics(b, &t);
 	backend_metrics(b, &t);
 	kms_metrics(b, &t);
 	kb_buf_append(out, t.data ? t.data : "", t.len);
