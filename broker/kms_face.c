@@ -24,7 +24,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +39,7 @@
 #include "ticket.h"
 #include "unixsock.h"
 
-#define KMS_SWEEP_MS 250
+#define KMS_SWEEP_MS 50
 /*
  * beyond the idle limit, before the sweep closes a quiet connection: gRPC's
  * own idle limit (the same) says goodbye first with a GOAWAY, which its
@@ -65,7 +64,15 @@
  * for as long as the connection lives, and never tells (HTTP/2 rapid reset
  * grew 250 MB/s); closing the connection gives it back
  */
-#define KMS_HEAP_BUDGET ((size_t)64 << 20)
+#define KMS_HEAP_BUDGET ((size_t)32 << 20)
+/*
+ * a peer closed for the memory budget or for resetting calls is refused this
+ * long: a rapid-reset client reconnects at once, and gRPC does not give back
+ * what the closed connection held before the next one has grown past the
+ * budget again (each reconnect added about 33 MB)
+ */
+#define KMS_BENCH_MS 30000
+#define KMS_BENCH_MAX 16
 /* header bytes a call may carry (gRPC's default is 8 KiB; kube-apiserver sends a few hundred) */
 #define KMS_MAX_METADATA 8192
 
@@ -104,6 +111,11 @@ struct kb_kms_face {
 	kb_health *health;
 	kms *servers;
 	int n;
+	/* peers closed for the memory budget or a rapid reset, refused until then (KMS_BENCH_MS) */
+	struct {
+		pid_t pid;
+		int64_t until_ms;
+	} bench[KMS_BENCH_MAX];
 };
 
 /* retire forgets kc: its connection is closed (if it was not) and the face's reference given back */
@@ -133,14 +145,50 @@ static void close_conn(kms *k, kconn *kc, const char *why)
 	kb_conn_close(c);
 }
 
+/* bench refuses pid's KMS connections for KMS_BENCH_MS, in the slot that ends first */
+static void bench(kb_kms_face *f, pid_t pid)
+{
+	int oldest = 0;
+
+	for (int i = 0; i < KMS_BENCH_MAX; i++) {
+		if (f->bench[i].pid == pid) {
+			oldest = i;
+			break;
+		}
+		if (f->bench[i].until_ms < f->bench[oldest].until_ms)
+			oldest = i;
+	}
+	f->bench[oldest].pid = pid;
+	f->bench[oldest].until_ms = kb_now_ms() + KMS_BENCH_MS;
+}
+
+/* benched tells whether pid is refused now */
+static bool benched(const kb_kms_face *f, pid_t pid)
+{
+	int64_t now = kb_now_ms();
+
+	for (int i = 0; i < KMS_BENCH_MAX; i++)
+		if (f->bench[i].pid == pid && f->bench[i].until_ms > now)
+			return true;
+	return false;
+}
+
 /* take serves a connection the listener admitted: gRPC gets a duplicate, the face keeps the original */
 static void take(void *ctx, kb_conn *c)
 {
 	kms *k = ctx;
 	struct stat st;
-	kconn *kc = calloc(1, sizeof(*kc));
+	kconn *kc;
 	int gfd = -1;
 
+	if (benched(k->f, c->pid)) {
+		kb_info("kms %s: refusing a connection of pid %d (uid %u): it was closed for the memory budget or "
+			"resetting calls less than %d s ago", k->name, (int)c->pid, (unsigned)c->uid, KMS_BENCH_MS / 1000);
+		k->f->b->counters.conns_refused++;
+		kb_conn_close(c);
+		return;
+	}
+	kc = calloc(1, sizeof(*kc));
 	if (kc == NULL || fstat(c->fd, &st) != 0 || (gfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
 	    kb_fdlimit_over(gfd)) {
 		if (gfd >= 0)
@@ -177,18 +225,28 @@ static void take(void *ctx, kb_conn *c)
 	kb_kms_grpc_add_fd(k->grpc, gfd);
 }
 
-/* the sanitizers' allocator answers this; glibc's mallinfo2 does not see it */
+/* the sanitizers' allocator answers this; their shadow memory would swamp the resident size */
 extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
 
-/* heap_in_use is the bytes the process holds from malloc now (what gRPC holds is in it) */
+/*
+ * heap_in_use is the memory the process holds now: its resident size. Not
+ * glibc's mallinfo2, which counts the main arena only, while gRPC's threads
+ * allocate from arenas of their own (a rapid reset grew the resident size by
+ * 235 MB while mallinfo2 saw less than the budget).
+ */
 static size_t heap_in_use(void)
 {
-	struct mallinfo2 m;
+	unsigned long size = 0, resident = 0;
+	FILE *f;
 
 	if (__sanitizer_get_current_allocated_bytes)
 		return __sanitizer_get_current_allocated_bytes();
-	m = mallinfo2();
-	return m.uordblks + m.hblkhd;
+	if ((f = fopen("/proc/self/statm", "re")) == NULL)
+		return 0;
+	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
 }
 
 /*
@@ -209,7 +267,7 @@ static bool over_budget(kb_kms_face *f)
 	}
 	if (now < f->act_at)
 		return false;
-	kb_warn("kms: the heap grew by %zu MiB (more than %zu): closing every KMS connection without a call in flight; "
+	kb_warn("kms: the memory held grew by %zu MiB (more than %zu): closing every KMS connection, calls in flight too; "
 		"gRPC gives back what a connection held when it closes (a peer resetting streams, HTTP/2 rapid reset, "
 		"grows it)",
 		(now - f->heap0) >> 20, KMS_HEAP_BUDGET >> 20);
@@ -231,8 +289,10 @@ static void sweep(void *ctx)
 		next = kc->next;
 		if (fstat(kc->gfd, &st) != 0 || (uint64_t)st.st_ino != kc->ino)
 			retire(k, kc); /* gRPC let go */
-		else if (!c->closed && c->inflight == 0 && over)
-			close_conn(k, kc, "was quiet while gRPC held more heap than its budget");
+		else if (!c->closed && over) {
+			close_conn(k, kc, "was open while gRPC held more memory than its budget");
+			bench(k->f, c->pid);
+		}
 		else if (!c->closed && c->inflight == 0 && now - c->last_activity_ms > k->idle_ms + KMS_IDLE_GRACE_MS)
 			close_conn(k, kc, k->f->b->cfg->idle_timeout_ms ? "had no call answered for longer than idle_timeout"
 								 : "had no call answered for longer than client_timeout");
@@ -268,10 +328,12 @@ static void on_call(void *ctx, kb_inbox_item *it)
 		kb_kms_call_reply(c, GRPC_STATUS_UNAVAILABLE, "the connection it came on is closed", NULL);
 		return;
 	}
-	if (kb_kms_call_over(c))
+	if (kb_kms_call_over(c)) {
 		close_conn(k, kc, failed == GRPC_STATUS_RESOURCE_EXHAUSTED
 					  ? "opened more calls at once than max_inflight (it ignores SETTINGS_MAX_CONCURRENT_STREAMS)"
 					  : "failed more than " STR(KMS_FAILED_PER_S) " calls in a second (HTTP/2 rapid reset)");
+		bench(k->f, kc->conn->pid);
+	}
 	if (failed != GRPC_STATUS_OK) {
 		kb_kms_call_reply(c, failed, msg, NULL);
 		return;
