@@ -66,6 +66,7 @@ typedef struct kb_key {
 	double ttl_jitter;      /* cache_ttl_jitter: each entry's TTL is cut by up to this fraction */
 	uint64_t jitter_rng;    /* xorshift state for it (not a secret; loop thread only) */
 	kb_acl acl[KB_ACL_COUNT];
+	struct kb_keyprints *prints; /* its versions' fingerprints (keyprint.h owns them) */
 
 	/* health.c's last real check (get, wrap, unwrap): not yet, passed or failed */
 	bool checked;

@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keyprint.h"
 #include "keys.h"
 #include "log.h"
 #include "options.h"
@@ -124,6 +125,8 @@ static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *er
 		return kb_err_set(err, KB_E_BAD_REQUEST,
 				  "%s:%d: [key:%s] backend: \"%s\" is not a backend (pkcs11 or azure)",
 				  kc->file, kc->line, kc->name, kc->backend);
+	if ((k->prints = kb_keyprints_new()) == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	if ((rc = take_acls(kc, k, err)) != KB_OK || (rc = take_grace(cfg, kc, k, err)) != KB_OK ||
 	    (rc = take_jitter(cfg, kc, k, err)) != KB_OK)
 		return rc;
@@ -233,9 +236,11 @@ void kb_keyset_unref(kb_keyset *ks)
 {
 	if (ks == NULL || --ks->refs > 0)
 		return;
-	for (int i = 0; i < ks->nkeys; i++)
+	for (int i = 0; i < ks->nkeys; i++) {
 		if (ks->keys[i].ops && ks->keys[i].state)
 			ks->keys[i].ops->close(ks->keys[i].state);
+		kb_keyprints_free(ks->keys[i].prints);
+	}
 	free(ks->keys);
 	kb_config_free(ks->cfg);
 	free(ks);

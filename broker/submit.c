@@ -4,6 +4,7 @@
  * broker, is a short call the loop makes itself (see submit.h).
  */
 #include "finish.h"
+#include "keyprint.h"
 #include "loopcall.h"
 #include "outage.h"
 #include "pool.h"
@@ -78,6 +79,11 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL) {
 		expect_answer(b, j, true);
 		kb_pool_submit(b->pool, j);
+		return;
+	}
+	/* on the loop, the control slot (backend.h) is free: a fingerprint is made there once */
+	if (kb_keyprint_check(k, b->cfg->workers, &j->blob, &j->err) != KB_OK) {
+		kb_job_finish(b, j);
 		return;
 	}
 	expect_answer(b, j, false);

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Rotation to an entirely new key (issue 26) against a real keybrokerd on a
+SoftHSM token: every new blob carries the fingerprint of the key version that
+wrapped it (format kb2), and a blob whose key moved is refused as such
+(unknown_version, naming the fingerprint and the fix), never as bad_blob."""
+import hashlib
+import os
+import signal
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import kbtest  # noqa: E402
+from kbtest import Broker, Token, b64, blob_fields, check, make_blob, wait_for  # noqa: E402
+
+
+def fingerprint(material):
+    """16 hex digits of SHA-256, as keyprint.h and the KMS face's key_id make them."""
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def reload(b, conf_text):
+    """Writes conf_text and sends SIGHUP; waits until the daemon logged that it reloaded."""
+    kbtest.write_atomic(b.conf, conf_text)
+    n = b.log_text().count("SIGHUP: reloaded")
+    b.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b.log_text().count("SIGHUP: reloaded") > n or None, 60, "the reload")
+
+
+def new_blobs_carry_the_wrapping_key_fingerprint(root):
+    kb = Broker(root, Token(root))
+    pem = kb.ok({"op": "get", "key": "rsa"})["public_key_pem"]
+    rsa = blob_fields(kb.ok({"op": "wrap", "key": "rsa", "plaintext": b64(b"r" * 32)})["blob"])
+    check(rsa["fp"] == fingerprint(pem), "an RSA blob's fingerprint is its public key's: %r" % rsa)
+    aes1 = blob_fields(kb.ok({"op": "wrap", "key": "aes", "plaintext": b64(b"a" * 32)})["blob"])
+    aes2 = blob_fields(kb.ok({"op": "datakey", "key": "aes"})["blob"])
+    check(aes1["fp"] and len(aes1["fp"]) == 16 and aes1["fp"] == aes2["fp"] and aes1["fp"] != rsa["fp"],
+          "every AES blob of one version has that version's fingerprint: %r %r" % (aes1, aes2))
+    # the same version name, another fingerprint: the key that wrapped it is not this one
+    other = "0123456789abcdef"
+    blob = make_blob("rsa", "01", rsa["alg"], rsa["ct"], other)
+    e = kb.err({"op": "unwrap", "blob": blob}, "unknown_version")
+    check(other in e["error"]["message"] and rsa["fp"] in e["error"]["message"] and "previous" in e["error"]["message"],
+          "the refusal names both fingerprints and the fix: %s" % e["error"]["message"])
+
+
+def moved_key_without_previous_is_unknown_version(root):
+    """The issue's reproduction: a new RSA key with the same CKA_ID, the section moved to it, SIGHUP."""
+    token = Token(root)
+    kb = Broker(root, token)
+    first = kb.ok({"op": "datakey", "key": "rsa"})["blob"]
+    old_fp = blob_fields(first)["fp"]
+    token.tool("--keypairgen", "--key-type", "rsa:2048", "--label", "rsa-new", "--id", "01")
+    with open(kb.conf) as f:
+        conf = f.read()
+    check("object=rsa-kek" in conf, "the config names rsa-kek")
+    reload(kb, conf.replace("object=rsa-kek", "object=rsa-new"))
+    kb.ok({"op": "flush"})  # the first DEK is no longer cached: its blob goes to the key service
+    e = kb.err({"op": "unwrap", "blob": first}, "unknown_version")
+    check(old_fp in e["error"]["message"] and "previous" in e["error"]["message"] and "[key:rsa]" in e["error"]["message"],
+          "the refusal names the blob's fingerprint and the fix: %s" % e["error"]["message"])
+    # a new blob is under the new key, with another fingerprint, and unwraps
+    second = kb.ok({"op": "datakey", "key": "rsa"})
+    f2 = blob_fields(second["blob"])
+    check(f2["version"] == "01" and f2["fp"] != old_fp, "the new key's blob has its own fingerprint: %r" % f2)
+    check(kb.ok({"op": "unwrap", "blob": second["blob"]})["plaintext"] == second["plaintext"],
+          "the new key's blob unwraps")
+
+
+if __name__ == "__main__":
+    kbtest.run({
+        "new_blobs_carry_the_wrapping_key_fingerprint": new_blobs_carry_the_wrapping_key_fingerprint,
+        "moved_key_without_previous_is_unknown_version": moved_key_without_previous_is_unknown_version,
+    })
