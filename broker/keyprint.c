@@ -78,38 +78,62 @@ static void remember(kb_keyprints *p, const char *version, const char *fp)
 	pthread_mutex_unlock(&p->lock);
 }
 
-kb_code kb_keyprint_get(kb_key *k, int slot, const char *version, char fp[KB_BLOB_FP_LEN + 1], kb_err *err)
+/* get_fp is kb_keyprint_get for one location: its backend state and memo */
+static kb_code get_fp(const kb_backend_ops *ops, void *state, kb_keyprints *prints, int slot, const char *version,
+		      char fp[KB_BLOB_FP_LEN + 1], kb_err *err)
 {
 	kb_buf m = { 0 };
 	kb_code rc;
 
 	fp[0] = '\0';
-	if (k->ops->identify == NULL || k->prints == NULL)
+	if (ops->identify == NULL || prints == NULL || state == NULL)
 		return KB_OK;
-	if (lookup(k->prints, version, fp))
+	if (lookup(prints, version, fp))
 		return KB_OK;
-	rc = k->ops->identify(k->state, slot, version, &m, err);
+	rc = ops->identify(state, slot, version, &m, err);
 	if (rc == KB_OK) {
 		kb_kms_fingerprint(m.data ? m.data : "", m.len, fp);
-		remember(k->prints, version, fp);
+		remember(prints, version, fp);
 	}
 	kb_buf_free(&m);
 	return rc;
 }
 
-kb_code kb_keyprint_check(kb_key *k, int slot, const kb_blob *blob, kb_err *err)
+kb_code kb_keyprint_get(kb_key *k, int slot, const char *version, char fp[KB_BLOB_FP_LEN + 1], kb_err *err)
 {
-	char fp[KB_BLOB_FP_LEN + 1];
+	return get_fp(k->ops, k->state, k->prints, slot, version, fp, err);
+}
+
+kb_code kb_keyprint_locate(kb_key *k, int slot, const kb_blob *blob, void **state, int *where, kb_err *err)
+{
+	char fp[KB_BLOB_FP_LEN + 1], mine[KB_BLOB_FP_LEN + 1] = "not there";
+	kb_err e2;
 	kb_code rc;
 
+	*state = k->state;
+	*where = -1;
 	if (blob->fp[0] == '\0')
 		return KB_OK;
-	rc = kb_keyprint_get(k, slot, blob->version, fp, err);
-	if (rc == KB_E_UNKNOWN_VERSION || (rc == KB_OK && fp[0] && strcmp(fp, blob->fp) != 0))
-		return kb_err_set(err, KB_E_UNKNOWN_VERSION,
-				  "the blob was wrapped by key fingerprint %s, which [key:%s] does not hold (its version %s is %s): "
-				  "the key moved or was made again; if it moved, name its old location in [key:%s] as "
-				  "previous = <url or pkcs11 uri>",
-				  blob->fp, k->conf->name, blob->version, rc == KB_OK ? fp : "not there", k->conf->name);
-	return rc;
+	rc = get_fp(k->ops, k->state, k->prints, slot, blob->version, fp, err);
+	if (rc == KB_OK && (fp[0] == '\0' || strcmp(fp, blob->fp) == 0))
+		return KB_OK;
+	if (rc != KB_OK && rc != KB_E_UNKNOWN_VERSION)
+		return rc;
+	if (rc == KB_OK)
+		snprintf(mine, sizeof(mine), "%s", fp);
+	for (int i = 0; i < k->nprev; i++) {
+		kb_location *l = &k->prev[i];
+
+		if (get_fp(k->ops, l->state, l->prints, slot, blob->version, fp, &e2) == KB_OK && fp[0] &&
+		    strcmp(fp, blob->fp) == 0) {
+			*state = l->state;
+			*where = i;
+			return KB_OK;
+		}
+	}
+	return kb_err_set(err, KB_E_UNKNOWN_VERSION,
+			  "the blob was wrapped by key fingerprint %s, which neither [key:%s] (its version %s is %s) nor "
+			  "any of its %d previous locations holds: the key moved or was made again; if it moved, name "
+			  "its old location in [key:%s] as previous = <url or pkcs11 uri>",
+			  blob->fp, k->conf->name, blob->version, mine, k->nprev, k->conf->name);
 }

@@ -28,12 +28,14 @@ void kb_keyprints_free(kb_keyprints *p);
 kb_code kb_keyprint_get(kb_key *k, int slot, const char *version, char fp[KB_BLOB_FP_LEN + 1], kb_err *err);
 
 /*
- * kb_keyprint_check tells whether blob (of k) was wrapped by k's version of
- * that name: KB_OK for a kb1 or raw blob (no fingerprint) or a match; else
+ * kb_keyprint_locate routes blob (of k) to the location that wrapped it: the
+ * current one (*where -1) for a kb1 or raw blob (no fingerprint) or when its
+ * version has the blob's fingerprint, else the previous location i (*where
+ * i) whose version has it; *state is that location's backend state. Else
  * KB_E_UNKNOWN_VERSION naming the blob's fingerprint, the version's, and the
- * fix (name the old location in `previous`). Never bad_blob: the blob is
- * whole, the key that wrapped it is elsewhere.
+ * fix (name the old location in `previous`): never bad_blob, as the blob is
+ * whole and the key that wrapped it is elsewhere.
  */
-kb_code kb_keyprint_check(kb_key *k, int slot, const kb_blob *blob, kb_err *err);
+kb_code kb_keyprint_locate(kb_key *k, int slot, const kb_blob *blob, void **state, int *where, kb_err *err);
 
 #endif

@@ -49,11 +49,15 @@ static kb_code do_unwrap(kb_job *j, kb_key *k, int slot)
 {
 	int64_t t0 = kb_call_begin();
 	size_t n = sizeof(j->pt);
-	kb_code rc = kb_keyprint_check(k, slot, &j->blob, &j->err);
+	void *state;
+	int where;
+	kb_code rc = kb_keyprint_locate(k, slot, &j->blob, &state, &where, &j->err);
 
 	if (rc == KB_OK)
-		rc = k->ops->unwrap(k->state, slot, j->blob.version, j->blob.alg, j->blob.ct, j->blob.ctlen, j->pt,
-				    &n, &j->err);
+		rc = k->ops->unwrap(state, slot, j->blob.version, j->blob.alg, j->blob.ct, j->blob.ctlen, j->pt, &n,
+				    &j->err);
+	if (rc == KB_OK)
+		atomic_fetch_add(where < 0 ? &k->unwraps_current : &k->prev[where].unwraps, 1);
 
 	kb_call_end(j, KB_BOP_UNWRAP, t0, rc);
 	if (rc == KB_OK)

@@ -67,8 +67,70 @@ def moved_key_without_previous_is_unknown_version(root):
           "the new key's blob unwraps")
 
 
+def move_rsa(kb, token, previous=True):
+    """Makes rsa-new (same CKA_ID 01) and moves [key:rsa] to it, naming rsa-kek in previous."""
+    token.tool("--keypairgen", "--key-type", "rsa:2048", "--label", "rsa-new", "--id", "01")
+    with open(kb.conf) as f:
+        conf = f.read()
+    old = "uri = pkcs11:token=%s;object=rsa-kek\n" % token.label
+    check(old in conf, "the config names rsa-kek")
+    new = "uri = pkcs11:token=%s;object=rsa-new\n" % token.label
+    if previous:
+        new += "previous = pkcs11:token=%s;object=rsa-kek\n" % token.label
+    reload(kb, conf.replace(old, new))
+    kb.ok({"op": "flush"})  # cached DEKs are gone: every blob goes to the key service
+
+
+def moved_key_with_previous_keeps_unwrapping_and_rewraps(root):
+    token = Token(root)
+    kb = Broker(root, token)
+    first = kb.ok({"op": "datakey", "key": "rsa"})
+    old_fp = blob_fields(first["blob"])["fp"]
+    move_rsa(kb, token)
+    u = kb.ok({"op": "unwrap", "blob": first["blob"]})
+    check(u["plaintext"] == first["plaintext"], "the first blob unwraps at its previous location")
+    new = kb.ok({"op": "datakey", "key": "rsa"})
+    new_fp = blob_fields(new["blob"])["fp"]
+    check(new_fp != old_fp, "new blobs are under the new key")
+    moved = kb.ok({"op": "rewrap", "blob": first["blob"]})["blob"]
+    check(blob_fields(moved)["fp"] == new_fp, "rewrap moves the blob to the current location: %s" % moved[:40])
+    kb.ok({"op": "flush"})
+    check(kb.ok({"op": "unwrap", "blob": moved})["plaintext"] == first["plaintext"], "the moved blob has the same DEK")
+    # a blob under neither location is still refused as such
+    other = make_blob("rsa", "01", "RSA-OAEP", blob_fields(first["blob"])["ct"], "0123456789abcdef")
+    e = kb.err({"op": "unwrap", "blob": other}, "unknown_version")
+    check("1 previous" in e["error"]["message"], "the refusal counts the previous locations: %s" % e["error"]["message"])
+
+
+def bulk_rewrap_of_1000_blobs_across_a_move(root):
+    token = Token(root)
+    kb = Broker(root, token)
+    lines, deks = [], []
+    for i in range(1000):
+        r = kb.ok({"op": "datakey", "key": "rsa"})
+        lines.append(r["blob"])
+        deks.append(r["plaintext"])
+    move_rsa(kb, token)
+    new_fp = blob_fields(kb.ok({"op": "datakey", "key": "rsa"})["blob"])["fp"]
+    src, out = os.path.join(root, "blobs.txt"), os.path.join(root, "moved.txt")
+    with open(src, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    kb.cli("rewrap", "--in", src, "--out", out, check_rc=0)
+    with open(out) as f:
+        moved = [l.strip() for l in f if l.strip()]
+    check(len(moved) == 1000, "every line is written: %d" % len(moved))
+    check(all(blob_fields(m)["fp"] == new_fp for m in moved), "every line is at the new location")
+    kb.ok({"op": "flush"})
+    got = kb.ok({"op": "unwrap", "blobs": moved})
+    items = got["results"]
+    check(items is not None and len(items) == 1000, "a batch answer for every line: %s" % str(got)[:200])
+    check(all(it.get("plaintext") == d for it, d in zip(items, deks)), "every DEK is unchanged")
+
+
 if __name__ == "__main__":
     kbtest.run({
         "new_blobs_carry_the_wrapping_key_fingerprint": new_blobs_carry_the_wrapping_key_fingerprint,
         "moved_key_without_previous_is_unknown_version": moved_key_without_previous_is_unknown_version,
+        "moved_key_with_previous_keeps_unwrapping_and_rewraps": moved_key_with_previous_keeps_unwrapping_and_rewraps,
+        "bulk_rewrap_of_1000_blobs_across_a_move": bulk_rewrap_of_1000_blobs_across_a_move,
     })
