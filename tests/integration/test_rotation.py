@@ -89,6 +89,13 @@ def moved_key_with_previous_keeps_unwrapping_and_rewraps(root):
     move_rsa(kb, token)
     u = kb.ok({"op": "unwrap", "blob": first["blob"]})
     check(u["plaintext"] == first["plaintext"], "the first blob unwraps at its previous location")
+    locs = [k for k in kb.status()["keys"] if k["name"] == "rsa"][0]["locations"]
+    check(len(locs) == 2 and locs[0]["location"] == "current" and locs[0]["unwraps"] == 0 and
+          locs[1]["location"] == "pkcs11:token=%s;object=rsa-kek" % token.label and locs[1]["unwraps"] == 1,
+          "status counts the unwrap at the previous location: %r" % locs)
+    text = kb.ok({"op": "metrics"})["text"]
+    check('keybroker_location_unwraps_total{key="rsa",location="previous1"} 1' in text,
+          "metrics count it too: %s" % [l for l in text.splitlines() if "location_unwraps" in l])
     new = kb.ok({"op": "datakey", "key": "rsa"})
     new_fp = blob_fields(new["blob"])["fp"]
     check(new_fp != old_fp, "new blobs are under the new key")
