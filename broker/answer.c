@@ -46,6 +46,7 @@ void kb_reply_error(kb_broker *b, const kb_waiter *w, const kb_err *err)
 {
 	kb_err aerr;
 
+	kb_loop_assert_owner();
 	b->counters.errors[w->op]++;
 	/* an error answer goes out even if the audit log is down: it does nothing */
 	if (audited(w) && kb_audit_record(b->audit, w, err->code, NULL, -1, err->request_id, &aerr) != KB_OK)
@@ -66,6 +67,7 @@ bool kb_answer_record(kb_broker *b, const kb_waiter *w, const char *version, int
 {
 	kb_err err;
 
+	kb_loop_assert_owner();
 	if (w->op == KB_OP_STATUS || w->op == KB_OP_METRICS || !audited(w))
 		return true;
 	if (kb_audit_record(b->audit, w, KB_OK, version, cache, request_id, &err) != KB_OK) {
@@ -81,6 +83,7 @@ void kb_answer_hit(kb_broker *b, const kb_waiter *w, const kb_key *k, const kb_c
 {
 	kb_answer a;
 
+	kb_loop_assert_owner();
 	if (!kb_answer_record(b, w, e->version, stale ? 2 : 1, NULL))
 		return;
 	kb_answer_start(w, &a);

@@ -82,8 +82,8 @@ static void put_time(kb_buf *o)
 }
 
 /* write_line writes one record; result is the code's name, or "started". */
-static kb_code write_line(kb_audit *a, const kb_waiter *w, const char *result, const char *version,
-			  int cache, const char *request_id, kb_err *err)
+static kb_code write_line(kb_audit *a, const kb_waiter *w, const char *op, const char *result,
+			  const char *version, int cache, const char *request_id, kb_err *err)
 {
 	static const char hex[] = "0123456789abcdef";
 	const kb_conn *c = w->conn;
@@ -112,7 +112,7 @@ static kb_code write_line(kb_audit *a, const kb_waiter *w, const char *result, c
 		kb_jw_raw(o, w->id_json);
 	}
 	kb_jw_key(o, "op");
-	kb_jw_str(o, w->op ? kb_op_name(w->op) : "unparsed");
+	kb_jw_str(o, op);
 	kb_jw_key(o, "key");
 	if (w->key[0])
 		kb_jw_str(o, w->key);
@@ -161,10 +161,18 @@ static kb_code write_line(kb_audit *a, const kb_waiter *w, const char *result, c
 kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const char *version,
 			int cache, const char *request_id, kb_err *err)
 {
-	return write_line(a, w, kb_code_name(code), version, cache, request_id, err);
+	return write_line(a, w, w->op ? kb_op_name(w->op) : "unparsed", kb_code_name(code), version, cache,
+			  request_id, err);
 }
 
 kb_code kb_audit_intent(kb_audit *a, const kb_waiter *w, kb_err *err)
 {
-	return write_line(a, w, "started", NULL, -1, NULL, err);
+	return write_line(a, w, w->op ? kb_op_name(w->op) : "unparsed", "started", NULL, -1, NULL, err);
+}
+
+kb_code kb_audit_revoked(kb_audit *a, kb_conn *c, kb_err *err)
+{
+	kb_waiter w = { .conn = c, .id_json = "null", .start_us = kb_now_us() };
+
+	return write_line(a, &w, "disconnect", kb_code_name(KB_E_PERMISSION_DENIED), NULL, -1, NULL, err);
 }

@@ -40,4 +40,11 @@ kb_code kb_audit_record(kb_audit *a, const kb_waiter *w, kb_code code, const cha
  */
 kb_code kb_audit_intent(kb_audit *a, const kb_waiter *w, kb_err *err);
 
+/*
+ * kb_audit_revoked writes the line for connection c closed because the policy
+ * no longer allows its peer (a reload): op "disconnect", result
+ * permission_denied. Returns as kb_audit_record.
+ */
+kb_code kb_audit_revoked(kb_audit *a, kb_conn *c, kb_err *err);
+
 #endif

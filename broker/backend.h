@@ -54,8 +54,10 @@ typedef struct kb_key_info {
 
 /*
  * kb_io is what the event loop lends a backend that waits on the network, so
- * that it never blocks a thread on a round trip. Everything here, and every
- * callback it makes, runs on the loop thread.
+ * that it never blocks a thread on a round trip. Everything here is loop
+ * state: it is called, and calls back, holding the loop token (looptoken.h),
+ * on the loop's thread or a guest's (a worker or the gRPC thread) while the
+ * loop sleeps; a guest that leaves a watch or timer armed wakes the loop.
  */
 enum { KB_IO_IN = 1, KB_IO_OUT = 2 };
 
@@ -87,7 +89,7 @@ struct kb_io {
 
 /*
  * One backend call that finishes later. The core fills the inputs, the
- * backend the outputs; done runs on the loop thread when the call is over,
+ * backend the outputs; done runs holding the loop token when the call is over,
  * never from inside the start function that was given it.
  */
 typedef struct kb_async {

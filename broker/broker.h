@@ -1,10 +1,25 @@
 /*
- * broker.h: the daemon's shared types.
+ * broker.h: the daemon's shared types, and who may touch them.
  *
- * One event-loop thread owns the sockets, the connections, the DEK cache, the
- * single-flight table and the counters; nothing it owns takes a lock. Backend
- * calls run on a pool of worker threads (pool.h), each with its own backend
- * slot, and come back to the loop as finished jobs.
+ * Threads and what each may touch (docs/ARCHITECTURE.md says the same):
+ * - Loop state is the broker below (its connections and their sends, the
+ *   DEK cache, the single-flight table and the jobs' keyset references,
+ *   the counters, each key's health and averages, the health checks, the
+ *   KMS calls' inbox once taken) and the loop's kb_io watches and timers.
+ *   One lock guards all of it: the loop token (looptoken.h). Only its holder
+ *   touches loop state, and each entry to it says so with
+ *   kb_loop_assert_owner().
+ * - The event-loop thread holds the token whenever it is not waiting for
+ *   events; it lets go only inside epoll_wait.
+ * - A worker (pool.h) makes backend calls touching only its job and its
+ *   backend slot; to end its job it takes the token while the loop sleeps
+ *   (kb_job_finish_here), or hands the job back through the pool.
+ * - The gRPC thread (kms_face.c) answers a call holding the token while the
+ *   loop sleeps, or queues it for the loop.
+ * - Shared without the token: the pool's queues (their own mutex), the
+ *   scheduling counters (schedule.h, atomics), a keyset's configuration and
+ *   keys, read-only while a job holds a reference, and each backend's state,
+ *   which the backend shares between slots itself (backend.h).
  */
 #ifndef KB_BROKER_H
 #define KB_BROKER_H
@@ -22,9 +37,11 @@
 #include "clock.h"
 #include "config.h"
 #include "fdlimit.h"
-#include "loopcall.h"
+#include "looptoken.h"
+#include "schedule.h"
 #include "proto.h"
 #include "request.h"
+#include "uidwaits.h"
 
 /* backend operations, as counted per key */
 typedef enum kb_bop {
@@ -74,7 +91,7 @@ typedef struct kb_key {
 	int64_t ttl_ms;
 	int64_t grace_ms;       /* outage_grace */
 	double ttl_jitter;      /* cache_ttl_jitter: each entry's TTL is cut by up to this fraction */
-	uint64_t jitter_rng;    /* xorshift state for it (not a secret; loop thread only) */
+	uint64_t jitter_rng;    /* xorshift state for it (not a secret; loop state) */
 	kb_acl acl[KB_ACL_COUNT];
 	struct kb_keyprints *prints; /* its versions' fingerprints (keyprint.h owns them) */
 	/*
@@ -88,6 +105,7 @@ typedef struct kb_key {
 	/* health.c's last real check (get, wrap, unwrap): not yet, passed or failed */
 	bool checked;
 	bool check_ok;
+	char check_error[512];  /* what failed and why; status shows it, /readyz only the code */
 
 	/*
 	 * outage.h: the key service was down when the key opened (state is
@@ -121,7 +139,7 @@ typedef struct kb_key {
 	uint64_t backend_errors[KB_BOP_COUNT];
 	uint64_t latency_hist[KB_HIST_BUCKETS];
 	double latency_sum_s;
-	int64_t unwrap_avg_us;  /* running average of its successful unwraps (loopcall.h), 0 before one */
+	int64_t unwrap_avg_us;  /* running average of its successful unwraps (schedule.h), 0 before one */
 } kb_key;
 
 /*
@@ -229,6 +247,11 @@ typedef struct kb_job {
 	kb_waiter *waiters;
 	int nwaiters;
 	int capwaiters;
+
+	/* the pool's (pool.h): whose turn the job waits in, and how long it waited */
+	uid_t uid;
+	int64_t queued_us;      /* when it was queued, 0 if it never was */
+	int64_t wait_us;
 } kb_job;
 
 typedef struct kb_counters {
@@ -240,8 +263,8 @@ typedef struct kb_counters {
 	uint64_t refreshes;
 	uint64_t refresh_failures;
 	uint64_t stale_answers;    /* outage grace: DEKs served past their TTL */
-	uint64_t loop_calls;       /* backend calls the loop made itself (loopcall.h) */
-	uint64_t loop_waits;       /* one client's jobs the loop waited for awake (loopcall.h) */
+	uint64_t loop_calls;       /* backend calls the loop made itself (schedule.h) */
+	uint64_t loop_waits;       /* one client's jobs the loop waited for awake (schedule.h) */
 	uint64_t datakey_reused;
 	uint64_t conns_accepted;
 	uint64_t conns_refused;
@@ -266,6 +289,7 @@ typedef struct kb_broker {
 	struct kb_pool *pool;
 	const kb_io *io;           /* the loop's services, lent to backends that do not block */
 	kb_counters counters;
+	kb_uid_waits queue_waits;  /* uidwaits.h: each uid's jobs' waits in the pool's queue */
 	kb_job **flights;          /* single-flight table, by digest */
 	uint32_t nflights;         /* buckets, power of two */
 	int64_t started_ms;
@@ -277,15 +301,10 @@ typedef struct kb_broker {
 	int nconns;
 	bool draining;
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
+	struct kb_connset *conns;  /* the loop's connections, every face's (conn.h), for a reload's re-check (revoke.h) */
 	kb_io_timer *outage_timer; /* outage.h: the reopens of keys whose service was down */
-	/*
-	 * The loop's gate (finish.h): the loop thread holds it while it works
-	 * and lets go only while it waits for events (loop_asleep), when a
-	 * worker may finish its own job in the loop's stead.
-	 */
-	pthread_mutex_t gate;
-	bool loop_asleep;
-	kb_loopcall loopcall;      /* loopcall.h: the loop's own calls on an idle broker */
+	kb_loop_token token;       /* looptoken.h: held by whoever touches the rest of this */
+	kb_loopcall loopcall;      /* schedule.h: the loop\x27s own calls on an idle broker */
 	kb_fdlimit fdlimit;        /* fdlimit.h: the reserve descriptor the listeners share */
 } kb_broker;
 

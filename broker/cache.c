@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "looptoken.h"
 
 static uint32_t bucket_of(const kb_cache *c, const uint8_t *digest)
 {
@@ -147,6 +148,7 @@ kb_cache_entry *kb_cache_get(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 {
 	int32_t i = find(c, digest);
 
+	kb_loop_assert_owner();
 	if (i < 0)
 		return NULL;
 	if (now_ms >= c->entries[i].expires_ms) {
@@ -168,6 +170,7 @@ kb_cache_entry *kb_cache_stale(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN],
 	int32_t i = find(c, digest);
 	kb_cache_entry *e = i < 0 ? NULL : &c->entries[i];
 
+	kb_loop_assert_owner();
 	if (e == NULL || now_ms < e->expires_ms)
 		return NULL;
 	if (now_ms >= e->expires_ms + e->grace_ms) {
@@ -181,6 +184,7 @@ void kb_cache_drop(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN])
 {
 	int32_t i = find(c, digest);
 
+	kb_loop_assert_owner();
 	if (i >= 0)
 		evict(c, i, KB_EVICT_TTL);
 }
@@ -202,6 +206,7 @@ kb_cache_entry *kb_cache_peek(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN])
 {
 	int32_t i = find(c, digest);
 
+	kb_loop_assert_owner();
 	return i < 0 ? NULL : &c->entries[i];
 }
 
@@ -215,6 +220,7 @@ kb_cache_entry *kb_cache_put(kb_cache *c, const uint8_t digest[KB_DIGEST_LEN], i
 	uint8_t *slot;
 	uint32_t b;
 
+	kb_loop_assert_owner();
 	if (deklen > KB_SECRET_MAX || k < 0)
 		return NULL;
 	if (i >= 0)
@@ -257,6 +263,7 @@ int kb_cache_flush(kb_cache *c, int key_index)
 {
 	int n = 0;
 
+	kb_loop_assert_owner();
 	for (int32_t i = 0; i < c->capacity; i++) {
 		if (c->entries[i].used && (key_index < 0 || c->entries[i].key_index == key_index)) {
 			evict(c, i, KB_EVICT_FLUSH);
@@ -268,6 +275,7 @@ int kb_cache_flush(kb_cache *c, int key_index)
 
 void kb_cache_remap(kb_cache *c, const int *map, int n)
 {
+	kb_loop_assert_owner();
 	for (int32_t i = 0; i < c->capacity; i++) {
 		kb_cache_entry *e = &c->entries[i];
 		int to;
@@ -286,6 +294,7 @@ int kb_cache_sweep(kb_cache *c, int64_t now_ms)
 {
 	int n = 0;
 
+	kb_loop_assert_owner();
 	for (int32_t i = 0; i < c->capacity; i++) {
 		if (c->entries[i].used && now_ms >= c->entries[i].expires_ms + c->entries[i].grace_ms) {
 			evict(c, i, KB_EVICT_TTL);

@@ -333,8 +333,8 @@ static kb_config *config_new(const char *name)
 	c->max_connections = 1024;
 	c->max_inflight = 128;
 	c->max_batch = 1024;
-	c->loop_call_max_us = 200; /* loopcall.h: SoftHSM's AES unwraps (~60 us), no network round trip */
-	c->loop_wait_max_us = 2000; /* loopcall.h: SoftHSM's RSA-2048 to 3072 unwraps, a key service on the same host */
+	c->loop_call_max_us = 200; /* schedule.h: SoftHSM's AES unwraps (~60 us), no network round trip */
+	c->loop_wait_max_us = 2000; /* schedule.h: SoftHSM's RSA-2048 to 3072 unwraps, a key service on the same host */
 	c->idle_timeout_ms = 10 * 60 * 1000; /* persistent clients reconnect through libkeybroker */
 	c->client_timeout_ms = 30 * 1000;
 	c->request_timeout_ms = 30 * 1000;

@@ -48,8 +48,8 @@ typedef struct kb_config {
 	int max_connections;
 	int max_inflight;             /* per connection */
 	int max_batch;                /* blobs in one batch request */
-	int64_t loop_call_max_us;     /* loopcall.h: calls averaging at most this may run on the loop; 0: never */
-	int64_t loop_wait_max_us;     /* loopcall.h: the loop polls for one client's calls averaging at most this; 0: never */
+	int64_t loop_call_max_us;     /* schedule.h: calls averaging at most this may run on the loop; 0: never */
+	int64_t loop_wait_max_us;     /* schedule.h: the loop polls for one client's calls averaging at most this; 0: never */
 	int64_t idle_timeout_ms;      /* 0: none */
 	int64_t client_timeout_ms;    /* partial line or undrained output */
 	int64_t request_timeout_ms;   /* deadline of one backend call */

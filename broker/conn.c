@@ -16,6 +16,7 @@ void kb_conn_update_events(kb_conn *c)
 	kb_connset *s = c->set;
 	struct epoll_event ev = { .data.ptr = c };
 
+	kb_loop_assert_owner();
 	if (s == NULL || c->fd < 0)
 		return;
 	ev.events = c->want_write ? EPOLLOUT : 0;
@@ -53,6 +54,7 @@ void kb_conn_close(kb_conn *c)
 {
 	kb_connset *s = c->set;
 
+	kb_loop_assert_owner();
 	if (c->closed)
 		return;
 	c->closed = true;
@@ -92,6 +94,7 @@ void kb_conn_close(kb_conn *c)
 
 void kb_conn_unref(kb_conn *c)
 {
+	kb_loop_assert_owner();
 	if (--c->refs > 0)
 		return;
 	if (c->set && c->on_closed) {
@@ -135,6 +138,7 @@ void kb_conn_send(kb_conn *c)
 {
 	bool was = c->want_write;
 
+	kb_loop_assert_owner();
 	if (c->fd < 0) {
 		kb_buf_consume(&c->out, c->out.len);
 		return;

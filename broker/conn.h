@@ -4,7 +4,8 @@
  * The loop reads connections (server.c); everything above it writes answers
  * into c->out and calls kb_conn_send. Each connection knows the set it
  * belongs to, so nothing here needs the loop itself or a global. All of it
- * runs on the loop thread.
+ * is loop state: the caller holds the loop token (looptoken.h), whether it is
+ * the loop's thread or a guest it lets in while it sleeps.
  */
 #ifndef KB_CONN_H
 #define KB_CONN_H

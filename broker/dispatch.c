@@ -388,6 +388,7 @@ void kb_core_submit(kb_broker *b, const kb_request *req, kb_reply reply)
 	kb_key *k = NULL;
 	kb_err err;
 
+	kb_loop_assert_owner();
 	memcpy(w.id_json, req->id_json, sizeof(w.id_json));
 	memcpy(w.key, req->key, sizeof(w.key));
 	b->counters.requests[req->op]++;

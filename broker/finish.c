@@ -1,7 +1,7 @@
 /*
  * finish.c: the loop's half of a job: counters, health, the cache, and the
- * answers to every request that waited on it; and the gate that lets a
- * worker do that half while the loop sleeps (finish.h).
+ * answers to every request that waited on it, done by whichever thread holds
+ * the loop token (finish.h).
  */
 #include <stdio.h>
 #include <string.h>
@@ -57,7 +57,7 @@ static void count_calls(kb_broker *b, kb_job *j)
 		k->latency_hist[hist_bucket(j->calls[i].us)]++;
 		k->latency_sum_s += (double)j->calls[i].us / 1e6;
 		if (j->calls[i].op == KB_BOP_UNWRAP && rc == KB_OK)
-			k->unwrap_avg_us = kb_loopcall_avg(k->unwrap_avg_us, j->calls[i].us);
+			k->unwrap_avg_us = kb_sched_avg(k->unwrap_avg_us, j->calls[i].us);
 		k->last_code = rc;
 		k->healthy = !is_outage(rc);
 		if (rc != KB_OK)
@@ -196,11 +196,15 @@ static void finish(kb_broker *b, kb_job *j)
 	int64_t now = kb_now_ms();
 	kb_code rc = j->err.code;
 
+	kb_loop_assert_owner();
+
 	if (j->work_done) {
 		j->work_done(j->work_ctx);
 		return;
 	}
 	count_calls(b, j);
+	if (j->queued_us != 0)
+		kb_uid_waits_add(&b->queue_waits, j->uid, j->wait_us);
 	if (j->op == KB_OP_UNWRAP)
 		kb_flight_remove(b, j);
 	if (j->op == KB_OP_DOCTOR && rc != KB_OK) {
@@ -243,66 +247,13 @@ void kb_job_finish(kb_broker *b, kb_job *j)
 
 bool kb_job_finish_here(kb_broker *b, kb_job *j)
 {
-	if (j->work || pthread_mutex_trylock(&b->gate) != 0)
+	if (j->work || !kb_loop_token_try(&b->token))
 		return false;
-	if (!b->loop_asleep) {
-		/* between two of the loop's turns, or after it stopped */
-		pthread_mutex_unlock(&b->gate);
-		return false;
-	}
 	finish(b, j);
 	/* the keyset's count is the loop's; the rest of the job is the worker's own */
 	kb_keyset_unref(j->ks);
 	j->ks = NULL;
-	pthread_mutex_unlock(&b->gate);
-	kb_job_free(j); /* wiping a job takes microseconds: not while the loop may want the gate */
+	kb_loop_token_give(&b->token);
+	kb_job_free(j); /* wiping a job takes microseconds: not while the loop may want the token */
 	return true;
-}
-
-void kb_loop_enter(kb_broker *b)
-{
-	pthread_mutexattr_t a;
-
-	/*
-	 * The loop often wakes for the client's next request while the worker
-	 * that answered the last one still holds the gate for a microsecond or
-	 * two: an adaptive mutex spins that out instead of sleeping on a futex.
-	 */
-	pthread_mutexattr_init(&a);
-	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
-	pthread_mutex_init(&b->gate, &a);
-	pthread_mutexattr_destroy(&a);
-	pthread_mutex_lock(&b->gate);
-	b->loop_asleep = false;
-}
-
-void kb_loop_sleep(kb_broker *b)
-{
-	b->loop_asleep = true;
-	pthread_mutex_unlock(&b->gate);
-}
-
-/* GATE_SPIN_US: about the longest a worker holds the gate to answer a job */
-#define GATE_SPIN_US 50
-
-void kb_loop_wake(kb_broker *b)
-{
-	int64_t until = 0;
-
-	/* the worker that holds the gate is answering: wait it out awake, not on a futex */
-	while (pthread_mutex_trylock(&b->gate) != 0) {
-		if (until == 0)
-			until = kb_now_us() + GATE_SPIN_US;
-		else if (kb_now_us() >= until) {
-			pthread_mutex_lock(&b->gate);
-			break;
-		}
-	}
-	b->loop_asleep = false;
-}
-
-void kb_loop_leave(kb_broker *b)
-{
-	b->loop_asleep = false;
-	pthread_mutex_unlock(&b->gate);
 }

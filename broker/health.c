@@ -29,6 +29,7 @@ typedef struct hkey {
 	struct kb_health *h;
 	char name[KB_KEY_NAME_MAX + 1];
 	kb_health_state st;
+	char brief[KB_KEY_NAME_MAX + 96]; /* what /readyz may show anyone: the key, the step, the code */
 	bool running;            /* a check is in flight */
 	int64_t next_ms;         /* the next check is due */
 	uint8_t probe[PROBE_LEN];
@@ -200,6 +201,7 @@ static void check_done(hkey *k, bool ok, const char *step, const char *code, con
 	} else {
 		k->st.failures++;
 		snprintf(k->st.text, sizeof(k->st.text), "key %s: %s failed: %s: %s", k->name, step, code, msg);
+		snprintf(k->brief, sizeof(k->brief), "key %s: %s failed: %s", k->name, step, code);
 		if (k->st.ok || k->st.checks == 1)
 			kb_warn("health check of %s", k->st.text);
 	}
@@ -210,6 +212,7 @@ static void check_done(hkey *k, bool ok, const char *step, const char *code, con
 	if ((key = kb_key_find(h->b, k->name)) != NULL) {
 		key->checked = true;
 		key->check_ok = ok;
+		snprintf(key->check_error, sizeof(key->check_error), "%s", ok ? "" : k->st.text);
 	}
 	k->next_ms = now + h->b->cfg->health_interval_ms;
 	if (!h->stopping)
@@ -453,6 +456,7 @@ const kb_health_state *kb_health_get(kb_health *h, const char *key)
 {
 	hkey *k;
 
+	kb_loop_assert_owner();
 	track(h);
 	k = kb_key_find(h->b, key) ? find(h, key) : NULL;
 	return k ? &k->st : NULL;
@@ -462,6 +466,7 @@ void kb_health_poke(kb_health *h, const char *key)
 {
 	hkey *k = find(h, key);
 
+	kb_loop_assert_owner();
 	if (k && k->st.checked && !k->st.ok && kb_now_ms() - k->st.checked_ms >= RETRY_MS)
 		start_check(k);
 }
@@ -484,6 +489,7 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 	hkey *k;
 	learner *l;
 
+	kb_loop_assert_owner();
 	track(h);
 	if ((k = find(h, key)) == NULL || h->stopping)
 		return KB_E_UNKNOWN_KEY;
@@ -503,25 +509,33 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 
 void kb_health_end_learners(kb_health *h)
 {
+	kb_loop_assert_owner();
 	for (int i = 0; h && i < h->nkeys; i++)
 		finish_learners(h->keys[i]);
 }
 
-bool kb_health_ready(kb_health *h, char *why, size_t cap)
+bool kb_health_ready(kb_health *h, bool poke, char *why, size_t cap)
 {
 	bool ready = true;
 	size_t n = 0;
 
+	kb_loop_assert_owner();
 	track(h);
 	/* every key that is not ready is named, so an operator sees the whole outage at once */
 	for (int i = 0; i < h->b->nkeys; i++) {
 		hkey *k = find(h, h->b->keys[i].conf->name);
 		if (k == NULL || !k->st.ok) {
-			int w = snprintf(why + n, n < cap ? cap - n : 0, "%s%s", ready ? "" : "; ",
-					 k ? k->st.text : "not checked yet");
+			char brief[sizeof(k->brief)];
+			int w;
+
+			if (k == NULL || !k->st.checked)
+				snprintf(brief, sizeof(brief), "key %s: not checked yet", h->b->keys[i].conf->name);
+			else
+				snprintf(brief, sizeof(brief), "%s", k->brief);
+			w = snprintf(why + n, n < cap ? cap - n : 0, "%s%s", ready ? "" : "; ", brief);
 			n += w > 0 ? (size_t)w : 0;
 			ready = false;
-			if (k)
+			if (k && poke)
 				kb_health_poke(h, k->name);
 		}
 	}

@@ -7,7 +7,7 @@
  * compare. Checks run at most every health_interval per key; after a failed
  * check, a reader's kb_health_poke starts the next one at once (at most one a
  * second), so a key that comes back is seen as soon as someone asks.
- * Everything here runs on the loop thread.
+ * Everything here is loop state: the caller holds the loop token (looptoken.h).
  */
 #ifndef KB_HEALTH_H
 #define KB_HEALTH_H
@@ -57,7 +57,12 @@ kb_code kb_health_learn(kb_health *h, const char *key, void (*done)(void *ctx), 
 /* kb_health_end_learners runs every kb_health_learn callback still waiting, now (before a shutdown). */
 void kb_health_end_learners(kb_health *h);
 
-/* kb_health_ready tells whether every configured key's last check passed; why names each that did not. */
-bool kb_health_ready(kb_health *h, char *why, size_t cap);
+/*
+ * kb_health_ready tells whether every configured key's last check passed; why
+ * names each that did not, with its step and its error code, never the
+ * message (which may name a tenant, a client or a token: it stays in status
+ * and the logs). With poke, a failed key is checked again (kb_health_poke).
+ */
+bool kb_health_ready(kb_health *h, bool poke, char *why, size_t cap);
 
 #endif

@@ -11,6 +11,7 @@ kb_job *kb_job_new(kb_broker *b, kb_op op, kb_key *key)
 {
 	kb_job *j = calloc(1, sizeof(*j));
 
+	kb_loop_assert_owner();
 	if (j == NULL)
 		return NULL;
 	j->op = op;
@@ -39,6 +40,7 @@ kb_code kb_job_add_waiter(kb_job *j, const kb_waiter *src)
 {
 	kb_waiter *w;
 
+	kb_loop_assert_owner();
 	if (j->nwaiters == j->capwaiters) {
 		int cap = j->capwaiters ? j->capwaiters * 2 : 1;
 		w = realloc(j->waiters, sizeof(*w) * (size_t)cap);
@@ -64,6 +66,7 @@ static kb_job **flight_head(kb_broker *b, const uint8_t *digest)
 
 kb_job *kb_flight_find(kb_broker *b, const uint8_t *digest)
 {
+	kb_loop_assert_owner();
 	for (kb_job *j = *flight_head(b, digest); j; j = j->flight_next)
 		if (memcmp(j->digest, digest, KB_DIGEST_LEN) == 0)
 			return j;
@@ -74,12 +77,14 @@ void kb_flight_add(kb_broker *b, kb_job *j)
 {
 	kb_job **head = flight_head(b, j->digest);
 
+	kb_loop_assert_owner();
 	j->flight_next = *head;
 	*head = j;
 }
 
 void kb_flight_remove(kb_broker *b, kb_job *j)
 {
+	kb_loop_assert_owner();
 	for (kb_job **pp = flight_head(b, j->digest); *pp; pp = &(*pp)->flight_next) {
 		if (*pp == j) {
 			*pp = j->flight_next;

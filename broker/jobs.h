@@ -3,7 +3,7 @@
  *
  * The loop creates a job, the worker runs it (kb_job_run, without touching
  * anything but the job and its backend slot), and the loop finishes it
- * (kb_job_finish in finish.h), or the worker does, holding the loop's gate.
+ * (kb_job_finish in finish.h), or the worker does, holding the loop token.
  * Jobs carry plaintext DEKs, so freeing one
  * wipes it.
  */

@@ -18,11 +18,13 @@
  *
  * Each call is bound to the connection object it came on, found by gRPC's
  * descriptor and that inode as gRPC's thread saw them when the call came,
- * never by the descriptor number alone. A connection that resets calls
- * faster than KMS_RESETS_PER_S (HTTP/2 rapid reset) is closed.
+ * never by the descriptor number alone. A connection whose calls fail
+ * unanswerable faster than KMS_FAILED_PER_S (HTTP/2 rapid reset: gRPC's
+ * thread counts them, kms_grpc.h) is closed.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,14 +48,24 @@
  * (a call left unfinished is not idle to it)
  */
 #define KMS_IDLE_GRACE_MS 2000
-/* calls a connection may reset in one second: kube-apiserver resets none but on its own timeouts */
-#define KMS_RESETS_PER_S 100
+/* calls of a connection that may fail unanswerable (reset, unknown method) in one second: kube-apiserver's do not */
+#define KMS_FAILED_PER_S 100
 #define STR_(x) #x
 #define STR(x) STR_(x)
 /* calls handed over by gRPC's thread and not yet taken by the loop, per socket */
 #define KMS_INBOX_MAX 4096
+/* calls open at once on one socket's connections: beyond, a new call is refused busy */
+#define KMS_OPEN_MAX 4096
 /* the memory gRPC may hold for one KMS socket's connections and calls */
 #define KMS_QUOTA_BYTES (64u << 20)
+/*
+ * the heap gRPC may grow by, beyond what the process held when the face
+ * started, before the quiet KMS connections are closed: gRPC 1.51 keeps
+ * about 12 KB for every stream a peer resets before gRPC hands it over,
+ * for as long as the connection lives, and never tells (HTTP/2 rapid reset
+ * grew 250 MB/s); closing the connection gives it back
+ */
+#define KMS_HEAP_BUDGET ((size_t)64 << 20)
 /* header bytes a call may carry (gRPC's default is 8 KiB; kube-apiserver sends a few hundred) */
 #define KMS_MAX_METADATA 8192
 
@@ -61,8 +73,6 @@ typedef struct kconn {
 	kb_conn *conn;          /* one reference, the face's */
 	int gfd;                /* the duplicate gRPC holds */
 	uint64_t ino;           /* the socket's */
-	int64_t window_ms;      /* the current second of resets */
-	int resets;
 	struct kconn *next;
 } kconn;
 
@@ -82,10 +92,13 @@ typedef struct kms {
 	int nbyfd;
 	int64_t idle_ms;
 	kb_io_timer *sweep;
+	bool over;              /* servers[0]'s: this sweep round closes the quiet connections */
 } kms;
 
 struct kb_kms_face {
 	kb_broker *b;
+	size_t heap0;           /* the heap in use when the face started */
+	size_t act_at;          /* quiet connections are closed when the heap reaches this */
 	const kb_io *io;
 	kb_connset *set;
 	kb_health *health;
@@ -164,10 +177,51 @@ static void take(void *ctx, kb_conn *c)
 	kb_kms_grpc_add_fd(k->grpc, gfd);
 }
 
+/* the sanitizers' allocator answers this; glibc's mallinfo2 does not see it */
+extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+
+/* heap_in_use is the bytes the process holds from malloc now (what gRPC holds is in it) */
+static size_t heap_in_use(void)
+{
+	struct mallinfo2 m;
+
+	if (__sanitizer_get_current_allocated_bytes)
+		return __sanitizer_get_current_allocated_bytes();
+	m = mallinfo2();
+	return m.uordblks + m.hblkhd;
+}
+
+/*
+ * over_budget tells whether the heap reached f->act_at: KMS_HEAP_BUDGET past
+ * what it was when the face started, or, while an episode lasts (the heap
+ * has not come back under that), KMS_HEAP_BUDGET past where it was when the
+ * quiet connections were last closed: so one episode closes them once, and
+ * a new connection is not closed before its first call because the heap
+ * has not come down yet.
+ */
+static bool over_budget(kb_kms_face *f)
+{
+	size_t now = heap_in_use();
+
+	if (now < f->heap0 + KMS_HEAP_BUDGET) {
+		f->act_at = f->heap0 + KMS_HEAP_BUDGET; /* no episode, or it is over */
+		return false;
+	}
+	if (now < f->act_at)
+		return false;
+	kb_warn("kms: the heap grew by %zu MiB (more than %zu): closing every KMS connection without a call in flight; "
+		"gRPC gives back what a connection held when it closes (a peer resetting streams, HTTP/2 rapid reset, "
+		"grows it)",
+		(now - f->heap0) >> 20, KMS_HEAP_BUDGET >> 20);
+	f->act_at = now + KMS_HEAP_BUDGET;
+	return true;
+}
+
 static void sweep(void *ctx)
 {
 	kms *k = ctx;
 	int64_t now = kb_now_ms();
+	bool over = k == &k->f->servers[0] ? over_budget(k->f) : k->f->servers[0].over;
 	kconn *next;
 
 	for (kconn *kc = k->conns; kc; kc = next) {
@@ -177,10 +231,13 @@ static void sweep(void *ctx)
 		next = kc->next;
 		if (fstat(kc->gfd, &st) != 0 || (uint64_t)st.st_ino != kc->ino)
 			retire(k, kc); /* gRPC let go */
+		else if (!c->closed && c->inflight == 0 && over)
+			close_conn(k, kc, "was quiet while gRPC held more heap than its budget");
 		else if (!c->closed && c->inflight == 0 && now - c->last_activity_ms > k->idle_ms + KMS_IDLE_GRACE_MS)
 			close_conn(k, kc, k->f->b->cfg->idle_timeout_ms ? "had no call answered for longer than idle_timeout"
 								 : "had no call answered for longer than client_timeout");
 	}
+	k->over = over;
 	k->f->io->timer_arm(k->sweep, now + KMS_SWEEP_MS);
 }
 
@@ -211,14 +268,10 @@ static void on_call(void *ctx, kb_inbox_item *it)
 		kb_kms_call_reply(c, GRPC_STATUS_UNAVAILABLE, "the connection it came on is closed", NULL);
 		return;
 	}
-	if (failed == GRPC_STATUS_CANCELLED) {
-		if (now - kc->window_ms >= 1000) {
-			kc->window_ms = now;
-			kc->resets = 0;
-		}
-		if (++kc->resets > KMS_RESETS_PER_S)
-			close_conn(k, kc, "reset more than " STR(KMS_RESETS_PER_S) " calls in a second (HTTP/2 rapid reset)");
-	}
+	if (kb_kms_call_over(c))
+		close_conn(k, kc, failed == GRPC_STATUS_RESOURCE_EXHAUSTED
+					  ? "opened more calls at once than max_inflight (it ignores SETTINGS_MAX_CONCURRENT_STREAMS)"
+					  : "failed more than " STR(KMS_FAILED_PER_S) " calls in a second (HTTP/2 rapid reset)");
 	if (failed != GRPC_STATUS_OK) {
 		kb_kms_call_reply(c, failed, msg, NULL);
 		return;
@@ -275,7 +328,8 @@ static kb_code start_one(kb_kms_face *f, kms *k, const kb_kmsconf *kc, kb_err *e
 	k->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : cfg->client_timeout_ms;
 	lim = (kb_kms_limits){ .max_msg = cfg->max_request_bytes, .max_streams = cfg->max_inflight,
 			       .idle_ms = k->idle_ms, .max_metadata = KMS_MAX_METADATA,
-			       .quota_bytes = KMS_QUOTA_BYTES };
+			       .quota_bytes = KMS_QUOTA_BYTES, .max_failed_per_s = KMS_FAILED_PER_S,
+			       .max_open = KMS_OPEN_MAX };
 	if ((rc = kb_inbox_new(io, KMS_INBOX_MAX, on_call, k, &k->inbox, err)) != KB_OK ||
 	    (rc = kb_kms_grpc_start(&lim, post, k, &k->grpc, err)) != KB_OK)
 		return rc;
@@ -307,6 +361,8 @@ kb_code kb_kms_face_start(kb_broker *b, const kb_io *io, kb_connset *set, kb_hea
 	f->b = b;
 	f->io = io;
 	f->set = set;
+	f->heap0 = heap_in_use();
+	f->act_at = f->heap0 + KMS_HEAP_BUDGET;
 	f->health = health;
 	for (int i = 0; i < b->cfg->nkms; i++) {
 		f->n = i + 1;

@@ -8,10 +8,17 @@
  * with kb_kms_call_reply, from any thread, exactly once per posted call.
  *
  * Connections are accepted by the caller (who checks and counts the peer
- * first) and handed over with kb_kms_grpc_add_fd. Every call is posted,
- * also one that cannot be answered by its method (kb_kms_call_failed), so
- * the receiver can count it against the connection it came on
- * (kb_kms_call_peer).
+ * first) and handed over with kb_kms_grpc_add_fd. gRPC hands over every
+ * stream as a call as soon as its headers are in, and this thread reads its
+ * message, so each call is counted open on its connection (by
+ * kb_kms_call_peer) from its first frame to its end: a connection with more
+ * open than max_streams (a peer that ignores SETTINGS_MAX_CONCURRENT_STREAMS)
+ * is to be closed, and beyond max_open calls in all a new one is refused
+ * busy. A call that cannot be answered by its method (its message never
+ * came: the peer reset it; or it names no method we serve) is answered on
+ * this thread and counted; the one that passes max_failed_per_s in a second
+ * (an HTTP/2 rapid reset) is posted instead. A posted call marked
+ * kb_kms_call_over asks the receiver to close the connection it came on.
  */
 #ifndef KB_KMS_GRPC_H
 #define KB_KMS_GRPC_H
@@ -42,6 +49,8 @@ typedef struct kb_kms_limits {
 	int64_t idle_ms;         /* a connection with no call for this long is closed (> 0) */
 	size_t max_metadata;     /* bytes of headers a call may carry */
 	size_t quota_bytes;      /* gRPC's resource quota: the memory all its connections may hold */
+	int max_failed_per_s;    /* calls of one connection that fail unanswerable (reset) in a second, at most */
+	int max_open;            /* calls open (read, waiting, or being answered) on all connections at once */
 } kb_kms_limits;
 
 /*
@@ -68,6 +77,9 @@ kb_kms_method kb_kms_call_method(const kb_kms_call *c);
  * unknown) and the inode of its socket then (0: unknown).
  */
 void kb_kms_call_peer(const kb_kms_call *c, int *fd, uint64_t *ino);
+
+/* kb_kms_call_over: the call's connection passed max_failed_per_s with it. */
+bool kb_kms_call_over(const kb_kms_call *c);
 
 /*
  * kb_kms_call_failed is GRPC_STATUS_OK for a call to answer, else the

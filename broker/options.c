@@ -63,8 +63,13 @@ static int check_level(kb_config *c, const char *value, char *why, size_t cap)
 
 static int check_listen(kb_config *c, const char *value, char *why, size_t cap)
 {
-	if (*value == '\0' || (strchr(value, ':') == NULL && strspn(value, "0123456789") != strlen(value)))
-		return snprintf(why, cap, "\"%s\" is not HOST:PORT such as 127.0.0.1:9464, or a PORT on loopback", value), 0;
+	char host[256];
+	unsigned port;
+
+	if (!kb_parse_hostport(value, "127.0.0.1", host, sizeof(host), &port))
+		return snprintf(why, cap,
+				"\"%s\" is not HOST:PORT with a port up to 65535, such as 127.0.0.1:9464 "
+				"(0.0.0.0:9464 for every interface), or a PORT on loopback", value), 0;
 	free(c->metrics_listen);
 	if ((c->metrics_listen = strdup(value)) == NULL)
 		abort();
@@ -136,7 +141,7 @@ const kb_option kb_options[] = {
 	  KB_OK_STRING, F(audit_log), 0, 0, NULL, NULL },
 	{ B, "health_interval", "DURATION", "30s", "positive", "how often each key's health check runs",
 	  KB_OK_DURATION, F(health_interval_ms), 1, 0, "\"%s\" is not a positive duration such as 30s", NULL },
-	{ B, "metrics_listen", "HOST:PORT", "off", "", "the operator endpoints /metrics, /healthz and /readyz over HTTP",
+	{ B, "metrics_listen", "HOST:PORT", "off", "a port up to 65535; a host (0.0.0.0 for every interface)", "the operator endpoints /metrics, /healthz and /readyz over HTTP",
 	  KB_OK_CUSTOM, 0, 0, 0, NULL, check_listen },
 
 	/* [key:NAME]: read by config.c (key_option) and keys.c */

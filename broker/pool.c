@@ -1,3 +1,7 @@
+/*
+ * pool.c: the worker threads, their queue, and its fairness between uids
+ * (pool.h). The spin rules are schedule.h's.
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -8,6 +12,7 @@
 #include "finish.h"
 #include "pool.h"
 #include "run.h"
+#include "schedule.h"
 
 typedef struct worker {
 	kb_pool *pool;
@@ -15,37 +20,38 @@ typedef struct worker {
 	pthread_t thread;
 } worker;
 
+/* one uid's queued jobs, oldest first */
+typedef struct uid_queue {
+	uid_t uid;
+	kb_job *head, *tail;
+} uid_queue;
+
+/* room for this many uids with jobs queued before the turn table grows */
+#define UID_QUEUES_START 8
+
 struct kb_pool {
 	kb_broker *broker;
+	kb_sched sched;
 	pthread_mutex_t lock;
 	pthread_cond_t more;
-	kb_job *queue_head, *queue_tail;
+	/*
+	 * The uids with jobs queued, in turn order: a worker takes the oldest
+	 * job of the uid whose turn it is (turn), and the turn passes on. A uid
+	 * that had nothing queued joins just before the turn, so its one job is
+	 * next: however many jobs one uid queues, another's waits for at most
+	 * one of them (issue 24 item 7).
+	 */
+	uid_queue *uids;
+	int nuids, capuids, turn;
 	kb_job *done_head, *done_tail;
-	bool stopping;
+	bool stopping;   /* (atomic; set under lock) */
 	int efd;
 	int nworkers;
 	worker *workers;
-	int ncpu;
-	int busy;        /* workers running a job (atomic) */
 	int spinning;    /* workers spinning for a job they have not taken yet (atomic) */
-	int queued;      /* jobs in the queue (under lock) */
+	int queued;      /* jobs in the queue (atomic; changed under lock) */
 	int pending;     /* jobs submitted and not yet ended (atomic: a worker ends some itself) */
 };
-
-/*
- * Handing a job to a sleeping thread costs a futex wake-up, tens of
- * microseconds on a VM, twice per cache miss: more than an AES unwrap itself.
- * So a thread that expects work soon spins for a short while first, but only
- * while there is a CPU to spare, so that spinning never takes a core from a
- * thread with real work.
- */
-#define SPIN_US 150
-
-static bool cpu_to_spare(const kb_pool *p)
-{
-	/* the loop and the busy workers each hold a CPU */
-	return __atomic_load_n(&p->busy, __ATOMIC_RELAXED) + 1 < p->ncpu;
-}
 
 static inline void cpu_relax(void)
 {
@@ -64,53 +70,97 @@ static void push(kb_job **head, kb_job **tail, kb_job *j)
 	*tail = j;
 }
 
+/* enqueue queues j under its uid (p->lock held). */
+static void enqueue(kb_pool *p, kb_job *j)
+{
+	int i = 0;
+
+	while (i < p->nuids && p->uids[i].uid != j->uid)
+		i++;
+	if (i == p->nuids) {
+		if (p->nuids == p->capuids) {
+			uid_queue *more = realloc(p->uids, (size_t)p->capuids * 2 * sizeof(*more));
+
+			if (more == NULL) {
+				/* out of memory: the job queues behind the last uid's, unfairly but not lost */
+				push(&p->uids[p->nuids - 1].head, &p->uids[p->nuids - 1].tail, j);
+				goto queued;
+			}
+			p->uids = more;
+			p->capuids *= 2;
+		}
+		/* a uid new to the queue goes just before the turn: it is served next */
+		memmove(&p->uids[p->turn + 1], &p->uids[p->turn], (size_t)(p->nuids - p->turn) * sizeof(*p->uids));
+		p->uids[p->turn] = (uid_queue){ .uid = j->uid };
+		p->nuids++;
+		i = p->turn;
+	}
+	push(&p->uids[i].head, &p->uids[i].tail, j);
+queued:
+	__atomic_add_fetch(&p->queued, 1, __ATOMIC_RELEASE);
+}
+
+/* dequeue takes the next job by turn, or returns NULL (p->lock held). */
+static kb_job *dequeue(kb_pool *p)
+{
+	uid_queue *q;
+	kb_job *j;
+
+	if (p->nuids == 0)
+		return NULL;
+	q = &p->uids[p->turn];
+	j = q->head;
+	q->head = j->next;
+	if (q->head == NULL) {
+		memmove(q, q + 1, (size_t)(p->nuids - p->turn - 1) * sizeof(*q));
+		p->nuids--;
+	} else {
+		p->turn++;
+	}
+	if (p->turn >= p->nuids)
+		p->turn = 0;
+	__atomic_sub_fetch(&p->queued, 1, __ATOMIC_RELAXED);
+	return j;
+}
+
 static void *worker_main(void *arg)
 {
 	worker *w = arg;
 	kb_pool *p = w->pool;
 	uint64_t one = 1;
-
-	int64_t spin_us = SPIN_US;
+	int64_t spell_us = KB_SCHED_ROUND_TRIP_US;
 
 	for (;;) {
 		kb_job *j;
-		int64_t start = kb_now_us(), until = start + spin_us;
+		int64_t start = kb_now_us(), until = start + spell_us;
 
+		/*
+		 * Handing a job to a sleeping thread costs a futex wake-up, tens of
+		 * microseconds on a VM, twice per cache miss: more than an AES unwrap.
+		 * So a worker polls for its next job for a spell first, counted as a
+		 * busy thread, while the budget has a CPU to spare for it (schedule.h).
+		 */
 		__atomic_add_fetch(&p->spinning, 1, __ATOMIC_ACQ_REL);
-		while (__atomic_load_n(&p->queue_head, __ATOMIC_ACQUIRE) == NULL && cpu_to_spare(p) &&
+		kb_sched_busy(&p->sched, 1);
+		while (__atomic_load_n(&p->queued, __ATOMIC_ACQUIRE) == 0 && kb_sched_spare(&p->sched, true) &&
 		       !__atomic_load_n(&p->stopping, __ATOMIC_RELAXED) && kb_now_us() < until)
 			cpu_relax();
+		kb_sched_busy(&p->sched, -1);
 		/* before taking the lock: a counted spinner is one that will still look at the queue */
 		__atomic_sub_fetch(&p->spinning, 1, __ATOMIC_ACQ_REL);
 		pthread_mutex_lock(&p->lock);
-		while (p->queue_head == NULL && !p->stopping)
+		while (p->nuids == 0 && !__atomic_load_n(&p->stopping, __ATOMIC_RELAXED))
 			pthread_cond_wait(&p->more, &p->lock);
-		if (p->queue_head == NULL) {
-			pthread_mutex_unlock(&p->lock);
-			return NULL;
-		}
-		j = p->queue_head;
-		p->queue_head = j->next;
-		if (p->queue_head == NULL)
-			p->queue_tail = NULL;
-		p->queued--;
+		j = dequeue(p);
 		pthread_mutex_unlock(&p->lock);
-		/*
-		 * Adaptive, as glibc's adaptive mutex: a spell that caught its job is
-		 * worth its CPU, one that ran out is not, so spells shrink to an eighth
-		 * when clients are slow to come back (a loaded machine, where the spin
-		 * also takes their CPU). A job that came within a full spell of its
-		 * start, caught or not, restores full spells: else a client that is
-		 * back in 40 us would never meet an 18 us spell again.
-		 */
-		if (kb_now_us() - start <= SPIN_US)
-			spin_us = SPIN_US;
-		else if (spin_us > SPIN_US / 8)
-			spin_us /= 2;
+		if (j == NULL)
+			return NULL;
+		j->wait_us = kb_now_us() - j->queued_us;
+		spell_us = kb_sched_next_spell(spell_us, kb_now_us() - start);
 
-		__atomic_add_fetch(&p->busy, 1, __ATOMIC_RELAXED);
+		kb_sched_busy(&p->sched, 1);
 		kb_job_run(p->broker, j, w->slot);
-		__atomic_sub_fetch(&p->busy, 1, __ATOMIC_RELAXED);
+		kb_sched_busy(&p->sched, -1);
 
 		/* answer it here if the loop sleeps: waking it would cost a thread hand-off */
 		if (kb_job_finish_here(p->broker, j)) {
@@ -134,13 +184,16 @@ kb_code kb_pool_start(kb_broker *b, int nworkers, kb_pool **out, kb_err *err)
 	if (p == NULL)
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	p->broker = b;
-	p->ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	kb_sched_init(&p->sched);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->more, NULL);
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	p->workers = calloc((size_t)nworkers, sizeof(*p->workers));
-	if (p->efd < 0 || p->workers == NULL) {
+	p->uids = calloc(UID_QUEUES_START, sizeof(*p->uids));
+	p->capuids = UID_QUEUES_START;
+	if (p->efd < 0 || p->workers == NULL || p->uids == NULL) {
 		free(p->workers);
+		free(p->uids);
 		if (p->efd >= 0)
 			close(p->efd);
 		free(p);
@@ -165,16 +218,18 @@ int kb_pool_fd(const kb_pool *p)
 	return p->efd;
 }
 
-void kb_pool_submit(kb_pool *p, kb_job *j)
+void kb_pool_submit(kb_pool *p, kb_job *j, uid_t uid)
 {
+	j->uid = uid;
+	j->queued_us = kb_now_us();
 	__atomic_add_fetch(&p->pending, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&p->lock);
-	push(&p->queue_head, &p->queue_tail, j);
+	enqueue(p, j);
 	/*
 	 * A spinning worker takes the job within a microsecond; waking a sleeping
 	 * one as well only costs a futex call and a thread that finds nothing.
 	 */
-	if (++p->queued > __atomic_load_n(&p->spinning, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&p->queued, __ATOMIC_RELAXED) > __atomic_load_n(&p->spinning, __ATOMIC_ACQUIRE))
 		pthread_cond_signal(&p->more);
 	pthread_mutex_unlock(&p->lock);
 }
@@ -195,24 +250,29 @@ kb_job *kb_pool_take_done(kb_pool *p)
 	return j;
 }
 
-bool kb_pool_should_spin(const kb_pool *p)
+bool kb_pool_loop_may_poll(const kb_pool *p)
 {
-	return __atomic_load_n(&p->pending, __ATOMIC_RELAXED) > 0 && cpu_to_spare(p);
+	return kb_sched_spare(&p->sched, false);
 }
 
-bool kb_pool_may_spin(const kb_pool *p)
+bool kb_pool_job_may_end_soon(const kb_pool *p)
 {
-	return cpu_to_spare(p);
+	return __atomic_load_n(&p->pending, __ATOMIC_RELAXED) > 0 && kb_sched_spare(&p->sched, false);
 }
 
-bool kb_pool_fits_loop(const kb_pool *p)
+bool kb_pool_loop_fits(const kb_pool *p)
 {
-	return p->ncpu > 1 && __atomic_load_n(&p->busy, __ATOMIC_RELAXED) < p->ncpu;
+	return kb_sched_fits(&p->sched);
 }
 
 bool kb_pool_idle(const kb_pool *p)
 {
 	return __atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) == 0;
+}
+
+int kb_pool_cpus(const kb_pool *p)
+{
+	return p->sched.cpus;
 }
 
 kb_job *kb_pool_stop(kb_pool *p)
@@ -231,6 +291,7 @@ kb_job *kb_pool_stop(kb_pool *p)
 	close(p->efd);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->more);
+	free(p->uids);
 	free(p->workers);
 	free(p);
 	return left;

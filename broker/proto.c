@@ -467,6 +467,9 @@ kb_code kb_proto_parse(const char *line, size_t n, kb_request *req, kb_err *err)
 	root = kb_json_parse_whole(line, n);
 	if (root == NULL && kb_json_out_of_memory())
 		return kb_err_set(err, KB_E_INTERNAL, "out of memory reading the request: try again");
+	if (root == NULL && kb_json_duplicate())
+		return kb_err_set(err, KB_E_BAD_REQUEST, "the request gives the field \"%s\" twice: give each field once",
+				  kb_json_duplicate());
 	if (root == NULL)
 		return kb_err_set(err, KB_E_BAD_REQUEST,
 				  "the request is not valid JSON: send one JSON object per line");

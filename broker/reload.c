@@ -5,6 +5,7 @@
 #include "keys.h"
 #include "log.h"
 #include "reload.h"
+#include "revoke.h"
 
 /* carry keeps a reloaded key's counters and data-key state, so a reload loses no history. */
 static void carry(kb_key *to, const kb_key *from)
@@ -81,5 +82,6 @@ void kb_reload(kb_broker *b)
 	free(map);
 	kb_broker_use_keyset(b, ks);
 	kb_keyset_unref(old);
+	kb_revoke_recheck(b); /* peers the new policy refuses lose their open connections */
 	kb_info("SIGHUP: reloaded %s: %d key%s", cfg->file, ks->nkeys, ks->nkeys == 1 ? "" : "s");
 }

@@ -39,6 +39,19 @@ static void cache_classes(const kb_arena *a, kb_buf *o)
 	kb_jw_raw(o, "]");
 }
 
+/* metrics_listen says where the HTTP operator endpoints listen, and whether that is every interface */
+static void metrics_listen(const kb_config *cfg, kb_buf *o)
+{
+	char host[256];
+	unsigned port;
+
+	if (cfg->metrics_listen == NULL || !kb_parse_hostport(cfg->metrics_listen, "127.0.0.1", host, sizeof(host), &port))
+		return;
+	kb_jw_raw(o, ",\"metrics_listen\":{\"address\":");
+	kb_jw_str(o, cfg->metrics_listen);
+	kb_jw_raw(o, kb_host_is_any(host) ? ",\"every_interface\":true}" : ",\"every_interface\":false}");
+}
+
 void kb_report_status(kb_broker *b, kb_buf *o)
 {
 	const kb_counters *n = &b->counters;
@@ -76,6 +89,10 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 		}
 		if (k->checked) /* health.c runs with a [kms:] socket or metrics_listen */
 			kb_jw_raw(o, k->check_ok ? ",\"check\":\"ok\"" : ",\"check\":\"failed\"");
+		if (k->checked && !k->check_ok) {
+			kb_jw_key(o, "check_error");
+			kb_jw_str(o, k->check_error);
+		}
 		if (k->last_code != KB_OK) {
 			kb_jw_key(o, "last_error");
 			kb_jw_str(o, kb_code_name(k->last_code));
@@ -94,6 +111,8 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 		calls += sum(k->backend_calls, KB_BOP_COUNT);
 	}
 	kb_jw_raw(o, "]");
+
+	metrics_listen(b->cfg, o);
 
 	kb_jw_raw(o, ",\"counters\":{\"requests\":");
 	kb_jw_i64(o, (int64_t)sum(n->requests, KB_OP_COUNT));
@@ -219,8 +238,8 @@ static void backend_metrics(kb_broker *b, kb_buf *t)
 	}
 }
 
-/* peer_metrics writes the fairness refusals (peer.h): by limit, and by peer for the peers still known. */
-static void peer_metrics(kb_broker *b, kb_buf *t)
+/* peer_metrics writes the fairness refusals (peer.h): by limit, and (with peers) by peer for the peers still known. */
+static void peer_metrics(kb_broker *b, kb_buf *t, bool peers)
 {
 	char labels[128];
 
@@ -232,6 +251,8 @@ static void peer_metrics(kb_broker *b, kb_buf *t)
 		snprintf(labels, sizeof(labels), "limit=\"%s\"", kb_peer_limit_name((kb_peer_limit)l));
 		metric(t, "keybroker_busy_refusals_total", labels, (double)b->peers->refused[l]);
 	}
+	if (!peers)
+		return;
 	help(t, "keybroker_peer_busy_refusals_total", "counter",
 	     "Busy refusals of each peer (uid, pid) still connected or refused within the last minute, by limit.");
 	for (const kb_peer *p = b->peers->list; p; p = p->next) {
@@ -243,6 +264,36 @@ static void peer_metrics(kb_broker *b, kb_buf *t)
 			metric(t, "keybroker_peer_busy_refusals_total", labels, (double)p->refused[l]);
 		}
 	}
+}
+
+/* uid_wait returns the i-th series of w and its label (NULL past the last). */
+static const kb_uid_wait *uid_wait(const kb_uid_waits *w, int i, char *labels, size_t cap)
+{
+	if (i < w->n) {
+		snprintf(labels, cap, "uid=\"%u\"", (unsigned)w->uids[i].uid);
+		return &w->uids[i];
+	}
+	if (i > w->n || w->other.count == 0)
+		return NULL;
+	snprintf(labels, cap, "uid=\"other\"");
+	return &w->other;
+}
+
+/* queue_wait_metrics writes how long each uid's jobs waited for a worker (uidwaits.h). */
+static void queue_wait_metrics(kb_broker *b, kb_buf *t)
+{
+	const kb_uid_wait *u;
+	char labels[64];
+
+	help(t, "keybroker_queue_wait_seconds", "summary",
+	     "Time jobs waited in the worker pool's queue, by the uid they were queued for (the first 16 uids seen, then \"other\").");
+	for (int i = 0; (u = uid_wait(&b->queue_waits, i, labels, sizeof(labels))) != NULL; i++) {
+		metric(t, "keybroker_queue_wait_seconds_sum", labels, (double)u->sum_us / 1e6);
+		metric(t, "keybroker_queue_wait_seconds_count", labels, (double)u->count);
+	}
+	help(t, "keybroker_queue_wait_max_seconds", "gauge", "The longest a job of the uid waited in the worker pool's queue.");
+	for (int i = 0; (u = uid_wait(&b->queue_waits, i, labels, sizeof(labels))) != NULL; i++)
+		metric(t, "keybroker_queue_wait_max_seconds", labels, (double)u->max_us / 1e6);
 }
 
 /* kms_metrics writes the KMS v2 calls and each key's last real health check (health.c). */
@@ -274,13 +325,13 @@ void kb_report_metrics(kb_broker *b, kb_buf *o)
 {
 	kb_buf t = { 0 };
 
-	kb_report_prometheus(b, &t);
+	kb_report_prometheus(b, &t, true);
 	kb_jw_key(o, "text");
 	kb_jw_strn(o, t.data ? t.data : "", t.len);
 	kb_buf_free(&t);
 }
 
-void kb_report_prometheus(kb_broker *b, kb_buf *out)
+void kb_report_prometheus(kb_broker *b, kb_buf *out, bool peers)
 {
 	const kb_counters *n = &b->counters;
 	const struct single cache_counters[] = {
@@ -337,7 +388,8 @@ void kb_report_prometheus(kb_broker *b, kb_buf *out)
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"flush\"", (double)b->cache.evictions[KB_EVICT_FLUSH]);
 	metric(&t, "keybroker_cache_evictions_total", "cause=\"replace\"", (double)b->cache.evictions[KB_EVICT_REPLACE]);
 	singles(&t, cache_and_conns, sizeof(cache_and_conns) / sizeof(cache_and_conns[0]));
-	peer_metrics(b, &t);
+	peer_metrics(b, &t, peers);
+	queue_wait_metrics(b, &t);
 	backend_metrics(b, &t);
 	kms_metrics(b, &t);
 	kb_buf_append(out, t.data ? t.data : "", t.len);

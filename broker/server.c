@@ -1,9 +1,11 @@
 /*
  * server.c: the listening socket, the event loop and the connections.
  *
- * One thread runs everything here with epoll: accepting (after checking the
- * peer), reading lines, dispatching them, writing answers, collecting
- * finished jobs from the worker pool, timers and signals.
+ * The loop thread runs everything here with epoll: accepting (after checking
+ * the peer), reading lines, dispatching them, writing answers, collecting
+ * finished jobs from the worker pool, timers and signals. It holds the loop
+ * token (looptoken.h) throughout but inside epoll_wait; the kb_io services
+ * below are loop state, called by whoever holds the token.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +25,7 @@
 #include "ndjson.h"
 #include "finish.h"
 #include "log.h"
-#include "loopcall.h"
+#include "schedule.h"
 #include "pool.h"
 #include "reload.h"
 #include "jobs.h"
@@ -130,7 +132,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 		size_t len = (size_t)(nl - (c->in.data + start));
 
 		scanned = (size_t)(nl - c->in.data) + 1;
-		/* found once: whether another line waits decides loop calls (loopcall.h), then it is the next line */
+		/* found once: whether another line waits decides loop calls (schedule.h), then it is the next line */
 		next = memchr(c->in.data + scanned, '\n', c->in.len - scanned);
 		if (len > max) {
 			kb_ndjson_too_large(s->b, c);
@@ -141,7 +143,7 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 		if (len > 0) {
 			kb_loopcall *lc = &s->b->loopcall;
 
-			/* the loop may make a call itself only for a line that is all it has to do (loopcall.h) */
+			/* the loop may make a call itself only for a line that is all it has to do (schedule.h) */
 			if (lc->last_conn != c) /* the clock only when the speaker changes: not per hit */
 				kb_loopcall_note(lc, c, kb_now_us());
 			lc->turn_ok = s->turn_events == 1 && next == NULL;
@@ -174,7 +176,8 @@ static void check_timeouts(server *s, int64_t now)
 			why = "sent a partial line for longer than client_timeout";
 		else if (c->blocked_since_ms && now - c->blocked_since_ms > cfg->client_timeout_ms)
 			why = "left its answers unread for longer than client_timeout";
-		else if (cfg->idle_timeout_ms && c->inflight == 0 && c->out.len == 0 &&
+		/* a KMS connection's idle limit is its face's: gRPC says goodbye first (kms_face.c) */
+		else if (cfg->idle_timeout_ms && !c->shared && c->inflight == 0 && c->out.len == 0 &&
 			 now - c->last_activity_ms > cfg->idle_timeout_ms)
 			why = "was idle for longer than idle_timeout";
 		if (why) {
@@ -317,6 +320,7 @@ static void teardown(server *s)
 		kb_conn_close(s->conns.list);
 	kb_connset_detach(&s->conns);
 	s->b->peers = NULL;
+	s->b->conns = NULL;
 	kb_peers_free(&s->conns.peers);
 	remove_socket(s);
 	if (s->epfd >= 0)
@@ -339,6 +343,7 @@ static int io_watch(void *loop, kb_io_watch **wp, int fd, unsigned events,
 	struct epoll_event ev = { .events = ((events & KB_IO_IN) ? EPOLLIN : 0u) |
 					    ((events & KB_IO_OUT) ? EPOLLOUT : 0u) };
 
+	kb_loop_assert_owner();
 	if (events == 0) {
 		if (w) {
 			/* epoll may have handed the loop more events for w in this batch */
@@ -384,6 +389,7 @@ static kb_io_timer *io_timer_new(void *loop, void (*cb)(void *ctx), void *ctx)
 	server *s = loop;
 	kb_io_timer *t = calloc(1, sizeof(*t));
 
+	kb_loop_assert_owner();
 	if (t == NULL)
 		return NULL;
 	t->s = s;
@@ -399,11 +405,13 @@ static kb_io_timer *io_timer_new(void *loop, void (*cb)(void *ctx), void *ctx)
 
 static void io_timer_arm(kb_io_timer *t, int64_t at_ms)
 {
+	kb_loop_assert_owner();
 	t->at_ms = at_ms;
 }
 
 static void io_timer_free(kb_io_timer *t)
 {
+	kb_loop_assert_owner();
 	if (t == NULL)
 		return;
 	if (t->prev)
@@ -420,12 +428,13 @@ static int io_offload(void *loop, void (*work)(void *ctx, int slot), void (*done
 	server *s = loop;
 	kb_job *j = kb_job_new(s->b, KB_OP_NONE, NULL);
 
+	kb_loop_assert_owner();
 	if (j == NULL)
 		return -1;
 	j->work = work;
 	j->work_done = done;
 	j->work_ctx = ctx;
-	kb_pool_submit(s->b->pool, j);
+	kb_pool_submit(s->b->pool, j, s->b->uid);
 	return 0;
 }
 
@@ -476,7 +485,7 @@ static bool loop_waits(server *s, int64_t now_us)
 		lc->wait_until_us = 0; /* a worker answered it */
 		return false;
 	}
-	return kb_pool_fits_loop(s->b->pool);
+	return kb_pool_loop_fits(s->b->pool);
 }
 
 static void loop_once(server *s)
@@ -490,19 +499,19 @@ static void loop_once(server *s)
 	if (tt >= 0 && (timeout < 0 || tt < timeout))
 		timeout = tt;
 
-	/* poll, not sleep, for a short while when a job may finish any moment (pool.c) */
+	/* poll, not sleep, for a round trip when a job may end or a client come back any moment (schedule.h) */
 	if (loop_waits(s, now_us)) {
 		timeout = 0;
-	} else if (kb_pool_should_spin(s->b->pool) ||
-	    (kb_loopcall_awake(&s->b->loopcall, now_us) && kb_pool_may_spin(s->b->pool))) {
+	} else if (kb_pool_job_may_end_soon(s->b->pool) ||
+	    (kb_loopcall_awake(&s->b->loopcall, now_us) && kb_pool_loop_may_poll(s->b->pool))) {
 		if (s->spin_until_us == 0)
-			s->spin_until_us = now_us + 150;
+			s->spin_until_us = now_us + KB_SCHED_ROUND_TRIP_US;
 		if (now_us < s->spin_until_us)
 			timeout = 0;
 	}
-	kb_loop_sleep(s->b); /* a worker may answer its own job meanwhile (finish.h) */
+	kb_loop_token_sleep(&s->b->token); /* a worker may answer its own job meanwhile (finish.h) */
 	n = epoll_wait(s->epfd, evs, 64, timeout);
-	kb_loop_wake(s->b);
+	kb_loop_token_wake(&s->b->token);
 	if (n > 0)
 		s->spin_until_us = 0;
 	s->turn_events = n;
@@ -545,7 +554,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	kb_opshttp *ops = NULL;
 	kb_code rc;
 
-	kb_loop_enter(b);
+	kb_loop_token_enter(&b->token);
 	s.conns.count = &b->nconns;
 	s.io = (kb_io){ .loop = &s, .watch = io_watch, .timer_new = io_timer_new,
 			.timer_arm = io_timer_arm, .timer_free = io_timer_free, .offload = io_offload };
@@ -554,7 +563,7 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	if ((rc = setup(&s, err)) != KB_OK) {
 		teardown(&s);
 		free(s.path);
-		kb_loop_leave(b);
+		kb_loop_token_leave(&b->token);
 		return rc;
 	}
 	s.conns.epfd = s.epfd;
@@ -563,10 +572,11 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 				    &s.listener, err)) != KB_OK) {
 		teardown(&s);
 		free(s.path);
-		kb_loop_leave(b);
+		kb_loop_token_leave(&b->token);
 		return rc;
 	}
 	b->peers = &s.conns.peers;
+	b->conns = &s.conns;
 	kb_broker_attach_io(b, &s.io);
 	/* the health checks (for whoever reads them), the KMS v2 sockets and /metrics ride on this loop */
 	if (((b->cfg->nkms > 0 || b->cfg->metrics_listen) &&
@@ -579,10 +589,12 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 		b->health = NULL;
 		kb_broker_attach_io(b, NULL);
 		teardown(&s);
+		kb_loop_token_leave(&b->token);
 		return rc;
 	}
-	kb_info("listening on %s with %d worker%s", s.activated ? "the systemd socket" : s.path,
-		b->cfg->workers, b->cfg->workers == 1 ? "" : "s");
+	kb_info("listening on %s with %d worker%s and a CPU budget of %d (schedule.h)",
+		s.activated ? "the systemd socket" : s.path, b->cfg->workers, b->cfg->workers == 1 ? "" : "s",
+		kb_pool_cpus(b->pool));
 	sd_notifyf(0, "READY=1\nSTATUS=Serving %d key%s on %s", b->nkeys, b->nkeys == 1 ? "" : "s",
 		   s.activated ? "the systemd socket" : s.path);
 	while (!s.stopping || (!drained(&s) && kb_now_ms() < s.stop_deadline_ms))
@@ -600,6 +612,6 @@ kb_code kb_server_run(kb_broker *b, kb_err *err)
 	kb_connset_bury(&s.conns);
 	bury_watches(&s);
 	free(s.path);
-	kb_loop_leave(b);
+	kb_loop_token_leave(&b->token);
 	return KB_OK;
 }

@@ -5,8 +5,8 @@
  */
 #include "finish.h"
 #include "keyprint.h"
-#include "loopcall.h"
 #include "outage.h"
+#include "schedule.h"
 #include "pool.h"
 #include "run.h"
 #include "submit.h"
@@ -23,12 +23,12 @@ static void unwrap_done(kb_async *a, kb_code rc)
 		atomic_fetch_add(&j->src->unwraps_current, 1);
 	}
 	kb_job_finish(b, j);
-	/* the client's next request is likely a round trip away: meet it awake (loopcall.h) */
+	/* the client's next request is likely a round trip away: meet it awake (schedule.h) */
 	b->loopcall.ran_at_us = kb_now_us();
 }
 
 /*
- * on_loop_ok says whether the loop makes j's call itself (loopcall.h): one
+ * on_loop_ok says whether the loop makes j's call itself (schedule.h): one
  * request's unwrap, on a key whose unwraps have been short, while the broker
  * has nothing else to do.
  */
@@ -51,10 +51,14 @@ static int64_t waited_avg(const kb_job *j)
 	return j->op == KB_OP_UNWRAP && !j->refresh && j->src != NULL ? j->src->unwrap_avg_us : 0;
 }
 
-/* expect_answer lets the loop wait awake for j if its one client waits for it (loopcall.h). */
+/*
+ * expect_answer lets the loop wait awake for j if its one client waits for
+ * it and the loop has a CPU of its own beside the busy workers (schedule.h).
+ */
 static void expect_answer(kb_broker *b, const kb_job *j, bool pool)
 {
-	if (kb_loopcall_expect(&b->loopcall, kb_now_us(), waited_avg(j), b->cfg->loop_wait_max_us, pool))
+	if (kb_loopcall_expect(&b->loopcall, kb_now_us(), kb_pool_loop_fits(b->pool) ? waited_avg(j) : 0,
+			       b->cfg->loop_wait_max_us, pool))
 		b->counters.loop_waits++;
 }
 
@@ -66,6 +70,7 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 	int where = -1;
 	kb_code rc;
 
+	kb_loop_assert_owner();
 	/* a key whose service is down answers at once (outage.h); doctor explains it on a worker */
 	if (j->op != KB_OP_DOCTOR && (kb_outage_refuse(j->src, &j->err) != KB_OK || kb_outage_refuse(j->key, &j->err) != KB_OK)) {
 		kb_job_finish(b, j);
@@ -91,7 +96,7 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 	}
 	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL || where >= 0) {
 		expect_answer(b, j, true);
-		kb_pool_submit(b->pool, j);
+		kb_pool_submit(b->pool, j, j->nwaiters > 0 ? j->waiters[0].conn->uid : b->uid);
 		return;
 	}
 	expect_answer(b, j, false);

@@ -1,6 +1,7 @@
 /*
  * values.c: the values of configuration options (see values.h).
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
@@ -176,4 +177,36 @@ bool kb_parse_acl(const char *s, kb_idlist *uids, kb_idlist *gids, char *why, si
 	}
 	free(copy);
 	return ok;
+}
+
+bool kb_parse_hostport(const char *s, const char *default_host, char *host, size_t hostcap, unsigned *port)
+{
+	const char *colon = strrchr(s, ':'), *p = colon ? colon + 1 : s;
+	size_t hl = colon ? (size_t)(colon - s) : strlen(default_host);
+	const char *h = colon ? s : default_host;
+	int64_t v;
+
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || !kb_parse_int(p, 0, 65535, &v))
+		return false;
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	} else if (colon && memchr(s, ':', hl) != NULL) {
+		return false; /* an IPv6 address goes in brackets: [::1]:9464 */
+	}
+	if (hl == 0 || hl >= hostcap)
+		return false;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (unsigned)v;
+	return true;
+}
+
+bool kb_host_is_any(const char *host)
+{
+	unsigned char a[16], zero[16] = { 0 };
+
+	if (inet_pton(AF_INET, host, a) == 1)
+		return memcmp(a, zero, 4) == 0;
+	return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, zero, 16) == 0;
 }

@@ -54,6 +54,17 @@ bool kb_parse_idlist(const char *s, bool groups, kb_idlist *out, char *why, size
  */
 bool kb_parse_acl(const char *s, kb_idlist *uids, kb_idlist *gids, char *why, size_t whylen);
 
+/*
+ * kb_parse_hostport reads "HOST:PORT", "[IPV6]:PORT" or a bare "PORT" (on
+ * default_host) into host (brackets dropped) and port, a decimal number up
+ * to 65535 (0: the kernel picks one). An empty HOST (":9464") is refused:
+ * name 127.0.0.1, or 0.0.0.0 to mean every interface.
+ */
+bool kb_parse_hostport(const char *s, const char *default_host, char *host, size_t hostcap, unsigned *port);
+
+/* kb_host_is_any tells whether host is the wildcard address (0.0.0.0 or ::): every interface. */
+bool kb_host_is_any(const char *host);
+
 /* kb_parse_size reads "65536", "64k", "1m", "1MiB" (bytes, KiB, MiB), in any case. */
 bool kb_parse_size(const char *s, int64_t *bytes);
 

@@ -277,10 +277,12 @@ const cli_cmd cli_rewrap = {
 		"same order to --out (or stdout), in batches on N connections. A line the\n"
 		"key service throttles or cannot answer is sent again with backoff; a line\n"
 		"that still fails is written out unchanged, listed in --failed, and the\n"
-		"exit status is 1. Run it again with the same --out to go on where it\n"
-		"stopped: the lines --out holds are skipped. On a terminal, a progress\n"
-		"line shows done/total, rate, errors and ETA; a summary ends the run\n"
-		"(counts by old -> new version, failures by code).\n"
+		"exit status is 1. Run it again with the same --in and --out to go on\n"
+		"where it stopped: the lines --out holds are checked against its journal\n"
+		"(OUT.journal) and the input, and skipped. --out, --failed and the journal\n"
+		"are never the input, one another, or a symbolic link. On a terminal, a\n"
+		"progress line shows done/total, rate, errors and ETA; a summary ends the\n"
+		"run (counts by old -> new version, failures by code).\n"
 		"The DEK never leaves the broker.\n\n"
 		"example:\n  keybroker rewrap < dek.blob > dek.blob.new\n"
 		"  keybroker rewrap --key rsa \"$(cat dek.blob)\"\n"
@@ -289,7 +291,7 @@ const cli_cmd cli_rewrap = {
 	.opts = {
 		{ "key", 'k', "KEY", "wrap under KEY instead of the blob's own key" },
 		{ "in", 'i', "FILE", "blobs one per line from FILE (- for stdin), rewrapped in batches" },
-		{ "out", 'o', "FILE", "with --in: write the new blobs to FILE; a rerun skips the lines it holds" },
+		{ "out", 'o', "FILE", "with --in: write the new blobs to FILE; a rerun skips the lines its journal proves" },
 		{ "failed", 0, "FILE", "with --in: list the lines that failed in FILE, to run again" },
 		{ "to-version", 0, "V", "with --in: lines under V are kept as they are; a line the broker moves elsewhere fails" },
 		{ "concurrency", 'j', "N", "with --in: batches in flight at once, 1 to 64 (default 4)" },

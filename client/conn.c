@@ -465,6 +465,23 @@ static kb_code reopen(kb_client *c, kb_error *err)
 	return KB_OK;
 }
 
+/*
+ * answered_early says whether the broker answered a request it had not read
+ * whole: it refuses a line as soon as it grows past max_request_bytes, and
+ * closes, so the rest of the send fails while the answer (too_large) waits to
+ * be read. Then the call goes on to read it.
+ */
+static bool answered_early(kb_client *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	char byte;
+
+	if (c->rlen == 0 && (poll(&p, 1, 0) != 1 || recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 1))
+		return false;
+	c->broken = false;
+	return true;
+}
+
 void kbc_batch_limits(const kb_client *c, size_t *items, size_t *bytes)
 {
 	*items = c->batch_items;
@@ -515,7 +532,7 @@ kb_code kbc_roundtrip(kb_client *c, cJSON *req, cJSON **resp, kb_error *err)
 		return kbc_error(err, KB_E_IO, "out of memory building a request");
 	code = send_all(c, line, n, err);
 	wipe_free(line, n);
-	if (code != KB_OK)
+	if (code != KB_OK && !answered_early(c))
 		return code;
 	c->refused_line = 0;
 

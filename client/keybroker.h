@@ -21,6 +21,10 @@
  *    call fails with KB_E_IO. Close it and connect again. A broker error
  *    leaves the connection usable.
  *
+ * Installed as <keybroker.h>, with the headers it includes under
+ * <keybroker/>. libkeybroker exports the functions marked KB_API in them and
+ * nothing else; the values of kb_code never change (kb_codes.h).
+ *
  * Thread safety: a kb_client is not thread-safe. Use one kb_client per
  * thread (connections are cheap), or serialise calls on a shared one. The
  * functions that take no kb_client are thread-safe.
@@ -36,14 +40,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kb_codes.h"
-#include "kb_socket.h"
+#include <keybroker/kb_codes.h>
+#include <keybroker/kb_socket.h>
+#include <keybroker/kb_version.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define KB_API __attribute__((visibility("default")))
 
 /* The environment variable that names the socket for clients. */
 #define KB_SOCKET_ENV "KEYBROKER_SOCKET"
@@ -77,7 +80,14 @@ typedef struct kb_result {
 } kb_result;
 
 /* kb_default_socket, KB_DEFAULT_SOCKET, KB_FALLBACK_SOCKET and
- * KB_SOCKET_PATH_MAX are in kb_socket.h, which the daemon shares. */
+ * KB_SOCKET_PATH_MAX are in kb_socket.h, which the daemon shares; the
+ * KB_VERSION_* macros, the version compiled against, in kb_version.h. */
+
+/*
+ * kb_version returns the version of the libkeybroker the program runs
+ * against, "MAJOR.MINOR.PATCH" (compare with KB_VERSION_STRING). Static.
+ */
+KB_API const char *kb_version(void);
 
 /*
  * kb_client_connect connects to the broker at socket_path. When socket_path

@@ -63,7 +63,7 @@ typedef struct job {
 typedef struct tally {
 	size_t total, skipped, done, ok, failed, already;
 	size_t failed_before;     /* of the skipped lines, those an earlier run failed */
-	size_t by_code[KB_E_IO + 1];
+	size_t by_code[KB_CODE_COUNT];
 	move moves[MOVES_MAX];
 	int nmoves;
 	size_t other_moves;
@@ -275,7 +275,7 @@ static bool write_batch(rwf *files, batch *b, tally *t, bool tty)
 				b->codes[i] == KB_E_UNKNOWN_VERSION && b->newver[i][0] ? ": the broker wrapped it under " : "",
 				b->codes[i] == KB_E_UNKNOWN_VERSION && b->newver[i][0] ? b->newver[i] : "");
 			t->failed++;
-			t->by_code[b->codes[i] <= KB_E_IO ? b->codes[i] : KB_E_INTERNAL]++;
+			t->by_code[b->codes[i] < KB_CODE_COUNT ? b->codes[i] : KB_E_INTERNAL]++;
 		}
 	}
 	ok = rwf_write(files, b->n, b->lines, out, status);
@@ -324,7 +324,7 @@ static void summary(const tally *t, bool tty)
 		fprintf(stderr, "  %s -> %s: %zu\n", t->moves[i].from, ver_of(t->moves[i].to), t->moves[i].n);
 	if (t->other_moves)
 		fprintf(stderr, "  other versions: %zu\n", t->other_moves);
-	for (int c = 0; c <= KB_E_IO; c++)
+	for (int c = 0; c < KB_CODE_COUNT; c++)
 		if (t->by_code[c])
 			fprintf(stderr, "  failed %s: %zu\n", kb_code_name((kb_code)c), t->by_code[c]);
 }

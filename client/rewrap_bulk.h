@@ -8,9 +8,11 @@
  * on. Lines go to the broker in batches on --concurrency connections, and a
  * line the key service throttled or could not answer is sent again with
  * backoff before it counts as failed, so the run moves at the service's
- * speed. With --out, a rerun resumes: the lines --out already holds are
- * skipped. Only blobs are read and written: the broker never sends a DEK
- * for a rewrap, and none is ever written anywhere.
+ * speed. The files are rewrap_files.h's: never a write to a file read, and
+ * with --out, a rerun resumes past the lines --out's journal proves are this
+ * input's. The exit status is not 0 whenever a line was not moved, in this
+ * run or an earlier one it resumes. Only blobs are read and written: the
+ * broker never sends a DEK for a rewrap, and none is ever written anywhere.
  */
 #ifndef KB_REWRAP_BULK_H
 #define KB_REWRAP_BULK_H

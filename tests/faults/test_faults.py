@@ -296,7 +296,7 @@ def misses_of_one_client(root, broker_extra):
 
 
 def short_calls_run_on_the_loop_until_the_token_turns_slow(root):
-    """One client's AES misses are short calls the loop makes itself (broker/loopcall.h); each
+    """One client's AES misses are short calls the loop makes itself (broker/schedule.h); each
     answer is still right. Once the token turns slow, the first slow call moves the key's average
     past loop_call_max and the calls after it go to the workers, so the loop is held at most once.
     loop_call_max is 50ms here, not the default 200us, so that a slow machine or a sanitizer build
@@ -335,9 +335,48 @@ def loop_call_max_0_keeps_every_call_on_the_workers(root):
     check(kb.stop() == 0, "keybrokerd did not exit 0 on SIGTERM")
 
 
+def one_cpu_budget_never_waits_awake(root):
+    """The CPU budget is keybrokerd's affinity mask cut to its cgroup's cpu.max (schedule.h). With
+    one CPU, from `taskset -c 0` or from a cpu.max of one CPU (KB_SCHED_CPU_MAX names a fake one;
+    read only in builds with asserts on), the loop has no CPU of its own while a worker runs one
+    client's call, so it never polls for it: loop_waits stays 0 over 40 sequential misses that a
+    budget of two waits for (the test above). The startup log names the budget."""
+    if len(os.sched_getaffinity(0)) < 2:
+        print("skipped: one CPU only, so there is no budget of two to cut")
+        sys.exit(77)
+    fake = os.path.join(root, "cpu.max")
+    with open(fake, "w") as f:
+        f.write("100000 100000\n")
+    for how, prefix, env in (("taskset -c 0", ["taskset", "-c", "0"], {}),
+                             ("a cpu.max of one CPU", [], {"KB_SCHED_CPU_MAX": fake})):
+        sub = os.path.join(root, how.replace(" ", "_").replace(".", ""))
+        os.mkdir(sub)
+        token = Token(sub)
+        shim = ShimControl(os.path.join(sub, "shim.control"))
+        keys = ("[key:aes]\nbackend = pkcs11\nmodule = %s\nuri = pkcs11:token=%s;object=aes-kek\n"
+                "pin_file = %s\nalg = AES-KWP\n\n" % (SHIM, token.label, token.pin_file))
+        e = {"KB_SHIM_CONTROL": shim.path, "KB_SHIM_MODULE": MODULE}
+        e.update(env)
+        kb = Broker(sub, token, broker_extra="cache_ttl = 60s\nloop_call_max = 0\nloop_wait_max = 50ms",
+                    keys=keys, env=e, prefix=prefix)
+        blobs = [wrap(kb, "aes") for _ in range(60)]
+        kb.ok({"op": "flush"})
+        c = kb.conn()
+        before = counter(c, "loop_waits")
+        for pt, blob in blobs[:40]:
+            r = c.call({"op": "unwrap", "blob": blob})
+            check(r.get("ok") and r["cached"] is False and unb64(r["plaintext"]) == pt, "unwrap: %s" % r)
+        waited = counter(c, "loop_waits") - before
+        check(waited == 0, "%s: the loop waited awake for %d of 40 misses on one CPU" % (how, waited))
+        check("and a CPU budget of 1 " in kb.log_text(), "%s: the log names a CPU budget of 1:\n%s"
+              % (how, kb.log_text()[-2000:]))
+        c.close()
+        kb.stop()
+
+
 def one_clients_misses_are_waited_for_awake_until_the_token_turns_slow(root):
     """With calls kept off the loop (loop_call_max = 0), one client's AES misses go to the workers
-    and the loop polls for each answer instead of sleeping (loop_wait_max, broker/loopcall.h); every
+    and the loop polls for each answer instead of sleeping (loop_wait_max, broker/schedule.h); every
     answer is right. A token turned slow lifts the key's average past loop_wait_max after one call,
     and a second client speaking in turn stops the waits. loop_wait_max is 50ms, not the default
     2ms, so that a sanitizer build on a loaded machine is still a token with short calls."""

@@ -84,7 +84,7 @@ def readyz_names_a_key_whose_check_fails(root):
     token = Token(root)
     kb, base = start(root, extra_keys="\n" + token.key_section("narrow", "rsa-kek", "RSA-OAEP",
                                                              "allow_wrap = nobody\n"), token=token)
-    st, body = wait_for(lambda: (lambda r: r if r[0] == 503 and "narrow" in r[1] else None)(get(base + "/readyz")),
+    st, body = wait_for(lambda: (lambda r: r if r[0] == 503 and "key narrow: wrap failed" in r[1] else None)(get(base + "/readyz")),
                         "/readyz 503 naming the failing key")
     check("permission_denied" in body, "/readyz says why: %r" % body)
     check(get(base + "/healthz")[0] == 200, "/healthz: the process serves")

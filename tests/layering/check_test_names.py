@@ -22,7 +22,7 @@ import sys
 
 AREAS = {
 	# the broker core's modules (tests/unit)
-	'arena', 'base64', 'blob', 'cache', 'config', 'json', 'peer', 'protocol', 'loopcall',
+	'arena', 'base64', 'blob', 'cache', 'config', 'json', 'peer', 'protocol', 'loopcall', 'schedule', 'looptoken',
 	# the daemon, its backends and its faces
 	'core', 'daemon', 'pkcs11', 'azure', 'tokens', 'faults', 'security', 'kms',
 	# the client library, the CLI and the scripts beside them

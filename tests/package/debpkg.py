@@ -59,10 +59,11 @@ def base():
 def closure(packages):
     """packages and everything they Depend or Pre-Depend on, recursively, among the packages
     installed here (where scripts/install-deps has installed every list): what apt installs for them
-    with --no-install-recommends. A virtual package counts as its installed providers."""
+    with --no-install-recommends, with the names they Provide (pkgconf provides pkg-config, which
+    meets a Build-Depends on it). A virtual package counts as its installed providers."""
     r = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Depends}, ${Pre-Depends}"
                         "\t${Provides}\n"], capture_output=True, text=True, check=True)
-    deps, providers = {}, {}
+    deps, providers, provided = {}, {}, {}
     for line in r.stdout.splitlines():
         status, name, depends, provides = line.split("\t")
         if not status.startswith("ii"):
@@ -71,7 +72,9 @@ def closure(packages):
                       for dep in depends.split(",") if dep.strip()]
         for prov in provides.split(","):
             if prov.strip():
-                providers.setdefault(re.split(r"[\s(]", prov.strip())[0], []).append(name)
+                virtual = re.split(r"[\s(]", prov.strip())[0]
+                providers.setdefault(virtual, []).append(name)
+                provided.setdefault(name, []).append(virtual)
     out, todo = set(), list(packages)
     while todo:
         name = todo.pop()
@@ -82,7 +85,7 @@ def closure(packages):
             for alts in deps[real]:
                 have = [a for a in alts if a in deps or a in providers]
                 todo += have[:1]
-    return out | set(packages)
+    return out | set(packages) | {v for name in out for v in provided.get(name, [])}
 
 
 def _merged(path):

@@ -23,7 +23,6 @@ SRC = debpkg.SRC
 # commands a test runs only when they are there, with what it does otherwise
 OPTIONAL = {
     "git": "tests/package/test_debs.sh copies the tree with git ls-files inside a clone, else with cp",
-    "script": "tests/client skips its terminal checks without script(1) (find_program(required: false))",
 }
 
 
@@ -108,10 +107,12 @@ def main():
             checked[name] = "%s, from no package" % path
             problems.append("%s (run by %s) is %s, which no Debian package installed: a fresh root has no "
                             "such file" % (name, where[name][0], path))
-        elif pkg in have:
-            checked[name] = "%s, from %s (listed%s)" % (path, pkg, "" if pkg in listed else ", or pulled in")
+        elif pkg in listed:
+            checked[name] = "%s, from %s (listed)" % (path, pkg)
         elif pkg in base:
             checked[name] = "%s, from %s (in every Debian root)" % (path, pkg)
+        elif pkg in have:
+            checked[name] = "%s, from %s (a listed package depends on it)" % (path, pkg)
         else:
             checked[name] = "%s, from %s: NOT LISTED" % (path, pkg)
             problems.append("%s (run by %s) is %s, from the package %s, which no scripts/packages/*.txt names"

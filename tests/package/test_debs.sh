@@ -90,12 +90,17 @@ for f in /usr/sbin/keybrokerd /usr/bin/keybroker /usr/bin/akv-emulator \
 	/usr/share/man/man3/libkeybroker.3.gz /usr/share/bash-completion/completions/keybroker \
 	/lib/systemd/system/keybrokerd.service /lib/systemd/system/keybrokerd.socket \
 	/usr/share/doc/keybroker/examples/keybrokerd.conf /usr/share/doc/keybroker/SECURITY.md \
-	/usr/include/keybroker.h /usr/include/kb_codes.h; do
+	/usr/include/keybroker.h /usr/include/keybroker/kb_codes.h /usr/include/keybroker/kb_socket.h \
+	/usr/include/keybroker/kb_version.h; do
 	[ -e "$f" ] || fail "$f is not installed"
 done
 for b in keybrokerd keybroker akv-emulator; do
 	echo "  $("$b" --version)"
 done
+# libkeybroker's ABI as installed: header paths, exports against the symbols file, codes, version
+abi=$(KB_VERSION=$(dpkg-query -W -f='${Version}' libkeybroker-dev) python3 "$src/tests/package/check_abi.py" system all) ||
+	fail "libkeybroker's ABI as installed (tests/package/check_abi.py): $abi"
+echo "$abi" | sed 's/^/  /'
 man -w keybrokerd.conf | grep -q '/usr/share/man/man5/keybrokerd.conf.5' || fail "man keybrokerd.conf finds no page"
 echo "  man keybrokerd.conf: $(man -w keybrokerd.conf)"
 # the installed units are the ones in systemd/, hardening and all

@@ -424,6 +424,29 @@ static void proto_request_wipe_zeroes_the_plaintext(void **state)
  * (id, op, blob) gives what cJSON's path gives. An extra member sends the same
  * line through cJSON; both must agree on the code, op, id and blob.
  */
+static void proto_field_given_twice_is_bad_request_naming_it(void **state)
+{
+	static const struct {
+		const char *line, *name;
+	} cases[] = {
+		{ "{\"op\":\"status\",\"op\":\"rotate\"}", "\"op\"" },
+		{ "{\"op\":\"status\",\"o\\u0070\":\"rotate\"}", "\"op\"" },
+		{ "{\"id\":1,\"op\":\"unwrap\",\"blob\":\"x\",\"id\":2}", "\"id\"" },
+		{ "{\"op\":\"unwrap\",\"blobs\":[{\"kid\":\"a\",\"kid\":\"b\"}]}", "\"kid\"" },
+	};
+	kb_err err;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		expect_code(cases[i].line, KB_E_BAD_REQUEST);
+		parse(cases[i].line, &err);
+		if (strstr(err.msg, cases[i].name) == NULL || strstr(err.msg, "twice") == NULL)
+			fail_msg("%s: %s does not name %s", cases[i].line, err.msg, cases[i].name);
+	}
+	/* names that differ only in case are two names */
+	expect_ok("{\"op\":\"status\",\"Op\":\"rotate\"}");
+	assert_int_equal(req.op, KB_OP_STATUS);
+}
+
 static void proto_flat_lines_read_as_cjson_reads_them(void **state)
 {
 	static char big[4200], line[4400], slow[4400];
@@ -515,6 +538,7 @@ static const struct CMUnitTest tests[] = {
 	CASE(proto_blob_over_4096_bytes_is_bad_blob, "protocol - blob over 4096 bytes is bad_blob"),
 	CASE(proto_request_wipe_zeroes_the_plaintext, "protocol - request wipe zeroes the plaintext"),
 	CASE(proto_flat_lines_read_as_cjson_reads_them, "protocol - flat lines are read as cJSON reads them"),
+	CASE(proto_field_given_twice_is_bad_request_naming_it, "protocol - a field given twice is bad_request naming it"),
 };
 
 CASES_MAIN("proto", tests, NULL, NULL)

@@ -1,11 +1,17 @@
 /*
  * kb_socket.h: where keybrokerd listens and its clients connect by default.
  *
- * Shared by the daemon and libkeybroker (keybroker.h includes it), so the two
- * meet by default without the daemon linking client code.
+ * Shared by the daemon and libkeybroker (keybroker.h includes it, installed as
+ * <keybroker/kb_socket.h>), so the two meet by default without the daemon
+ * linking client code.
  */
 #ifndef KB_SOCKET_H
 #define KB_SOCKET_H
+
+/* What libkeybroker exports (as kb_codes.h defines it). */
+#ifndef KB_API
+#define KB_API __attribute__((visibility("default")))
+#endif
 
 #include <stddef.h>
 
@@ -25,6 +31,6 @@
  * XDG_RUNTIME_DIR is unset or empty. Returns the path's length, or -1 if it
  * does not fit in cap bytes or is over KB_SOCKET_PATH_MAX (buf is then "").
  */
-__attribute__((visibility("default"))) int kb_default_socket(char *buf, size_t cap);
+KB_API int kb_default_socket(char *buf, size_t cap);
 
 #endif
