@@ -164,7 +164,7 @@ def interop_broker_unwraps_openssl_ciphertext(root):
 
 
 def golden_blobs_unwrap(root):
-    """Blobs written by release 0.1 under known imported keys must unwrap forever."""
+    """Blobs written by release 0.1 (kb1) and later (kb2) under known imported keys must unwrap forever."""
     token = Token(root)
     golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
     for name, typ in (("rsa-kek.der", "privkey"), ("rsa-kek.pub.der", "pubkey")):
