@@ -6,6 +6,7 @@ wrapped it (format kb2), and a blob whose key moved is refused as such
 import hashlib
 import os
 import signal
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -134,10 +135,46 @@ def bulk_rewrap_of_1000_blobs_across_a_move(root):
     check(all(it.get("plaintext") == d for it, d in zip(items, deks)), "every DEK is unchanged")
 
 
+def second_token(token, label):
+    """Initializes the next free slot of token's SoftHSM as another token, with the same PINs."""
+    env = token.env()
+    with open(os.path.join(token.dir, "so.pin")) as f:
+        env["KB_TEST_SO"] = f.read().strip()
+    env["KB_TEST_PIN"] = token.pin
+    base = ["pkcs11-tool", "--module", kbtest.MODULE]
+    for args in (["--slot-index", "1", "--init-token", "--label", label, "--so-pin", "env:KB_TEST_SO"],
+                 ["--token-label", label, "--login", "--login-type", "so", "--so-pin", "env:KB_TEST_SO",
+                  "--init-pin", "--new-pin", "env:KB_TEST_PIN"],
+                 ["--token-label", label, "--login", "--pin", "env:KB_TEST_PIN", "--keypairgen",
+                  "--key-type", "rsa:2048", "--label", "rsa-kek", "--id", "01"]):
+        p = subprocess.run(base + args, env=env, capture_output=True)
+        check(p.returncode == 0, "pkcs11-tool %s: %s" % (args[0], p.stderr.decode()))
+
+
+def moved_to_another_token_keeps_unwrapping_with_previous(root):
+    token = Token(root)
+    second_token(token, "kbtest2")  # before the daemon loads the module, which lists tokens once
+    kb = Broker(root, token)
+    first = kb.ok({"op": "datakey", "key": "rsa"})
+    with open(kb.conf) as f:
+        conf = f.read()
+    old = "uri = pkcs11:token=kbtest;object=rsa-kek\n"
+    reload(kb, conf.replace(old, "uri = pkcs11:token=kbtest2;object=rsa-kek\n"
+                                 "previous = pkcs11:token=kbtest;object=rsa-kek\n"))
+    kb.ok({"op": "flush"})
+    check(kb.ok({"op": "unwrap", "blob": first["blob"]})["plaintext"] == first["plaintext"],
+          "a blob of the old token unwraps there, though the new token has the same label and CKA_ID")
+    moved = kb.ok({"op": "rewrap", "blob": first["blob"]})["blob"]
+    check(blob_fields(moved)["fp"] != blob_fields(first["blob"])["fp"], "rewrap moves it to the new token")
+    kb.ok({"op": "flush"})
+    check(kb.ok({"op": "unwrap", "blob": moved})["plaintext"] == first["plaintext"], "with its DEK")
+
+
 if __name__ == "__main__":
     kbtest.run({
         "new_blobs_carry_the_wrapping_key_fingerprint": new_blobs_carry_the_wrapping_key_fingerprint,
         "moved_key_without_previous_is_unknown_version": moved_key_without_previous_is_unknown_version,
         "moved_key_with_previous_keeps_unwrapping_and_rewraps": moved_key_with_previous_keeps_unwrapping_and_rewraps,
         "bulk_rewrap_of_1000_blobs_across_a_move": bulk_rewrap_of_1000_blobs_across_a_move,
+        "moved_to_another_token_keeps_unwrapping_with_previous": moved_to_another_token_keeps_unwrapping_with_previous,
     })
