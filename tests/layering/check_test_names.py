@@ -27,6 +27,8 @@ AREAS = {
 	'core', 'daemon', 'pkcs11', 'azure', 'tokens', 'faults', 'security', 'kms', 'rotation',
 	# the client library, the CLI and the scripts beside them
 	'libkeybroker', 'cli', 'softhsm-token', 'bench',
+	# the Python and Go clients (client/python, client/go)
+	'python', 'go',
 	# the emulator
 	'emulator',
 	# what ships: docs, man pages, usage, completion, terminal output, packages

@@ -31,7 +31,7 @@ cleanup() {
 	fi
 	if [ -n "$installed" ]; then
 		echo "== purging the packages"
-		apt-get purge -y -qq "${apt_lock[@]}" keybroker libkeybroker0 libkeybroker-dev akv-emulator >/dev/null 2>&1 || true
+		apt-get purge -y -qq "${apt_lock[@]}" keybroker libkeybroker0 libkeybroker-dev akv-emulator python3-keybroker >/dev/null 2>&1 || true
 	fi
 	rm -rf "$work"
 }
@@ -56,7 +56,7 @@ if ! (cd "$work/src" && dpkg-buildpackage -us -uc -b) > "$work/build.log" 2>&1; 
 fi
 echo "built in $(( $(date +%s) - start )) s:"
 debs=()
-for p in keybroker libkeybroker0 libkeybroker-dev akv-emulator; do
+for p in keybroker libkeybroker0 libkeybroker-dev akv-emulator python3-keybroker; do
 	deb=$(ls "$work"/${p}_*.deb)
 	debs+=("$deb")
 	printf '  %-18s %s  %s\n' "$p" "$(dpkg-deb -f "$deb" Version)" "$(basename "$deb")"
@@ -186,6 +186,14 @@ step "a program built against the installed libkeybroker-dev"
 cp /usr/share/doc/libkeybroker-dev/examples/example.c "$client/"
 cc "$client/example.c" $(pkg-config --cflags --libs keybroker) -o "$client/example"
 (cd "$client" && "${as_client[@]}" ./example aes) | sed 's/^/  /'
+
+step "a Python program with the installed python3-keybroker"
+(cd "$client" && "${as_client[@]}" /usr/bin/python3 -c '
+from keybroker import Client
+with Client() as kb:
+    dk = kb.datakey("aes")
+    assert kb.unwrap(dk.blob).plaintext == dk.plaintext
+    print("  keybroker.Client: datakey and unwrap agree")') || fail "python3-keybroker round trip"
 
 step "akv-emulator from /usr/bin"
 mkdir -m 0700 "$work/tls"

@@ -7,6 +7,7 @@ checks it; a reload that revokes a uid closes its open connections; a field give
 refused."""
 import json
 import os
+import re
 import resource
 import selectors
 import signal
@@ -20,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sectest import (KEYBROKERD, Broker, Conn, Token, audit_lines, b64, check, run, shareable,  # noqa: E402
                      wait_for)
-from kbtest import free_port  # noqa: E402
+from kbtest import free_port, wait_for  # noqa: E402
 
 PROBE_S = 1.0  # the bound the issue states for each /healthz probe
 
@@ -259,11 +260,16 @@ def http_port_shows_no_peer_and_readyz_no_message(root):
     sock_text = held.call({"op": "metrics"})["text"]
     check('keybroker_peer_busy_refusals_total{uid="0",pid="%d"' % os.getpid() in sock_text,
           "the socket's metrics name the peer: %s" % [l for l in sock_text.splitlines() if "peer" in l])
-    time.sleep(0.3)  # past the 250 ms the HTTP text may be cached
-    st, text, _ = http_get(port, "/metrics", 10)
-    check(st == 200 and "keybroker_busy_refusals_total" in text, "/metrics serves: %s" % st)
-    check("uid=" not in text and "pid=" not in text,
-          "/metrics on the HTTP port names no peer: %s" % [l for l in text.splitlines() if "uid=" in l])
+    # the HTTP text may be up to 250 ms old: wait until it counts the refusal
+    def refusal_shown():
+        st, text, _ = http_get(port, "/metrics", 10)
+        refused = re.search(r'^keybroker_busy_refusals_total\{[^}]*\} [1-9]', text, re.M)
+        return text if st == 200 and refused else None
+    text = wait_for(refusal_shown, 10, "/metrics on the HTTP port counting the busy refusal")
+    # no pid anywhere; a uid only in the per-uid queue waits that issue 24 asks /metrics to show
+    named = [l for l in text.splitlines()
+             if "pid=" in l or ("uid=" in l and not l.startswith("keybroker_queue_wait"))]
+    check(not named, "/metrics on the HTTP port names no peer: %s" % named)
 
     def readyz_fails():
         st, body, _ = http_get(port, "/readyz", 10)

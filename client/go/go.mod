@@ -1,0 +1,3 @@
+module keybroker
+
+go 1.19
