@@ -31,7 +31,7 @@ def every_operation(kb, key, rsa_key):
     assert st["version"] and any(k["name"] == key for k in st["keys"])
     assert kb.get(key)["key"] == key
     w = kb.wrap(key, DEK)
-    assert w.key == key and w.blob.startswith("kb1:%s:%s:" % (key, w.version))
+    assert w.key == key and w.blob.startswith("kb2:%s:%s:" % (key, w.version))
     u = kb.unwrap(w.blob)
     assert u.plaintext == DEK and u.key == key
     assert kb.unwrap(w.blob).cached is True
