@@ -86,7 +86,7 @@ def test_every_operation_azure_with_raw_form(root):
         rsa = kb.wrap("az", DEK)
         f = blob_fields(rsa.blob)
         raw = {"kid": "%s/%s" % (b.emu.url("vault"), f["version"]), "alg": f["alg"],
-               "value": rsa.blob.split(":")[4]}
+               "value": rsa.blob.split(":")[-2]}
         assert kb.unwrap(raw).plaintext == DEK
         import json
         assert kb.unwrap(json.dumps(raw)).plaintext == DEK
