@@ -523,13 +523,18 @@ bool kb_health_ready(kb_health *h, bool poke, char *why, size_t cap)
 	track(h);
 	/* every key that is not ready is named, so an operator sees the whole outage at once */
 	for (int i = 0; i < h->b->nkeys; i++) {
-		hkey *k = find(h, h->b->keys[i].conf->name);
-		if (k == NULL || !k->st.ok) {
+		const kb_key *key = &h->b->keys[i];
+		hkey *k = find(h, key->conf->name);
+		if (key->down || k == NULL || !k->st.ok) {
 			char brief[sizeof(k->brief)];
 			int w;
 
-			if (k == NULL || !k->st.checked)
-				snprintf(brief, sizeof(brief), "key %s: not checked yet", h->b->keys[i].conf->name);
+			/* a key whose service was down when it opened (outage.h) is named as such before any check */
+			if (key->down)
+				snprintf(brief, sizeof(brief), "key %s: unavailable: %s", key->conf->name,
+				         kb_code_name(key->down_err.code));
+			else if (k == NULL || !k->st.checked)
+				snprintf(brief, sizeof(brief), "key %s: not checked yet", key->conf->name);
 			else
 				snprintf(brief, sizeof(brief), "%s", k->brief);
 			w = snprintf(why + n, n < cap ? cap - n : 0, "%s%s", ready ? "" : "; ", brief);
