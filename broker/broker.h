@@ -303,6 +303,12 @@ typedef struct kb_broker {
 	struct kb_peers *peers;    /* the loop's peers, for the metrics (peer.h) */
 	struct kb_connset *conns;  /* the loop's connections, every face's (conn.h), for a reload's re-check (revoke.h) */
 	kb_io_timer *outage_timer; /* outage.h: the reopens of keys whose service was down */
+	/*
+	 * outage.h tells whoever registered here (the health face) that a key's
+	 * service is back, so the core never calls a face: NULL is nobody.
+	 */
+	void (*key_back)(void *ctx, const char *key);
+	void *key_back_ctx;
 	kb_loop_token token;       /* looptoken.h: held by whoever touches the rest of this */
 	kb_loopcall loopcall;      /* schedule.h: the loop\x27s own calls on an idle broker */
 	kb_fdlimit fdlimit;        /* fdlimit.h: the reserve descriptor the listeners share */

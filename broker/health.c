@@ -412,6 +412,12 @@ static void on_timer(void *ctx)
 	arm(h);
 }
 
+/* key_back is outage.h's word that key's service is back: check it now, not at the next interval. */
+static void key_back(void *ctx, const char *key)
+{
+	kb_health_poke(ctx, key);
+}
+
 kb_code kb_health_start(kb_broker *b, const kb_io *io, kb_health **out, kb_err *err)
 {
 	kb_health *h = calloc(1, sizeof(*h));
@@ -430,6 +436,8 @@ kb_code kb_health_start(kb_broker *b, const kb_io *io, kb_health **out, kb_err *
 	}
 	track(h);
 	io->timer_arm(h->timer, kb_now_ms()); /* the first checks at once */
+	b->key_back = key_back;
+	b->key_back_ctx = h;
 	*out = h;
 	return KB_OK;
 }
@@ -439,6 +447,10 @@ void kb_health_stop(kb_health *h)
 	if (h == NULL)
 		return;
 	h->stopping = true;
+	if (h->b->key_back_ctx == h) {
+		h->b->key_back = NULL;
+		h->b->key_back_ctx = NULL;
+	}
 	kb_tickets_orphan(&h->tickets); /* fails what is in flight: the callbacks end the checks */
 	if (h->conn)
 		kb_conn_close(h->conn); /* freed with the last request that holds it */

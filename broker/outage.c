@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "health.h"
 #include "keys.h"
 #include "log.h"
 #include "outage.h"
@@ -64,8 +63,8 @@ static void back(kb_broker *b, kb_key *k, reopen *r)
 		attach_key(k, b->io);
 	kb_info("key %s: its key service is back after %llds (%d tr%s): serving the key", k->conf->name,
 		(long long)((kb_now_ms() - k->down_since_ms) / 1000), k->tries, k->tries == 1 ? "y" : "ies");
-	if (b->health)
-		kb_health_poke(b->health, k->conf->name);
+	if (b->key_back)
+		b->key_back(b->key_back_ctx, k->conf->name);
 }
 
 static void reopen_done(void *ctx)

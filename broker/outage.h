@@ -6,8 +6,8 @@
  * backend_unavailable with the cause, and the loop reopens it in the
  * background on a worker, with backoff (1 s, doubling to 30 s), on its own
  * timer. When a reopen works the key is served from then on, and that is
- * logged once. Everything here runs on the loop thread (or before the loop
- * starts).
+ * logged once, and b->key_back (if a face registered one) is told. Everything
+ * here runs on the loop thread (or before the loop starts).
  */
 #ifndef KB_OUTAGE_H
 #define KB_OUTAGE_H

@@ -99,14 +99,18 @@ static void read_conn(server *s, kb_conn *c, bool hangup)
 {
 	size_t max = s->b->cfg->max_request_bytes;
 	size_t scanned = c->in.len, start = 0;
+	/* what is held is one partial line, at most max (more was refused): read one byte past it at most */
+	size_t want = c->in.len < max ? max + 1 - c->in.len : 1;
 	ssize_t n;
 
-	if (!kb_buf_reserve(&c->in, READ_CHUNK)) {
+	if (want > READ_CHUNK)
+		want = READ_CHUNK;
+	if (!kb_buf_reserve(&c->in, want)) {
 		kb_conn_close(c);
 		return;
 	}
-	/* never read further into a line than the limit allows */
-	n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+	/* never read further into a line than the limit allows, so the buffer never outgrows it */
+	n = recv(c->fd, c->in.data + c->in.len, want, MSG_DONTWAIT);
 	if (n == 0 && !hangup && (c->inflight > 0 || c->out.len > 0)) {
 		/*
 		 * The peer is done sending (shutdown(SHUT_WR), as `echo ... | socat`
