@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "alg.h"
+#include "buf.h"
 #include "error.h"
 #include "keyconf.h"
 
@@ -172,6 +173,17 @@ typedef struct kb_backend_ops {
 	 * pass). May be NULL.
 	 */
 	kb_code (*doctor)(void *state, int slot, kb_doctor_emit emit, void *ctx, kb_err *err);
+
+	/*
+	 * identify writes to out what identifies version (NULL: latest) of the
+	 * key and nothing secret: the public key as SubjectPublicKeyInfo PEM (as
+	 * describe's public_pem), or for a secret key where it lives and a check
+	 * value the token computes; for Azure, the kid URL with the version. The
+	 * core fingerprints it once per version (keyprint.h), so this is called
+	 * once per version, not per request. KB_E_UNKNOWN_VERSION when the key
+	 * has no such version. May be NULL: the key's blobs carry no fingerprint.
+	 */
+	kb_code (*identify)(void *state, int slot, const char *version, kb_buf *out, kb_err *err);
 
 	/*
 	 * claim_raw_blob tells whether a raw blob (the key service's own form,

@@ -32,20 +32,35 @@ static void check_of(const char *s, size_t n, char out[CHECK_CHARS + 1])
 	kb_b64_encode(md, CHECK_BYTES, out, KB_B64_URL);
 }
 
+/* fp_valid is true if s[0..n) is a fingerprint: KB_BLOB_FP_LEN lowercase hex digits */
+static int fp_valid(const char *s, size_t n)
+{
+	if (n != KB_BLOB_FP_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
 kb_code kb_blob_encode(const kb_blob *b, char *out, size_t cap, kb_err *err)
 {
 	const char *alg = kb_alg_name(b->alg);
+	int v2 = b->fp[0] != '\0';
 	size_t need, o;
 
-	if (!kb_name_valid(b->key, strlen(b->key)) ||
+	if ((v2 && !fp_valid(b->fp, strlen(b->fp))) || !kb_name_valid(b->key, strlen(b->key)) ||
 	    !kb_name_valid(b->version, strlen(b->version)) || *alg == '\0' || b->ctlen == 0 ||
 	    b->ctlen > KB_WRAPPED_MAX)
 		return kb_err_set(err, KB_E_INTERNAL, "cannot encode blob: invalid field");
-	need = 4 + strlen(b->key) + 1 + strlen(b->version) + 1 + strlen(alg) + 1 +
+	need = 4 + strlen(b->key) + 1 + strlen(b->version) + 1 + (v2 ? KB_BLOB_FP_LEN + 1 : 0) + strlen(alg) + 1 +
 	       kb_b64_encoded_len(b->ctlen, KB_B64_URL) + 1 + CHECK_CHARS;
 	if (need + 1 > cap)
 		return kb_err_set(err, KB_E_INTERNAL, "cannot encode blob: %zu bytes needed", need);
-	o = (size_t)snprintf(out, cap, "kb1:%s:%s:%s:", b->key, b->version, alg);
+	if (v2)
+		o = (size_t)snprintf(out, cap, "kb2:%s:%s:%s:%s:", b->key, b->version, b->fp, alg);
+	else
+		o = (size_t)snprintf(out, cap, "kb1:%s:%s:%s:", b->key, b->version, alg);
 	o += kb_b64_encode(b->ct, b->ctlen, out + o, KB_B64_URL);
 	out[o++] = ':';
 	check_of(out, o, out + o);
@@ -54,7 +69,7 @@ kb_code kb_blob_encode(const kb_blob *b, char *out, size_t cap, kb_err *err)
 
 size_t kb_blob_len_max(size_t keylen, size_t ctlen)
 {
-	return 4 + keylen + 1 + KB_VERSION_MAX + 1 + 24 /* the longest alg name, with room */ + 1 +
+	return 4 + keylen + 1 + KB_VERSION_MAX + 1 + KB_BLOB_FP_LEN + 1 + 24 /* the longest alg name, with room */ + 1 +
 	       kb_b64_encoded_len(ctlen, KB_B64_URL) + 1 + CHECK_CHARS;
 }
 
@@ -65,7 +80,8 @@ static size_t next_field(const char *s, size_t n)
 	return c ? (size_t)(c - s) : n;
 }
 
-static kb_code decode_v1(const char *s, size_t n, kb_blob *b, kb_err *err)
+/* decode_kb reads format 1, or 2 (v2: a fingerprint follows the version) */
+static kb_code decode_kb(const char *s, size_t n, int v2, kb_blob *b, kb_err *err)
 {
 	const char *p = s + 4, *end = s + n;
 	char check[CHECK_CHARS + 1];
@@ -93,6 +109,16 @@ static kb_code decode_v1(const char *s, size_t n, kb_blob *b, kb_err *err)
 	memcpy(b->version, p, f);
 	b->version[f] = '\0';
 	p += f + 1;
+
+	if (v2) {
+		f = next_field(p, (size_t)(end - p));
+		if (!fp_valid(p, f) || p + f >= end)
+			return kb_err_set(err, KB_E_BAD_BLOB, "blob key fingerprint is invalid: it must be %d lowercase hex digits",
+					  KB_BLOB_FP_LEN);
+		memcpy(b->fp, p, f);
+		b->fp[f] = '\0';
+		p += f + 1;
+	}
 
 	f = next_field(p, (size_t)(end - p));
 	if (f == 0 || f >= sizeof(algname) || p + f >= end)
@@ -186,8 +212,8 @@ kb_code kb_blob_decode(const char *s, size_t n, kb_blob *b, kb_err *err)
 		return kb_err_set(err, KB_E_BAD_BLOB, "blob is longer than %d bytes", KB_BLOB_MAX);
 	if (s[0] == '{')
 		return decode_raw(s, n, b, err);
-	if (n < 4 || memcmp(s, "kb1:", 4) != 0)
+	if (n < 4 || (memcmp(s, "kb1:", 4) != 0 && memcmp(s, "kb2:", 4) != 0))
 		return kb_err_set(err, KB_E_BAD_BLOB,
-				  "not a keybroker blob: it must start with \"kb1:\" (or be Azure's raw {kid,alg,value} JSON)");
-	return decode_v1(s, n, b, err);
+				  "not a keybroker blob: it must start with \"kb2:\" or \"kb1:\" (or be Azure's raw {kid,alg,value} JSON)");
+	return decode_kb(s, n, s[2] == '2', b, err);
 }

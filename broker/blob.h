@@ -13,6 +13,15 @@
  *   check       base64url of the first 6 bytes of SHA-256 over everything
  *               before it, including the last ':'
  *
+ * Format version 2 (written by every wrap since; version 1 still decodes):
+ *
+ *     kb2:<key>:<version>:<fp>:<alg>:<ciphertext>:<check>
+ *
+ *   fp          the wrapping key version's fingerprint: 16 lowercase hex
+ *               digits, the first 8 bytes of SHA-256 over what identifies
+ *               the version (keyprint.h), so a blob names the exact key that
+ *               wrapped it and is routed by it, not by its names alone
+ *
  * The check makes every truncation and every single-bit flip a bad_blob at
  * decode time, before any key service sees the blob.
  *
@@ -32,10 +41,12 @@
 
 #define KB_BLOB_MAX 4096 /* longest blob string, NUL excluded */
 #define KB_KID_MAX 512
+#define KB_BLOB_FP_LEN 16 /* hex digits of a kb2 fingerprint (as the KMS face's key_id) */
 
 typedef struct kb_blob {
 	char key[KB_KEY_NAME_MAX + 1];
 	char version[KB_VERSION_MAX + 1];
+	char fp[KB_BLOB_FP_LEN + 1]; /* kb2: the wrapping version's fingerprint; kb1, raw: "" */
 	kb_alg alg;
 	uint8_t ct[KB_WRAPPED_MAX];
 	size_t ctlen;
@@ -43,14 +54,14 @@ typedef struct kb_blob {
 } kb_blob;
 
 /*
- * kb_blob_encode writes the v1 string of b (key, version, alg, ct) and a NUL
- * to out (capacity cap). Returns KB_OK, or KB_E_INTERNAL if a field is invalid
+ * kb_blob_encode writes the string of b and a NUL to out (capacity cap): v2
+ * when b->fp is set, else v1 (key, version, alg, ct). Returns KB_OK, or KB_E_INTERNAL if a field is invalid
  * or the result does not fit.
  */
 kb_code kb_blob_encode(const kb_blob *b, char *out, size_t cap, kb_err *err);
 
 /*
- * kb_blob_len_max is the longest v1 blob a key with a keylen-byte name makes when its
+ * kb_blob_len_max is the longest blob (v2, the longer) a key with a keylen-byte name makes when its
  * ciphertexts are ctlen bytes (any version name, any algorithm).
  */
 size_t kb_blob_len_max(size_t keylen, size_t ctlen);

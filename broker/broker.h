@@ -25,6 +25,7 @@
 #define KB_BROKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -72,6 +73,15 @@ typedef enum kb_acl_class {
 	KB_ACL_COUNT
 } kb_acl_class;
 
+/* One previous location of a key: a backend instance on another object, token, key or vault. */
+typedef struct kb_location {
+	char where[512];             /* the previous = value */
+	kb_keyconf kc;               /* the key's backend options, with the location replaced */
+	void *state;                 /* NULL when its key service was down at open */
+	struct kb_keyprints *prints;
+	_Atomic uint64_t unwraps;    /* unwraps routed here: when it stays 0, the location may go */
+} kb_location;
+
 typedef struct kb_key {
 	kb_keyconf *conf;
 	const kb_backend_ops *ops;
@@ -83,6 +93,14 @@ typedef struct kb_key {
 	double ttl_jitter;      /* cache_ttl_jitter: each entry's TTL is cut by up to this fraction */
 	uint64_t jitter_rng;    /* xorshift state for it (not a secret; loop state) */
 	kb_acl acl[KB_ACL_COUNT];
+	struct kb_keyprints *prints; /* its versions' fingerprints (keyprint.h owns them) */
+	/*
+	 * previous = LOCATION: where the key lived before (keys.c opens them,
+	 * keyprint.c routes blobs to them); they only unwrap
+	 */
+	struct kb_location *prev;
+	int nprev;
+	_Atomic uint64_t unwraps_current; /* unwraps routed to the current location */
 
 	/* health.c's last real check (get, wrap, unwrap): not yet, passed or failed */
 	bool checked;

@@ -157,7 +157,7 @@ static int key_option(parse_state *st, const char *section, kb_keyconf *kc, cons
 	} else {
 		/* a backend option, or a policy option: kept for whoever takes it */
 		for (int i = 0; i < kc->nopts; i++)
-			if (!strcmp(kc->opts[i].name, name))
+			if (!strcmp(kc->opts[i].name, name) && strcmp(name, "previous") != 0) /* previous: repeatable */
 				return fail(st, section, name, "is set twice in this section%s", "");
 		kb_opt *o = realloc(kc->opts, sizeof(*o) * (size_t)(kc->nopts + 1));
 		if (o == NULL)

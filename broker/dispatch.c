@@ -19,7 +19,7 @@
 
 /*
  * resolve_blob_key finds the configured key a decoded blob belongs to: by
- * name for kb1 blobs, by asking each backend for Azure's raw form.
+ * name for kb1 and kb2 blobs (keyprint.h then checks a kb2's fingerprint), by asking each backend for Azure's raw form.
  */
 static kb_key *resolve_blob_key(kb_broker *b, const kb_blob *blob, kb_err *err)
 {
@@ -365,7 +365,7 @@ static void handle_batch(kb_broker *b, kb_waiter *w, const kb_request *req)
 		item.start_us = kb_now_us();
 		if (text == NULL)
 			kb_reply_code(b, &item, KB_E_BAD_BLOB,
-				      "this item is not a blob: each must be a kb1 string or Azure's raw {kid, alg, value}");
+				      "this item is not a blob: each must be a kb2 or kb1 string or Azure's raw {kid, alg, value}");
 		else if (req->op == KB_OP_UNWRAP)
 			handle_unwrap(b, &item, text, strlen(text));
 		else

@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keyprint.h"
 #include "keys.h"
 #include "log.h"
 #include "options.h"
@@ -106,6 +107,115 @@ kb_code kb_key_open_backend(kb_key *k, kb_keyconf *kc, int nslots, void **state,
 	return kb_keyconf_unknown(kc, err);
 }
 
+/* location_option is the option a previous = VALUE replaces: a pkcs11 URI's or an Azure URL's */
+static const char *location_option(const char *value)
+{
+	if (strncmp(value, "pkcs11:", 7) == 0)
+		return "uri";
+	if (strncmp(value, "https://", 8) == 0)
+		return "url";
+	return NULL;
+}
+
+/*
+ * take_previous reads the key's previous = LOCATION options (repeatable)
+ * and makes for each a copy of the section's backend options with its
+ * location replaced, to open beside the current one. Called before the
+ * backend takes its options: those untaken now are the backend's.
+ */
+static kb_code take_previous(kb_keyconf *kc, kb_key *k, kb_err *err)
+{
+	int n = 0;
+
+	(void)kb_keyconf_take(kc, "previous", NULL); /* a known option, for suggestions */
+	for (int i = 0; i < kc->nopts; i++)
+		n += strcmp(kc->opts[i].name, "previous") == 0;
+	if (n == 0)
+		return KB_OK;
+	if ((k->prev = calloc((size_t)n, sizeof(*k->prev))) == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	for (int i = 0; i < kc->nopts; i++) {
+		kb_opt *o = &kc->opts[i];
+		kb_location *l;
+		const char *opt;
+
+		if (strcmp(o->name, "previous") != 0)
+			continue;
+		o->taken = true;
+		opt = location_option(o->value);
+		if (opt == NULL || strlen(o->value) >= sizeof(k->prev[0].where))
+			return kb_err_set(err, KB_E_BAD_REQUEST,
+					  "%s:%d: [key:%s] previous: \"%.200s\" is not a location: a pkcs11: URI or an "
+					  "https:// key URL, where the key lived before",
+					  kc->file, o->line, kc->name, o->value);
+		l = &k->prev[k->nprev++];
+		snprintf(l->where, sizeof(l->where), "%s", o->value);
+		l->kc = *kc;
+		l->kc.nopts = 0;
+		l->kc.nasked = 0;
+		if ((l->kc.opts = calloc((size_t)kc->nopts + 1, sizeof(kb_opt))) == NULL ||
+		    (l->prints = kb_keyprints_new()) == NULL)
+			return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+		for (int j = 0; j < kc->nopts; j++) {
+			const kb_opt *s = &kc->opts[j];
+			bool triplet = !strcmp(s->name, "key_vault_uri") || !strcmp(s->name, "key_name") ||
+				       !strcmp(s->name, "key_version");
+
+			if (s->taken || !strcmp(s->name, opt) || (!strcmp(opt, "url") && triplet))
+				continue;
+			l->kc.opts[l->kc.nopts++] = (kb_opt){ strdup(s->name), strdup(s->value), s->line, false };
+		}
+		l->kc.opts[l->kc.nopts++] = (kb_opt){ strdup(opt), strdup(o->value), o->line, false };
+		for (int j = 0; j < l->kc.nopts; j++)
+			if (l->kc.opts[j].name == NULL || l->kc.opts[j].value == NULL)
+				return kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	}
+	return KB_OK;
+}
+
+/*
+ * open_previous opens k's previous locations. One whose key service is down
+ * is left closed (its blobs are then unknown_version, naming it), as a
+ * current key's outage is not a reason to refuse the config either.
+ */
+static kb_code open_previous(kb_key *k, int nslots, kb_err *err)
+{
+	for (int i = 0; i < k->nprev; i++) {
+		kb_location *l = &k->prev[i];
+		kb_err e;
+		kb_code rc = k->ops->open(&l->kc, nslots, &l->state, &e);
+
+		if (rc != KB_OK) {
+			l->state = NULL;
+			if (!kb_key_service_down(rc))
+				return kb_err_set(err, rc, "[key:%s] previous = %s: %s", k->conf->name, l->where, e.msg);
+			kb_warn("key %s: previous location %s cannot be opened now: %s", k->conf->name,
+			       l->where, e.msg);
+		}
+	}
+	return KB_OK;
+}
+
+/* close_previous closes and frees k's previous locations */
+static void close_previous(kb_key *k)
+{
+	for (int i = 0; i < k->nprev; i++) {
+		kb_location *l = &k->prev[i];
+
+		if (l->state)
+			k->ops->close(l->state);
+		for (int j = 0; j < l->kc.nopts; j++) {
+			free(l->kc.opts[j].name);
+			free(l->kc.opts[j].value);
+		}
+		free(l->kc.opts);
+		kb_keyprints_free(l->prints);
+	}
+	free(k->prev);
+	k->prev = NULL;
+	k->nprev = 0;
+}
+
 /*
  * open_key judges and opens key i of cfg: KB_OK when it opened, or when only
  * its key service is down (then k->down says why, and outage.c reopens it);
@@ -124,10 +234,18 @@ static kb_code open_key(kb_config *cfg, int i, int nslots, kb_key *k, kb_err *er
 		return kb_err_set(err, KB_E_BAD_REQUEST,
 				  "%s:%d: [key:%s] backend: \"%s\" is not a backend (pkcs11 or azure)",
 				  kc->file, kc->line, kc->name, kc->backend);
+	if ((k->prints = kb_keyprints_new()) == NULL)
+		return kb_err_set(err, KB_E_INTERNAL, "out of memory");
 	if ((rc = take_acls(kc, k, err)) != KB_OK || (rc = take_grace(cfg, kc, k, err)) != KB_OK ||
-	    (rc = take_jitter(cfg, kc, k, err)) != KB_OK)
+	    (rc = take_jitter(cfg, kc, k, err)) != KB_OK || (rc = take_previous(kc, k, err)) != KB_OK)
 		return rc;
 	rc = kb_key_open_backend(k, kc, nslots, &k->state, &k->down_err);
+	if ((rc == KB_OK || kb_key_service_down(rc)) && open_previous(k, nslots, err) != KB_OK) {
+		if (k->state)
+			k->ops->close(k->state);
+		k->state = NULL;
+		return err->code;
+	}
 	if (rc != KB_OK && !kb_key_service_down(rc)) {
 		if (err)
 			*err = k->down_err;
@@ -233,9 +351,12 @@ void kb_keyset_unref(kb_keyset *ks)
 {
 	if (ks == NULL || --ks->refs > 0)
 		return;
-	for (int i = 0; i < ks->nkeys; i++)
+	for (int i = 0; i < ks->nkeys; i++) {
 		if (ks->keys[i].ops && ks->keys[i].state)
 			ks->keys[i].ops->close(ks->keys[i].state);
+		close_previous(&ks->keys[i]);
+		kb_keyprints_free(ks->keys[i].prints);
+	}
 	free(ks->keys);
 	kb_config_free(ks->cfg);
 	free(ks);

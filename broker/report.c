@@ -98,7 +98,16 @@ void kb_report_status(kb_broker *b, kb_buf *o)
 			kb_jw_str(o, kb_code_name(k->last_code));
 		}
 		field_u64(o, "backend_calls", sum(k->backend_calls, KB_BOP_COUNT));
-		kb_jw_raw(o, "}");
+		/* unwraps by location (keys.c, previous): a previous one that stays at 0 may go */
+		kb_jw_raw(o, ",\"locations\":[{\"location\":\"current\"");
+		field_u64(o, "unwraps", atomic_load(&k->unwraps_current));
+		for (int p = 0; p < k->nprev; p++) {
+			kb_jw_raw(o, "},{\"location\":");
+			kb_jw_str(o, k->prev[p].where);
+			kb_jw_raw(o, k->prev[p].state ? ",\"open\":true" : ",\"open\":false");
+			field_u64(o, "unwraps", atomic_load(&k->prev[p].unwraps));
+		}
+		kb_jw_raw(o, "}]}");
 		calls += sum(k->backend_calls, KB_BOP_COUNT);
 	}
 	kb_jw_raw(o, "]");
@@ -209,6 +218,18 @@ static void backend_metrics(kb_broker *b, kb_buf *t)
 		snprintf(labels, sizeof(labels), "key=\"%s\"", k->conf->name);
 		metric(t, "keybroker_backend_latency_seconds_sum", labels, k->latency_sum_s);
 		metric(t, "keybroker_backend_latency_seconds_count", labels, (double)cum);
+	}
+	help(t, "keybroker_location_unwraps_total", "counter",
+	     "Unwraps by key and location: current, or previousN for the key's Nth previous = (status names it).");
+	for (int i = 0; i < b->nkeys; i++) {
+		const kb_key *k = &b->keys[i];
+
+		snprintf(labels, sizeof(labels), "key=\"%s\",location=\"current\"", k->conf->name);
+		metric(t, "keybroker_location_unwraps_total", labels, (double)atomic_load(&k->unwraps_current));
+		for (int p = 0; p < k->nprev; p++) {
+			snprintf(labels, sizeof(labels), "key=\"%s\",location=\"previous%d\"", k->conf->name, p + 1);
+			metric(t, "keybroker_location_unwraps_total", labels, (double)atomic_load(&k->prev[p].unwraps));
+		}
 	}
 	help(t, "keybroker_key_healthy", "gauge", "1 if the last call to the key service worked.");
 	for (int i = 0; i < b->nkeys; i++) {

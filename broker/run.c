@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "jsonw.h"
+#include "keyprint.h"
 #include "outage.h"
 #include "run.h"
 
@@ -48,8 +49,15 @@ static kb_code do_unwrap(kb_job *j, kb_key *k, int slot)
 {
 	int64_t t0 = kb_call_begin();
 	size_t n = sizeof(j->pt);
-	kb_code rc = k->ops->unwrap(k->state, slot, j->blob.version, j->blob.alg, j->blob.ct,
-				    j->blob.ctlen, j->pt, &n, &j->err);
+	void *state;
+	int where;
+	kb_code rc = kb_keyprint_locate(k, slot, &j->blob, &state, &where, &j->err);
+
+	if (rc == KB_OK)
+		rc = k->ops->unwrap(state, slot, j->blob.version, j->blob.alg, j->blob.ct, j->blob.ctlen, j->pt, &n,
+				    &j->err);
+	if (rc == KB_OK)
+		atomic_fetch_add(where < 0 ? &k->unwraps_current : &k->prev[where].unwraps, 1);
 
 	kb_call_end(j, KB_BOP_UNWRAP, t0, rc);
 	if (rc == KB_OK)
@@ -74,7 +82,9 @@ static kb_code do_wrap(kb_job *j, kb_key *k, int slot)
 	kb_call_end(j, KB_BOP_WRAP, t0, rc);
 	if (rc == KB_OK) {
 		snprintf(out->key, sizeof(out->key), "%s", k->conf->name);
-		rc = kb_blob_encode(out, j->blob_out, sizeof(j->blob_out), &j->err);
+		rc = kb_keyprint_get(k, slot, out->version, out->fp, &j->err);
+		if (rc == KB_OK)
+			rc = kb_blob_encode(out, j->blob_out, sizeof(j->blob_out), &j->err);
 		snprintf(j->version, sizeof(j->version), "%s", out->version);
 	}
 	free(out);

@@ -4,6 +4,7 @@
  * broker, is a short call the loop makes itself (see submit.h).
  */
 #include "finish.h"
+#include "keyprint.h"
 #include "outage.h"
 #include "schedule.h"
 #include "pool.h"
@@ -17,8 +18,10 @@ static void unwrap_done(kb_async *a, kb_code rc)
 
 	kb_call_end(j, KB_BOP_UNWRAP, j->async_t0, rc);
 	b->loopcall.wait_until_us = 0;
-	if (rc == KB_OK)
+	if (rc == KB_OK) {
 		kb_unwrap_done(j, j->async_len);
+		atomic_fetch_add(&j->src->unwraps_current, 1);
+	}
 	kb_job_finish(b, j);
 	/* the client's next request is likely a round trip away: meet it awake (schedule.h) */
 	b->loopcall.ran_at_us = kb_now_us();
@@ -63,6 +66,8 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 {
 	kb_key *k = j->src;
 	kb_async *a = &j->async;
+	void *state = NULL;
+	int where = -1;
 	kb_code rc;
 
 	kb_loop_assert_owner();
@@ -80,7 +85,16 @@ void kb_job_submit(kb_broker *b, kb_job *j)
 		kb_job_finish(b, j);
 		return;
 	}
-	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL) {
+	/*
+	 * on the loop, the control slot (backend.h) is free: a fingerprint is
+	 * made there once; a blob of a previous location goes to a worker
+	 */
+	if (j->op == KB_OP_UNWRAP && k->async && k->ops->unwrap_start &&
+	    kb_keyprint_locate(k, b->cfg->workers, &j->blob, &state, &where, &j->err) != KB_OK) {
+		kb_job_finish(b, j);
+		return;
+	}
+	if (j->op != KB_OP_UNWRAP || !k->async || k->ops->unwrap_start == NULL || where >= 0) {
 		expect_answer(b, j, true);
 		kb_pool_submit(b->pool, j, j->nwaiters > 0 ? j->waiters[0].conn->uid : b->uid);
 		return;

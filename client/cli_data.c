@@ -272,7 +272,7 @@ const cli_cmd cli_rewrap = {
 	.synopsis = "[BLOB] [--key KEY] [--in FILE|- [--out FILE] [--failed FILE] [--to-version V] [--concurrency N]]",
 	.summary = "move blobs to the latest version of their key (or of KEY)",
 	.help = "Takes the blob as the argument, or on stdin, and prints the new blob.\n"
-		"With --in, a bulk rewrap: reads blobs one per line (kb1 or Azure's raw\n"
+		"With --in, a bulk rewrap: reads blobs one per line (kb2, kb1 or Azure's raw\n"
 		"form; FILE, or - for stdin) and writes the new blob of each line in the\n"
 		"same order to --out (or stdout), in batches on N connections. A line the\n"
 		"key service throttles or cannot answer is sent again with backoff; a line\n"

@@ -87,14 +87,15 @@ static void sleep_ms(long ms)
 }
 
 /*
- * blob_version writes "KEY VERSION" of a blob: kb1:KEY:VERSION:..., or
+ * blob_version writes "KEY VERSION" of a blob: kb1:KEY:VERSION:... or
+ * kb2:KEY:VERSION:FINGERPRINT:..., or
  * Azure's raw form {"kid":"https://HOST/keys/KEY/VERSION",...}; "?" if the
  * line is neither (the broker says what is wrong with it).
  */
 static void blob_version(const char *line, char *out, size_t cap)
 {
 	snprintf(out, cap, "?");
-	if (strncmp(line, "kb1:", 4) == 0) {
+	if (strncmp(line, "kb1:", 4) == 0 || strncmp(line, "kb2:", 4) == 0) {
 		const char *k = line + 4, *v = strchr(k, ':'), *e = v ? strchr(v + 1, ':') : NULL;
 
 		if (e)

@@ -168,6 +168,30 @@ static int az_claim_raw_blob(void *state, const char *kid)
 	       strcasecmp(id.name, k->conf.url.name) == 0;
 }
 
+/*
+ * az_identify: a version is its kid URL with the version (the host and key
+ * name in lower case, as the service treats them): versions are made by the
+ * service, never reused, so the URL names the key material; and it needs no
+ * round trip.
+ */
+static kb_code az_identify(void *state, int slot, const char *version, kb_buf *out, kb_err *err)
+{
+	const az_key *k = state;
+	char kid[AZ_URL_MAX * 2];
+	int n;
+	(void)slot;
+
+	if (version == NULL || *version == '\0')
+		return kb_err_set(err, KB_E_UNKNOWN_VERSION, "key %s: a kid names a version", k->name); /* the core always does */
+	n = snprintf(kid, sizeof(kid), "https://%s/keys/%s/%s", k->conf.url.host, k->conf.url.name, version);
+	for (int i = 0; i < n; i++)
+		if (kid[i] >= 'A' && kid[i] <= 'Z')
+			kid[i] = (char)(kid[i] - 'A' + 'a');
+	if (n <= 0 || (size_t)n >= sizeof(kid) || !kb_buf_append(out, kid, (size_t)n))
+		return kb_err_set(err, KB_E_INTERNAL, "key %s: cannot write its kid", k->name);
+	return KB_OK;
+}
+
 static void key_free(az_key *k)
 {
 	az_slots_free(k->slots, k->nslots);
@@ -319,6 +343,7 @@ const kb_backend_ops kb_azure_backend = {
 	.random = NULL,
 	.doctor = az_doctor_op,
 	.claim_raw_blob = az_claim_raw_blob,
+	.identify = az_identify,
 	.attach = az_attach,
 	.unwrap_start = az_unwrap_start,
 };

@@ -121,6 +121,64 @@ static kb_code p11_describe(void *state, int slot, kb_key_info *info, kb_err *er
 	return kb_p11_run(k, slot, KB_P11_OP_DESCRIBE, k->alg, describe_fn, info, err);
 }
 
+struct identify_args {
+	const char *version;
+	kb_buf *out;
+};
+
+/*
+ * identify_fn: an RSA version is its public key (the PEM that describe
+ * shows, so the fingerprint is the KMS face's); an AES version is the check
+ * value the token computes (CKA_CHECK_VALUE), which names the key material
+ * without revealing it: a key made again under the same label and id is
+ * another key, the same key copied to another token the same. A token
+ * without check values gives where the key lives (serial, label, CKA_ID).
+ */
+static kb_code identify_fn(kb_p11_call *c, void *arg, kb_err *err)
+{
+	struct identify_args *a = arg;
+	kb_p11_key *k = c->key;
+	kb_p11_version v;
+	char line[300], *pem;
+	CK_BYTE kcv[16];
+	CK_ATTRIBUTE attr = { CKA_CHECK_VALUE, kcv, sizeof(kcv) };
+	kb_code rc = kb_p11_versions_get(c, a->version, true, &v, err);
+	size_t o;
+
+	if (rc != KB_OK)
+		return rc;
+	if (v.pkey) {
+		pem = kb_public_pem(v.pkey);
+		if (pem == NULL || !kb_buf_append(a->out, pem, strlen(pem)))
+			rc = kb_err_set(err, KB_E_INTERNAL, "key %s: cannot write the public key as PEM", k->name);
+		free(pem);
+		kb_p11_version_put(&v);
+		return rc;
+	}
+	if (k->f->C_GetAttributeValue(c->h, v.key, &attr, 1) == CKR_OK && attr.ulValueLen != CK_UNAVAILABLE_INFORMATION &&
+	    attr.ulValueLen > 0) {
+		o = (size_t)snprintf(line, sizeof(line), "pkcs11 check value\n");
+		for (CK_ULONG i = 0; i < attr.ulValueLen && o + 3 < sizeof(line); i++)
+			o += (size_t)snprintf(line + o, sizeof(line) - o, "%02x", kcv[i]);
+	} else {
+		o = (size_t)snprintf(line, sizeof(line), "pkcs11\n%s\n%s\n", k->tok->serial, k->conf.label);
+		for (size_t i = 0; i < v.idlen && o + 3 < sizeof(line); i++)
+			o += (size_t)snprintf(line + o, sizeof(line) - o, "%02x", v.id[i]);
+	}
+	if (!kb_buf_append(a->out, line, o))
+		rc = kb_err_set(err, KB_E_INTERNAL, "out of memory");
+	kb_p11_version_put(&v);
+	return rc;
+}
+
+static kb_code p11_identify(void *state, int slot, const char *version, kb_buf *out, kb_err *err)
+{
+	kb_p11_key *k = state;
+	struct identify_args a = { version, out };
+
+	return kb_p11_run(k, slot, KB_P11_OP_DESCRIBE, k->alg, identify_fn, &a, err);
+}
+
 static kb_code rotate_fn(kb_p11_call *c, void *arg, kb_err *err)
 {
 	return kb_p11_rotate(c, arg, err);
@@ -366,4 +424,5 @@ const kb_backend_ops kb_pkcs11_backend = {
 	.rotate = p11_rotate,
 	.random = p11_random,
 	.doctor = p11_doctor,
+	.identify = p11_identify,
 };

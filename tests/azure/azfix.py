@@ -85,6 +85,10 @@ class Emu(emu_fixture.Emulator):
     def host(self, kind="vault"):
         return super().host(kind, "hsm" if kind == "mhsm" else "kv")
 
+    def host_named(self, name, kind="vault"):
+        """The host of another vault (or Managed HSM) name of this emulator."""
+        return super().host(kind, name)
+
     def url(self, kind="vault", key=None):
         return "https://%s/keys/%s" % (self.host(kind), key or ("aes" if kind == "mhsm" else "rsa"))
 

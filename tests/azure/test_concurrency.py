@@ -68,7 +68,7 @@ def batch_answers_each_item_in_order(root):
     e = kb.call({"op": "unwrap", "blob": blobs[2], "blobs": [blobs[2]]})
     check(e["error"]["code"] == "bad_request", "blob and blobs together are refused")
     r = kb.ok({"op": "rewrap", "blobs": [blobs[2], corrupt]})["results"]
-    check(r[0]["ok"] and r[0]["blob"].startswith("kb1:rsa:") and not r[1]["ok"], "rewrap takes blobs too")
+    check(r[0]["ok"] and r[0]["blob"].startswith("kb2:rsa:") and not r[1]["ok"], "rewrap takes blobs too")
 
 
 def single_flight_across_batch_and_plain_requests(root):

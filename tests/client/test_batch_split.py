@@ -51,7 +51,7 @@ def check_batches_go_through(kb, root):
     check(libkb(kb, "unwrap", path) == digests, "kb_unwrap_many gives each blob's own DEK, in order")
     kb.ok({"op": "rotate", "key": "rsa"})
     moved = libkb(kb, "rewrap", path)
-    check(all(b.startswith("kb1:rsa:02:") for b in moved), "kb_rewrap_many moves every blob to 02")
+    check(all(b.startswith("kb2:rsa:02:") for b in moved), "kb_rewrap_many moves every blob to 02")
     moved_path = os.path.join(root, "moved.txt")
     with open(moved_path, "w") as f:
         f.write("\n".join(moved) + "\n")
@@ -63,7 +63,7 @@ def check_batches_go_through(kb, root):
     check(p.returncode == 0, "keybroker rewrap --in of %d RSA blobs: %s" % (N, p.stderr.decode()))
     with open(out) as f:
         new = f.read().splitlines()
-    check(len(new) == N and all(b.startswith("kb1:rsa:02:") for b in new), "the CLI moves every line")
+    check(len(new) == N and all(b.startswith("kb2:rsa:02:") for b in new), "the CLI moves every line")
     with open(moved_path, "w") as f:
         f.write("\n".join(new) + "\n")
     kb.ok({"op": "flush"})

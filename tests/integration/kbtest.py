@@ -96,16 +96,22 @@ def unb64url(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
-def make_blob(key, version, alg, ct):
-    """Builds a format-1 blob as docs/protocol.md defines it."""
-    head = "kb1:%s:%s:%s:%s:" % (key, version, alg, b64url(ct))
+def make_blob(key, version, alg, ct, fp=None):
+    """Builds a blob as docs/protocol.md defines it: format 2 with a fingerprint, else format 1."""
+    if fp:
+        head = "kb2:%s:%s:%s:%s:%s:" % (key, version, fp, alg, b64url(ct))
+    else:
+        head = "kb1:%s:%s:%s:%s:" % (key, version, alg, b64url(ct))
     return head + b64url(hashlib.sha256(head.encode()).digest()[:6])
 
 
 def blob_fields(blob):
+    """The fields of a kb1 or kb2 blob (fp is None for kb1)."""
     parts = blob.split(":")
-    check(len(parts) == 6 and parts[0] == "kb1", "not a kb1 blob: %r" % blob)
-    return {"key": parts[1], "version": parts[2], "alg": parts[3], "ct": unb64url(parts[4])}
+    if len(parts) == 7 and parts[0] == "kb2":
+        return {"key": parts[1], "version": parts[2], "fp": parts[3], "alg": parts[4], "ct": unb64url(parts[5])}
+    check(len(parts) == 6 and parts[0] == "kb1", "not a kb1 or kb2 blob: %r" % blob)
+    return {"key": parts[1], "version": parts[2], "fp": None, "alg": parts[3], "ct": unb64url(parts[4])}
 
 
 class Token:

@@ -29,7 +29,7 @@ static void round_trip(kb_client *c, const char *key)
 	for (size_t i = 0; i < sizeof(pt); i++)
 		pt[i] = (uint8_t)(i * 7 + 1);
 	EXPECT(kb_wrap(c, key, NULL, pt, sizeof(pt), &w, &err) == KB_OK, "wrap %s: %s", key, err.message);
-	EXPECT(w.blob && strncmp(w.blob, "kb1:", 4) == 0, "wrap gives a kb1 blob");
+	EXPECT(w.blob && strncmp(w.blob, "kb2:", 4) == 0, "wrap gives a kb2 blob");
 	EXPECT(w.key && strcmp(w.key, key) == 0, "wrap names the key");
 	EXPECT(kb_unwrap(c, w.blob, &u, &err) == KB_OK, "unwrap %s: %s", key, err.message);
 	EXPECT(u.plaintext_len == sizeof(pt) && memcmp(u.plaintext, pt, sizeof(pt)) == 0,

@@ -65,7 +65,7 @@ def out_replaces_a_regular_file_with_a_new_0600_file(root):
     # datakey --out replaces an existing file the same way, and prints the blob
     os.chmod(target, 0o644)
     p = kb.cli("datakey", "aes", "--out", target, check_rc=0)
-    check(p.stdout.decode().startswith("kb1:aes:"), "datakey --out prints the blob: %r" % p.stdout)
+    check(p.stdout.decode().startswith("kb2:aes:"), "datakey --out prints the blob: %r" % p.stdout)
     check(stat.S_IMODE(os.stat(target).st_mode) == 0o600, "datakey --out made a 0600 file")
     # a relative path lands in the working directory
     subprocess.run([CLI, "unwrap", "--out", "rel.bin", blob], cwd=outdir, check=True,

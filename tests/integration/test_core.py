@@ -42,7 +42,7 @@ def cli_round_trip(root):
         pt = os.urandom(32)
         w = kb.cli("wrap", key, input=pt, check_rc=0)
         blob = w.stdout.decode().strip()
-        check(blob.startswith("kb1:%s:01:" % key), "cli wrap printed %r" % blob)
+        check(blob.startswith("kb2:%s:01:" % key), "cli wrap printed %r" % blob)
         u = kb.cli("unwrap", blob, check_rc=0)
         check(u.stdout == pt, "cli unwrap returned other bytes")
         u = kb.cli("unwrap", input=(blob + "\n").encode(), check_rc=0)
@@ -128,7 +128,7 @@ def tampered_blob_is_bad_blob(root):
         ct = bytearray(f["ct"])
         ct[len(ct) // 2] ^= 1
         # a consistent blob around an altered ciphertext: only the wrap itself can tell
-        kb.err({"op": "unwrap", "blob": make_blob(key, "01", f["alg"], bytes(ct))}, "bad_blob")
+        kb.err({"op": "unwrap", "blob": make_blob(key, "01", f["alg"], bytes(ct), f["fp"])}, "bad_blob")
         kb.err({"op": "unwrap", "blob": blob[:-3]}, "bad_blob")
         kb.err({"op": "unwrap", "blob": blob[:-1] + ("A" if blob[-1] != "A" else "B")}, "bad_blob")
 
@@ -164,7 +164,7 @@ def interop_broker_unwraps_openssl_ciphertext(root):
 
 
 def golden_blobs_unwrap(root):
-    """Blobs written by release 0.1 under known imported keys must unwrap forever."""
+    """Blobs written by release 0.1 (kb1) and later (kb2) under known imported keys must unwrap forever."""
     token = Token(root)
     golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
     for name, typ in (("rsa-kek.der", "privkey"), ("rsa-kek.pub.der", "pubkey")):

@@ -137,7 +137,7 @@ def rewrap_bulk_to_version(root):
     check("wrapped it under aes 03" in err and "failed unknown_version: 15" in err, err)
     new = read_lines(out)
     for i in range(10, 40):
-        want = lines[i] if i % 2 else "kb1:rsa:02:"
+        want = lines[i] if i % 2 else "kb2:rsa:02:"
         check(new[i].startswith(want), "line %d: aes unchanged, rsa under 02: %s" % (i + 1, new[i][:40]))
 
 

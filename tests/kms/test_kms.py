@@ -62,7 +62,7 @@ def kube_apiserver_flow_with_rotation(root):
     ann = dict(enc.annotations)
     check(ann.get("format.keybroker.io") == b"kb1" and ann.get("alg.keybroker.io") == b"RSA-OAEP",
           "annotations name the format and algorithm: %r" % ann)
-    check(enc.ciphertext.startswith(b"kb1:rsa:") and len(enc.ciphertext) <= 1024,
+    check(enc.ciphertext.startswith(b"kb2:rsa:") and len(enc.ciphertext) <= 1024,
           "the ciphertext is the self-describing blob, at most 1 kB")
     dec = kms.decrypt(enc.ciphertext, enc.key_id, ann, uid="8f2c1c5e-decrypt")
     check(dec.plaintext == seed, "Decrypt gives the seed back")

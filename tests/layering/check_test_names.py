@@ -24,7 +24,7 @@ AREAS = {
 	# the broker core's modules (tests/unit)
 	'arena', 'base64', 'blob', 'cache', 'config', 'json', 'peer', 'protocol', 'loopcall', 'schedule', 'looptoken',
 	# the daemon, its backends and its faces
-	'core', 'daemon', 'pkcs11', 'azure', 'tokens', 'faults', 'security', 'kms',
+	'core', 'daemon', 'pkcs11', 'azure', 'tokens', 'faults', 'security', 'kms', 'rotation',
 	# the client library, the CLI and the scripts beside them
 	'libkeybroker', 'cli', 'softhsm-token', 'bench',
 	# the Python and Go clients (client/python, client/go)

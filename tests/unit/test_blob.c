@@ -1,7 +1,7 @@
 /*
  * test_blob: the wrapped-key blob, the string clients keep for ever.
  *
- * The golden lines in tests/golden/blobs.txt freeze format v1; the rest shows
+ * The golden lines in tests/golden/blobs.txt freeze formats v1 and v2; the rest shows
  * that whatever is not a blob we wrote (truncated, altered, malformed) is a
  * bad_blob and never something else.
  */
@@ -134,7 +134,7 @@ static FILE *golden_open(void)
 
 typedef struct golden {
 	char blob[KB_BLOB_MAX + 1];
-	char key[80], version[80], alg[40];
+	char key[80], version[80], fp[40], alg[40];
 	char cthex[2 * KB_WRAPPED_MAX + 1];
 } golden;
 
@@ -146,19 +146,23 @@ static bool golden_next(FILE *f, golden *g)
 	while (fgets(line, sizeof(line), f)) {
 		if (line[0] == '#' || line[0] == '\n')
 			continue;
-		if (sscanf(line, "%4096s %79s %79s %39s %4096s", g->blob, g->key, g->version, g->alg,
-			   g->cthex) != 5)
+		/* a kb2 line has the fingerprint after the version */
+		g->fp[0] = '\0';
+		if (strncmp(line, "kb2:", 4) == 0 ? sscanf(line, "%4096s %79s %79s %39s %39s %4096s", g->blob, g->key,
+							     g->version, g->fp, g->alg, g->cthex) != 6
+						  : sscanf(line, "%4096s %79s %79s %39s %4096s", g->blob, g->key,
+							     g->version, g->alg, g->cthex) != 5)
 			fail_msg("golden line is malformed: %s", line);
 		return true;
 	}
 	return false;
 }
 
-static void blob_golden_v1_blobs_decode_to_their_recorded_fields(void **state)
+static void blob_golden_v1_and_v2_blobs_decode_to_their_recorded_fields(void **state)
 {
 	FILE *f = golden_open();
 	golden g;
-	int n = 0;
+	int n = 0, v2 = 0;
 
 	while (golden_next(f, &g)) {
 		kb_blob b;
@@ -173,13 +177,16 @@ static void blob_golden_v1_blobs_decode_to_their_recorded_fields(void **state)
 		unit_hex(b.ct, b.ctlen, hex);
 		assert_string_equal(hex, g.cthex);
 		assert_string_equal(b.kid, "");
+		assert_string_equal(b.fp, g.fp);
+		v2 += g.fp[0] != '\0';
 		n++;
 	}
 	fclose(f);
 	assert_true(n >= 4);
+	assert_true(v2 >= 4);
 }
 
-static void blob_golden_v1_blobs_are_what_the_encoder_still_writes(void **state)
+static void blob_golden_v1_and_v2_blobs_are_what_the_encoder_still_writes(void **state)
 {
 	FILE *f = golden_open();
 	golden g;
@@ -191,6 +198,7 @@ static void blob_golden_v1_blobs_are_what_the_encoder_still_writes(void **state)
 		memset(&b, 0, sizeof(b));
 		strcpy(b.key, g.key);
 		strcpy(b.version, g.version);
+		strcpy(b.fp, g.fp);
 		b.alg = kb_alg_parse(g.alg);
 		b.ctlen = strlen(g.cthex) / 2;
 		for (size_t i = 0; i < b.ctlen; i++) {
@@ -269,7 +277,8 @@ static void blob_well_sealed_but_malformed_v1_fields_are_rejected(void **state)
 		"kb1:a:1:RSA-OAEP:AAEC:AAEC:",            /* one field too many */
 		"kb1:a:RSA-OAEP:AAEC:",                   /* one field too few */
 		"kb1:a:1:RSA-OAEP:",                      /* no ciphertext field */
-		"kb2:a:1:RSA-OAEP:AAEC:",                 /* a format we do not know */
+		"kb2:a:1:RSA-OAEP:AAEC:",                 /* kb2 without its fingerprint */
+		"kb3:a:1:0123456789abcdef:RSA-OAEP:AAEC:", /* a format we do not know */
 		"KB1:a:1:RSA-OAEP:AAEC:",
 		"kb1:x12345678901234567890123456789012345678901234567890123456789012345:1:RSA-OAEP:AAEC:",
 	};
@@ -287,6 +296,32 @@ static void blob_well_sealed_but_malformed_v1_fields_are_rejected(void **state)
 		assert_int_equal(decode_str(s, &b, &err), KB_OK);
 		assert_int_equal(b.ctlen, 3);
 	}
+}
+
+static void blob_well_sealed_but_malformed_v2_fingerprints_are_rejected(void **state)
+{
+	static const char *const bodies[] = {
+		"kb2:a:1::RSA-OAEP:AAEC:",                   /* empty fingerprint */
+		"kb2:a:1:0123456789abcde:RSA-OAEP:AAEC:",    /* 15 digits */
+		"kb2:a:1:0123456789abcdef0:RSA-OAEP:AAEC:",  /* 17 digits */
+		"kb2:a:1:0123456789ABCDEF:RSA-OAEP:AAEC:",   /* upper case */
+		"kb2:a:1:0123456789abcdeg:RSA-OAEP:AAEC:",   /* not hex */
+		"kb1:a:1:0123456789abcdef:RSA-OAEP:AAEC:",   /* a fingerprint in a kb1 blob */
+	};
+	char s[512];
+	kb_blob b, in = make("a", "1", KB_ALG_RSA_OAEP, 3);
+	kb_err err = { 0 };
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		sealed(bodies[i], s);
+		expect_bad(s);
+	}
+	sealed("kb2:a:1:0123456789abcdef:RSA-OAEP:AAEC:", s);
+	assert_int_equal(decode_str(s, &b, &err), KB_OK);
+	assert_string_equal(b.fp, "0123456789abcdef");
+	/* the encoder writes kb2 only with a valid fingerprint */
+	strcpy(in.fp, "0123456789ABCDEF");
+	assert_int_equal(kb_blob_encode(&in, s, sizeof(s), &err), KB_E_INTERNAL);
 }
 
 static void blob_empty_or_foreign_strings_are_rejected(void **state)
@@ -443,11 +478,12 @@ static void blob_name_valid_accepts_1_to_64_of_a_z_digits_dash_underscore(void *
 static const struct CMUnitTest tests[] = {
 	CASE(blob_round_trips_every_algorithm_and_size, "blob - round trips every algorithm and size"),
 	CASE(blob_encode_refuses_invalid_fields, "blob - encode refuses invalid fields"),
-	CASE(blob_golden_v1_blobs_decode_to_their_recorded_fields, "blob - golden v1 blobs decode to their recorded fields"),
-	CASE(blob_golden_v1_blobs_are_what_the_encoder_still_writes, "blob - golden v1 blobs are what the encoder still writes"),
+	CASE(blob_golden_v1_and_v2_blobs_decode_to_their_recorded_fields, "blob - golden v1 and v2 blobs decode to their recorded fields"),
+	CASE(blob_golden_v1_and_v2_blobs_are_what_the_encoder_still_writes, "blob - golden v1 and v2 blobs are what the encoder still writes"),
 	CASE(blob_every_truncation_is_rejected, "blob - every truncation is rejected"),
 	CASE(blob_every_single_bit_flip_is_rejected, "blob - every single bit flip is rejected"),
 	CASE(blob_well_sealed_but_malformed_v1_fields_are_rejected, "blob - well-sealed but malformed v1 fields are rejected"),
+	CASE(blob_well_sealed_but_malformed_v2_fingerprints_are_rejected, "blob - well-sealed but malformed v2 fingerprints are rejected"),
 	CASE(blob_empty_or_foreign_strings_are_rejected, "blob - empty or foreign strings are rejected"),
 	CASE(blob_over_4096_bytes_is_rejected, "blob - over 4096 bytes is rejected"),
 	CASE(blob_azure_raw_form_decodes_kid_version_and_alg, "blob - the Azure raw form decodes kid, version and alg"),
