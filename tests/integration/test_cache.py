@@ -114,13 +114,18 @@ def single_flight_one_call_per_blob(root):
     kb = Broker(root, token)
     pt, blob = wrap(kb, "rsa")
     before = kb.backend_calls("rsa")
+    hits0 = kb.status()["counters"]["hits"]
     out = _burst(kb.sock, [{"id": i, "op": "unwrap", "blob": blob} for i in range(64)])
     check(all(r["ok"] and unb64(r["plaintext"]) == pt for r in out), "all 64 unwraps succeed")
     calls = kb.backend_calls("rsa") - before
-    joins = kb.status()["counters"]["joins"]
+    counters = kb.status()["counters"]
+    joins, hits = counters["joins"], counters["hits"] - hits0
     check(calls == 1, "64 concurrent unwraps of one cold blob made %d backend calls" % calls)
-    check(joins == 63, "63 requests joined the one call, saw %d" % joins)
-    print("single flight: 64 unwraps of one blob -> %d backend call, %d joins" % (calls, joins))
+    # the other 63 joined the call while it ran, or (when the loop made the short call itself, or a
+    # loaded machine read the burst in pieces) came after it and hit the cache: never a second call
+    check(joins + hits == 63, "63 requests joined the one call or hit its answer, saw %d joins and %d hits"
+          % (joins, hits))
+    print("single flight: 64 unwraps of one blob -> %d backend call, %d joins, %d hits" % (calls, joins, hits))
 
     blobs = [wrap(kb, "rsa") for _ in range(64)]
     before = kb.backend_calls("rsa")
