@@ -562,15 +562,16 @@ const char *bench_broker_backend(const bench_broker *b)
 
 size_t bench_broker_ciphertext(const bench_broker *b, uint8_t *out, size_t cap)
 {
-	char blob[4200], *f[6], *save = NULL;
+	char blob[4200], *f[8], *save = NULL;
 	size_t n = 0, len;
 	int i = 0;
 
 	if (b->nbody == 0 || !json_field(b->body[0], "blob", blob, sizeof(blob)))
 		return 0;
-	for (char *p = strtok_r(blob, ":", &save); p != NULL && i < 6; p = strtok_r(NULL, ":", &save))
+	for (char *p = strtok_r(blob, ":", &save); p != NULL && i < 8; p = strtok_r(NULL, ":", &save))
 		f[i++] = p;
-	if (i != 6 || !kb_b64_decode(f[4], strlen(f[4]), out, cap, &len, KB_B64_URL))
+	/* kb1 has 6 fields, kb2 7 (the fingerprint after the version): the ciphertext is next to last */
+	if ((i != 6 && i != 7) || !kb_b64_decode(f[i - 2], strlen(f[i - 2]), out, cap, &len, KB_B64_URL))
 		return 0;
 	n = len;
 	return n;
