@@ -58,13 +58,13 @@
 /* the memory gRPC may hold for one KMS socket's connections and calls */
 #define KMS_QUOTA_BYTES (64u << 20)
 /*
- * the heap gRPC may grow by, beyond what the process held when the face
+ * the memory gRPC may grow the process by, beyond what it held when the face
  * started, before the quiet KMS connections are closed: gRPC 1.51 keeps
  * about 12 KB for every stream a peer resets before gRPC hands it over,
  * for as long as the connection lives, and never tells (HTTP/2 rapid reset
  * grew 250 MB/s); closing the connection gives it back
  */
-#define KMS_HEAP_BUDGET ((size_t)32 << 20)
+#define KMS_MEMORY_BUDGET ((size_t)32 << 20)
 /*
  * a peer closed for the memory budget or for resetting calls is refused this
  * long: a rapid-reset client reconnects at once, and gRPC does not give back
@@ -104,8 +104,8 @@ typedef struct kms {
 
 struct kb_kms_face {
 	kb_broker *b;
-	size_t heap0;           /* the heap in use when the face started */
-	size_t act_at;          /* quiet connections are closed when the heap reaches this */
+	size_t held0;           /* the memory held when the face started (memory_held) */
+	size_t act_at;          /* the KMS connections are closed when the memory held reaches this */
 	const kb_io *io;
 	kb_connset *set;
 	kb_health *health;
@@ -229,12 +229,12 @@ static void take(void *ctx, kb_conn *c)
 extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
 
 /*
- * heap_in_use is the memory the process holds now: its resident size. Not
+ * memory_held is the memory the process holds now: its resident size. Not
  * glibc's mallinfo2, which counts the main arena only, while gRPC's threads
  * allocate from arenas of their own (a rapid reset grew the resident size by
  * 235 MB while mallinfo2 saw less than the budget).
  */
-static size_t heap_in_use(void)
+static size_t memory_held(void)
 {
 	unsigned long size = 0, resident = 0;
 	FILE *f;
@@ -250,19 +250,19 @@ static size_t heap_in_use(void)
 }
 
 /*
- * over_budget tells whether the heap reached f->act_at: KMS_HEAP_BUDGET past
- * what it was when the face started, or, while an episode lasts (the heap
- * has not come back under that), KMS_HEAP_BUDGET past where it was when the
- * quiet connections were last closed: so one episode closes them once, and
- * a new connection is not closed before its first call because the heap
+ * over_budget tells whether the memory held reached f->act_at: KMS_MEMORY_BUDGET past
+ * what it was when the face started, or, while an episode lasts (the memory
+ * has not come back under that), KMS_MEMORY_BUDGET past where it was when the
+ * KMS connections were last closed: so one episode closes them once, and
+ * a new connection is not closed before its first call because the memory
  * has not come down yet.
  */
 static bool over_budget(kb_kms_face *f)
 {
-	size_t now = heap_in_use();
+	size_t now = memory_held();
 
-	if (now < f->heap0 + KMS_HEAP_BUDGET) {
-		f->act_at = f->heap0 + KMS_HEAP_BUDGET; /* no episode, or it is over */
+	if (now < f->held0 + KMS_MEMORY_BUDGET) {
+		f->act_at = f->held0 + KMS_MEMORY_BUDGET; /* no episode, or it is over */
 		return false;
 	}
 	if (now < f->act_at)
@@ -270,8 +270,8 @@ static bool over_budget(kb_kms_face *f)
 	kb_warn("kms: the memory held grew by %zu MiB (more than %zu): closing every KMS connection, calls in flight too; "
 		"gRPC gives back what a connection held when it closes (a peer resetting streams, HTTP/2 rapid reset, "
 		"grows it)",
-		(now - f->heap0) >> 20, KMS_HEAP_BUDGET >> 20);
-	f->act_at = now + KMS_HEAP_BUDGET;
+		(now - f->held0) >> 20, KMS_MEMORY_BUDGET >> 20);
+	f->act_at = now + KMS_MEMORY_BUDGET;
 	return true;
 }
 
@@ -423,8 +423,8 @@ kb_code kb_kms_face_start(kb_broker *b, const kb_io *io, kb_connset *set, kb_hea
 	f->b = b;
 	f->io = io;
 	f->set = set;
-	f->heap0 = heap_in_use();
-	f->act_at = f->heap0 + KMS_HEAP_BUDGET;
+	f->held0 = memory_held();
+	f->act_at = f->held0 + KMS_MEMORY_BUDGET;
 	f->health = health;
 	for (int i = 0; i < b->cfg->nkms; i++) {
 		f->n = i + 1;
